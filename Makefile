@@ -1,0 +1,23 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up first.
+PY := .venv/bin/python
+OUT ?= runs/hachemeister
+
+.PHONY: setup run test test-fast bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup
+	$(PY) -m bayescred fit models/hachemeister.toml --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not r"
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf runs .pytest_cache

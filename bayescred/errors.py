@@ -1,0 +1,117 @@
+"""Exceptions and warnings of bayescred: one class per kind of problem.
+
+Every data error names the column and the offending rows (row labels of the caller's
+frame, at most a handful shown) so the user can find them. All data errors are
+``ValueError`` subclasses, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_SHOW = 5
+
+
+class BayescredError(Exception):
+    """Base class of every bayescred exception."""
+
+
+class DataError(BayescredError, ValueError):
+    """Bad input data. ``column`` and ``rows`` say where."""
+
+    def __init__(self, message: str, column: str | None = None, rows: Sequence | None = None):
+        self.column = column
+        self.rows = list(rows) if rows is not None else []
+        where = ""
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:_SHOW])
+            more = f" and {len(self.rows) - _SHOW} more" if len(self.rows) > _SHOW else ""
+            where = f" (rows {shown}{more})"
+        prefix = f"column {column!r}: " if column is not None else ""
+        super().__init__(f"{prefix}{message}{where}")
+
+
+class MissingColumnError(DataError, KeyError):
+    """A column the model needs is not in the data."""
+
+    __str__ = ValueError.__str__
+
+
+class NotNumericError(DataError):
+    """A column that must be numeric holds text, dates or objects."""
+
+
+class MissingValueError(DataError):
+    """A column holds missing values (NaN, None, null)."""
+
+
+class NonFiniteError(DataError):
+    """A numeric column holds +/-inf."""
+
+
+class NonPositiveError(DataError):
+    """Weights or exposures must be strictly positive."""
+
+
+class NegativeValueError(DataError):
+    """Counts (claims) must be non-negative."""
+
+
+class NotIntegerError(DataError):
+    """Counts (claims) must be whole numbers."""
+
+
+class TooFewRisksError(DataError):
+    """The estimator needs at least two risks (groups)."""
+
+
+class TooFewPeriodsError(DataError):
+    """A risk has fewer observations than the estimator needs."""
+
+
+class ConstantCovariateError(DataError):
+    """A regressor (e.g. time) is constant within a risk, so its slope is not identified."""
+
+
+class EmptyCellError(DataError):
+    """A cell of a crossed classification has no data."""
+
+
+class ZeroWeightError(DataError):
+    """The total weight is zero."""
+
+
+class EmptyDataError(DataError):
+    """The data has no rows."""
+
+
+class DuplicateRowError(DataError):
+    """The same risk and period appear twice."""
+
+
+class FormulaError(BayescredError, ValueError):
+    """A model formula cannot be parsed or does not fit the data."""
+
+
+class RankDeficientError(BayescredError, ValueError):
+    """Fixed-effect columns are linearly dependent."""
+
+
+class PriorError(BayescredError, ValueError):
+    """A prior specification does not fit the model (unknown name, wrong shape)."""
+
+
+class SpecError(BayescredError, ValueError):
+    """A run specification (TOML) is malformed."""
+
+
+class DatasetNotFoundError(BayescredError, FileNotFoundError):
+    """A dataset that is not shipped was asked for and its directory is not set."""
+
+
+class BoundaryWarning(UserWarning):
+    """An estimate sits on the boundary of the parameter space (variance 0, correlation +/-1)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An optimiser or sampler did not converge cleanly."""
