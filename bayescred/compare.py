@@ -1,0 +1,158 @@
+"""Classical vs empirical Bayes vs full Bayes, side by side.
+
+The EBLUP treats the estimated variance components as known. Its uncertainty comes in three
+grades (FORMULAS.md §9; seed 002_112bee5238c97912.txt §2.3): (i) the conditional SD at the
+estimates (lme4's condVar), (ii) the prediction-error SD that also counts the fixed effects
+(Henderson), (iii) a second-order MSE that also counts the variance parameters
+(Prasad–Rao / Kackar–Harville). The posterior SD counts everything the model knows it does
+not know. The ratios posterior SD / EBLUP measure show how much the plug-in understates.
+
+Intervals: posterior intervals are equal-tailed (ETI); EBLUP intervals are normal,
+estimate ± z·SD, at the same probability, so like is compared with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+MEASURES = ("cond_sd", "pev_sd", "mse_sd")
+MEASURE_NAMES = {
+    "cond_sd": "(i) conditional SD",
+    "pev_sd": "(ii) PEV SD incl. fixed effects",
+    "mse_sd": "(iii) second-order MSE SD",
+}
+
+
+@dataclass
+class EBSummary:
+    """What the comparison needs from an empirical-Bayes fit.
+
+    ``premiums``: one row per risk with columns premium, cond_sd, pev_sd, mse_sd and
+    (where defined) Z. ``components``: one row per variance component (between, within, ...)
+    with columns estimate, lower, upper (profile-likelihood interval at ``prob``).
+    """
+
+    premiums: pd.DataFrame
+    components: pd.DataFrame
+    method: str = "REML"
+    prob: float = 0.9
+    singular: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _draws(posterior, name: str) -> np.ndarray:
+    """Posterior draws of ``name`` with chain and draw stacked first: (S, ...)."""
+    da = posterior["posterior"][name]
+    da = da.stack(sample=("chain", "draw")).transpose("sample", ...)
+    return da
+
+
+def _eti(values: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
+    a = (1 - prob) / 2
+    return np.quantile(values, a, axis=0), np.quantile(values, 1 - a, axis=0)
+
+
+def posterior_table(posterior, name: str, prob: float = 0.9) -> pd.DataFrame:
+    """Mean, SD, median and ETI of a per-risk posterior variable, one row per risk."""
+    da = _draws(posterior, name)
+    values = da.to_numpy()
+    lo, hi = _eti(values, prob)
+    dims = [d for d in da.dims if d != "sample"]
+    index = pd.Index(da[dims[0]].to_numpy(), name=dims[0]) if dims else pd.Index([name])
+    return pd.DataFrame(
+        {
+            "mean": values.mean(axis=0).ravel(),
+            "sd": values.std(axis=0, ddof=1).ravel(),
+            "median": np.median(values, axis=0).ravel(),
+            "lower": np.ravel(lo),
+            "upper": np.ravel(hi),
+        },
+        index=index,
+    )
+
+
+@dataclass
+class Comparison:
+    """Tables (and plots) comparing classical, EBLUP and posterior answers."""
+
+    variance_components: pd.DataFrame
+    premiums: pd.DataFrame
+    credibility: pd.DataFrame
+    prob: float
+    posterior: object = None
+    eb: EBSummary | None = None
+    classical: object = None
+
+    @property
+    def interval_label(self) -> str:
+        return f"{self.prob:.0%} ETI (posterior) / {self.prob:.0%} normal (EBLUP)"
+
+    def understatement(self) -> pd.Series:
+        """Median over risks of posterior SD / each EBLUP measure (>1: the EBLUP understates)."""
+        cols = [f"sd_ratio_{m}" for m in MEASURES if f"sd_ratio_{m}" in self.premiums]
+        return self.premiums[cols].median()
+
+
+def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
+    """Side-by-side tables of classical, EBLUP and posterior answers.
+
+    ``eb`` is an :class:`EBSummary` (``bayescred.runner.eb_summary`` builds one from an
+    ``LMMFit`` or a Poisson–gamma EB fit); ``posterior`` the DataTree of ``bc.sample``
+    with variables "premium", "Z", "between", "within"; ``classical`` a fit of
+    ``bc.credibility`` (its ``.structure`` and ``.table``).
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    z = stats.norm.ppf(0.5 + prob / 2)
+    post = posterior_table(posterior, "premium", prob)
+    risks = post.index
+    eb_prem = eb.premiums.reindex(risks)
+    tab = pd.DataFrame(index=risks)
+    if classical is not None:
+        tab["classical"] = classical.table["premium"].reindex(risks).to_numpy()
+    tab["eblup"] = eb_prem["premium"].to_numpy()
+    for m in MEASURES:
+        if m in eb_prem:
+            tab[m] = eb_prem[m].to_numpy()
+    tab["post_mean"] = post["mean"]
+    tab["post_sd"] = post["sd"]
+    tab["post_lower"] = post["lower"]
+    tab["post_upper"] = post["upper"]
+    for m in MEASURES:
+        if m in tab:
+            tab[f"sd_ratio_{m}"] = tab["post_sd"] / tab[m]
+    if "mse_sd" in tab:
+        tab["eblup_lower"] = tab["eblup"] - z * tab["mse_sd"]
+        tab["eblup_upper"] = tab["eblup"] + z * tab["mse_sd"]
+
+    comps = []
+    for name, row in eb.components.iterrows():
+        entry = {"component": name, "reml": row.get("estimate"), "reml_lower": row.get("lower"),
+                 "reml_upper": row.get("upper")}
+        if classical is not None and name in classical.structure:
+            value = classical.structure[name]
+            entry["classical"] = float(value) if np.ndim(value) == 0 else np.nan
+        if name in posterior["posterior"]:
+            d = _draws(posterior, name).to_numpy()
+            if d.ndim == 1:
+                lo, hi = _eti(d, prob)
+                entry.update(post_mean=d.mean(), post_sd=d.std(ddof=1), post_median=np.median(d),
+                             post_lower=float(lo), post_upper=float(hi))
+        comps.append(entry)
+    components = pd.DataFrame(comps).set_index("component")
+
+    cred = pd.DataFrame(index=risks)
+    if classical is not None and "Z" in classical.table:
+        cred["classical"] = classical.table["Z"].reindex(risks).to_numpy()
+    if "Z" in eb_prem:
+        cred["reml"] = eb_prem["Z"].to_numpy()
+    if "Z" in posterior["posterior"]:
+        zt = posterior_table(posterior, "Z", prob)
+        cred["post_median"] = zt["median"].to_numpy()
+        cred["post_lower"] = zt["lower"].to_numpy()
+        cred["post_upper"] = zt["upper"].to_numpy()
+    return Comparison(components, tab, cred, prob, posterior, eb, classical)
