@@ -115,3 +115,8 @@ class BoundaryWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """An optimiser or sampler did not converge cleanly."""
+
+
+class NoClaimsError(DataError):
+    """A level of a categorical rating factor (or the whole data) has no claims, so its
+    log-frequency estimate is minus infinity (the Poisson/NB maximum likelihood does not exist)."""
