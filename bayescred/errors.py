@@ -120,3 +120,15 @@ class ConvergenceWarning(UserWarning):
 class NoClaimsError(DataError):
     """A level of a categorical rating factor (or the whole data) has no claims, so its
     log-frequency estimate is minus infinity (the Poisson/NB maximum likelihood does not exist)."""
+
+
+class NotAFrameError(DataError, TypeError):
+    """The data is not a data frame of a supported engine (pandas, polars, DuckDB, Dask, ...)."""
+
+
+class NestingError(DataError):
+    """An inner level of a hierarchy appears under more than one outer level."""
+
+
+class SummaryError(DataError):
+    """Aggregated (cell-summary) input is inconsistent, e.g. within-cell df that do not match the counts."""
