@@ -132,3 +132,7 @@ class NestingError(DataError):
 
 class SummaryError(DataError):
     """Aggregated (cell-summary) input is inconsistent, e.g. within-cell df that do not match the counts."""
+
+
+class UnbalancedError(DataError):
+    """A balanced-design estimator (e.g. balanced Bühlmann) got risks with different numbers of periods."""
