@@ -136,3 +136,7 @@ class SummaryError(DataError):
 
 class UnbalancedError(DataError):
     """A balanced-design estimator (e.g. balanced Bühlmann) got risks with different numbers of periods."""
+
+
+class DuplicateColumnError(DataError):
+    """Two columns of the data have the same name."""
