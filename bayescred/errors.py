@@ -140,3 +140,9 @@ class UnbalancedError(DataError):
 
 class DuplicateColumnError(DataError):
     """Two columns of the data have the same name."""
+
+
+class TooManyLevelsError(DataError):
+    """A random-effects term has as many levels (times effects) as observations, so it
+    cannot be separated from the residual (lme4's "number of levels ... must be <
+    number of observations")."""
