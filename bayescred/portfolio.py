@@ -14,25 +14,48 @@ The caller's frame is never modified.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
+from narwhals.exceptions import DuplicateError
 
 from .errors import (
+    ConstantCovariateError,
     DataError,
+    DuplicateColumnError,
+    DuplicateRowError,
+    EmptyCellError,
     EmptyDataError,
     MissingColumnError,
     MissingValueError,
     NegativeValueError,
+    NestingError,
     NonFiniteError,
     NonPositiveError,
+    NotAFrameError,
     NotIntegerError,
     NotNumericError,
+    SummaryError,
+    TooFewPeriodsError,
     TooFewRisksError,
+    ZeroWeightError,
 )
 
-__all__ = ["as_frame", "validate", "summarise", "cross_products", "as_list"]
+__all__ = [
+    "as_frame",
+    "validate",
+    "summarise",
+    "cross_products",
+    "claim_totals",
+    "Sufficient",
+    "sufficient",
+    "from_summaries",
+    "as_list",
+]
+
+_SHOW = 5
 
 
 def as_list(cols: str | Sequence[str] | None) -> list[str]:
@@ -50,8 +73,10 @@ def as_frame(data) -> nw.DataFrame | nw.LazyFrame:
         return data
     try:
         return nw.from_native(data)
+    except DuplicateError as exc:
+        raise DuplicateColumnError(f"column names must be unique: {exc}".replace("\n", " ")) from exc
     except TypeError as exc:
-        raise DataError(
+        raise NotAFrameError(
             f"expected a data frame (pandas, polars, DuckDB relation, Dask, ...), got {type(data).__name__}"
         ) from exc
 
@@ -60,34 +85,59 @@ def _is_lazy(frame) -> bool:
     return isinstance(frame, nw.LazyFrame)
 
 
-def _offending_rows(frame, mask_expr) -> list:
-    """Labels of the rows where ``mask_expr`` is true: the pandas index labels, row
-    positions for other eager frames, or (for lazy engines, which have no row order)
-    the first few offending rows written out."""
-    if _is_lazy(frame):
-        rows = frame.filter(mask_expr).head(5).collect().rows(named=True)
-        return [str(r) for r in rows]
+def _eager(frame) -> nw.DataFrame:
+    return frame.collect() if _is_lazy(frame) else frame
+
+
+def _labels(frame, mask: np.ndarray) -> list:
+    """Row labels where ``mask`` holds: the pandas index labels, else row positions."""
     native = frame.to_native()
-    mask = frame.select(mask_expr.alias("__m")).get_column("__m").to_numpy()
-    mask = np.asarray(mask, dtype=bool)
     if isinstance(native, pd.DataFrame):
         return list(native.index[mask])
     return list(np.flatnonzero(mask))
 
 
+def _offending_rows(frame, mask_expr, show: Sequence[str] | None = None) -> list:
+    """Labels of the rows where ``mask_expr`` is true: the pandas index labels, row
+    positions for other eager frames, or (for lazy engines, which have no row order)
+    the first few offending rows written out (only the columns ``show``)."""
+    if _is_lazy(frame):
+        hit = frame.filter(mask_expr)
+        if show:
+            hit = hit.select(list(dict.fromkeys(show)))
+        return [str(r) for r in hit.head(_SHOW).collect().rows(named=True)]
+    mask = frame.select(mask_expr.alias("__m")).get_column("__m").to_numpy()
+    return _labels(frame, np.asarray(mask, dtype=bool))
+
+
+def _rows_of_keys(frame, by: list[str], keys: pd.DataFrame) -> list:
+    """Rows of ``frame`` whose ``by`` values are among ``keys`` (a small pandas frame);
+    for lazy engines the keys themselves."""
+    if _is_lazy(frame):
+        return [str(r) for r in keys[by].head(_SHOW).to_dict("records")]
+    own = frame.select(by).to_pandas()
+    mask = pd.MultiIndex.from_frame(own).isin(pd.MultiIndex.from_frame(keys[by]))
+    return _labels(frame, np.asarray(mask, dtype=bool))
+
+
+def _keys_text(keys: pd.DataFrame, by: list[str]) -> str:
+    shown = [", ".join(str(v) for v in row) for row in keys[by].head(_SHOW).itertuples(index=False)]
+    more = f" and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
+    return "; ".join(shown) + more
+
+
 def _any(frame, expr) -> bool:
-    out = frame.select(expr.any().alias("__any"))
-    if _is_lazy(out):
-        out = out.collect()
-    value = out.item(0, "__any")
+    value = _eager(frame.select(expr.any().alias("__any"))).item(0, "__any")
     return bool(value) if value is not None else False
 
 
 def _count(frame) -> int:
-    out = frame.select(nw.len().alias("__n"))
-    if _is_lazy(out):
-        out = out.collect()
-    return int(out.item(0, "__n"))
+    return int(_eager(frame.select(nw.len().alias("__n"))).item(0, "__n"))
+
+
+def _per_group(frame, by: list[str], *aggs) -> pd.DataFrame:
+    """A group-by run by the engine holding the data, collected as (small) pandas."""
+    return _eager(frame.group_by(by).agg(*aggs)).to_pandas()
 
 
 def validate(
@@ -98,66 +148,155 @@ def validate(
     positive: str | Sequence[str] | None = None,
     counts: str | Sequence[str] | None = None,
     min_groups: int = 2,
+    nonnegative: str | Sequence[str] | None = None,
+    unique: Sequence[str] | None = None,
+    min_periods: int | None = None,
+    varying: str | Sequence[str] | None = None,
+    complete: Sequence[str] | None = None,
+    nested: Sequence[str] | None = None,
 ):
     """Check the columns a model needs, before any computation; return the narwhals frame.
 
     * ``groups``: present, no missing values; together with ``min_groups`` distinct risks.
-    * ``numeric``: present, numeric dtype, no missing values, finite.
+    * ``numeric``: present, numeric dtype, no missing values, finite (responses, time, covariates).
     * ``positive``: numeric and strictly positive (weights, exposures).
     * ``counts``: numeric, non-negative whole numbers (claim counts).
+    * ``nonnegative``: numeric and >= 0, with a positive total within each level of ``groups``
+      (weights that may be zero in some periods).
+    * ``unique``: these columns together identify a row (e.g. ``[risk, period]``).
+    * ``min_periods``: each level of ``groups`` has at least this many rows.
+    * ``varying``: numeric, and not constant within any level of ``groups`` (time in regression
+      credibility: a constant time leaves the slope unidentified).
+    * ``complete``: factors of a crossed classification; every combination of their levels
+      has data.
+    * ``nested``: levels ``[outer, ..., inner]``; each unit of a level lies in one unit of the
+      level above.
 
-    Each failure raises its own :class:`~bayescred.errors.DataError` subclass naming the
-    column and the offending rows.
+    Works on every engine (the checks are engine-side expressions and group-bys). Each failure
+    raises its own :class:`~bayescred.errors.DataError` subclass naming the column and the
+    offending rows (pandas index labels; row positions for other eager frames; the offending
+    rows written out for lazy engines). The caller's frame is never modified.
     """
     frame = as_frame(data)
     groups, numeric, positive, counts = map(as_list, (groups, numeric, positive, counts))
+    nonnegative, unique, varying, complete, nested = map(as_list, (nonnegative, unique, varying, complete, nested))
+    keys = list(dict.fromkeys(groups + nested + complete + unique))
+    values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     schema = frame.collect_schema() if _is_lazy(frame) else frame.schema
-    for col in dict.fromkeys(groups + numeric + positive + counts):
+    for col in dict.fromkeys(keys + values):
         if col not in schema:
             raise MissingColumnError(
                 f"not in the data; available columns: {', '.join(map(str, schema))}", column=col
             )
     if _count(frame) == 0:
         raise EmptyDataError("the data has no rows")
-    for col in groups:
+    for col in keys:
         bad = nw.col(col).is_null()
+        if schema[col].is_float():
+            bad = bad | nw.col(col).is_nan()
         if _any(frame, bad):
-            raise MissingValueError("grouping column has missing values", col, _offending_rows(frame, bad))
-    for col in dict.fromkeys(numeric + positive + counts):
+            kind = "grouping" if col in groups + nested + complete else "key"
+            raise MissingValueError(f"{kind} column has missing values", col, _offending_rows(frame, bad, [col]))
+    for col in values:
         if not schema[col].is_numeric() or schema[col] == nw.Boolean:
             raise NotNumericError(f"must be numeric, found dtype {schema[col]}", column=col)
-        missing = nw.col(col).is_null() | nw.col(col).is_nan()
+        missing = nw.col(col).is_null()
+        if schema[col].is_float():
+            missing = missing | nw.col(col).is_nan()
         if _any(frame, missing):
-            raise MissingValueError("has missing values", col, _offending_rows(frame, missing))
+            raise MissingValueError("has missing values", col, _offending_rows(frame, missing, [*keys, col]))
         if schema[col].is_float():
             infinite = ~nw.col(col).is_finite()
             if _any(frame, infinite):
-                raise NonFiniteError("has infinite values", col, _offending_rows(frame, infinite))
+                raise NonFiniteError("has infinite values", col, _offending_rows(frame, infinite, [*keys, col]))
     for col in positive:
         bad = nw.col(col) <= 0
         if _any(frame, bad):
-            raise NonPositiveError("must be strictly positive", col, _offending_rows(frame, bad))
+            raise NonPositiveError("must be strictly positive", col, _offending_rows(frame, bad, [*keys, col]))
+    for col in nonnegative:
+        bad = nw.col(col) < 0
+        if _any(frame, bad):
+            raise NegativeValueError("must be non-negative", col, _offending_rows(frame, bad, [*keys, col]))
+        if groups:
+            totals = _per_group(frame, groups, nw.col(col).sum().alias("__total"))
+            zero = totals[totals["__total"] <= 0]
+            if len(zero):
+                raise ZeroWeightError(
+                    f"total weight is zero for {', '.join(groups)} = {_keys_text(zero, groups)}",
+                    col,
+                    _rows_of_keys(frame, groups, zero),
+                )
+        elif not _eager(frame.select(nw.col(col).sum())).item(0, col) > 0:
+            raise ZeroWeightError("total weight is zero", col)
     for col in counts:
         neg = nw.col(col) < 0
         if _any(frame, neg):
-            raise NegativeValueError("claim counts must be non-negative", col, _offending_rows(frame, neg))
+            raise NegativeValueError("claim counts must be non-negative", col, _offending_rows(frame, neg, [*keys, col]))
         frac = nw.col(col) != nw.col(col).round(0)
         if _any(frame, frac):
-            raise NotIntegerError("claim counts must be whole numbers", col, _offending_rows(frame, frac))
+            raise NotIntegerError("claim counts must be whole numbers", col, _offending_rows(frame, frac, [*keys, col]))
     if groups and min_groups > 1:
-        levels = frame.select(groups).unique()
-        n_levels = _count(levels)
+        n_levels = _count(frame.select(groups).unique())
         if n_levels < min_groups:
             raise TooFewRisksError(
                 f"needs at least {min_groups} risks, found {n_levels}", column=", ".join(groups)
+            )
+    for outer, inner in zip(nested, nested[1:]):
+        parents = _per_group(frame.select(outer, inner).unique(), [inner], nw.len().alias("__k"))
+        bad = parents[parents["__k"] > 1]
+        if len(bad):
+            raise NestingError(
+                f"{inner} = {_keys_text(bad, [inner])} appears under more than one {outer}; "
+                f"give inner units labels unique within the portfolio",
+                inner,
+                _rows_of_keys(frame, [inner], bad),
+            )
+    if unique:
+        dup = _per_group(frame, unique, nw.len().alias("__k"))
+        dup = dup[dup["__k"] > 1]
+        if len(dup):
+            raise DuplicateRowError(
+                f"({', '.join(unique)}) repeats for {_keys_text(dup, unique)}",
+                ", ".join(unique),
+                _rows_of_keys(frame, unique, dup),
+            )
+    if groups and min_periods:
+        sizes = _per_group(frame, groups, nw.len().alias("__k"))
+        short = sizes[sizes["__k"] < min_periods]
+        if len(short):
+            raise TooFewPeriodsError(
+                f"each risk needs at least {min_periods} observations; too few for {_keys_text(short, groups)}",
+                ", ".join(groups),
+                _rows_of_keys(frame, groups, short),
+            )
+    for col in varying:
+        if not groups:
+            continue
+        span = _per_group(frame, groups, nw.col(col).min().alias("__lo"), nw.col(col).max().alias("__hi"))
+        flat = span[span["__lo"] == span["__hi"]]
+        if len(flat):
+            raise ConstantCovariateError(
+                f"is constant within {', '.join(groups)} = {_keys_text(flat, groups)}, so its slope is not identified",
+                col,
+                _rows_of_keys(frame, groups, flat),
+            )
+    if len(complete) > 1:
+        present = _eager(frame.select(complete).unique()).to_pandas()
+        levels = [pd.unique(present[c]) for c in complete]
+        full = pd.MultiIndex.from_product(levels, names=complete)
+        empty = full.difference(pd.MultiIndex.from_frame(present[complete]))
+        if len(empty):
+            cells = empty.to_frame(index=False)
+            raise EmptyCellError(
+                f"cells without data: {_keys_text(cells, complete)}", ", ".join(complete), [
+                    ", ".join(map(str, r)) for r in cells.itertuples(index=False)
+                ]
             )
     return frame
 
 
 def _to_pandas(frame) -> pd.DataFrame:
-    if _is_lazy(frame):
-        frame = frame.collect()
-    return frame.to_pandas()
+    return _eager(frame).to_pandas()
 
 
 def summarise(
@@ -261,3 +400,145 @@ def cross_products(
         "QWy": QWy,
         "yWy": table["yWy"].to_numpy(float),
     }
+
+
+def claim_totals(
+    data,
+    by: str | Sequence[str],
+    claims: str,
+    exposure: str,
+    *,
+    check: bool = True,
+) -> pd.DataFrame:
+    """Per-risk sufficient statistics of the Poisson–gamma model (FORMULAS.md §7 (b)).
+
+    One row per level of ``by`` (sorted) with ``n`` (rows), ``exposure`` (Σ e_it),
+    ``claims`` (Σ y_it) and ``frequency`` = claims / exposure; summed by the engine holding
+    the data.
+    """
+    by = as_list(by)
+    if check:
+        frame = validate(data, groups=by, counts=claims, positive=exposure, min_groups=1)
+    else:
+        frame = as_frame(data)
+    base = frame.select(
+        *[nw.col(c) for c in by],
+        nw.col(exposure).cast(nw.Float64).alias("__e"),
+        nw.col(claims).cast(nw.Float64).alias("__y"),
+    )
+    out = base.group_by(by).agg(
+        nw.len().alias("n"), nw.col("__e").sum().alias("exposure"), nw.col("__y").sum().alias("claims")
+    )
+    table = _to_pandas(out).sort_values(by).reset_index(drop=True)
+    table["n"] = table["n"].astype("int64")
+    table["claims"] = table["claims"].round().astype("int64")
+    table["frequency"] = table["claims"] / table["exposure"]
+    return table.set_index(by if len(by) > 1 else by[0])
+
+
+@dataclass(frozen=True)
+class Sufficient:
+    """Sufficient statistics of a weighted one-way (or cell) layout under the Gaussian model.
+
+    ``table``: one row per cell (index = the ``by`` columns) with ``n`` (observations),
+    ``weight`` (w_c = Σ w) and ``mean`` (weighted cell mean). ``within_ss`` = Σ_c Σ_t
+    w (y − ȳ_c)², pooled over cells, on ``within_df`` = N − K degrees of freedom. The
+    Gaussian likelihood of every credibility model whose risk effects are constant within a
+    cell depends on the data only through these (FORMULAS.md §2, §6), so raw rows
+    (:func:`sufficient`) and published cell summaries (:func:`from_summaries`) give the
+    same object.
+    """
+
+    by: tuple[str, ...]
+    table: pd.DataFrame
+    within_ss: float
+    within_df: int
+
+    @property
+    def n_obs(self) -> int:
+        """N, the number of observations."""
+        return int(self.table["n"].sum())
+
+    @property
+    def n_cells(self) -> int:
+        """K, the number of cells (risks)."""
+        return len(self.table)
+
+    @property
+    def within(self) -> float:
+        """Pooled within-cell variance per unit weight, within_ss / within_df (NaN when df = 0)."""
+        return self.within_ss / self.within_df if self.within_df > 0 else float("nan")
+
+
+def sufficient(data, by: str | Sequence[str], response: str, weight: str | None = None) -> Sufficient:
+    """:class:`Sufficient` statistics from raw rows (the reduction runs in the data's engine)."""
+    by = as_list(by)
+    table = summarise(data, by, response, weight)
+    return Sufficient(
+        by=tuple(by),
+        table=table[["n", "weight", "mean"]].copy(),
+        within_ss=float(table["within_ss"].sum()),
+        within_df=int(table["n"].sum() - len(table)),
+    )
+
+
+def from_summaries(
+    cells,
+    by: str | Sequence[str],
+    mean: str,
+    weight: str,
+    *,
+    n: str | None = None,
+    within_ss: float | None = None,
+    within_df: int | None = None,
+) -> Sufficient:
+    """:class:`Sufficient` statistics from published cell summaries (aggregated input).
+
+    ``cells`` has one row per cell with the cell ``mean`` and its ``weight``; ``n`` names the
+    column of observation counts (default: the weights are the counts, i.e. unweighted
+    observations). ``within_ss`` and ``within_df`` are the pooled within-cell sum of squares
+    and its degrees of freedom; when not given they are taken from ``cells.attrs`` (as
+    ``bc.datasets.load("credit_insurance")`` carries them), and ``within_df`` defaults to
+    N − K. A ``within_df`` other than N − K is inconsistent and raises
+    :class:`~bayescred.errors.SummaryError`.
+    """
+    by = as_list(by)
+    counts = n if n is not None else weight
+    frame = validate(cells, groups=by, numeric=mean, positive=[weight, counts], counts=counts, unique=by, min_groups=1)
+    attrs = getattr(cells, "attrs", {}) or {}
+    if within_ss is None:
+        within_ss = attrs.get("within_ss")
+    if within_df is None:
+        within_df = attrs.get("within_df")
+    if within_ss is None:
+        raise SummaryError(
+            "the pooled within-cell sum of squares is needed (within_ss=); cell means and weights alone "
+            "do not determine the within variance",
+            column="within_ss",
+        )
+    within_ss = float(within_ss)
+    if not np.isfinite(within_ss):
+        raise NonFiniteError("must be finite", column="within_ss")
+    if within_ss < 0:
+        raise NegativeValueError("a sum of squares must be non-negative", column="within_ss")
+    cols = [*by, mean, weight] + ([n] if n is not None else [])
+    table = _to_pandas(frame.select(*dict.fromkeys(cols))).sort_values(by).reset_index(drop=True)
+    table = pd.DataFrame(
+        {
+            **{c: table[c] for c in by},
+            "n": table[counts].round().astype("int64"),
+            "weight": table[weight].astype(float),
+            "mean": table[mean].astype(float),
+        }
+    ).set_index(by if len(by) > 1 else by[0])
+    df = int(table["n"].sum() - len(table))
+    if within_df is None:
+        within_df = df
+    if within_df != df:
+        raise SummaryError(
+            f"within_df = {within_df} does not match N - K = {table['n'].sum()} - {len(table)} = {df}",
+            column="within_df",
+        )
+    if df == 0 and within_ss > 0:
+        raise SummaryError("within_ss > 0 but every cell has a single observation", column="within_ss")
+    return Sufficient(by=tuple(by), table=table, within_ss=within_ss, within_df=int(within_df))
