@@ -1,0 +1,296 @@
+"""Profiled REML/ML for linear mixed models (Bates, Mächler, Bolker & Walker 2015).
+
+Model (FORMULAS §8): y = Xβ + Z u + offset + ε, u ~ N(0, σ²ΛΛ'), ε ~ N(0, σ² W⁻¹).
+Only the relative covariance parameters θ (the lower-triangular entries of each term's
+factor T, lme4's parametrisation and order) are optimised, with T_ii ≥ 0; β and σ² are
+profiled out:
+
+    M(θ) = Λ'Z'WZΛ + I,   [q_yy q_yx; q_xy Q_xx] = [y X]'W[y X] − B'M⁻¹B,  B = Λ'Z'W[y X]
+    β̂ = Q_xx⁻¹ q_xy,   r² = q_yy − q_yx β̂ (+ pooled within-cell SS for aggregated input)
+    d_ML   = log|M| + N[1 + log(2π r²/N)] − Σ log w
+    d_REML = log|M| + log|Q_xx| + (N−p)[1 + log(2π r²/(N−p))] − Σ log w
+
+which is lme4's deviance / REML criterion including the Σ log w term (errata E7/E8).
+
+Structure: the random-effect columns of the grouping factor with the most levels (all
+terms on that factor together) form a block-diagonal part of M, one k×k block per risk,
+eliminated in closed form (cost linear in the number of risks); the remaining factors
+(crossed or nested) enter through the dense Schur complement S = M22 − M21 M11⁻¹ M12.
+This is a sparse Cholesky with the fill-reducing ordering "largest factor first", exact
+for two crossed factors (no fill in the eliminated block); see the module docstring of
+``bayescred.lmm`` for why not CHOLMOD.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.optimize import minimize
+
+from ..errors import ConvergenceWarning
+from .formula import RandomTerm
+
+LOG2PI = np.log(2 * np.pi)
+
+
+def tri_index(k: int) -> list[tuple[int, int]]:
+    """Lower-triangular positions of a k×k factor in lme4's (column-major) θ order."""
+    return [(i, j) for j in range(k) for i in range(j, k)]
+
+
+class Design:
+    """Everything about the data that stays fixed while θ moves: the cross-products.
+
+    Weights are rescaled internally to mean 1 (estimates are invariant, FORMULAS §8.4:
+    it keeps the relative scale θ near 1 where the optimiser starts).
+    """
+
+    def __init__(self, y, X, terms: list[RandomTerm], w, *, within_ss=0.0, within_df=0):
+        self.terms = terms
+        self.X = X
+        self.n_rows, self.p = X.shape
+        self.scale = float(np.mean(w))
+        self.w = w / self.scale
+        self.within_df = int(within_df)
+        self.N = self.n_rows + self.within_df
+        if within_df:  # raw rows of unit weight: Σ log w over the N raw rows, rescaled
+            self.logw_sum = -self.N * np.log(self.scale)
+        else:
+            self.logw_sum = float(np.sum(np.log(self.w)))
+        # term layout: θ slices, block 1 = all terms on the largest factor
+        self.k = [t.k for t in terms]
+        self.theta_index, self.theta_lower, start = [], [], 0
+        for t in terms:
+            idx = tri_index(t.k)
+            self.theta_index.append(slice(start, start + len(idx)))
+            self.theta_lower += [0.0 if i == j else -np.inf for i, j in idx]
+            start += len(idx)
+        self.n_theta = start
+        g0 = terms[0].group
+        self.block1 = [i for i, t in enumerate(terms) if t.group == g0]
+        self.rest = [i for i, t in enumerate(terms) if t.group != g0]
+        self.J1 = terms[0].n_levels
+        self.k1 = sum(self.k[i] for i in self.block1)
+        self.codes1 = terms[0].codes
+        self.z1 = np.column_stack([terms[i].X for i in self.block1])
+        # columns of the remaining terms: offset + level * k + effect
+        self.rest_offset, q2 = {}, 0
+        for i in self.rest:
+            self.rest_offset[i] = q2
+            q2 += terms[i].n_levels * terms[i].k
+        self.q2 = q2
+        self.Z2 = self._z2() if q2 else None
+        ww = self.w[:, None]
+        self.A11 = self._per_level(self.z1, self.z1)
+        if q2:
+            Z1 = self._z1_sparse()
+            WZ2 = self.Z2.multiply(ww).tocsc()
+            self.A12 = np.asarray((Z1.T @ WZ2).todense()).reshape(self.J1, self.k1, q2)
+            self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
+        self.set_response(y, within_ss)
+
+    # -- construction helpers
+    def _per_level(self, a, b):
+        """Σ_rows w a_r b_s per level of the largest factor: (J1, ka, kb)."""
+        out = np.empty((self.J1, a.shape[1], b.shape[1]))
+        for r in range(a.shape[1]):
+            for s in range(b.shape[1]):
+                out[:, r, s] = np.bincount(self.codes1, self.w * a[:, r] * b[:, s], minlength=self.J1)
+        return out
+
+    def _z1_sparse(self):
+        n, k1 = self.n_rows, self.k1
+        rows = np.repeat(np.arange(n), k1)
+        cols = (self.codes1[:, None] * k1 + np.arange(k1)).ravel()
+        return sp.csc_matrix((self.z1.ravel(), (rows, cols)), shape=(n, self.J1 * k1))
+
+    def _z2(self):
+        rows, cols, vals = [], [], []
+        for i in self.rest:
+            t = self.terms[i]
+            for e in range(t.k):
+                rows.append(np.arange(self.n_rows))
+                cols.append(self.rest_offset[i] + t.codes * t.k + e)
+                vals.append(t.X[:, e])
+        return sp.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(self.n_rows, self.q2)
+        )
+
+    def set_response(self, y, within_ss=0.0):
+        """(Re)compute the response cross-products; y is shifted by a weighted LS fit so
+        that r² is computed without cancellation (β̂ is shifted back)."""
+        X, w = self.X, self.w
+        if self.p:
+            sw = np.sqrt(w)
+            self.beta0 = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+        else:
+            self.beta0 = np.zeros(0)
+        self.y = y - X @ self.beta0
+        self.within_ss = within_ss / self.scale
+        c = np.column_stack([self.y, X])
+        self.C = c.T @ (c * w[:, None])
+        self.B1 = self._per_level(self.z1, c)
+        self.B2 = self.Z2.T @ (c * w[:, None]) if self.q2 else None
+
+    # -- θ -> factors
+    def T(self, theta) -> list[np.ndarray]:
+        """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i')."""
+        out = []
+        for t, sl in zip(self.terms, self.theta_index):
+            Ti = np.zeros((t.k, t.k))
+            for (i, j), v in zip(tri_index(t.k), theta[sl]):
+                Ti[i, j] = v
+            out.append(Ti)
+        return out
+
+    def T1(self, Ts) -> np.ndarray:
+        return sla.block_diag(*[Ts[i] for i in self.block1])
+
+    def Lam2(self, Ts):
+        blocks = [sp.kron(sp.identity(self.terms[i].n_levels), sp.csr_matrix(Ts[i])) for i in self.rest]
+        return sp.block_diag(blocks, format="csr")
+
+    def deviance(self, theta, reml: bool) -> float:
+        return self.solve(theta, reml).deviance
+
+
+@dataclass
+class Solution:
+    """The profiled solution at one θ (internal units: weights of mean 1)."""
+
+    theta: np.ndarray
+    deviance: float
+    beta: np.ndarray
+    r2: float
+    sigma2: float  # internal σ² (per unit of rescaled weight)
+    Qxx: np.ndarray
+    u_spherical1: np.ndarray  # (J1, k1)  u* of block 1
+    u_spherical2: np.ndarray  # (q2,)
+    Ts: list
+
+
+def _solve_blocks(M, b):
+    if M.shape[1] == 1:
+        return b / M
+    return np.linalg.solve(M, b)
+
+
+def _solve(design: Design, theta, reml: bool) -> Solution:
+    d = design
+    Ts = d.T(theta)
+    T1 = d.T1(Ts)
+    M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1)
+    M11[:, range(d.k1), range(d.k1)] += 1.0
+    b1 = np.einsum("ba,jbm->jam", T1, d.B1)
+    if d.k1 == 1:
+        logdet = float(np.sum(np.log(M11)))
+    else:
+        L11 = np.linalg.cholesky(M11)
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+    x1 = _solve_blocks(M11, b1)
+    x2 = None
+    if d.q2:
+        Lam2 = d.Lam2(Ts)
+        M12 = np.einsum("ba,jbq->jaq", T1, d.A12).reshape(d.J1 * d.k1, d.q2)
+        M12 = np.asarray((Lam2.T @ M12.T).T)
+        M22 = np.asarray(Lam2.T @ (Lam2.T @ d.A22.T).T) + np.eye(d.q2)
+        Y = _solve_blocks(M11, M12.reshape(d.J1, d.k1, d.q2)).reshape(d.J1 * d.k1, d.q2)
+        S = M22 - M12.T @ Y
+        cS = sla.cho_factor(S, lower=True)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(cS[0]))))
+        b2 = np.asarray(Lam2.T @ d.B2)
+        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(d.J1 * d.k1, -1))
+        x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
+        gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
+    else:
+        gram = np.einsum("jam,jan->mn", b1, x1)
+    Q = d.C - gram
+    p, N = d.p, d.N
+    Qxx = Q[1:, 1:]
+    if p:
+        cQ = sla.cho_factor(Qxx, lower=True)
+        beta = sla.cho_solve(cQ, Q[1:, 0])
+        logdet_x = 2.0 * float(np.sum(np.log(np.diag(cQ[0]))))
+    else:
+        beta, logdet_x = np.zeros(0), 0.0
+    r2 = float(Q[0, 0] - Q[0, 1:] @ beta) + d.within_ss
+    r2 = max(r2, 1e-300)
+    if reml:
+        dof = N - p
+        dev = logdet + logdet_x + dof * (1.0 + LOG2PI + np.log(r2 / dof)) - d.logw_sum
+    else:
+        dof = N
+        dev = logdet + N * (1.0 + LOG2PI + np.log(r2 / N)) - d.logw_sum
+    coef = np.concatenate([[1.0], -beta])
+    u1 = x1 @ coef
+    u2 = x2 @ coef if x2 is not None else np.zeros(0)
+    return Solution(np.asarray(theta, float), float(dev), beta, r2, r2 / dof, Qxx, u1, u2, Ts)
+
+
+Design.solve = _solve
+
+
+def optimise(design: Design, reml: bool, theta0=None):
+    """Minimise the profiled criterion over θ with T_ii ≥ 0 (L-BFGS-B, then a bounded
+    Nelder–Mead polish from the best point; both from lme4's start θ = I and from a
+    second start to guard against the premature stops of erratum E9)."""
+    lower = np.array(design.theta_lower)
+    start = np.array([1.0 if lo == 0 else 0.0 for lo in lower]) if theta0 is None else np.asarray(theta0)
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def f(th):
+        try:
+            return design.deviance(th, reml)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf
+
+    best = None
+    starts = [start] if theta0 is not None else [start, start * 0.1]
+    for s0 in starts:
+        res = minimize(f, s0, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+        if best is None or res.fun < best.fun:
+            best = res
+    polish = minimize(
+        f, best.x, method="Nelder-Mead", bounds=bounds,
+        options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 4000 * len(start), "initial_simplex": _simplex(best.x, lower)},
+    )
+    res = polish if polish.fun <= best.fun else best
+    theta = np.where((lower == 0) & (res.x < 0), 0.0, res.x)
+    converged = bool(best.success or polish.success)
+    grad = _boundary_aware_gradient(f, theta, lower)
+    message = None
+    if not converged:
+        message = f"optimiser did not report convergence: {best.message}"
+    elif np.max(np.abs(grad), initial=0.0) > 1e-3:
+        message = f"gradient of the criterion at the optimum is {np.max(np.abs(grad)):.2g} (> 1e-3)"
+    if message:
+        warnings.warn(f"lmm: {message}", ConvergenceWarning, stacklevel=3)
+    return theta, message
+
+
+def _simplex(x, lower):
+    pts = [x]
+    for i in range(len(x)):
+        step = 0.05 * max(abs(x[i]), 0.05)
+        y = x.copy()
+        y[i] = x[i] + step
+        pts.append(y)
+    return np.array(pts)
+
+
+def _boundary_aware_gradient(f, theta, lower, h=1e-6):
+    """Central-difference gradient; at an active bound (T_ii = 0) only the outward
+    (feasible) derivative counts, and only if it is negative (would lower the criterion)."""
+    g = np.zeros(len(theta))
+    for i in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[i] = h
+        if lower[i] == 0 and theta[i] < h:
+            g[i] = min(0.0, (f(theta + e) - f(theta)) / h)
+        else:
+            g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return g

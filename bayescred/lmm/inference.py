@@ -1,0 +1,3 @@
+"""placeholder"""
+def lrt(*a, **k):
+    raise NotImplementedError

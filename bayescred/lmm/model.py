@@ -1,0 +1,321 @@
+"""``bc.lmm``: fit a linear mixed model by REML or ML, lme4 style, and the fitted object."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import narwhals.stable.v2 as nw
+import numpy as np
+import pandas as pd
+
+from ..errors import (
+    BoundaryWarning,
+    DataError,
+    MissingValueError,
+    NonFiniteError,
+    NonPositiveError,
+    NotNumericError,
+    RankDeficientError,
+    SummaryError,
+    TooFewRisksError,
+    TooManyLevelsError,
+)
+from . import formula as fm
+from .fit import Design, optimise, tri_index
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
+
+
+def _to_pandas(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    try:
+        frame = nw.from_native(data)
+    except TypeError as exc:
+        raise DataError(f"expected a data frame, got {type(data).__name__}") from exc
+    if isinstance(frame, nw.LazyFrame):
+        frame = frame.collect()
+    return frame.to_pandas()
+
+
+def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    if arg is None:
+        return None, None
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            from ..errors import MissingColumnError
+
+            raise MissingColumnError(f"{what} column not in the data", column=arg)
+        series = data[arg]
+        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            raise NotNumericError(f"{what} must be numeric, found dtype {series.dtype}", column=arg)
+        return series.to_numpy(dtype=float), arg
+    values = np.asarray(arg, dtype=float)
+    if values.shape != (len(data),):
+        raise DataError(f"{what} must have one value per row ({len(data)}), got shape {values.shape}")
+    return values, what
+
+
+def _check_missing(data: pd.DataFrame, columns: list[str]) -> None:
+    for col in columns:
+        bad = data[col].isna().to_numpy()
+        if bad.any():
+            raise MissingValueError("has missing values", col, list(data.index[bad]))
+
+
+def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
+    """Raise RankDeficientError naming every column that is a linear combination of the
+    columns before it (lme4 drops them silently with a message; we refuse)."""
+    if X.shape[1] == 0:
+        return
+    Xs = X * np.sqrt(w)[:, None]
+    Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
+    kept, dropped = [], []
+    for j in range(X.shape[1]):
+        cand = kept + [j]
+        s = np.linalg.svd(Xs[:, cand], compute_uv=False)
+        if s[-1] <= 1e-9 * s[0] or np.linalg.norm(Xs[:, j]) == 0:
+            dropped.append(names[j])
+        else:
+            kept.append(j)
+    if dropped:
+        raise RankDeficientError(
+            "fixed-effect columns are linearly dependent on earlier ones (drop or recode them): "
+            + ", ".join(dropped)
+        )
+
+
+def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, within_ss=None, within_df=None):
+    """Fit ``formula`` (lme4 syntax) by REML (default) or ML.
+
+    ``weights``: precision weights (column name or array), Var(ε_i) = σ²/w_i as lme4.
+    ``offset``: known term added to the linear predictor (column name or array; an
+    ``offset(expr)`` term in the formula works too).
+    Aggregated input: rows are cell means, ``weights`` the cell counts, and
+    ``within_ss``/``within_df`` the pooled within-cell sum of squares and its degrees of
+    freedom; the fit equals the fit to the raw (unit-weight) rows (FORMULAS §6).
+    """
+    method = method.upper()
+    if method not in ("REML", "ML"):
+        raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
+    data = _to_pandas(data)
+    parsed = fm.parse(formula)
+    fm.check_columns(parsed, data.columns)
+    used = fm.variables(parsed)
+    w, wname = _column_or_array(weights, data, "weights")
+    off, offname = _column_or_array(offset, data, "offset")
+    _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
+    for values, name in ((w, wname), (off, offname)):
+        if values is not None and not np.all(np.isfinite(values)):
+            raise NonFiniteError("has infinite or missing values", name, list(data.index[~np.isfinite(values)]))
+    if w is not None and np.any(w <= 0):
+        raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
+    n = len(data)
+    w = np.ones(n) if w is None else w
+    y = fm.evaluate(parsed.response, data)
+    if isinstance(y, pd.Series):
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            raise NotNumericError(f"response must be numeric, found dtype {y.dtype}", column=parsed.response)
+        y = y.to_numpy(dtype=float)
+    if not np.all(np.isfinite(y)):
+        raise NonFiniteError("response has non-finite values", parsed.response, list(data.index[~np.isfinite(y)]))
+    total_offset = np.zeros(n) if off is None else off.copy()
+    for expr in parsed.offsets:
+        total_offset += np.asarray(fm.evaluate(expr, data), dtype=float)
+    if (within_ss is None) != (within_df is None):
+        raise SummaryError("give both within_ss and within_df (pooled within-cell SS and its df), or neither")
+    aggregated = within_ss is not None
+    if aggregated:
+        if weights is None:
+            raise SummaryError("aggregated input needs weights = the cell counts")
+        if within_df < 0 or within_ss < 0 or int(within_df) != within_df:
+            raise SummaryError(f"within_ss must be >= 0 and within_df a whole number >= 0, got {within_ss}, {within_df}")
+    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data)
+    _rank_check(X, xnames, w)
+    if not parsed.random:
+        raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
+    terms = fm.random_terms(parsed, data)
+    N = n + (int(within_df) if aggregated else 0)
+    for t in terms:
+        if t.n_levels < 2:
+            raise TooFewRisksError(f"grouping factor has a single level ({t.levels[0]})", column=t.group)
+        if t.n_levels >= N or t.n_levels * t.k >= N:
+            raise TooManyLevelsError(
+                f"term ({' + '.join(t.names)} | {t.group}) has {t.n_levels} levels x {t.k} effects for {N} "
+                "observations: not separable from the residual",
+                column=t.group,
+            )
+    design = Design(y - total_offset, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
+    reml = method == "REML"
+    theta, message = optimise(design, reml)
+    return LMMFit(design, theta, reml, xnames, formula, message, data_rows=n)
+
+
+class LMMFit:
+    """A fitted linear mixed model (names as lme4: fixef, vcov, varcorr, ranef)."""
+
+    def __init__(self, design: Design, theta, reml: bool, xnames, formula, message, data_rows):
+        self._design = design
+        self.formula = formula
+        self.method = "REML" if reml else "ML"
+        self.reml = reml
+        self.convergence_message = message
+        self.converged = message is None
+        sol = design.solve(theta, reml)
+        self._sol = sol
+        scale = design.scale
+        self.theta = sol.theta / np.sqrt(scale)  # lme4's θ (relative to σ per unit of the caller's weight)
+        self.sigma2 = sol.sigma2 * scale
+        self.sigma = math.sqrt(self.sigma2)
+        self.criterion = sol.deviance
+        self.loglik = -0.5 * sol.deviance
+        self.nobs = design.N
+        self.n_params = design.p + design.n_theta + 1
+        self.aic = sol.deviance + 2 * self.n_params
+        self.bic = sol.deviance + self.n_params * math.log(design.N)
+        self.fixef = pd.Series(design.beta0 + sol.beta, index=xnames, name="fixef")
+        vcov = sol.sigma2 * np.linalg.inv(sol.Qxx) if design.p else np.zeros((0, 0))
+        self.vcov = pd.DataFrame(vcov, index=xnames, columns=xnames)
+        self.fixef_se = pd.Series(np.sqrt(np.diag(vcov)), index=xnames, name="se")
+        self.covariances = [sol.sigma2 * T @ T.T for T in sol.Ts]
+        self.ngrps = {t.group: t.n_levels for t in design.terms}
+        self.varcorr = self._varcorr()
+        self.singular = self._is_singular()
+        if self.singular:
+            warnings.warn(
+                "lmm: boundary (singular) fit: a variance is 0 or a correlation is +/-1; see .varcorr",
+                BoundaryWarning,
+                stacklevel=3,
+            )
+        self._modes = self._conditional_modes()
+        self._uncertainty = None
+
+    # -- estimates
+    def _varcorr(self) -> pd.DataFrame:
+        rows, seen = [], {}
+        for t, S in zip(self._design.terms, self.covariances):
+            count = seen.get(t.group, 0)
+            seen[t.group] = count + 1
+            grp = t.group if count == 0 else f"{t.group}.{count}"
+            sd = np.sqrt(np.diag(S))
+            for i, name in enumerate(t.names):
+                rows.append((grp, name, None, S[i, i], sd[i]))
+            for j in range(t.k):
+                for i in range(j + 1, t.k):
+                    corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                    rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
+        rows.append(("Residual", None, None, self.sigma2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def _is_singular(self) -> bool:
+        """lme4's isSingular (a T_ii below 1e-4 on lme4's θ scale) or, scale-free, a term
+        whose covariance is numerically rank-deficient (min/max eigenvalue < 1e-8)."""
+        d = self._design
+        for T, sl, t in zip(self._sol.Ts, d.theta_index, d.terms):
+            diag = np.array([T[i, i] for i in range(t.k)]) / np.sqrt(d.scale)
+            if np.any(diag < SINGULAR_TOL):
+                return True
+            ev = np.linalg.eigvalsh(T @ T.T)
+            if ev[0] <= 1e-8 * max(ev[-1], 1e-300):
+                return True
+        return False
+
+    def _conditional_modes(self) -> list[np.ndarray]:
+        """b = Λu* per term, as (n_levels, k) arrays in lme4's term order."""
+        d, sol = self._design, self._sol
+        out = [None] * len(d.terms)
+        T1 = d.T1(sol.Ts)
+        b1 = sol.u_spherical1 @ T1.T  # (J1, k1)
+        start = 0
+        for i in d.block1:
+            out[i] = b1[:, start : start + d.k[i]]
+            start += d.k[i]
+        for i in d.rest:
+            t = d.terms[i]
+            o = d.rest_offset[i]
+            u = sol.u_spherical2[o : o + t.n_levels * t.k].reshape(t.n_levels, t.k)
+            out[i] = u @ sol.Ts[i].T
+        return out
+
+    @property
+    def ranef_values(self) -> dict:
+        """Conditional modes per term, as DataFrames (levels x effects)."""
+        return {
+            f"{t.group}[{i}]": pd.DataFrame(m, index=t.levels, columns=t.names)
+            for i, (t, m) in enumerate(zip(self._design.terms, self._modes))
+        }
+
+    def _measures(self):
+        if self._uncertainty is None:
+            from .uncertainty import Uncertainty
+
+            self._uncertainty = Uncertainty(self)
+        return self._uncertainty
+
+    def ranef(self, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Conditional modes with three uncertainty measures side by side (FORMULAS §9):
+        ``cond_sd`` (lme4 condVar: u | y at θ̂, β known), ``pev_sd`` (Henderson C²²: also
+        β̂), ``mse_sd`` (√(g₁ + g₂ + 2g₃), Prasad–Rao/Datta–Lahiri: also θ̂). With
+        ``bootstrap=B`` (and a ``seed``) adds ``boot_sd``, the parametric-bootstrap RMSE."""
+        unc = self._measures()
+        cond, pev, mse = unc.ranef_measures()
+        rows = []
+        for i, t in enumerate(self._design.terms):
+            for li, lev in enumerate(t.levels):
+                for e, name in enumerate(t.names):
+                    rows.append((t.group, lev, name, self._modes[i][li, e], cond[i][li, e], pev[i][li, e], mse[i][li, e]))
+        out = pd.DataFrame(rows, columns=["grp", "level", "term", "value", "cond_sd", "pev_sd", "mse_sd"])
+        if bootstrap:
+            if seed is None:
+                raise ValueError("the parametric bootstrap needs an explicit seed")
+            boot = unc.bootstrap_ranef(bootstrap, seed)
+            out["boot_sd"] = np.concatenate([b.ravel() for b in boot])
+        return out
+
+    def predict(self, newdata=None, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Group-level premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the
+        fitted data), with cond_sd, pev_sd and mse_sd of the premium (FORMULAS §9, target
+        l'β + m'u). Levels not seen in the fit get û = 0 (the collective premium)."""
+        return self._measures().predict(newdata, bootstrap=bootstrap, seed=seed)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Profile-likelihood intervals for the standard deviations of the variance
+        components (and the residual), as lme4's ``confint(fit, method = "profile")``."""
+        from .inference import profile_intervals
+
+        return profile_intervals(self, level)
+
+    def to_dict(self) -> dict:
+        """The JSON-ready summary fixed in DESIGN.md (CLI ``bayescred lmm --json``)."""
+        ranef = self.ranef()
+
+        def clean(v):
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                return None
+            if isinstance(v, (np.floating, np.integer)):
+                return clean(v.item())
+            return v
+
+        return {
+            "formula": self.formula,
+            "method": self.method,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "fixef_se": {k: float(v) for k, v in self.fixef_se.items()},
+            "varcorr": [{k: clean(v) for k, v in row.items()} for row in self.varcorr.to_dict("records")],
+            "sigma2": float(self.sigma2),
+            "criterion": float(self.criterion),
+            "loglik": float(self.loglik),
+            "aic": float(self.aic),
+            "bic": float(self.bic),
+            "singular": bool(self.singular),
+            "converged": bool(self.converged),
+            "nobs": int(self.nobs),
+            "ranef": [{k: clean(v) for k, v in row.items()} for row in ranef.to_dict("records")],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"LMMFit({self.formula!r}, method={self.method}, criterion={self.criterion:.4f}, "
+            f"sigma2={self.sigma2:.6g}, singular={self.singular})"
+        )
