@@ -1,0 +1,208 @@
+"""Shared pieces of the classical credibility estimators: the fit object, data preparation
+(validation, zero weights, per-risk reduction through :mod:`bayescred.portfolio`) and the
+Bühlmann–Straub building blocks that several models reuse."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import narwhals.stable.v2 as nw
+import numpy as np
+import pandas as pd
+
+from ..errors import (
+    BoundaryWarning,
+    NonPositiveError,
+    TooFewPeriodsError,
+    TooFewRisksError,
+    ZeroWeightError,
+)
+from ..portfolio import _offending_rows, as_list, summarise, validate
+
+__all__ = ["CredibilityFit", "prepare", "rows_of", "between_unbiased", "bichsel_straub", "truncate"]
+
+
+@dataclass(repr=False)
+class CredibilityFit:
+    """Result of a classical credibility estimator.
+
+    ``structure``: dict of structure parameters ("collective", "between" (VHM), "within"
+    (EPV), "k" = within/between, plus model-specific entries); ``table``: one row per risk
+    (weight, mean = stand-alone estimate, Z, premium); ``boundary``: True when a variance
+    estimate was negative and truncated to 0 (a :class:`BoundaryWarning` was issued).
+    """
+
+    model: str
+    method: str
+    structure: dict
+    table: pd.DataFrame
+    boundary: bool = False
+    boundary_parameters: list = field(default_factory=list)
+
+    def premiums(self) -> pd.Series:
+        """The credibility premium per risk (a copy of ``table["premium"]``)."""
+        return self.table["premium"].copy()
+
+    def _structure_lines(self) -> list[str]:
+        lines = []
+        for key, value in self.structure.items():
+            if isinstance(value, pd.DataFrame):
+                text = "\n    " + value.to_string(float_format=lambda v: f"{v:.6g}").replace("\n", "\n    ")
+            elif isinstance(value, pd.Series):
+                text = ", ".join(f"{i}: {v:.6g}" for i, v in value.items())
+            elif isinstance(value, dict):
+                text = ", ".join(f"{i}: {_fmt(v)}" for i, v in value.items())
+            else:
+                text = _fmt(value)
+            lines.append(f"  {key:<11} {text}")
+        return lines
+
+    def summary(self, max_rows: int = 10) -> str:
+        """A readable report: structure parameters, boundary flag and the first risks."""
+        head = f"{self.model} credibility ({self.method}), {len(self.table)} risks"
+        lines = [head, "Structure parameters:", *self._structure_lines()]
+        if self.boundary:
+            lines.append(f"  BOUNDARY: {', '.join(self.boundary_parameters)} truncated at 0")
+        shown = self.table.head(max_rows).to_string(float_format=lambda v: f"{v:.6g}")
+        lines += ["Risks:", shown]
+        if len(self.table) > max_rows:
+            lines.append(f"... {len(self.table) - max_rows} more risks")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def rows_of(frame, column, labels) -> list:
+    """Caller's row labels of the rows whose ``column`` value is one of ``labels``."""
+    return _offending_rows(frame, nw.col(column).is_in(list(labels)))
+
+
+def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
+    """Validate the columns and reduce to per-risk sufficient statistics.
+
+    Weights must be non-negative; rows with zero weight carry no information and are
+    dropped (so they do not count as periods). A risk whose total weight is zero raises
+    :class:`ZeroWeightError` naming its rows. Returns ``(frame, stats)``: the narwhals
+    frame actually used and :func:`bayescred.portfolio.summarise` of it by ``keys``.
+    """
+    keys = as_list(keys)
+    numeric = [response, *regressors] + ([weight] if weight is not None else [])
+    frame = validate(data, groups=keys, numeric=numeric, min_groups=1)
+    if weight is not None:
+        negative = nw.col(weight) < 0
+        rows = _offending_rows(frame, negative)
+        if rows:
+            raise NonPositiveError("weights must be non-negative", weight, rows)
+        totals = summarise(frame, by=keys, response=response, weight=weight, check=False)
+        if (totals["weight"] <= 0).all():
+            raise ZeroWeightError("the total weight is zero", weight, _offending_rows(frame, nw.col(weight) <= 0))
+        zero = totals.index[totals["weight"] <= 0]
+        if len(zero):
+            bad = _offending_rows(frame, _key_in(keys, zero))
+            raise ZeroWeightError(f"risk(s) {', '.join(map(str, zero))} have zero total weight", weight, bad)
+        if _offending_rows(frame, nw.col(weight) == 0):
+            frame = frame.filter(nw.col(weight) > 0)
+    stats = summarise(frame, by=keys, response=response, weight=weight, check=False)
+    if len(stats) < min_risks:
+        raise TooFewRisksError(
+            f"needs at least {min_risks} risks, found {len(stats)} ({', '.join(map(str, stats.index))})",
+            column=", ".join(keys),
+            rows=all_rows(frame, keys),
+        )
+    return frame, stats
+
+
+def all_rows(frame, keys) -> list:
+    """Every row label of the frame (the grouping columns hold no missing values)."""
+    return _offending_rows(frame, ~nw.col(as_list(keys)[0]).is_null())
+
+
+def _key_in(keys, labels):
+    """Expression selecting the rows whose key (one column or a tuple of columns) is in labels."""
+    if len(keys) == 1:
+        return nw.col(keys[0]).is_in(list(labels))
+    expr = nw.lit(False)
+    for label in labels:
+        term = nw.lit(True)
+        for k, v in zip(keys, label):
+            term = term & (nw.col(k) == v)
+        expr = expr | term
+    return expr
+
+
+def require_periods(frame, keys, stats, minimum: int, why: str):
+    """Raise :class:`TooFewPeriodsError` naming the risks (and rows) with fewer than
+    ``minimum`` observations."""
+    short = stats.index[stats["n"] < minimum]
+    if len(short):
+        raise TooFewPeriodsError(
+            f"risk(s) {', '.join(map(str, short))} have fewer than {minimum} periods; {why}",
+            column=", ".join(as_list(keys)),
+            rows=_offending_rows(frame, _key_in(as_list(keys), short)),
+        )
+
+
+def pooled_within(stats, frame, keys) -> float:
+    """Unbiased EPV σ² = Σ_j Σ_t w_jt (X_jt − X_j)² / Σ_j (T_j − 1) (seed
+    004_07f8365c92996b9b.txt eq. 3.22). Needs at least one risk with two periods."""
+    df = int((stats["n"] - 1).sum())
+    if df == 0:
+        raise TooFewPeriodsError(
+            "every risk has a single period, so the within (EPV) variance cannot be estimated; "
+            "give within= or add periods",
+            column=", ".join(as_list(keys)),
+            rows=all_rows(frame, keys),
+        )
+    return float(stats["within_ss"].sum()) / df
+
+
+def between_unbiased(mean, weight, within) -> float:
+    """Unbiased VHM of Bühlmann–Straub (seed 004_07f8365c92996b9b.txt eq. 3.23; actuar's
+    ``bvar.unbiased``), before truncation:
+    τ̂² = [Σ w_j (X_j − X_ww)² − (J − 1) σ̂²] / [w − Σ w_j² / w]."""
+    mean, weight = np.asarray(mean, float), np.asarray(weight, float)
+    total = weight.sum()
+    centre = weight @ mean / total
+    return float((weight @ (mean - centre) ** 2 - (len(mean) - 1) * within) / (total - weight @ weight / total))
+
+
+def bichsel_straub(mean, weight, within, start, tol: float = 1e-13, maxit: int = 10_000) -> float:
+    """Iterative (Bichsel–Straub / De Vylder) pseudo-estimator of the VHM (FORMULAS §2;
+    actuar's ``bvar.iterative``): τ² ← Σ Z_j (X_j − X_z)² / (J − 1) until the relative
+    change is below ``tol``."""
+    mean, weight = np.asarray(mean, float), np.asarray(weight, float)
+    tau2 = start
+    for _ in range(maxit):
+        z = weight / (weight + within / tau2)
+        xz = z @ mean / z.sum()
+        new = z @ (mean - xz) ** 2 / (len(mean) - 1)
+        if new <= 0:
+            return 0.0
+        if abs(new - tau2) < tol * tau2:
+            return float(new)
+        tau2 = new
+    warnings.warn("Bichsel–Straub iteration did not converge", stacklevel=3)
+    return float(tau2)
+
+
+def truncate(value: float, name: str, flagged: list) -> float:
+    """max(value, 0); a negative (or zero) estimate is recorded in ``flagged`` and warned about."""
+    if value > 0:
+        return float(value)
+    flagged.append(name)
+    warnings.warn(
+        f"the estimate of {name} is {value:.6g} <= 0; truncated to 0 (complete pooling, Z = 0)",
+        BoundaryWarning,
+        stacklevel=3,
+    )
+    return 0.0

@@ -1,0 +1,250 @@
+"""Hachemeister regression credibility (seed 004_07f8365c92996b9b.txt eqs 3.24–3.32 and 4.2;
+FORMULAS §4; actuar ``cm(~risk, ..., regformula = ~time)``).
+
+Model X_j = Q_j β(Θ_j) + ε_j, Q_j = [1, t (, regressors)], Cov β(Θ_j) = U (between),
+Cov ε_j = σ² W_j⁻¹ (within). With M_j = Q_j′W_jQ_j:
+
+* stand-alone B_j = M_j⁻¹ Q_j′W_j X_j (WLS per risk);
+* credibility matrix A_j = U (U + σ² M_j⁻¹)⁻¹;
+* collective B_GLS = (Σ P_j)⁻¹ Σ P_j B_j with P_j = (U + σ² M_j⁻¹)⁻¹ (= (Σ A_j)⁻¹ Σ A_j B_j
+  when U is invertible; this form also works when a variance was truncated at 0);
+* credibility coefficients CW_j = A_j B_j + (I − A_j) B_GLS, the BLUP β̂ + û_j of the LMM
+  ``y ~ Q + (Q | risk)`` with G = U.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import narwhals.stable.v2 as nw
+import numpy as np
+import pandas as pd
+
+from ..errors import BoundaryWarning, ConstantCovariateError
+from ..portfolio import as_list, cross_products
+from ._common import CredibilityFit, between_unbiased, prepare, require_periods, rows_of, truncate
+
+__all__ = ["hachemeister", "HachemeisterFit"]
+
+_CENTERINGS = ("origin", "global", "group")
+_METHODS = ("unbiased", "iterative")
+
+
+class HachemeisterFit(CredibilityFit):
+    """Regression-credibility fit.
+
+    ``.A`` (J × p × p credibility matrices), ``.coefficients`` (long table: risk, coef,
+    standalone, credibility, collective, A columns, outside), ``.centre`` (the time origin
+    used per risk), ``.anomaly`` (risks with a credibility coefficient outside the
+    [stand-alone, collective] interval), and :meth:`predict`.
+    """
+
+    def predict(self, time, regressors: dict | None = None) -> pd.DataFrame | pd.Series:
+        """Credibility premium (1, t − t0_j (, regressors)) · CW_j for future time(s) ``time``
+        (scalar → Series by risk; sequence → DataFrame risks × times). Extra regressor
+        values go in ``regressors={name: value}``."""
+        times = np.atleast_1d(np.asarray(time, float))
+        extra = [float((regressors or {})[name]) for name in self._extra]
+        if len(extra) != len(self._extra):
+            raise ValueError(f"give values for the regressors {self._extra} in regressors=")
+        out = {}
+        for t in times:
+            x = np.column_stack([np.ones(len(self._cw)), t - self.centre.to_numpy()] + [np.full(len(self._cw), v) for v in extra])
+            out[t] = np.einsum("jp,jp->j", x, self._cw)
+        frame = pd.DataFrame(out, index=self.table.index)
+        return frame.iloc[:, 0].rename("premium") if np.ndim(time) == 0 else frame
+
+
+def hachemeister(
+    data,
+    group: str,
+    time: str,
+    response: str,
+    weight: str | None = None,
+    centering: str = "origin",
+    method: str = "unbiased",
+    *,
+    regressors=None,
+    tau_estimated_on: str = "centred",
+    between=None,
+    within: float | None = None,
+    future: float | None = None,
+    tol: float = 1e-13,
+    maxit: int = 10_000,
+) -> HachemeisterFit:
+    """Hachemeister regression credibility with intercept and trend in ``time``.
+
+    ``centering``: "origin" (time as given), "global" (t − Σwt/Σw, the portfolio centre of
+    gravity) or "group" (each risk's own centre of gravity; then A_j is diagonal).
+
+    ``method`` (structure parameters):
+
+    * "unbiased": Bühlmann–Gisler (seed 004_07f8365c92996b9b.txt eqs 3.28–3.32), intercept +
+      time only: σ̂² = mean_j Σ_t w(X − Q B_j)²/(T_j − 2); τ̂₀² and τ̂₁² are the unbiased
+      Bühlmann–Straub between-variances of the intercepts B_0j (weights w_j) and the slopes
+      B_1j (weights w_j Var_j t); U = diag(τ̂₀², τ̂₁²), each truncated at 0.
+    * "iterative": the full-matrix pseudo-estimator of actuar's ``cm(regformula=)``
+      (``hache.origin``): start A_j = I; U ← Σ_j A_j (B_j − B)(B_j − B)′/(J − 1),
+      A_j ← U(U + σ²M_j⁻¹)⁻¹, B ← (ΣA_j)⁻¹ΣA_jB_j, until B converges. Any regressors.
+
+    ``tau_estimated_on`` (errata E5, FORMULAS §4): "centred" estimates U on the design
+    actually used (default); "uncentred" takes τ̂₀², τ̂₁² from un-centred time and uses
+    them with centred time, the undocumented convention behind seed 004 Tables 3.5/3.6.
+    τ̂₁² and σ̂² do not depend on the origin; τ̂₀² does.
+
+    ``regressors``: extra columns of Q (not centred; method "iterative" only).
+    ``between=`` (p × p matrix U) and ``within=`` fix the structure parameters.
+    ``future``: the time of the premium in ``.table`` (default: last time + 1).
+    ``.table`` has per coefficient the stand-alone B, the diagonal of A, the credibility
+    coefficient and a flag ``outside_<coef>`` (the state-4 anomaly: credibility estimate
+    outside the [stand-alone, collective] interval), plus ``anomaly`` (any coefficient).
+    """
+    if centering not in _CENTERINGS:
+        raise ValueError(f"centering must be one of {_CENTERINGS}, got {centering!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if tau_estimated_on not in ("centred", "uncentred"):
+        raise ValueError("tau_estimated_on must be 'centred' or 'uncentred'")
+    extra = as_list(regressors)
+    if extra and method == "unbiased" and between is None:
+        raise ValueError("extra regressors need method='iterative' (the unbiased estimators are for intercept + time)")
+    frame, stats = prepare(data, group, response, weight, regressors=[time, *extra])
+    cp = cross_products(frame, group, response, [time, *extra], weight, check=False)
+    J, p = len(cp["levels"]), 2 + len(extra)
+    require_periods(frame, group, stats, p + 1, f"the within variance needs T_j > {p} periods per risk")
+    M0, q0, yy, w = cp["QWQ"], cp["QWy"], cp["yWy"], cp["weight"]
+    tbar = M0[:, 0, 1] / w
+    var_t = M0[:, 1, 1] / w - tbar**2
+    flat = var_t <= 1e-12 * np.maximum(1.0, M0[:, 1, 1] / w)
+    if flat.any():
+        bad = cp["levels"][flat]
+        raise ConstantCovariateError(
+            f"time is constant within risk(s) {', '.join(map(str, bad))}: their slope is not identified",
+            column=time, rows=rows_of(frame, group, bad),
+        )
+    if np.linalg.matrix_rank(M0.sum(axis=0)) < p or np.any(np.linalg.cond(M0) > 1e12):
+        bad = cp["levels"][np.linalg.cond(M0) > 1e12]
+        raise ConstantCovariateError(
+            f"the regressors are collinear within risk(s) {', '.join(map(str, bad))}",
+            column=", ".join([time, *extra]), rows=rows_of(frame, group, bad),
+        )
+
+    # stand-alone fits on the un-centred design; residual SS is origin-free
+    B0 = np.linalg.solve(M0, q0[..., None])[..., 0]
+    rss = yy - np.einsum("jp,jp->j", B0, q0)
+    if within is None:
+        within = float(np.mean(rss / (stats["n"].to_numpy() - p)))
+
+    centre = {"origin": np.zeros(J), "global": np.full(J, tbar @ w / w.sum()), "group": tbar}[centering]
+    T = np.tile(np.eye(p), (J, 1, 1))
+    T[:, 0, 1] = -centre  # centred design Q_c = Q T_j, i.e. t − t0_j
+    Tinv = np.tile(np.eye(p), (J, 1, 1))
+    Tinv[:, 0, 1] = centre
+    M = np.einsum("jab,jbc,jcd->jad", T.transpose(0, 2, 1), M0, T)
+    B = np.einsum("jab,jb->ja", Tinv, B0)  # B_c = T_j⁻¹ B_j
+    Minv = np.linalg.inv(M)
+
+    flagged: list = []
+    names = ["intercept", "slope"] + extra
+    if between is not None:
+        U = np.asarray(between, float).reshape(p, p)
+        used = "fixed structure"
+    elif method == "unbiased":
+        Bu = B if tau_estimated_on == "centred" else B0
+        tau0 = between_unbiased(Bu[:, 0], w, within)  # eqs 3.30–3.31
+        tau1 = between_unbiased(Bu[:, 1], w * var_t, within)  # eq. 3.32, w*_j = w_j Var_j t
+        U = np.diag([truncate(tau0, "between[intercept]", flagged), truncate(tau1, "between[slope]", flagged)])
+        used = "unbiased" + (", U from un-centred time (E5)" if tau_estimated_on == "uncentred" and centering != "origin" else "")
+    else:
+        U = _iterative(B, Minv, within, tol, maxit)
+        used = "iterative"
+        if np.linalg.eigvalsh(U)[0] <= 1e-12 * max(np.trace(U), 1e-300):
+            flagged.append("between (singular U)")
+            warnings.warn("the estimated between matrix U is singular", BoundaryWarning, stacklevel=2)
+
+    P = np.linalg.inv(U[None] + within * Minv)  # precision of B_j
+    A = np.einsum("ab,jbc->jac", U, P)
+    collective = np.linalg.solve(P.sum(axis=0), np.einsum("jab,jb->a", P, B))
+    cw = collective + np.einsum("jab,jb->ja", A, B - collective)
+
+    index = pd.Index(cp["levels"], name=group)
+    lo, hi = np.minimum(B, collective), np.maximum(B, collective)
+    slack = 1e-9 * (np.abs(B) + np.abs(collective))
+    outside = (cw < lo - slack) | (cw > hi + slack)
+    if future is None:
+        last = _last_time(frame, time)
+        future = last + 1.0
+    x_future = np.column_stack([np.ones(J), future - centre])
+    table = pd.DataFrame({"n": stats["n"].to_numpy(), "weight": w}, index=index)
+    for c, name in enumerate(names):
+        table[f"B_{name}"] = B[:, c]
+        table[f"A_{name}"] = A[:, c, c]
+        table[f"cred_{name}"] = cw[:, c]
+        table[f"outside_{name}"] = outside[:, c]
+    table["anomaly"] = outside.any(axis=1)
+    if not extra:
+        table["mean"] = np.einsum("jp,jp->j", x_future, B[:, :2])
+        table["premium"] = np.einsum("jp,jp->j", x_future, cw[:, :2])
+    long = []
+    for j, risk in enumerate(cp["levels"]):
+        for c, name in enumerate(names):
+            row = {group: risk, "coef": name, "standalone": B[j, c], "credibility": cw[j, c],
+                   "collective": collective[c], "outside": bool(outside[j, c])}
+            row.update({f"A_{names[d]}": A[j, c, d] for d in range(p)})
+            long.append(row)
+    U_frame = pd.DataFrame(U, index=names, columns=names)
+    sd = np.sqrt(np.diag(U))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = U / np.outer(sd, sd)
+    fit = HachemeisterFit(
+        model="Hachemeister regression", method=f"{used}; centering={centering}",
+        structure={
+            "collective": pd.Series(collective, index=names),
+            "between": U_frame,
+            "within": float(within),
+            "k": None,
+            "between_corr": pd.DataFrame(corr, index=names, columns=names),
+            "future": float(future),
+        },
+        table=table, boundary=bool(flagged), boundary_parameters=flagged,
+    )
+    fit.A = A
+    fit.coefficients = pd.DataFrame(long).set_index([group, "coef"])
+    fit.centre = pd.Series(centre, index=index, name="centre")
+    fit.anomaly = list(index[outside.any(axis=1)])
+    fit._cw = cw
+    fit._extra = extra
+    return fit
+
+
+def _iterative(B, Minv, within, tol, maxit):
+    """actuar's ``hache.origin`` iteration for the full between matrix U."""
+    J, p = B.shape
+    cred = np.tile(np.eye(p), (J, 1, 1))
+    coll = B.mean(axis=0)
+
+    def update(coll, cred):
+        d = B - coll
+        U = np.einsum("jab,jb,jc->ac", cred, d, d) / (J - 1)
+        U = (U + U.T) / 2
+        cred = np.einsum("ab,jbc->jac", U, np.linalg.inv(U[None] + within * Minv))
+        return U, cred
+
+    for _ in range(maxit):
+        U, cred = update(coll, cred)
+        new = np.linalg.solve(cred.sum(axis=0), np.einsum("jab,jb->a", cred, B))
+        done = np.max(np.abs((new - coll) / coll)) < tol
+        coll = new
+        if done:
+            break
+    else:
+        warnings.warn("Hachemeister iteration did not converge", stacklevel=3)
+    U, _ = update(coll, cred)
+    return U
+
+
+def _last_time(frame, time) -> float:
+    out = frame.select(nw.col(time).max().alias("m"))
+    if isinstance(out, nw.LazyFrame):
+        out = out.collect()
+    return float(out.item(0, "m"))
