@@ -234,15 +234,17 @@ def _build_design(data, group, claims, exposure, offset, fixed, base) -> _Design
 
 
 def _check_rank(X: np.ndarray, names: list[str]) -> None:
+    """Name the columns involved in any linear dependency (the null space of X)."""
     if X.shape[1] == 0:
         return
-    _, R, piv = linalg.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    rank = int(np.sum(diag > diag[0] * max(X.shape) * np.finfo(float).eps * 10))
-    if rank < X.shape[1]:
-        dropped = [names[j] for j in sorted(piv[rank:])]
+    scaled = X / np.maximum(np.linalg.norm(X, axis=0), np.finfo(float).tiny)
+    _, sv, vt = np.linalg.svd(scaled, full_matrices=True)
+    sv = np.concatenate([sv, np.zeros(X.shape[1] - len(sv))])
+    null = vt[sv <= sv[0] * max(X.shape) * np.finfo(float).eps * 10]
+    if len(null):
+        involved = [names[j] for j in np.flatnonzero(np.any(np.abs(null) > 1e-6, axis=0))]
         raise errors.RankDeficientError(
-            f"fixed-effect columns are linearly dependent; drop or merge: {', '.join(dropped)} (columns {names})"
+            f"fixed-effect columns are linearly dependent: {', '.join(involved)}; drop one or merge levels"
         )
 
 
@@ -365,11 +367,27 @@ def _fit(d: _Data, start: tuple[np.ndarray, float] | None = None):
         method="trust-exact",
         options={"gtol": 1e-8, "maxiter": 500},
     )
-    beta, a = res.x[:p], float(res.x[p])
+    x = res.x
+    # polish with plain Newton steps: near the optimum trust-exact can stop early because
+    # the change in the objective is below its rounding error while the gradient is not
+    for _ in range(5):
+        grad, hess = _grad_hess(d, x[:p], x[p])
+        try:
+            step = linalg.solve(-hess, grad, assume_a="pos")
+        except linalg.LinAlgError:
+            break
+        decrement = float(grad @ step)  # Newton decrement^2: the log-likelihood still to gain
+        if decrement < 1e-20:
+            break
+        x = x + step
+    beta, a = x[:p], float(x[p])
     if a > _LOG_ALPHA_MAX:
         return beta_p, math.inf, ok
-    grad = _grad_hess(d, beta, a)[0]
-    converged = bool(res.success or np.max(np.abs(grad)) < 1e-6)
+    grad, hess = _grad_hess(d, beta, a)
+    try:
+        converged = bool(grad @ linalg.solve(-hess, grad, assume_a="pos") < 1e-12)
+    except linalg.LinAlgError:
+        converged = False
     return beta, a, converged
 
 
