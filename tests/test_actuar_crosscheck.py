@@ -1,0 +1,148 @@
+"""Live cross-check of bc.credibility against R actuar's cm() (actuar 3.x) on randomly
+generated unbalanced portfolios: Bühlmann–Straub (unbiased and iterative), two-level
+hierarchical, Hachemeister regression (actuar's hache.origin iteration). Every design has
+an explicit seed; all designs go to R in one Rscript call (tests/r/actuar_cm.R).
+Agreement: 1e-8 relative on structure parameters, collectives and premiums.
+"""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescred as bc
+
+pytestmark = pytest.mark.r
+
+RSCRIPT = Path(__file__).parent / "r" / "actuar_cm.R"
+REL = 1e-8
+
+
+def _bs_design(seed, kind):
+    """Unbalanced one-level portfolio: 4–12 risks, 1–8 observed periods out of 8."""
+    rng = np.random.default_rng(seed)
+    J, T = rng.integers(4, 13), 8
+    tau = 0.0 if seed % 5 == 4 else rng.uniform(1, 4)  # every fifth design: no heterogeneity
+    rows = []
+    for j in range(J):
+        n = rng.integers(1, T + 1) if j > 0 else T  # risk 0 has all periods (σ² estimable)
+        periods = np.sort(rng.choice(np.arange(1, T + 1), n, replace=False))
+        u = rng.normal(0, tau)
+        for t in periods:
+            w = rng.uniform(0.3, 6)
+            rows.append((1, j + 1, t, 10 + u + rng.normal(0, 3 / np.sqrt(w)), w))
+    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind=kind)
+
+
+def _hier_design(seed):
+    """Two levels: 3–5 sectors with 2–5 risks each (risk ids unique and sector-major), 2–6 periods."""
+    rng = np.random.default_rng(seed)
+    S, T = rng.integers(3, 6), 6
+    rows, rid = [], 0
+    for s in range(S):
+        v = rng.normal(0, 3)
+        for _ in range(rng.integers(2, 6)):
+            rid += 1
+            u = rng.normal(0, 2)
+            for t in np.sort(rng.choice(np.arange(1, T + 1), rng.integers(2, T + 1), replace=False)):
+                w = rng.uniform(0.5, 4)
+                rows.append((s + 1, rid, t, 50 + v + u + rng.normal(0, 2 / np.sqrt(w)), w))
+    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind="hier")
+
+
+def _hache_design(seed):
+    """Regression: 5–9 risks, intercept + trend with correlated random coefficients,
+    5–10 of 10 periods observed per risk, weights 1–20."""
+    rng = np.random.default_rng(seed)
+    J, T = rng.integers(5, 10), 10
+    U = np.array([[400.0, -20.0], [-20.0, 9.0]])
+    rows = []
+    for j in range(J):
+        b = np.array([200.0, 5.0]) + rng.multivariate_normal([0, 0], U)
+        for t in np.sort(rng.choice(np.arange(1, T + 1), rng.integers(5, T + 1), replace=False)):
+            w = rng.uniform(1, 20)
+            rows.append((1, j + 1, t, b[0] + b[1] * t + rng.normal(0, 40 / np.sqrt(w)), w))
+    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind="hache")
+
+
+DESIGNS = (
+    {f"bs_unbiased_{s}": _bs_design(s, "bs_unbiased") for s in range(101, 106)}
+    | {f"bs_iterative_{s}": _bs_design(s, "bs_iterative") for s in range(201, 205)}
+    | {f"hier_{s}": _hier_design(s) for s in range(301, 305)}
+    | {f"hache_{s}": _hache_design(s) for s in range(401, 404)}
+)
+
+
+@pytest.fixture(scope="module")
+def actuar(rscript, tmp_path_factory):
+    """One Rscript call for every design; results indexed by (design, what)."""
+    folder = tmp_path_factory.mktemp("actuar")
+    data = pd.concat([d.assign(design=name) for name, d in DESIGNS.items()], ignore_index=True)
+    data.to_csv(folder / "designs.csv", index=False)
+    run = subprocess.run([rscript, str(RSCRIPT), str(folder / "designs.csv"), str(folder / "out.csv")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = pd.read_csv(folder / "out.csv")
+    return {key: g.sort_values("i")["value"].to_numpy() for key, g in out.groupby(["design", "what"])}
+
+
+def _close(ours, theirs):
+    ours, theirs = np.atleast_1d(np.asarray(ours, float)), np.atleast_1d(np.asarray(theirs, float))
+    np.testing.assert_allclose(ours, theirs, rtol=REL, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("bs_")])
+def test_buhlmann_straub_matches_actuar(actuar, name):
+    data = DESIGNS[name]
+    method = "iterative" if "iterative" in name else "unbiased"
+    with pytest.warns(bc.errors.BoundaryWarning) if actuar[(name, "between")][0] <= 0 else _no_warning():
+        fit = bc.credibility.buhlmann_straub(data, group="risk", response="y", weight="w", method=method)
+    _close(fit.structure["between"], actuar[(name, "between")])
+    _close(fit.structure["within"], actuar[(name, "within")])
+    _close(fit.structure["collective"], actuar[(name, "collective")])
+    _close(fit.table["Z"], actuar[(name, "Z")])
+    _close(fit.table["premium"], actuar[(name, "premium")])
+    assert fit.boundary == (actuar[(name, "between")][0] <= 0)
+
+
+def test_crosscheck_covers_a_boundary_design(actuar):
+    """At least one random design has a negative unbiased between-variance (truncated in both)."""
+    assert any(actuar[(n, "between")][0] == 0 for n in DESIGNS if n.startswith("bs_"))
+
+
+@pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("hier_")])
+def test_hierarchical_matches_actuar(actuar, name):
+    fit = bc.credibility.hierarchical(DESIGNS[name], levels=["sector", "risk"], response="y", weight="w")
+    _close([fit.structure["between"]["sector"], fit.structure["between"]["risk"]], actuar[(name, "between")])
+    _close(fit.structure["within"], actuar[(name, "within")])
+    _close(fit.structure["collective"], actuar[(name, "collective")])
+    _close(fit.levels["sector"]["premium"], actuar[(name, "premium_sector")])
+    _close(fit.table["premium"], actuar[(name, "premium")])
+
+
+@pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("hache_")])
+def test_hachemeister_matches_actuar(actuar, name):
+    data = DESIGNS[name]
+    fit = bc.credibility.hachemeister(data, group="risk", time="period", response="y", weight="w",
+                                      method="iterative", future=11)
+    _close(fit.structure["between"].to_numpy().ravel(order="F"), actuar[(name, "between")])
+    _close(fit.structure["within"], actuar[(name, "within")])
+    _close(fit.structure["collective"], actuar[(name, "collective")])
+    cred = fit.table[["cred_intercept", "cred_slope"]].to_numpy().ravel()  # risk-major, as sapply(coef)
+    _close(cred, actuar[(name, "coefficients")])
+    _close(fit.table["premium"], actuar[(name, "premium")])
+    _close(fit.predict(11), actuar[(name, "premium")])
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error", bc.errors.BoundaryWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
