@@ -234,7 +234,7 @@ def _solve(design: Design, theta, reml: bool) -> Solution:
 Design.solve = _solve
 
 
-def optimise(design: Design, reml: bool, theta0=None):
+def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0 (L-BFGS-B, then a bounded
     Nelder–Mead polish from the best point; both from lme4's start θ = I and from a
     second start to guard against the premature stops of erratum E9)."""
@@ -254,13 +254,15 @@ def optimise(design: Design, reml: bool, theta0=None):
         res = minimize(f, s0, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
         if best is None or res.fun < best.fun:
             best = res
-    polish = minimize(
+    if not polish:
+        return np.where((lower == 0) & (best.x < 0), 0.0, best.x), None
+    nm = minimize(
         f, best.x, method="Nelder-Mead", bounds=bounds,
         options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 4000 * len(start), "initial_simplex": _simplex(best.x, lower)},
     )
-    res = polish if polish.fun <= best.fun else best
+    res = nm if nm.fun <= best.fun else best
     theta = np.where((lower == 0) & (res.x < 0), 0.0, res.x)
-    converged = bool(best.success or polish.success)
+    converged = bool(best.success or nm.success)
     grad = _boundary_aware_gradient(f, theta, lower)
     message = None
     if not converged:

@@ -42,6 +42,16 @@ class RandomTerm:
     X: np.ndarray
     codes: np.ndarray
     levels: list[str]
+    expr_terms: list = field(default_factory=list)
+    expr_intercept: bool = True
+    expr_levels: dict = field(default_factory=dict)
+
+    def design_for(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The term's effects design and level codes (-1 for unseen levels) on new data."""
+        X, _ = model_matrix(self.expr_terms, self.expr_intercept, data, dict(self.expr_levels))
+        index = {lev: i for i, lev in enumerate(self.levels)}
+        codes = group_labels(self.group, data).map(index).fillna(-1).to_numpy(dtype=np.int64)
+        return X, codes
 
     @property
     def k(self) -> int:
@@ -240,8 +250,13 @@ def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray | pd.Series:
     return np.broadcast_to(np.asarray(value, dtype=float), (len(data),)).copy()
 
 
-def model_matrix(terms: list[tuple[str, ...]], intercept: bool, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def model_matrix(
+    terms: list[tuple[str, ...]], intercept: bool, data: pd.DataFrame, levels: dict | None = None
+) -> tuple[np.ndarray, list[str]]:
     """R's ``model.matrix`` with treatment contrasts: columns and their names.
+
+    ``levels`` (variable -> level list) fixes the coding (for new data); it is filled in
+    with the levels found when given as an empty dict.
 
     A factor F in term T is coded by contrasts when T without F is already in the model
     (the intercept counts as the empty term), otherwise by full indicators (R's rule).
@@ -260,7 +275,12 @@ def model_matrix(terms: list[tuple[str, ...]], intercept: bool, data: pd.DataFra
         for v in term:
             val = values[v]
             if isinstance(val, pd.Series) and is_categorical(val):
-                levs = levels_of(val)
+                if levels is not None and v in levels:
+                    levs = levels[v]
+                else:
+                    levs = levels_of(val)
+                    if levels is not None:
+                        levels[v] = levs
                 rest = frozenset(term) - {v}
                 use = levs[1:] if rest in present else levs
                 if not rest and rest not in present:
@@ -284,10 +304,7 @@ def grouping_factor(group: str, data: pd.DataFrame) -> tuple[np.ndarray, list[st
     """Integer codes and labels of a grouping factor; ``a:b`` is the interaction of the
     observed combinations (labels ``"a_level:b_level"``)."""
     parts = [p.strip() for p in group.split(":")]
-    labels = None
-    for p in parts:
-        s = data[p].astype(str) if not isinstance(data[p].dtype, pd.CategoricalDtype) else data[p].astype(str)
-        labels = s if labels is None else labels + ":" + s
+    labels = group_labels(group, data)
     if len(parts) == 1:
         levs = [str(v) for v in levels_of(data[parts[0]])]
     else:
@@ -301,15 +318,25 @@ def grouping_factor(group: str, data: pd.DataFrame) -> tuple[np.ndarray, list[st
     return codes, levs
 
 
+def group_labels(group: str, data: pd.DataFrame) -> pd.Series:
+    """Level labels of a grouping factor per row (``"a:b"`` for interactions)."""
+    labels = None
+    for p in (p.strip() for p in group.split(":")):
+        s = data[p].astype(str)
+        labels = s if labels is None else labels + ":" + s
+    return labels
+
+
 def random_terms(parsed: ParsedFormula, data: pd.DataFrame) -> list[RandomTerm]:
     """Build the random-effects terms and sort them as lme4 (decreasing number of levels)."""
     out = []
     for expr, group, _ in parsed.random:
         terms, icpt, _ = _parse_linear(expr)
-        X, names = model_matrix(terms, icpt, data)
+        levs: dict = {}
+        X, names = model_matrix(terms, icpt, data, levs)
         if X.shape[1] == 0:
             raise FormulaError(f"random term ({expr} | {group}) has no effects")
         codes, levels = grouping_factor(group, data)
-        out.append(RandomTerm(group, names, X, codes, levels))
+        out.append(RandomTerm(group, names, X, codes, levels, terms, icpt, levs))
     order = sorted(range(len(out)), key=lambda i: -out[i].n_levels)
     return [out[i] for i in order]

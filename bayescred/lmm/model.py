@@ -131,7 +131,8 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
             raise SummaryError("aggregated input needs weights = the cell counts")
         if within_df < 0 or within_ss < 0 or int(within_df) != within_df:
             raise SummaryError(f"within_ss must be >= 0 and within_df a whole number >= 0, got {within_ss}, {within_df}")
-    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data)
+    fixed_levels: dict = {}
+    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, fixed_levels)
     _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
@@ -149,13 +150,32 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     design = Design(y - total_offset, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
     reml = method == "REML"
     theta, message = optimise(design, reml)
-    return LMMFit(design, theta, reml, xnames, formula, message, data_rows=n)
+    fit = LMMFit(design, theta, reml, xnames, formula, message)
+    fit._data, fit._parsed, fit._fixed_levels = data, parsed, fixed_levels
+    fit._offset_name = offset if isinstance(offset, str) else None
+    return fit
+
+
+def conditional_modes(d: Design, sol) -> list[np.ndarray]:
+    """b = Λu* per term, as (n_levels, k) arrays in lme4's term order."""
+    out = [None] * len(d.terms)
+    b1 = sol.u_spherical1 @ d.T1(sol.Ts).T  # (J1, k1)
+    start = 0
+    for i in d.block1:
+        out[i] = b1[:, start : start + d.k[i]]
+        start += d.k[i]
+    for i in d.rest:
+        t = d.terms[i]
+        o = d.rest_offset[i]
+        u = sol.u_spherical2[o : o + t.n_levels * t.k].reshape(t.n_levels, t.k)
+        out[i] = u @ sol.Ts[i].T
+    return out
 
 
 class LMMFit:
     """A fitted linear mixed model (names as lme4: fixef, vcov, varcorr, ranef)."""
 
-    def __init__(self, design: Design, theta, reml: bool, xnames, formula, message, data_rows):
+    def __init__(self, design: Design, theta, reml: bool, xnames, formula, message):
         self._design = design
         self.formula = formula
         self.method = "REML" if reml else "ML"
@@ -188,8 +208,18 @@ class LMMFit:
                 BoundaryWarning,
                 stacklevel=3,
             )
-        self._modes = self._conditional_modes()
+        self._modes = conditional_modes(design, sol)
         self._uncertainty = None
+
+    def at(self, theta) -> "LMMFit":
+        """The same model evaluated (not optimised) at lme4's θ (relative covariance
+        factors, lme4's order); β̂, σ̂² and the conditional modes are profiled at that θ.
+        For plug-in checks against published fits."""
+        internal = np.asarray(theta, float) * np.sqrt(self._design.scale)
+        out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None)
+        out._data, out._parsed, out._fixed_levels = self._data, self._parsed, self._fixed_levels
+        out._offset_name = self._offset_name
+        return out
 
     # -- estimates
     def _varcorr(self) -> pd.DataFrame:
@@ -220,23 +250,6 @@ class LMMFit:
             if ev[0] <= 1e-8 * max(ev[-1], 1e-300):
                 return True
         return False
-
-    def _conditional_modes(self) -> list[np.ndarray]:
-        """b = Λu* per term, as (n_levels, k) arrays in lme4's term order."""
-        d, sol = self._design, self._sol
-        out = [None] * len(d.terms)
-        T1 = d.T1(sol.Ts)
-        b1 = sol.u_spherical1 @ T1.T  # (J1, k1)
-        start = 0
-        for i in d.block1:
-            out[i] = b1[:, start : start + d.k[i]]
-            start += d.k[i]
-        for i in d.rest:
-            t = d.terms[i]
-            o = d.rest_offset[i]
-            u = sol.u_spherical2[o : o + t.n_levels * t.k].reshape(t.n_levels, t.k)
-            out[i] = u @ sol.Ts[i].T
-        return out
 
     @property
     def ranef_values(self) -> dict:

@@ -200,7 +200,7 @@ class _Design:
         return table
 
 
-def _build_design(data, group, claims, exposure, offset, fixed, base) -> _Design:
+def _build_design(data, group, claims, exposure, offset, fixed, base) -> tuple[_Design, pd.DataFrame]:
     intercept, spec = _parse_fixed(fixed)
     base = dict(base or {})
     stray = set(base) - {c for c, _ in spec}
@@ -238,9 +238,10 @@ def _check_rank(X: np.ndarray, names: list[str]) -> None:
     if X.shape[1] == 0:
         return
     scaled = X / np.maximum(np.linalg.norm(X, axis=0), np.finfo(float).tiny)
-    _, sv, vt = np.linalg.svd(scaled, full_matrices=True)
-    sv = np.concatenate([sv, np.zeros(X.shape[1] - len(sv))])
-    null = vt[sv <= sv[0] * max(X.shape) * np.finfo(float).eps * 10]
+    n, p = scaled.shape
+    R = np.linalg.qr(scaled, mode="r") if n >= p else np.vstack([scaled, np.zeros((p - n, p))])
+    _, sv, vt = np.linalg.svd(R)  # p x p: the null space of X without forming n x n matrices
+    null = vt[sv <= sv[0] * max(n, p) * np.finfo(float).eps * 10]
     if len(null):
         involved = [names[j] for j in np.flatnonzero(np.any(np.abs(null) > 1e-6, axis=0))]
         raise errors.RankDeficientError(
@@ -451,7 +452,8 @@ class PoissonGammaFit:
         flip[-1] = -1.0  # log lam = -log alpha
         labels = [*names, "log(lam)"]
         self.information = pd.DataFrame(full * np.outer(flip, flip), index=labels, columns=labels)
-        self._cov = cov  # over (beta, log alpha)
+        self._cov = cov  # over (beta, log alpha); NaN where the information is not positive definite
+        self._cov_beta_known = _inv(full[:-1, :-1])  # Var(beta-hat) with lam known, for (ii)
         self.vcov = pd.DataFrame(cov[:-1, :-1], index=names, columns=names)
         self.log_lam_se = float(np.sqrt(cov[-1, -1])) if np.isfinite(cov[-1, -1]) else math.nan
         self.lam_se = self.lam * self.log_lam_se
@@ -491,13 +493,9 @@ class PoissonGammaFit:
         (Booth & Hobert 1998, eq. 3.5). ``attrs`` record B, the seed and failed refits.
         """
         m, s, u, Z, var = self._ranef_arrays()
-        pev = mse = np.full(len(u), np.nan)
-        if not self.boundary and np.all(np.isfinite(self._cov)):
-            d_beta, d_a = _derivatives(self.lam, self._d.ysum, m, s)
-            p = d_beta.shape[1]
-            info = self.information.to_numpy()
-            pev = var + _quad(d_beta, _inv(info[:p, :p]))
-            mse = var + _quad(np.column_stack([d_beta, d_a]), self._cov)
+        d_beta, d_a = _derivatives(self.lam, self._d.ysum, m, s)
+        pev = var + _quad(d_beta, self._cov_beta_known)
+        mse = var + _quad(np.column_stack([d_beta, d_a]), self._cov)  # NaN at the boundary
         table = pd.DataFrame(
             {
                 "claims": self._d.ysum,
@@ -577,15 +575,12 @@ class PoissonGammaFit:
         var0 = np.where(known, var[pos], self.lam)
         d_beta = mu0[:, None] * u0[:, None] * X0
         d_a = np.zeros(len(mu0))
-        if not self.boundary:
-            db, da = _derivatives(self.lam, self._d.ysum, m, s)
-            d_beta[known] += mu0[known, None] * db[pos[known]]
-            d_a[known] = mu0[known] * da[pos[known]]
+        db, da = _derivatives(self.lam, self._d.ysum, m, s)
+        d_beta[known] += mu0[known, None] * db[pos[known]]
+        d_a[known] = mu0[known] * da[pos[known]]
         cond = mu0**2 * var0
-        p = X0.shape[1]
-        info = self.information.to_numpy()
-        pev = cond + _quad(d_beta, _inv(info[:p, :p]))
-        mse = cond + _quad(np.column_stack([d_beta, d_a]), self._cov) if not self.boundary else np.full(len(mu0), np.nan)
+        pev = cond + _quad(d_beta, self._cov_beta_known)
+        mse = cond + _quad(np.column_stack([d_beta, d_a]), self._cov)  # NaN at the boundary
         return pd.DataFrame(
             {
                 "fixed": mu0,
