@@ -1,0 +1,502 @@
+"""How often do nominal intervals for each risk's premium contain the true premium?
+
+A simulation study with known truth (issue 6). For each model and number of risks J, each
+replicate simulates a portfolio from fixed hyperparameters (``bayescred.datasets.simulate``),
+fits it, and checks for every risk whether its interval contains the *true* risk premium
+(collective + that risk's true effect, known from the simulator):
+
+* EBLUP by REML / exact marginal ML, normal intervals premium ± z·SD (z = 1.645 at 90%) with
+  the three SDs of FORMULAS.md §9: (i) conditional SD (variance parameters and fixed effects
+  treated as known), (ii) PEV SD (adds the fixed effects), (iii) second-order MSE SD (adds
+  the variance parameters; Prasad–Rao / Datta–Lahiri, Booth–Hobert for Poisson–gamma);
+* the full-Bayes posterior of the premium, equal-tailed interval (ETI) of the same probability.
+
+Coverage of a method at J is the mean over replicates of the replicate's share of risks
+covered. Intervals within a replicate share the estimated variance parameters and collective,
+so their hits are correlated; the Monte Carlo SE is therefore computed from the
+replicate-level shares: sd(share) / sqrt(R).
+
+Premium per model (and its truth):
+
+* ``buhlmann_straub``: the risk mean m + Ξ_j (``effects["mean"]``), EBLUP of
+  ``loss ~ 1 + (1 | risk)`` with weights;
+* ``hachemeister``: the next-period premium (1, T + 1)·β_j, EBLUP of
+  ``loss ~ period + (period | risk)`` with weights (unstructured U, so the time origin does
+  not matter);
+* ``poisson_gamma``: the claim frequency per unit exposure m·u_i (``effects["frequency"]``),
+  EB by exact negative-multinomial ML, ``exp(β̂)·û_i``.
+
+Random numbers: the replicate r of (model, J) draws from
+``SeedSequence(seed, spawn_key=(model number, J)).spawn(R)[r]``, itself split into a
+simulation seed and a sampler seed, so the same ``seed`` gives the same table, and a result
+for one J does not depend on which other J are asked for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import errors
+from .datasets import simulate
+
+__all__ = [
+    "MODELS",
+    "METHODS",
+    "true_premium",
+    "eblup_intervals",
+    "bayes_intervals",
+    "coverage_replicates",
+    "summarise_coverage",
+    "coverage_study",
+    "plot_coverage",
+]
+
+MODELS = ("buhlmann_straub", "hachemeister", "poisson_gamma")
+EBLUP_METHODS = {
+    "cond_sd": "EBLUP (i) conditional SD",
+    "pev_sd": "EBLUP (ii) PEV SD",
+    "mse_sd": "EBLUP (iii) MSE SD",
+}
+BAYES_METHOD = "Bayes posterior ETI"
+METHODS = (*EBLUP_METHODS.values(), BAYES_METHOD)
+
+# An arm turns one simulated portfolio into intervals: (sim, prob, random_seed) -> DataFrame
+# indexed by risk with columns method, estimate, lower, upper (one row per risk and method).
+Arm = Callable[[simulate.Simulation, float, int], pd.DataFrame]
+
+
+# --------------------------------------------------------------------------- per model
+
+
+def _next_period(sim: simulate.Simulation) -> int:
+    return int(sim.data["period"].max()) + 1
+
+
+def true_premium(model: str, sim: simulate.Simulation) -> pd.Series:
+    """The true risk premium of every risk of a simulated portfolio (index: risk).
+
+    Bühlmann–Straub: m + Ξ_j; Hachemeister: intercept_j + slope_j·(T + 1);
+    Poisson–gamma: m·r_i·u_i (claims per unit exposure).
+    """
+    _check_model(model)
+    eff = sim.effects
+    if model == "buhlmann_straub":
+        truth = eff["mean"]
+    elif model == "hachemeister":
+        truth = eff["intercept"] + eff["slope"] * _next_period(sim)
+    else:
+        truth = eff["frequency"]
+    return truth.rename("true_premium")
+
+
+def _newdata(model: str, sim: simulate.Simulation) -> pd.DataFrame:
+    """One row per risk at which the premium is predicted."""
+    risks = sim.effects.index.to_numpy()
+    if model == "buhlmann_straub":
+        return pd.DataFrame({"risk": risks})
+    if model == "hachemeister":
+        return pd.DataFrame({"risk": risks, "period": _next_period(sim)})
+    return pd.DataFrame({"risk": risks, "exposure": 1.0})
+
+
+def _eblup_fit(model: str, data: pd.DataFrame):
+    if model == "poisson_gamma":
+        from .lmm.poisson_gamma import poisson_gamma_eb
+
+        fit = poisson_gamma_eb(data, group="risk", claims="claims", exposure="exposure")
+        return fit, bool(fit.boundary)
+    from .lmm import lmm
+
+    formula = "loss ~ 1 + (1 | risk)" if model == "buhlmann_straub" else "loss ~ period + (period | risk)"
+    fit = lmm(formula, data, weights="weight", method="REML")
+    return fit, bool(fit.singular)
+
+
+def eblup_intervals(model: str, sim: simulate.Simulation, prob: float = 0.9) -> pd.DataFrame:
+    """Normal EBLUP intervals premium ± z·SD for every risk and each of the three SDs.
+
+    Returns one row per risk and method (index: risk) with columns method, estimate, sd,
+    lower, upper; ``attrs["boundary"]`` says whether the fit put a variance on its boundary
+    (then the SDs that ignore the variance parameters are 0 or the interval undefined).
+    """
+    _check_model(model)
+    _check_prob(prob)
+    fit, boundary = _eblup_fit(model, sim.data)
+    pred = fit.predict(_newdata(model, sim))
+    pred.index = sim.effects.index
+    z = stats.norm.ppf(0.5 + prob / 2)
+    parts = []
+    for column, method in EBLUP_METHODS.items():
+        sd = pred[column].to_numpy(float)
+        est = pred["premium"].to_numpy(float)
+        parts.append(
+            pd.DataFrame(
+                {"method": method, "estimate": est, "sd": sd, "lower": est - z * sd, "upper": est + z * sd},
+                index=sim.effects.index,
+            )
+        )
+    out = pd.concat(parts)
+    out.attrs["boundary"] = boundary
+    return out
+
+
+def _bayes_model(model: str, data: pd.DataFrame):
+    from . import models
+
+    if model == "buhlmann_straub":
+        return models.buhlmann_straub(data, group="risk", response="loss", weight="weight")
+    if model == "hachemeister":
+        return models.hachemeister(data, group="risk", time="period", response="loss", weight="weight")
+    return models.poisson_gamma(data, group="risk", claims="claims", exposure="exposure")
+
+
+def bayes_intervals(
+    model: str,
+    sim: simulate.Simulation,
+    prob: float = 0.9,
+    *,
+    random_seed: int,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+) -> pd.DataFrame:
+    """Posterior mean, SD and equal-tailed interval of every risk's premium.
+
+    The model is the ``bc.models`` factory of the same name with its default priors,
+    sampled by ``bc.sample``. Same columns as :func:`eblup_intervals`.
+    """
+    _check_model(model)
+    _check_prob(prob)
+    from .sampling import sample
+
+    posterior = sample(_bayes_model(model, sim.data), draws=draws, tune=tune, chains=chains, random_seed=random_seed)
+    values = _premium_draws(model, posterior, sim)
+    a = (1 - prob) / 2
+    lower, upper = np.quantile(values, [a, 1 - a], axis=0)
+    out = pd.DataFrame(
+        {
+            "method": BAYES_METHOD,
+            "estimate": values.mean(axis=0),
+            "sd": values.std(axis=0, ddof=1),
+            "lower": lower,
+            "upper": upper,
+        },
+        index=sim.effects.index,
+    )
+    out.attrs["divergences"] = int(posterior["sample_stats"]["diverging"].sum()) if "sample_stats" in posterior else 0
+    return out
+
+
+def _premium_draws(model: str, posterior, sim: simulate.Simulation) -> np.ndarray:
+    """Draws (S, J) of each risk's premium, in the order of ``sim.effects.index``."""
+    da = posterior["posterior"]["premium"]
+    dim = next(d for d in da.dims if d not in ("chain", "draw"))
+    da = da.stack(sample=("chain", "draw")).transpose("sample", dim)
+    labels = pd.Index(da[dim].to_numpy())
+    order = labels.get_indexer(sim.effects.index)
+    if (order < 0).any():
+        order = pd.Index(labels.astype(str)).get_indexer(sim.effects.index.astype(str))
+    if (order < 0).any():
+        raise errors.BayescredError(f"posterior 'premium' is not labelled by the simulated risks ({dim!r})")
+    return da.to_numpy()[:, order]
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@dataclass(frozen=True)
+class _Settings:
+    model: str
+    n_risks: tuple[int, ...]
+    replicates: int
+    bayes_replicates: int
+    prob: float
+    draws: int
+    tune: int
+    chains: int
+    truth: dict
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+
+
+def _check_prob(prob: float) -> None:
+    if not isinstance(prob, (int, float)) or not 0 < prob < 1:
+        raise ValueError(f"prob must lie strictly between 0 and 1, got {prob!r}")
+
+
+def _positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, tune, chains, truth) -> _Settings:
+    _check_model(model)
+    _check_prob(prob)
+    if isinstance(n_risks, (int, np.integer)):
+        n_risks = (n_risks,)
+    if not isinstance(n_risks, Iterable):
+        raise ValueError(f"n_risks must be an integer or a sequence of integers, got {n_risks!r}")
+    sizes = tuple(_positive_int("every n_risks", j, 3) for j in n_risks)
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(f"n_risks must be a non-empty sequence of distinct integers, got {n_risks!r}")
+    replicates = _positive_int("replicates", replicates, 2)
+    if not bayes:
+        bayes_replicates = 0
+    elif bayes_replicates is None:
+        bayes_replicates = replicates
+    else:
+        bayes_replicates = _positive_int("bayes_replicates", bayes_replicates, 2)
+        if bayes_replicates > replicates:
+            raise ValueError(f"bayes_replicates ({bayes_replicates}) cannot exceed replicates ({replicates})")
+    simulator = getattr(simulate, model)
+    allowed = {
+        name
+        for name, p in inspect.signature(simulator).parameters.items()
+        if name not in ("n_risks", "seed") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    unknown = set(truth) - allowed
+    if unknown:
+        raise ValueError(f"unknown simulation settings for {model}: {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if model == "poisson_gamma" and truth.get("factors"):
+        raise ValueError("the coverage study fits the intercept-only Poisson–gamma model: leave factors unset")
+    return _Settings(
+        model,
+        sizes,
+        replicates,
+        bayes_replicates,
+        float(prob),
+        _positive_int("draws", draws),
+        _positive_int("tune", tune),
+        _positive_int("chains", chains),
+        dict(truth),
+    )
+
+
+def _replicate_seeds(seed, model: str, n_risks: int, replicates: int) -> list[tuple[np.random.SeedSequence, int]]:
+    """(simulation seed, sampler seed) per replicate, spawned from (seed, model, J)."""
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"pass an explicit non-negative integer seed, got {seed!r}")
+    base = np.random.SeedSequence(int(seed), spawn_key=(MODELS.index(model), n_risks))
+    out = []
+    for child in base.spawn(replicates):
+        sim_seed, sampler = child.spawn(2)
+        out.append((sim_seed, int(sampler.generate_state(1)[0])))
+    return out
+
+
+def _score(intervals: pd.DataFrame, truth: pd.Series) -> pd.DataFrame:
+    """Per method: share of risks covered, mean width, share of undefined intervals."""
+    t = truth.reindex(intervals.index).to_numpy()
+    lower, upper = intervals["lower"].to_numpy(float), intervals["upper"].to_numpy(float)
+    defined = np.isfinite(lower) & np.isfinite(upper)
+    scored = pd.DataFrame(
+        {
+            "method": intervals["method"].to_numpy(),
+            "hit": defined & (lower <= t) & (t <= upper),  # an undefined interval covers nothing
+            "width": np.where(defined, upper - lower, np.nan),
+            "undefined": ~defined,
+        }
+    )
+    return scored.groupby("method", sort=False).agg(
+        coverage=("hit", "mean"), width=("width", "mean"), undefined=("undefined", "mean")
+    )
+
+
+def coverage_replicates(
+    model: str,
+    n_risks: int | Iterable[int] = (5, 10, 30, 100),
+    replicates: int = 200,
+    *,
+    prob: float = 0.9,
+    bayes: bool = True,
+    bayes_replicates: int | None = None,
+    seed: int,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    arms: Mapping[str, Arm] | None = None,
+    progress: Callable[[str], None] | None = None,
+    **truth,
+) -> pd.DataFrame:
+    """Replicate-level results: one row per (n_risks, replicate, method).
+
+    Columns: model, n_risks, replicate, method, coverage (share of the replicate's risks
+    whose interval holds the true premium), width (mean interval width), undefined (share of
+    intervals that could not be formed, counted as not covering), boundary (the EB fit put a
+    variance on its boundary). The Bayesian arm runs on the first ``bayes_replicates``
+    replicates (the same simulated portfolios as the EB arm). ``arms`` replaces the default
+    arms (EBLUP and, with ``bayes``, the posterior) by your own functions
+    ``(sim, prob, random_seed) -> intervals`` (columns method, estimate, lower, upper, index
+    risk), e.g. to check the harness with known-variance intervals. ``truth`` overrides the
+    simulator's hyperparameters (see ``bayescred.datasets.simulate``).
+    """
+    s = _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, tune, chains, truth)
+    if arms is None:
+        arms = {"eblup": lambda sim, p, _: eblup_intervals(s.model, sim, p)}
+        if s.bayes_replicates:
+            arms["bayes"] = lambda sim, p, rs: bayes_intervals(
+                s.model, sim, p, random_seed=rs, draws=s.draws, tune=s.tune, chains=s.chains
+            )
+    simulator = getattr(simulate, s.model)
+    rows = []
+    for J in s.n_risks:
+        for r, (sim_seed, sampler_seed) in enumerate(_replicate_seeds(seed, s.model, J, s.replicates)):
+            sim = simulator(J, seed=np.random.default_rng(sim_seed), **s.truth)
+            truth_j = true_premium(s.model, sim)
+            scores, boundary = [], False
+            for name, arm in arms.items():
+                if name == "bayes" and r >= s.bayes_replicates:
+                    continue
+                with warnings.catch_warnings():  # boundary fits are counted, not shouted about
+                    warnings.simplefilter("ignore", errors.BoundaryWarning)
+                    warnings.simplefilter("ignore", errors.ConvergenceWarning)
+                    intervals = arm(sim, s.prob, sampler_seed)
+                boundary |= bool(intervals.attrs.get("boundary", False))
+                scores.append(_score(intervals, truth_j))
+            for method, row in pd.concat(scores).iterrows():
+                rows.append({"model": s.model, "n_risks": J, "replicate": r, "method": method, **row.to_dict(), "boundary": boundary})
+            if progress is not None:
+                progress(f"{s.model} J={J} replicate {r + 1}/{s.replicates}")
+    return pd.DataFrame(rows)
+
+
+def summarise_coverage(replicates: pd.DataFrame, prob: float = 0.9) -> pd.DataFrame:
+    """Coverage per (model, n_risks, method) with its Monte Carlo SE from replicate-level shares.
+
+    Columns: model, n_risks, method, nominal, coverage, mc_se (= sd over replicates of the
+    share covered / sqrt(R)), width (mean interval width), width_mc_se, replicates,
+    boundary (share of replicates whose EB fit was on the boundary), undefined.
+    """
+    _check_prob(prob)
+    needed = {"model", "n_risks", "replicate", "method", "coverage", "width", "undefined", "boundary"}
+    missing = needed - set(replicates.columns)
+    if missing:
+        raise ValueError(f"replicate table lacks columns {sorted(missing)} (use coverage_replicates)")
+    g = replicates.groupby(["model", "n_risks", "method"], sort=False)
+    out = g.agg(
+        coverage=("coverage", "mean"),
+        sd=("coverage", "std"),
+        width=("width", "mean"),
+        width_sd=("width", "std"),
+        replicates=("replicate", "count"),
+        boundary=("boundary", "mean"),
+        undefined=("undefined", "mean"),
+    ).reset_index()
+    root = np.sqrt(out["replicates"])
+    out["mc_se"] = out.pop("sd") / root
+    out["width_mc_se"] = out.pop("width_sd") / root
+    out.insert(3, "nominal", prob)
+    order = {m: i for i, m in enumerate(METHODS)}
+    out = out.sort_values(["model", "n_risks", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
+    cols = ["model", "n_risks", "method", "nominal", "coverage", "mc_se", "width", "width_mc_se", "replicates", "boundary", "undefined"]
+    return out[cols].reset_index(drop=True)
+
+
+def coverage_study(
+    model: str,
+    n_risks: int | Iterable[int] = (5, 10, 30, 100),
+    replicates: int = 200,
+    *,
+    prob: float = 0.9,
+    bayes: bool = True,
+    bayes_replicates: int | None = None,
+    seed: int,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    arms: Mapping[str, Arm] | None = None,
+    progress: Callable[[str], None] | None = None,
+    **truth,
+) -> pd.DataFrame:
+    """Actual coverage of nominal ``prob`` intervals for each risk's premium (tidy table).
+
+    Runs :func:`coverage_replicates` and summarises it with :func:`summarise_coverage`:
+    one row per (model, n_risks, method) with coverage, its Monte Carlo SE, the mean
+    interval width and the number of replicates. Example::
+
+        table = coverage_study("buhlmann_straub", (5, 10, 30, 100), replicates=200, seed=1)
+    """
+    reps = coverage_replicates(
+        model,
+        n_risks,
+        replicates,
+        prob=prob,
+        bayes=bayes,
+        bayes_replicates=bayes_replicates,
+        seed=seed,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        arms=arms,
+        progress=progress,
+        **truth,
+    )
+    return summarise_coverage(reps, prob)
+
+
+# --------------------------------------------------------------------------- plot
+
+_TITLES = {"buhlmann_straub": "Bühlmann–Straub", "hachemeister": "Hachemeister (next period)", "poisson_gamma": "Poisson–gamma (frequency)"}
+_STYLE = {
+    EBLUP_METHODS["cond_sd"]: ("tab:red", "o"),
+    EBLUP_METHODS["pev_sd"]: ("tab:orange", "s"),
+    EBLUP_METHODS["mse_sd"]: ("tab:green", "^"),
+    BAYES_METHOD: ("tab:blue", "D"),
+}
+
+
+def plot_coverage(table: pd.DataFrame, *, title: str | None = None):
+    """Coverage against the number of risks, one panel per model, ±2 Monte Carlo SE bars.
+
+    ``table`` is the output of :func:`coverage_study` (or several concatenated). The dashed
+    line is the nominal probability. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    needed = {"model", "n_risks", "method", "coverage", "mc_se", "nominal"}
+    missing = needed - set(table.columns)
+    if missing:
+        raise ValueError(f"coverage table lacks columns {sorted(missing)} (use coverage_study)")
+    if table.empty:
+        raise ValueError("the coverage table is empty")
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.0), sharey=True, squeeze=False)
+    methods = [m for m in METHODS if m in set(table["method"])] + sorted(set(table["method"]) - set(METHODS))
+    for ax, model in zip(axes[0], models):
+        sub = table[table["model"] == model]
+        sizes = sorted(sub["n_risks"].unique())
+        offsets = np.linspace(-0.06, 0.06, max(len(methods), 1))
+        for k, method in enumerate(methods):
+            rows = sub[sub["method"] == method].sort_values("n_risks")
+            if rows.empty:
+                continue
+            colour, marker = _STYLE.get(method, (None, "x"))
+            x = rows["n_risks"].to_numpy(float) * math.exp(offsets[k])  # dodge on the log axis
+            ax.errorbar(
+                x, rows["coverage"], yerr=2 * rows["mc_se"], color=colour, marker=marker, capsize=3, lw=1.2, label=method
+            )
+        nominal = float(sub["nominal"].iloc[0])
+        ax.axhline(nominal, color="k", ls="--", lw=1, label=f"nominal {nominal:.0%}")
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(j) for j in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("number of risks J")
+        ax.set_title(_TITLES.get(model, model))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"actual coverage of nominal {nominal:.0%} intervals")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title or "Coverage of each risk's premium (±2 Monte Carlo SE)")
+    fig.tight_layout()
+    return fig
