@@ -363,7 +363,9 @@ def test_boundary_fit_is_flagged():
     assert fit.fixef.tolist() == pytest.approx(pois.params.tolist(), rel=1e-8)
     assert fit.loglik == pytest.approx(pois.llf, rel=1e-10)
     r = fit.ranef()
-    assert (r["u"] == 1).all() and (r["Z"] == 0).all() and r["mse_sd"].isna().all()
+    assert (r["u"] == 1).all() and (r["Z"] == 0).all()
+    # at lam = 0 the relativities are exactly 1 whatever beta: (i) = (ii) = 0; (iii) has no delta method
+    assert (r["cond_sd"] == 0).all() and (r["pev_sd"] == 0).all() and r["mse_sd"].isna().all()
     assert "BOUNDARY" in fit.summary() and fit.to_dict()["boundary"] is True
 
 

@@ -483,7 +483,7 @@ class PoissonGammaFit:
 
         Columns: ``claims`` y_i+, ``expected`` mu_i+ (fixed effects and exposure only),
         ``Z`` = mu_i+/(mu_i+ + alpha), ``u`` = (alpha + y_i+)/(alpha + mu_i+) (the EB
-        relativity), ``premium`` = u_i mu_i+ = Z_i y_i+ + (1 - Z_i) mu_i+, and the SDs of u_i:
+        relativity: posterior mean, which is also dhglm's h-likelihood estimate), ``premium`` = u_i mu_i+ = Z_i y_i+ + (1 - Z_i) mu_i+, and the SDs of u_i:
         ``cond_sd`` (i), ``pev_sd`` (ii), ``mse_sd`` (iii) (module docstring).
 
         ``bootstrap=B`` (with an explicit ``seed``) adds the parametric bootstrap of (iii):
