@@ -1,6 +1,6 @@
 """Catalogue of bad inputs: each raises its own clear error naming the column (issue 2).
 
-A table of 30 kinds of malformed input (raw rows and aggregated cell summaries), plus a
+A table of 35 kinds of malformed input (raw rows and aggregated cell summaries), plus a
 property-based test with hypothesis over randomly malformed frames. In every case the
 caller's frame is left untouched. Budget: < 15 s.
 """
