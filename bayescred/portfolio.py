@@ -8,6 +8,17 @@ regression credibility (FORMULAS.md §4). So the reduction runs where the data l
 pandas, polars, a DuckDB relation or a Dask frame all go through narwhals, the group-by
 is executed by that engine, and only the per-risk summaries come back (as pandas).
 
+Entry points:
+
+* :func:`validate`: every check a model needs (columns, types, missing/infinite values,
+  positive weights, number of risks, duplicates, periods per risk, time varying within a
+  risk, complete crossed cells, nesting), one specific exception per kind of problem;
+* :func:`summarise` (per risk or per cell), :func:`cross_products` (regression credibility),
+  :func:`claim_totals` (claim counts and exposure);
+* :class:`Sufficient`: the Gaussian sufficient statistics (cell counts, weights, means and the
+  pooled within SS with its df), built from raw rows by :func:`sufficient` or from published
+  cell summaries by :func:`from_summaries` (aggregated input is a first-class input).
+
 The caller's frame is never modified.
 """
 
