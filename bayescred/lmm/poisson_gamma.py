@@ -234,16 +234,15 @@ def _build_design(data, group, claims, exposure, offset, fixed, base) -> tuple[_
 
 
 def _check_rank(X: np.ndarray, names: list[str]) -> None:
-    """Name the columns involved in any linear dependency (the null space of X)."""
+    """Name the columns involved in a linear dependency: the null space of the column-scaled
+    X, singular values below 1e-7 of the largest (R's lm/glm tolerance), from the p x p Gram."""
     if X.shape[1] == 0:
         return
     scaled = X / np.maximum(np.linalg.norm(X, axis=0), np.finfo(float).tiny)
-    n, p = scaled.shape
-    R = np.linalg.qr(scaled, mode="r") if n >= p else np.vstack([scaled, np.zeros((p - n, p))])
-    _, sv, vt = np.linalg.svd(R)  # p x p: the null space of X without forming n x n matrices
-    null = vt[sv <= sv[0] * max(n, p) * np.finfo(float).eps * 10]
-    if len(null):
-        involved = [names[j] for j in np.flatnonzero(np.any(np.abs(null) > 1e-6, axis=0))]
+    eigval, eigvec = np.linalg.eigh(scaled.T @ scaled)
+    null = eigvec[:, eigval <= eigval[-1] * 1e-14]
+    if null.shape[1]:
+        involved = [names[j] for j in np.flatnonzero(np.any(np.abs(null) > 1e-6, axis=1))]
         raise errors.RankDeficientError(
             f"fixed-effect columns are linearly dependent: {', '.join(involved)}; drop one or merge levels"
         )
@@ -291,37 +290,57 @@ class _Data:
         return mu, self.G @ mu, self.G @ (mu[:, None] * self.X)
 
 
-def _loglik(d: _Data, beta: np.ndarray, a: float) -> float:
-    """sum_i log L_i (REFERENCE-VALUES §11.6), stable form for large alpha = exp(a)."""
-    alpha = math.exp(a)
-    _, m, _ = d.risk(beta)
-    y = d.ysum
-    ratio = np.log1p(m / alpha)
-    gam = special.gammaln(alpha + y) - special.gammaln(alpha) - y * a
-    return float(d.const + d.y @ (d.X @ beta) + np.sum(gam - (alpha + y) * ratio))
-
-
-def _grad_hess(d: _Data, beta: np.ndarray, a: float):
-    """Analytic gradient and Hessian of the log-likelihood in (beta, a = log alpha)."""
+def _evaluate(d: _Data, beta: np.ndarray, a: float, order: int = 2):
+    """Log-likelihood sum_i log L_i (REFERENCE-VALUES §11.6) in (beta, a = log alpha), and for
+    order >= 1 its analytic gradient, for order 2 also the Hessian. Written with log1p so that
+    large alpha (near Poisson) loses no precision."""
     alpha = math.exp(a)
     mu, m, s = d.risk(beta)
     y = d.ysum
+    log1p = np.log1p(m / alpha)
+    gam = special.gammaln(alpha + y) - special.gammaln(alpha) - y * a
+    ll = float(d.const + d.y @ (d.X @ beta) + np.sum(gam - (alpha + y) * log1p))
+    if order == 0:
+        return ll
     u = (alpha + y) / (alpha + m)
-    c = u / (alpha + m)  # (alpha + y)/(alpha + m)^2 = Var(u | y)
     g_beta = d.X.T @ d.y - s.T @ u
-    g_alpha = np.sum(special.digamma(alpha + y) - special.digamma(alpha) - np.log1p(m / alpha) + 1 - u)
+    g_alpha = np.sum(special.digamma(alpha + y) - special.digamma(alpha) - log1p + 1 - u)
+    grad = np.append(g_beta, alpha * g_alpha)
+    if order == 1:
+        return ll, grad
+    c = u / (alpha + m)  # (alpha + y)/(alpha + m)^2 = Var(u | y)
     h_bb = -(d.X.T * (u[d.codes] * mu)) @ d.X + (s.T * c) @ s
     h_balpha = -s.T @ ((m - y) / (alpha + m) ** 2)
     h_aa = np.sum(
         special.polygamma(1, alpha + y) - special.polygamma(1, alpha) + m / (alpha * (alpha + m)) - (m - y) / (alpha + m) ** 2
     )
-    grad = np.append(g_beta, alpha * g_alpha)
     p = len(beta)
     hess = np.empty((p + 1, p + 1))
     hess[:p, :p] = h_bb
     hess[:p, p] = hess[p, :p] = alpha * h_balpha
     hess[p, p] = alpha**2 * h_aa + alpha * g_alpha
-    return grad, hess
+    return ll, grad, hess
+
+
+class _Objective:
+    """-loglik, its gradient and Hessian for scipy, evaluated once per point."""
+
+    def __init__(self, d: _Data):
+        self.d, self.x, self.values = d, None, None
+
+    def _at(self, x):
+        if self.x is None or not np.array_equal(x, self.x):
+            self.x, self.values = x.copy(), _evaluate(self.d, x[:-1], x[-1])
+        return self.values
+
+    def fun(self, x):
+        return -self._at(x)[0]
+
+    def jac(self, x):
+        return -self._at(x)[1]
+
+    def hess(self, x):
+        return -self._at(x)[2]
 
 
 def _poisson(d: _Data, beta0: np.ndarray | None = None, tol: float = 1e-10, maxiter: int = 100):
@@ -360,19 +379,15 @@ def _fit(d: _Data, start: tuple[np.ndarray, float] | None = None):
     a0 = start[1] if start is not None and np.isfinite(start[1]) else math.log(np.sum(m**2) / excess)
     x0 = np.append(beta_p if start is None else start[0], a0)
     p = d.X.shape[1]
+    objective = _Objective(d)
     res = optimize.minimize(
-        lambda x: -_loglik(d, x[:p], x[p]),
-        x0,
-        jac=lambda x: -_grad_hess(d, x[:p], x[p])[0],
-        hess=lambda x: -_grad_hess(d, x[:p], x[p])[1],
-        method="trust-exact",
-        options={"gtol": 1e-8, "maxiter": 500},
+        objective.fun, x0, jac=objective.jac, hess=objective.hess, method="trust-exact", options={"gtol": 1e-8, "maxiter": 500}
     )
     x = res.x
     # polish with plain Newton steps: near the optimum trust-exact can stop early because
     # the change in the objective is below its rounding error while the gradient is not
     for _ in range(5):
-        grad, hess = _grad_hess(d, x[:p], x[p])
+        _, grad, hess = _evaluate(d, x[:p], x[p])
         try:
             step = linalg.solve(-hess, grad, assume_a="pos")
         except linalg.LinAlgError:
@@ -384,7 +399,7 @@ def _fit(d: _Data, start: tuple[np.ndarray, float] | None = None):
     beta, a = x[:p], float(x[p])
     if a > _LOG_ALPHA_MAX:
         return beta_p, math.inf, ok
-    grad, hess = _grad_hess(d, beta, a)
+    _, grad, hess = _evaluate(d, beta, a)
     try:
         converged = bool(grad @ linalg.solve(-hess, grad, assume_a="pos") < 1e-12)
     except linalg.LinAlgError:
@@ -445,8 +460,8 @@ class PoissonGammaFit:
             full = np.full_like(cov, np.nan)
             full[:-1, :-1] = info
         else:
-            self.loglik = _loglik(d, beta, a)
-            full = -_grad_hess(d, beta, a)[1]
+            self.loglik, _, hess = _evaluate(d, beta, a)
+            full = -hess
             cov = _inv(full)
         flip = np.ones(len(names) + 1)
         flip[-1] = -1.0  # log lam = -log alpha
