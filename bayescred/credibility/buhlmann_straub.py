@@ -40,7 +40,8 @@ def buhlmann_straub(
       τ² ← Σ Z_j (X_j − X_z)²/(J − 1), started at the unbiased value)  [``a``];
     * a negative τ̂² is truncated to 0 with a :class:`BoundaryWarning`: then Z_j = 0 and
       the collective is the weighted mean X_ww (as actuar);
-    * ``collective`` X_z [``means$portfolio``], ``k`` = σ²/τ².
+    * ``collective`` X_z [``means$portfolio``], ``k`` = σ²/τ², ``weighted_mean`` X_ww
+      (eq. 3.21), ``between_raw`` (the unbiased value before truncation), ``icc``.
 
     ``between=``, ``within=`` fix the structure parameters instead of estimating them;
     ``collective=`` gives a known collective premium m (inhomogeneous credibility,
@@ -87,6 +88,7 @@ def fit_from_summary(stats, *, within, between, collective, method, tol, model) 
         "within": float(within),
         "k": float(within / between) if between > 0 else np.inf,
         "between_raw": raw,
+        "weighted_mean": float(w @ x / w.sum()),
         "icc": between / (between + within),
     }
     return CredibilityFit(
