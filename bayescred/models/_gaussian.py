@@ -1,0 +1,206 @@
+"""The nested Gaussian credibility model behind ``buhlmann``, ``buhlmann_straub`` and
+``hierarchical``: X_jt = m + (one effect per level) + e_jt, Var e_jt = sigma2/w_jt.
+
+One level is Bühlmann–Straub (FORMULAS.md §2), several levels are Jewell's hierarchical
+model (FORMULAS.md §3). The data enter only through each innermost risk's n, weight, weighted
+mean, within sum of squares (``portfolio.summarise``) and sum of log weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from ..errors import TooFewPeriodsError, TooFewRisksError
+from ..portfolio import summarise, validate
+from . import priors as P
+from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
+from ._marginal import (
+    credibility_factor,
+    nested_collapse,
+    nested_conditional_means,
+    nested_draws,
+    np_segsum,
+    pt_segsum,
+    within_term,
+)
+
+LIKELIHOODS = ("marginal", "latent")
+
+
+def check_likelihood(likelihood: str) -> None:
+    if likelihood not in LIKELIHOODS:
+        from ..errors import PriorError  # a model-specification error, raised before compiling
+
+        raise PriorError(f"likelihood must be 'marginal' or 'latent', got {likelihood!r}")
+
+
+def nested_data(data, levels: list[str], response: str, weight: str | None):
+    """Validate and reduce: innermost-risk statistics, the nesting and every level's labels."""
+    frame = validate(data, groups=levels, numeric=response, positive=weight, min_groups=2)
+    table = summarise(frame, by=levels, response=response, weight=weight, check=False)
+    keys = table.index.to_frame(index=False) if len(levels) > 1 else pd.DataFrame({levels[0]: table.index})
+    codes, names, parents = [], [], []
+    for depth, level in enumerate(levels):
+        tuples = list(keys[levels[: depth + 1]].itertuples(index=False, name=None))
+        uniq, code = np.unique(np.array([str(t) for t in tuples]), return_inverse=True)
+        # order nodes as they first appear in the sorted table
+        first = {}
+        for t, c in zip(tuples, code):
+            first.setdefault(c, t)
+        order = sorted(first, key=lambda c: list(first).index(c))
+        remap = {c: i for i, c in enumerate(order)}
+        code = np.array([remap[c] for c in code])
+        node_tuples = [first[c] for c in order]
+        own = [t[-1] for t in node_tuples]
+        names.append(labels(own) if len(set(own)) == len(own) else labels(node_tuples))
+        if depth > 0:
+            parent_of = np.zeros(len(order), dtype=int)
+            parent_of[code] = codes[-1]
+            parents.append(parent_of)
+        codes.append(code)
+    if len(names[0]) < 2:
+        raise TooFewRisksError(f"needs at least 2 groups at level {levels[0]!r}, found {len(names[0])}", column=levels[0])
+    df = int(table["n"].sum() - len(table))
+    if df < 1:
+        raise TooFewPeriodsError(
+            "every risk has a single observation, so the within variance is not identified", column=levels[-1]
+        )
+    stats = {
+        "n": table["n"].to_numpy(float),
+        "weight": table["weight"].to_numpy(float),
+        "mean": table["mean"].to_numpy(float),
+        "within_ss": table["within_ss"].to_numpy(float),
+        "sum_log_w": sum_log_weight(frame, levels, weight, table.index),
+    }
+    return stats, names, parents
+
+
+def default_params(stats, levels: list[str]) -> list[P.Param]:
+    """Weakly informative defaults scaled to the data (see the factories' docstrings)."""
+    w, x = stats["weight"], stats["mean"]
+    centre = float(np.sum(w * x) / np.sum(w))
+    df = stats["n"].sum() - len(x)
+    sigma_hat = float(np.sqrt(stats["within_ss"].sum() / df))
+    spread = P.scale_of(x) if len(x) > 1 else sigma_hat
+    L = len(levels)
+    shape = (L,) if L > 1 else ()
+    return [
+        P.Param("collective", (), lambda: pm.Normal.dist(mu=centre, sigma=10 * spread)),
+        P.Param("between_sd", shape, lambda: pm.HalfNormal.dist(sigma=np.full(shape, 2.5 * spread)) if shape
+                else pm.HalfNormal.dist(sigma=2.5 * spread), positive=True, dims="level" if L > 1 else None),
+        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=2.5 * sigma_hat), positive=True),
+    ]
+
+
+def build(factory: str, data, levels: list[str], response: str, weight: str | None, priors, likelihood: str):
+    """Validate data and priors, then build the PyMC model (marginal or latent)."""
+    check_likelihood(likelihood)
+    stats, names, parents = nested_data(data, levels, response, weight)
+    params = default_params(stats, levels)
+    chosen = P.resolve(priors, params, factory)
+    L = len(levels)
+    sizes = [len(n) for n in names]
+    coords = {level: names[i] for i, level in enumerate(levels)}
+    if L > 1:
+        coords["level"] = list(levels)
+    inner, top = levels[-1], levels[0]
+
+    with pm.Model(coords=coords) as model:
+        data_vars = {k: pm.Data(k, v, dims=inner) for k, v in stats.items()}
+        spec = {p.name: p for p in params}
+        m = P.register("collective", chosen["collective"], spec["collective"])
+        sd = P.register("between_sd", chosen["between_sd"], spec["between_sd"])
+        sigma = P.register("within_sd", chosen["within_sd"], spec["within_sd"])
+        if "collective" not in model.named_vars:
+            pm.Deterministic("collective", m)
+        between = pm.Deterministic("between", sd**2, dims="level" if L > 1 else None)
+        within = pm.Deterministic("within", sigma**2)
+        tau2 = [between[i] for i in range(L)] if L > 1 else [between]
+        # k: EPV/VHM at the risk level; VHM ratios of adjacent levels above it (FORMULAS.md §3)
+        ks = [tau2[i + 1] / tau2[i] for i in range(L - 1)] + [within / tau2[-1]]
+        pm.Deterministic("k", pt.stack(ks) if L > 1 else ks[0], dims="level" if L > 1 else None)
+        A = [None] * L
+        A[-1] = data_vars["weight"] / within
+        for lv in range(L - 1, 0, -1):
+            A[lv - 1] = pt_segsum(1.0 / (tau2[lv] + 1.0 / A[lv]), parents[lv - 1], sizes[lv - 1])
+        for lv, level in enumerate(levels):
+            suffix = "" if lv == L - 1 else f"_{level}"
+            pm.Deterministic("Z" + suffix, credibility_factor(tau2[lv], A[lv]), dims=level)
+
+        if likelihood == "marginal":
+            ll, A_, B_ = nested_collapse(pt, pt_segsum, m, tau2, within, data_vars, parents, sizes)
+            means = nested_conditional_means(m, tau2, A_, B_, parents)
+            for lv, level in enumerate(levels):
+                suffix = "" if lv == L - 1 else f"_{level}"
+                pm.Deterministic("premium" + suffix, means[lv], dims=level)
+            pm.Deterministic("loglik", ll, dims=top)
+            pm.Potential("marginal_likelihood", ll.sum())
+        else:
+            node = m
+            for lv, level in enumerate(levels):
+                suffix = "" if lv == L - 1 else f"_{level}"
+                z = pm.Normal("u_raw" + suffix, 0.0, 1.0, dims=level)
+                u = pm.Deterministic("u" + suffix, (sd[lv] if L > 1 else sd) * z, dims=level)
+                node = (node if lv == 0 else node[parents[lv - 1]]) + u
+                pm.Deterministic("premium" + suffix, node, dims=level)
+            x, w = data_vars["mean"], data_vars["weight"]
+            ll = within_term(pt, within, data_vars["n"], w, data_vars["within_ss"], data_vars["sum_log_w"]) - 0.5 * (
+                np.log(2 * np.pi) + pt.log(within / w) + (x - node) ** 2 * w / within
+            )
+            pm.Deterministic("loglik", ll, dims=inner)
+            pm.Potential("conditional_likelihood", ll.sum())
+
+    outer_premiums = [f"premium_{lv}" for lv in levels[:-1]]
+    info = ModelInfo(
+        factory=factory,
+        likelihood=likelihood,
+        observed=response,
+        augment=_augmenter(levels, response, parents, sizes, likelihood),
+        renames={p: p + "_conditional_mean" for p in ["premium", *outer_premiums]} if likelihood == "marginal" else {},
+    )
+    attach(model, info)
+    return model
+
+
+def _augmenter(levels, response, parents, sizes, likelihood):
+    L = len(levels)
+    inner = levels[-1]
+
+    def augment(model, posterior: xr.Dataset, rng, log_likelihood: bool, predictive: bool) -> dict:
+        stats = {k: np.asarray(model[k].get_value()) for k in ("n", "weight", "mean", "within_ss", "sum_log_w")}
+        coords = {lv: list(model.coords[lv]) for lv in levels}
+        m = stack_draws(posterior, "collective")[:, None]
+        between = stack_draws(posterior, "between")
+        tau2 = [between[:, i:i + 1] for i in range(L)] if L > 1 else [between[:, None]]
+        within = stack_draws(posterior, "within")[:, None]
+        out = {"posterior": {}}
+        if likelihood == "marginal":
+            A = [None] * L
+            B = [None] * L
+            A[-1] = stats["weight"] / within
+            B[-1] = np.broadcast_to(stats["mean"], A[-1].shape)
+            for lv in range(L - 1, 0, -1):
+                v = tau2[lv] + 1.0 / A[lv]
+                A[lv - 1] = np_segsum(1.0 / v, parents[lv - 1], sizes[lv - 1])
+                B[lv - 1] = np_segsum(B[lv] / v, parents[lv - 1], sizes[lv - 1]) / A[lv - 1]
+            node = nested_draws(rng, m, tau2, A, B, parents)
+            for lv, level in enumerate(levels):
+                suffix = "" if lv == L - 1 else f"_{level}"
+                parent = m if lv == 0 else node[lv - 1][:, parents[lv - 1]]
+                out["posterior"]["premium" + suffix] = unstack_draws(node[lv], posterior, [level], coords)
+                out["posterior"]["u" + suffix] = unstack_draws(node[lv] - parent, posterior, [level], coords)
+            theta = node[-1]
+        else:
+            theta = stack_draws(posterior, "premium")
+        if predictive:
+            sd = np.sqrt(within / stats["weight"])
+            rep = theta + sd * rng.standard_normal(theta.shape)
+            out["posterior_predictive"] = {response: unstack_draws(rep, posterior, [inner], coords)}
+            out["observed_data"] = {response: xr.DataArray(stats["mean"], dims=(inner,), coords={inner: coords[inner]})}
+        return out
+
+    return augment
