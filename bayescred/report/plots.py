@@ -65,7 +65,11 @@ def between_vs_profile(cmp: Comparison, profile=None, name: str = "between"):
     """
     draws = _draws(cmp.posterior, name).to_numpy()
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.hist(draws, bins=60, density=True, alpha=0.5, label="posterior")
+    # variance posteriors are right-skewed over orders of magnitude: log-spaced bins, log axis
+    lo, hi = np.quantile(draws, [0.001, 0.999])
+    bins = np.geomspace(max(lo, hi * 1e-6), hi, 50)
+    ax.hist(draws, bins=bins, density=True, alpha=0.5, label="posterior")
+    ax.set_xscale("log")
     if profile is not None and len(profile):
         v = profile["value"].to_numpy(float)
         lik = np.exp(-(profile["deviance"].to_numpy(float) - profile["deviance"].min()) / 2)

@@ -1,0 +1,169 @@
+"""The run report: one self-contained HTML file (images embedded) per run.
+
+Sections: summary and reference checks, data, the model in formulas, classical vs REML vs
+Bayes tables, comparison plots, sampler diagnostics (R-hat, ESS, divergences, BFMI, trace and
+rank plots, predictive checks, PSIS-LOO with Pareto k).
+
+``bc.report(run)`` takes a :class:`bayescred.runner.Run` or the folder a run was saved to
+(``bayescred fit SPEC --out DIR``) and returns the path of the HTML file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from . import diagnostics, html, plots
+
+__all__ = ["report", "write_report"]
+
+MODEL_TEXT = {
+    "buhlmann": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var Ξ = τ² (VHM, <i>between</i>), "
+    "Var ε = σ² (EPV, <i>within</i>); Z = T/(T + k), k = σ²/τ²; premium = Z X̄<sub>j</sub> + (1 − Z) X̄ "
+    "(seed 004_07f8365c92996b9b.txt §3.1; FORMULAS.md §1).",
+    "buhlmann_straub": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var ε<sub>jt</sub> = σ²/w<sub>jt</sub>; "
+    "Z<sub>j</sub> = w<sub>j•</sub>/(w<sub>j•</sub> + k); premium = Z<sub>j</sub> X<sub>j</sub> + (1 − Z<sub>j</sub>) X<sub>Z</sub> "
+    "(seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; FORMULAS.md §2). As an LMM: y ~ 1 + (1 | risk), weights w.",
+    "hierarchical": "X<sub>sjt</sub> = m + Ξ<sub>s</sub> + Ξ<sub>sj</sub> + ε<sub>sjt</sub> (Jewell; FORMULAS.md §3). "
+    "As an LMM: y ~ 1 + (1 | sector) + (1 | sector:risk), weights w.",
+    "hachemeister": "X<sub>j</sub> = Q<sub>j</sub> β(Θ<sub>j</sub>) + ε<sub>j</sub>, Q<sub>j</sub> = [1, t], "
+    "Cov β(Θ<sub>j</sub>) = U; A<sub>j</sub> = U(U + σ² M<sub>j</sub><sup>−1</sup>)<sup>−1</sup>; "
+    "credibility estimate A<sub>j</sub> B<sub>j</sub> + (I − A<sub>j</sub>) B<sub>GLS</sub> "
+    "(seed 004_07f8365c92996b9b.txt eqs 3.24–3.32; FORMULAS.md §4). As an LMM: y ~ t + (1 + t || risk), weights w.",
+    "crossed": "y<sub>ijt</sub> = m + a<sub>i</sub> + b<sub>j</sub> + c<sub>ij</sub> + ε<sub>ijt</sub> "
+    "(Dannenburg, Kaas &amp; Goovaerts 1996; seed 002_112bee5238c97912.txt eqs 61–62; FORMULAS.md §6). "
+    "As an LMM: y ~ 1 + (1 | a) + (1 | b) + (1 | a:b).",
+    "poisson_gamma": "N<sub>it</sub> | u<sub>i</sub> ~ Poisson(u<sub>i</sub> μ<sub>it</sub>), "
+    "u<sub>i</sub> ~ Gamma(1/λ, 1/λ); Z<sub>i</sub> = μ<sub>i+</sub>/(μ<sub>i+</sub> + 1/λ); "
+    "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (FORMULAS.md §7; REFERENCE-VALUES.md §11.5).",
+}
+
+HYPER = ("collective", "between", "within", "k", "lam", "alpha")
+
+
+def _observed_name(posterior) -> str | None:
+    if "observed_data" in posterior.children:
+        names = list(posterior["observed_data"].data_vars)
+        return names[0] if names else None
+    return None
+
+
+def _hyper_names(posterior) -> list[str]:
+    post = posterior["posterior"]
+    return [v for v in post.data_vars if v in HYPER or v.startswith("between")
+            and post[v].ndim == 2] or [v for v in list(post.data_vars)[:3]]
+
+
+def write_report(run, path) -> Path:
+    """Write the HTML report of ``run`` (a Run, or what :func:`_load_run` rebuilds) to ``path``."""
+    path = Path(path)
+    spec, cmp, posterior = run.spec, run.comparison, run.posterior
+    prob = cmp.prob
+    sections = []
+
+    checks = run.checks
+    n_ok = int(checks["ok"].sum()) if len(checks) else 0
+    verdict = (
+        html.note(f"All {len(checks)} published reference values reproduced.", "ok")
+        if n_ok == len(checks)
+        else html.note(f"{len(checks) - n_ok} of {len(checks)} reference values MISSED (see the last section).",
+                       "fail")
+    )
+    understate = cmp.understatement()
+    lines = "".join(f"<li>posterior SD / {k.replace('sd_ratio_', '')}: median over risks "
+                    f"<b>{v:.2f}</b></li>" for k, v in understate.items())
+    sections.append(("summary", "Summary", f"<p>{html.escape(spec.description or spec.title)}</p>" + verdict
+                     + "<p>How much the plug-in EBLUP understates the uncertainty of a risk's premium:</p>"
+                     f"<ul>{lines}</ul>"))
+
+    data = run.data
+    summary_rows = [("rows", len(data)), ("columns", ", ".join(map(str, data.columns)))]
+    sections.append(("data", "Data", html.table(pd.DataFrame(summary_rows, columns=["", "value"]).set_index(""),
+                                                 f"dataset '{spec.dataset}'")
+                     + html.table(data.describe().T, "Column summary")))
+
+    sections.append(("model", "Model", f"<p>{MODEL_TEXT.get(spec.model, spec.model)}</p>"
+                     + f"<p>Arguments: <code>{html.escape(json.dumps(spec.arguments))}</code></p>"))
+
+    vc = cmp.variance_components
+    tables = html.table(vc, f"Variance components: classical, {run.eb_summary.method} (interval where "
+                        f"computed) and posterior (mean, SD, {prob:.0%} ETI)")
+    tables += html.table(cmp.premiums, f"Premiums per risk: classical, EBLUP with its three SDs, posterior "
+                         f"mean/SD/{prob:.0%} ETI, and posterior SD / EBLUP SD; EBLUP interval = "
+                         f"{prob:.0%} normal with the second-order SD")
+    if len(cmp.credibility.columns):
+        tables += html.table(cmp.credibility, f"Credibility factor Z: classical, REML plug-in, posterior median "
+                             f"and {prob:.0%} ETI")
+    if run.eb_summary.singular:
+        tables = html.note("The empirical-Bayes fit is singular (a variance component at 0 or a correlation "
+                           "at ±1): its plug-in intervals are especially unreliable.") + tables
+    sections.append(("tables", "Classical vs REML vs Bayes", tables))
+
+    figs = []
+    table = getattr(run.classical, "table", None)
+    if table is not None and {"mean", "weight"} <= set(table.columns):
+        t = table.reindex(cmp.premiums.index)
+        figs.append(html.figure(plots.shrinkage(cmp, t["mean"], t["weight"]), "Shrinkage"))
+    figs.append(html.figure(plots.forest(cmp), "Premium intervals"))
+    if "between" in posterior["posterior"] and posterior["posterior"]["between"].ndim == 2:
+        figs.append(html.figure(plots.between_vs_profile(cmp, run.eb_summary.extra.get("profile")),
+                                "Between-variance"))
+    if "Z" in posterior["posterior"]:
+        figs.append(html.figure(plots.credibility_factors(cmp), "Credibility factors"))
+    sections.append(("plots", "Comparison plots", "\n".join(figs)))
+
+    sections.append(("diagnostics", "Sampler diagnostics",
+                     diagnostics.section_html(posterior, _hyper_names(posterior), observed=_observed_name(posterior))))
+
+    sections.append(("references", "Published reference values", html.table(checks, "Checked values", index=False)
+                     if len(checks) else "<p>No reference values in this spec.</p>"))
+    path.write_text(html.page(f"bayescred run: {spec.title}", sections))
+    return path
+
+
+def _load_run(folder: Path):
+    """Rebuild what the report needs from a saved run folder."""
+    import xarray as xr
+
+    from ..compare import Comparison, EBSummary
+    from ..runner import load_data
+    from ..spec import load_spec
+
+    spec = load_spec(folder / "spec.toml")
+    posterior = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf")
+
+    def csv(name):
+        frame = pd.read_csv(folder / name)
+        return frame.set_index(frame.columns[0])
+
+    premiums = csv("compare_premiums.csv")
+    cmp = Comparison(csv("compare_variance_components.csv"), premiums, csv("compare_credibility.csv"),
+                     prob=0.9, posterior=posterior)
+    eb = EBSummary(csv("eb_premiums.csv"), csv("eb_components.csv"),
+                   singular=bool(json.loads((folder / "eb.json").read_text()).get("singular", False)))
+    checks = pd.read_csv(folder / "reference_checks.csv")
+    try:
+        data = load_data(spec)
+    except Exception:  # the report can be rebuilt without the data folder
+        data = pd.DataFrame()
+    classical = SimpleNamespace(table=csv("classical_table.csv"))
+    return SimpleNamespace(spec=spec, data=data, comparison=cmp, posterior=posterior, checks=checks,
+                           eb_summary=eb, classical=classical)
+
+
+def report(run, out=None) -> Path:
+    """Write the HTML report of a Run (or of a saved run folder); return its path."""
+    if isinstance(run, (str, Path)):
+        folder = Path(run)
+        if not (folder / "spec.toml").is_file():
+            raise FileNotFoundError(f"{folder} is not a saved run folder (no spec.toml); run `bayescred fit` first")
+        loaded = _load_run(folder)
+        return write_report(loaded, Path(out) if out else folder / "report.html")
+    if out is None and run.out is None:
+        raise ValueError("give out= (an HTML path) for a run that was not saved")
+    return write_report(run, Path(out) if out else run.out / "report.html")
+
+

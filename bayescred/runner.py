@@ -1,0 +1,300 @@
+"""One reproducible run: classical + empirical Bayes + full Bayes + comparison + report.
+
+``run_spec("models/hachemeister.toml", out="runs/hachemeister")`` does, in order:
+
+1. load the spec and its data (bundled, or from the shared folder for real datasets);
+2. the classical fit ``bc.credibility.<model>(data, **arguments)``;
+3. the empirical-Bayes fit: the mixed model that *is* that credibility model
+   (``bc.lmm`` with the formula of :func:`eb_formula`, or the exact Poisson–gamma
+   marginal ML), with each risk's premium and its three uncertainty measures;
+4. the posterior of ``bc.models.<model>(data, **arguments)`` sampled by ``bc.sample``;
+5. the comparison tables, the check of the spec's published reference values;
+6. everything saved under ``out`` (posterior NetCDF, tables CSV) and the HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import datasets
+from .compare import Comparison, EBSummary, compare
+from .spec import Spec, load_spec
+
+FAST_SAMPLER = {"draws": 300, "tune": 300, "chains": 2}
+
+
+@dataclass
+class Run:
+    """Everything a run produced; ``out`` is where it was saved."""
+
+    spec: Spec
+    data: pd.DataFrame
+    classical: object
+    eb: object
+    eb_summary: EBSummary
+    posterior: object
+    comparison: Comparison
+    checks: pd.DataFrame
+    timings: dict
+    out: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks["ok"].all()) if len(self.checks) else True
+
+
+# --------------------------------------------------------------------------- data
+def load_data(spec: Spec, data_dir=None) -> pd.DataFrame:
+    """The spec's dataset (bundled, or real from ``data_dir``), with its ``filter`` applied."""
+    data = datasets.load(spec.dataset, data_dir=data_dir)
+    if spec.filter:
+        data = data.query(spec.filter).reset_index(drop=True)
+    return data
+
+
+# --------------------------------------------------------------------------- EB side
+def _time_column(data: pd.DataFrame, args: dict) -> tuple[pd.DataFrame, str, float]:
+    """Hachemeister: the (centred) time regressor the classical fit uses, and the future period."""
+    group, time_col, weight = args["group"], args["time"], args.get("weight")
+    w = data[weight] if weight else pd.Series(1.0, index=data.index)
+    centering = args.get("centering", "origin")
+    t = data[time_col].astype(float)
+    if centering == "global":
+        centre = pd.Series(np.average(t, weights=w), index=data.index)
+    elif centering == "group":
+        centre = (t * w).groupby(data[group]).transform("sum") / w.groupby(data[group]).transform("sum")
+    else:
+        centre = pd.Series(0.0, index=data.index)
+    out = data.assign(time_c=t - centre, centre=centre)
+    future = float(args.get("future", t.max() + 1))
+    return out, "time_c", future
+
+
+def eb_formula(model: str, args: dict) -> str:
+    """The lme4 formula of the mixed model equivalent to a credibility model."""
+    y = args.get("response")
+    if model in ("buhlmann", "buhlmann_straub"):
+        return f"{y} ~ 1 + (1 | {args['group']})"
+    if model == "hierarchical":
+        levels = args["levels"]
+        terms = [":".join(levels[: i + 1]) for i in range(len(levels))]
+        return f"{y} ~ 1 + " + " + ".join(f"(1 | {t})" for t in terms)
+    if model == "hachemeister":
+        return f"{y} ~ 1 + time_c + (1 + time_c || {args['group']})"
+    if model == "crossed":
+        a, b = args["factors"]
+        inter = f" + (1 | {a}:{b})" if args.get("interaction", True) else ""
+        return f"{y} ~ 1 + (1 | {a}) + (1 | {b}){inter}"
+    raise ValueError(f"no Gaussian mixed model for {model!r}")
+
+
+def _risk_columns(model: str, args: dict) -> list[str]:
+    if model == "hierarchical":
+        return list(args["levels"])
+    if model == "crossed":
+        return list(args["factors"])
+    return [args["group"]]
+
+
+def _index(frame: pd.DataFrame, cols: list[str]) -> pd.Index:
+    if len(cols) == 1:
+        return pd.Index(frame[cols[0]].to_numpy(), name=cols[0])
+    return pd.MultiIndex.from_frame(frame[cols])
+
+
+def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", prob: float = 0.9):
+    """Fit the empirical-Bayes model and summarise it per risk (premium + three measures)."""
+    from .lmm import lmm
+
+    if model == "poisson_gamma":
+        from .lmm.poisson_gamma import poisson_gamma_eb
+
+        keys = ("group", "claims", "exposure", "fixed", "base")
+        fit = poisson_gamma_eb(data, **{k: args[k] for k in keys if k in args})
+        ranef = fit.ranef()
+        if args.get("fixed"):  # premium = the risk's relativity u_i (rating factors differ by row)
+            prem = ranef[["u", "cond_sd", "pev_sd", "mse_sd", "Z"]].rename(columns={"u": "premium"})
+        else:  # premium = claim frequency per unit exposure, as the classical estimator
+            levels = ranef.index
+            newdata = pd.DataFrame({args["group"]: levels, args["exposure"]: 1.0})
+            prem = fit.predict(newdata)[["premium", "cond_sd", "pev_sd", "mse_sd"]]
+            prem.index = levels
+            prem["Z"] = ranef["Z"].to_numpy()
+        comps = pd.DataFrame({"estimate": [fit.lam]}, index=["lam"])  # Var(u): relative scale
+        return fit, EBSummary(prem, comps, method="ML", prob=prob, singular=bool(getattr(fit, "boundary", False)))
+
+    frame = data
+    extra = {}
+    if model == "hachemeister":
+        frame, _, future = _time_column(data, args)
+        extra["future"] = future
+    formula = eb_formula(model, args)
+    kwargs = {"weights": args.get("weight"), "method": method}
+    if "within_ss" in args:
+        kwargs.update(within_ss=args["within_ss"], within_df=args["within_df"])
+    fit = lmm(formula, frame, **kwargs)
+    cols = _risk_columns(model, args)
+    newdata = frame[cols].drop_duplicates().sort_values(cols).reset_index(drop=True)
+    if model == "hachemeister":
+        centre = frame.groupby(args["group"])["centre"].first()
+        newdata["time_c"] = extra["future"] - newdata[args["group"]].map(centre).to_numpy()
+    pred = fit.predict(newdata)
+    prem = pred[["premium", "cond_sd", "pev_sd", "mse_sd"]].copy()
+    prem.index = _index(newdata, cols)
+    vc = fit.varcorr
+    comps = {"within": fit.sigma2}
+    if model in ("buhlmann", "buhlmann_straub"):
+        tau2 = float(vc.loc[vc["grp"] == args["group"], "vcov"].iloc[0])
+        comps["between"] = tau2
+        w = data.groupby(args["group"])[args["weight"]].sum() if args.get("weight") else data.groupby(args["group"]).size()
+        prem["Z"] = (w * tau2 / (w * tau2 + fit.sigma2)).reindex(prem.index).to_numpy()
+    else:
+        for _, row in vc[vc["grp"] != "Residual"].iterrows():
+            if row["var2"] is None or (isinstance(row["var2"], float) and np.isnan(row["var2"])):
+                comps[f"between[{row['grp']}:{row['var1']}]"] = row["vcov"]
+    components = pd.DataFrame({"estimate": pd.Series(comps)})
+    return fit, EBSummary(prem, components, method=method, prob=prob, singular=bool(fit.singular), extra=extra)
+
+
+# --------------------------------------------------------------------------- references
+def lookup(run_parts: dict, quantity: str, risk=None) -> float:
+    """Value of a reference path: ``classical.structure.<key>[.<sub>]``,
+    ``classical.<column>`` (with ``risk``), ``eb.premium`` / ``eb.<measure>`` (with ``risk``),
+    ``eb.fixef.<name>``, ``eb.sigma2``, ``eb.criterion``, ``eb.varcorr.<grp>``, ``eb.lam``."""
+    head, _, rest = quantity.partition(".")
+    if head == "classical":
+        fit = run_parts["classical"]
+        if rest.startswith("structure."):
+            value = fit.structure
+            for key in rest.split(".")[1:]:
+                value = value[key]
+            return float(value)
+        return float(fit.table.loc[_risk_key(fit.table.index, risk), rest])
+    if head == "eb":
+        fit, summary = run_parts["eb"], run_parts["eb_summary"]
+        if rest in summary.premiums.columns:
+            return float(summary.premiums.loc[_risk_key(summary.premiums.index, risk), rest])
+        if rest.startswith("fixef."):
+            return float(fit.fixef[rest.split(".", 1)[1]])
+        if rest.startswith("varcorr."):
+            grp = rest.split(".", 1)[1]
+            vc = fit.varcorr
+            return float(vc.loc[vc["grp"] == grp, "vcov"].iloc[0])
+        return float(getattr(fit, rest))
+    raise KeyError(f"unknown reference quantity {quantity!r}")
+
+
+def _risk_key(index: pd.Index, risk):
+    if isinstance(index, pd.MultiIndex):
+        return tuple(risk)
+    return type(index[0])(risk) if not isinstance(index[0], str) else str(risk)
+
+
+def check_references(spec: Spec, parts: dict) -> pd.DataFrame:
+    rows = []
+    for ref in spec.references:
+        try:
+            got = lookup(parts, ref.quantity, ref.risk)
+            ok = ref.holds(got)
+        except (KeyError, IndexError, AttributeError, TypeError) as exc:
+            got, ok = float("nan"), False
+            ref_note = f"lookup failed: {exc}"
+        else:
+            ref_note = ""
+        rows.append({"quantity": ref.quantity, "risk": ref.risk, "expected": ref.value, "got": got,
+                     "tol": ref.tol, "ok": ok, "source": ref.source, "note": ref_note})
+    return pd.DataFrame(rows, columns=["quantity", "risk", "expected", "got", "tol", "ok", "source", "note"])
+
+
+# --------------------------------------------------------------------------- the run
+def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, progress=print) -> Run:
+    """Run a catalogue spec end to end and (with ``out``) save it and write its report."""
+    from . import credibility, models
+    from .sampling import sample
+
+    spec = load_spec(spec_path)
+    fast = os.environ.get("BAYESCRED_FAST") == "1" if fast is None else fast
+    sampler = {**spec.sampler, **(FAST_SAMPLER if fast else {})}
+    steps, timings = 6, {}
+
+    def step(i, what):
+        progress(f"[{i}/{steps}] {spec.name}: {what}")
+        return time.perf_counter()
+
+    t = step(1, f"data '{spec.dataset}'")
+    data = load_data(spec, data_dir)
+    args = dict(spec.arguments)
+    timings["data"] = time.perf_counter() - t
+
+    t = step(2, f"classical credibility ({spec.model})")
+    classical = getattr(credibility, spec.model)(data, **args)
+    timings["classical"] = time.perf_counter() - t
+
+    t = step(3, f"empirical Bayes ({spec.eb_method})")
+    eb, eb_summary = fit_eb(spec.model, data, args, spec.eb_method)
+    timings["empirical_bayes"] = time.perf_counter() - t
+
+    t = step(4, f"full Bayes: {sampler['chains']} chains x {sampler['draws']} draws")
+    factory_args = {k: v for k, v in args.items() if k not in _CLASSICAL_ONLY.get(spec.model, ())}
+    model = getattr(models, spec.model)(data, priors=spec.priors, **factory_args)
+    posterior = sample(model, **sampler)
+    timings["bayes"] = time.perf_counter() - t
+
+    t = step(5, "comparison and reference values")
+    comparison = compare(eb_summary, posterior, classical=classical)
+    checks = check_references(spec, {"classical": classical, "eb": eb, "eb_summary": eb_summary})
+    timings["compare"] = time.perf_counter() - t
+
+    run = Run(spec, data, classical, eb, eb_summary, posterior, comparison, checks, timings)
+    if out is not None:
+        t = step(6, f"saving to {out} and writing the report")
+        save(run, Path(out))
+        timings["report"] = time.perf_counter() - t
+    failed = checks[~checks["ok"]]
+    for _, row in failed.iterrows():
+        progress(f"REFERENCE MISSED: {row['quantity']} risk={row['risk']}: expected {row['expected']} "
+                 f"({row['tol']}), got {row['got']} [{row['source']}] {row['note']}")
+    progress(f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} reference values reproduced")
+    return run
+
+
+# arguments that only the classical estimator takes
+_CLASSICAL_ONLY = {
+    "buhlmann_straub": ("method",),
+    "hachemeister": ("method", "tau_estimated_on", "future"),
+}
+
+
+def save(run: Run, out: Path) -> Path:
+    """Write the run's artefacts and its HTML report under ``out``."""
+    from .report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.toml").write_text(run.spec.path.read_text())
+    run.posterior.to_netcdf(out / "posterior.nc", engine="h5netcdf")
+    run.classical.table.to_csv(out / "classical_table.csv")
+    run.eb_summary.premiums.to_csv(out / "eb_premiums.csv")
+    run.eb_summary.components.to_csv(out / "eb_components.csv")
+    run.comparison.premiums.to_csv(out / "compare_premiums.csv")
+    run.comparison.variance_components.to_csv(out / "compare_variance_components.csv")
+    run.comparison.credibility.to_csv(out / "compare_credibility.csv")
+    run.checks.to_csv(out / "reference_checks.csv", index=False)
+    (out / "eb.json").write_text(json.dumps(_eb_dict(run.eb), indent=1, default=str))
+    (out / "timings.json").write_text(json.dumps(run.timings, indent=1))
+    run.out = out
+    write_report(run, out / "report.html")
+    return out
+
+
+def _eb_dict(eb) -> dict:
+    try:
+        return eb.to_dict()
+    except Exception as exc:  # a report must not fail on a summary
+        return {"error": str(exc)}
