@@ -316,7 +316,10 @@ def _evaluate(d: _Data, beta: np.ndarray, a: float, order: int = 2):
     h_bb = -(d.X.T * (u[d.codes] * mu)) @ d.X + (s.T * c) @ s
     h_balpha = -s.T @ ((m - y) / (alpha + m) ** 2)
     h_aa = np.sum(
-        special.polygamma(1, alpha + y) - special.polygamma(1, alpha) + m / (alpha * (alpha + m)) - (m - y) / (alpha + m) ** 2
+        special.polygamma(1, alpha + y)
+        - special.polygamma(1, alpha)
+        + m / (alpha * (alpha + m))
+        - (m - y) / (alpha + m) ** 2
     )
     p = len(beta)
     hess = np.empty((p + 1, p + 1))
@@ -385,7 +388,12 @@ def _fit(d: _Data, start: tuple[np.ndarray, float] | None = None):
     p = d.X.shape[1]
     objective = _Objective(d)
     res = optimize.minimize(
-        objective.fun, x0, jac=objective.jac, hess=objective.hess, method="trust-exact", options={"gtol": 1e-8, "maxiter": 500}
+        objective.fun,
+        x0,
+        jac=objective.jac,
+        hess=objective.hess,
+        method="trust-exact",
+        options={"gtol": 1e-8, "maxiter": 500},
     )
     x = res.x
     # polish with plain Newton steps: near the optimum trust-exact can stop early because
@@ -502,14 +510,16 @@ class PoissonGammaFit:
 
         Columns: ``claims`` y_i+, ``expected`` mu_i+ (fixed effects and exposure only),
         ``Z`` = mu_i+/(mu_i+ + alpha), ``u`` = (alpha + y_i+)/(alpha + mu_i+) (the EB
-        relativity: posterior mean, which is also dhglm's h-likelihood estimate), ``premium`` = u_i mu_i+ = Z_i y_i+ + (1 - Z_i) mu_i+, and the SDs of u_i:
-        ``cond_sd`` (i), ``pev_sd`` (ii), ``mse_sd`` (iii) (module docstring).
+        relativity: the posterior mean, also dhglm's h-likelihood estimate), ``premium`` =
+        u_i mu_i+ = Z_i y_i+ + (1 - Z_i) mu_i+ (expected claims for the same exposure), and
+        the SDs of u_i: ``cond_sd`` (i), ``pev_sd`` (ii), ``mse_sd`` (iii) (module docstring).
 
         ``bootstrap=B`` (with an explicit ``seed``) adds the parametric bootstrap of (iii):
         simulate u*, y* from the fit, refit, and with the observed data
         ``boot_sd`` = sqrt(g1 + E*(u_i(theta*) - u_i(theta))^2) and the bias-corrected
         ``boot_bc_sd`` = sqrt(2 g1 - E* g1(theta*) + E*(u_i(theta*) - u_i(theta))^2)
-        (Booth & Hobert 1998, eq. 3.5). ``attrs`` record B, the seed and failed refits.
+        (Booth & Hobert 1998). ``attrs["bootstrap"]`` records B, the seed, failed refits
+        (left out) and refits at the boundary lam* = 0 (kept: u_i(theta*) = 1 there).
         """
         m, s, u, Z, var = self._ranef_arrays()
         d_beta, d_a = _derivatives(self.lam, self._d.ysum, m, s)
@@ -635,8 +645,11 @@ class PoissonGammaFit:
             lines += [
                 f"Random effect: lam = Var(u) = {self.lam:.6f} (SE {self.lam_se:.6f});"
                 f" log(lam) = {math.log(self.lam):.6f} (SE {self.log_lam_se:.6f}); alpha = 1/lam = {self.alpha:.6f}",
-                "  (h-likelihood fits, dhglm/hglm, give a lower lam: bus data 0.334 vs exact 0.4205)",
             ]
+        if self.estimated and not self.boundary:
+            lines.append("  (h-likelihood fits, dhglm/hglm, estimate lam lower: bus data 0.334 against this exact 0.4205)")
+        if not self.estimated:
+            lines.append("  (standard errors from the observed information at these values, not at the ML)")
         if not self.converged and self.estimated:
             lines.append("WARNING: the optimiser did not converge")
         return "\n".join(lines)
@@ -645,7 +658,8 @@ class PoissonGammaFit:
         return self.summary()
 
     def __repr__(self) -> str:
-        return f"<PoissonGammaFit lam={self.lam:.6g} loglik={self.loglik:.4f} risks={self.n_groups}{' BOUNDARY' if self.boundary else ''}>"
+        flag = " BOUNDARY" if self.boundary else ""
+        return f"<PoissonGammaFit lam={self.lam:.6g} loglik={self.loglik:.4f} risks={self.n_groups}{flag}>"
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the LMM keys (fixef, fixef_se, varcorr, loglik, ranef, ...)."""
@@ -660,7 +674,13 @@ class PoissonGammaFit:
             "log_lam_se": _num(self.log_lam_se),
             "alpha": _num(self.alpha),
             "varcorr": [
-                {"grp": self._design.group, "var1": "(Intercept)", "var2": None, "vcov": _num(self.lam), "sdcor": _num(math.sqrt(self.lam))}
+                {
+                    "grp": self._design.group,
+                    "var1": "(Intercept)",
+                    "var2": None,
+                    "vcov": _num(self.lam),
+                    "sdcor": _num(math.sqrt(self.lam)),
+                }
             ],
             "loglik": _num(self.loglik),
             "deviance": _num(self.deviance),
