@@ -142,7 +142,8 @@ def main() -> None:
     lines += [
         "",
         f"DuckDB {duckdb.__version__}, pandas {pd.__version__}; load average {load:.1f} at the start (a shared "
-        "machine: timings are indicative, memory figures are stable). The DuckDB and polars-lazy runs never hold the "
+        "machine: timings are indicative, and peak memory moved by up to ~100 MiB between repeated runs, the "
+        "pandas run excepted). The DuckDB and polars-lazy runs never hold the "
         "rows in Python: validation (counts, null/NaN/inf/positivity checks, number of risks) and the two-pass "
         "group-by are executed by the engine. Command: `.venv/bin/python benchmarks/reduce_duckdb.py`.",
     ]
