@@ -306,19 +306,22 @@ def test_information_is_the_numerical_hessian_at_the_ml():
 
 
 def test_three_measures_and_bootstrap_on_simulated_design():
-    """(i) <= (ii) <= (iii); the delta-method parameter part of (iii) against a seeded
-    parametric bootstrap of the same conditional MSE (Booth & Hobert 1998)."""
+    """(i) <= (ii) <= (iii); the delta-method parameter part g2 + g3 of (iii) against a seeded
+    parametric bootstrap of the conditional MSE of u_i given the risk's own data (Booth &
+    Hobert 1998), and (iii) = g1 + g2 + 2 g3 against the bias-corrected bootstrap."""
     df = simulate(J=40, K=3, lam=0.5, seed=1)
     fit = poisson_gamma_eb(df, **SIM_MODEL)
     r = fit.ranef(bootstrap=300, seed=11)
     assert (r["cond_sd"] <= r["pev_sd"]).all() and (r["pev_sd"] < r["mse_sd"]).all()
     assert r.attrs["bootstrap"]["failed"] == 0 and r.attrs["bootstrap"]["n_boot"] == 300
-    delta = r["mse_sd"] ** 2 - r["cond_sd"] ** 2
-    boot = r["boot_sd"] ** 2 - r["cond_sd"] ** 2
-    ratio = boot / delta
-    assert 0.85 < ratio.median() < 1.25  # Monte Carlo error of B = 300 and second-order terms
-    assert ((r["boot_sd"] / r["mse_sd"]).between(0.95, 1.05)).all()
-    assert ((r["boot_bc_sd"] / r["mse_sd"]).between(0.93, 1.07)).all()
+    g1, pev, mse = r["cond_sd"] ** 2, r["pev_sd"] ** 2, r["mse_sd"] ** 2
+    delta = (mse + pev) / 2 - g1  # g2 + g3
+    boot = r["boot_sd"] ** 2 - g1
+    # Monte Carlo error of B = 300 and second-order terms; beta alone (g2) would give 1.4
+    assert 0.85 < (boot / delta).median() < 1.25
+    assert 1.25 < (boot / (pev - g1)).median()
+    assert (np.sqrt(g1 + delta) / r["boot_sd"]).between(0.95, 1.05).all()
+    assert (r["mse_sd"] / r["boot_bc_sd"]).between(0.93, 1.07).all()
     # same seed, same numbers
     again = fit.ranef(bootstrap=300, seed=11)
     assert np.array_equal(again["boot_sd"], r["boot_sd"])
