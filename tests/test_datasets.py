@@ -230,3 +230,12 @@ def test_bus_cleaning(shared_data):
     # zone 4 / age 4 cell of seed 004 Solution 6.10 (REFERENCE-VALUES §11.2): 709 claims, 1,434,918 days
     cell = clean[(clean.zone == 4) & (clean["bus.age"] == 4)]
     assert cell["clm.cnt"].sum() == 709 and cell["dur"].sum() == 1_434_918
+
+
+@pytest.mark.parametrize("name", bc.datasets.names("external"))
+def test_every_external_dataset_names_its_public_source(tmp_path, name):
+    with pytest.raises(errors.DatasetNotFoundError) as info:
+        bc.datasets.load(name, data_dir=tmp_path)
+    msg = str(info.value)
+    assert name in msg and "public source" in msg
+    assert any(src in msg for src in ("CASdatasets", "pmmfa", "mdhglm", "lars", "scikit-learn"))
