@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import (
     BoundaryWarning,
+    ConvergenceWarning,
     NonPositiveError,
     TooFewPeriodsError,
     TooFewRisksError,
@@ -191,7 +192,7 @@ def bichsel_straub(mean, weight, within, start, tol: float = 1e-13, maxit: int =
         if abs(new - tau2) < tol * tau2:
             return float(new)
         tau2 = new
-    warnings.warn("Bichsel–Straub iteration did not converge", stacklevel=3)
+    warnings.warn("Bichsel–Straub iteration did not converge", ConvergenceWarning, stacklevel=3)
     return float(tau2)
 
 

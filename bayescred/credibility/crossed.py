@@ -149,8 +149,8 @@ def crossed(
     structure = {
         "collective": m,
         "between": dict(zip(names, map(float, comps))),
-        "within": within,
-        "k": {n: (within / c if c > 0 else np.inf) for n, c in zip(names, comps)},
+        "within": float(within),
+        "k": {n: float(within / c) if c > 0 else np.inf for n, c in zip(names, comps)},
         "within_ss": ssw,
         "within_df": dfw,
     }

@@ -20,7 +20,7 @@ import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 
-from ..errors import BoundaryWarning, ConstantCovariateError
+from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
 from ..portfolio import as_list, cross_products
 from ._common import CredibilityFit, between_unbiased, prepare, require_periods, rows_of, truncate
 
@@ -238,7 +238,10 @@ def _iterative(B, Minv, within, tol, maxit):
         if done:
             break
     else:
-        warnings.warn("Hachemeister iteration did not converge", stacklevel=3)
+        warnings.warn(
+            f"Hachemeister iteration did not converge in {maxit} steps (U is often near-singular then)",
+            ConvergenceWarning, stacklevel=3,
+        )
     U, _ = update(coll, cred)
     return U
 
