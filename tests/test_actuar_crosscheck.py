@@ -1,11 +1,12 @@
 """Live cross-check of bc.credibility against R actuar's cm() (actuar 3.x) on randomly
 generated unbalanced portfolios: Bühlmann–Straub (unbiased and iterative), two-level
-hierarchical, Hachemeister regression (actuar's hache.origin iteration). Every design has
+hierarchical (Bühlmann–Gisler and Ohlsson), three-level hierarchical, Hachemeister regression (actuar's hache.origin iteration). Every design has
 an explicit seed; all designs go to R in one Rscript call (tests/r/actuar_cm.R).
 Agreement: 1e-8 relative on structure parameters, collectives and premiums.
 """
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,23 +34,27 @@ def _bs_design(seed, kind):
         for t in periods:
             w = rng.uniform(0.3, 6)
             rows.append((1, j + 1, t, 10 + u + rng.normal(0, 3 / np.sqrt(w)), w))
-    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind=kind)
+    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind=kind, unit=1)
 
 
-def _hier_design(seed):
-    """Two levels: 3–5 sectors with 2–5 risks each (risk ids unique and sector-major), 2–6 periods."""
+def _hier_design(seed, kind="hier"):
+    """Two levels: 3–5 sectors with 2–5 risks each, 2–6 periods; "hier3" adds a middle
+    level (1–3 units per sector, some with a single risk). Ids are unique and sector-major."""
     rng = np.random.default_rng(seed)
     S, T = rng.integers(3, 6), 6
-    rows, rid = [], 0
+    rows, rid, uid = [], 0, 0
     for s in range(S):
         v = rng.normal(0, 3)
-        for _ in range(rng.integers(2, 6)):
-            rid += 1
-            u = rng.normal(0, 2)
-            for t in np.sort(rng.choice(np.arange(1, T + 1), rng.integers(2, T + 1), replace=False)):
-                w = rng.uniform(0.5, 4)
-                rows.append((s + 1, rid, t, 50 + v + u + rng.normal(0, 2 / np.sqrt(w)), w))
-    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind="hier")
+        for _ in range(rng.integers(1, 4) if kind == "hier3" else 1):
+            uid += 1
+            x = rng.normal(0, 1.5) if kind == "hier3" else 0.0
+            for _ in range(rng.integers(1 if kind == "hier3" else 2, 6)):
+                rid += 1
+                u = rng.normal(0, 2)
+                for t in np.sort(rng.choice(np.arange(1, T + 1), rng.integers(2, T + 1), replace=False)):
+                    w = rng.uniform(0.5, 4)
+                    rows.append((s + 1, uid, rid, t, 50 + v + x + u + rng.normal(0, 2 / np.sqrt(w)), w))
+    return pd.DataFrame(rows, columns=["sector", "unit", "risk", "period", "y", "w"]).assign(kind=kind)
 
 
 def _hache_design(seed):
@@ -64,13 +69,15 @@ def _hache_design(seed):
         for t in np.sort(rng.choice(np.arange(1, T + 1), rng.integers(5, T + 1), replace=False)):
             w = rng.uniform(1, 20)
             rows.append((1, j + 1, t, b[0] + b[1] * t + rng.normal(0, 40 / np.sqrt(w)), w))
-    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind="hache")
+    return pd.DataFrame(rows, columns=["sector", "risk", "period", "y", "w"]).assign(kind="hache", unit=1)
 
 
 DESIGNS = (
     {f"bs_unbiased_{s}": _bs_design(s, "bs_unbiased") for s in range(101, 106)}
     | {f"bs_iterative_{s}": _bs_design(s, "bs_iterative") for s in range(201, 205)}
     | {f"hier_{s}": _hier_design(s) for s in range(301, 305)}
+    | {f"hier_ohlsson_{s}": _hier_design(s, "hier_ohlsson") for s in range(311, 313)}
+    | {f"hier3_{s}": _hier_design(s, "hier3") for s in range(321, 324)}
     | {f"hache_{s}": _hache_design(s) for s in range(401, 404)}
 )
 
@@ -112,13 +119,18 @@ def test_crosscheck_covers_a_boundary_design(actuar):
     assert any(actuar[(n, "between")][0] == 0 for n in DESIGNS if n.startswith("bs_"))
 
 
-@pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("hier_")])
+@pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("hier")])
 def test_hierarchical_matches_actuar(actuar, name):
-    fit = bc.credibility.hierarchical(DESIGNS[name], levels=["sector", "risk"], response="y", weight="w")
-    _close([fit.structure["between"]["sector"], fit.structure["between"]["risk"]], actuar[(name, "between")])
+    levels = ["sector", "unit", "risk"] if name.startswith("hier3") else ["sector", "risk"]
+    method = "Ohlsson" if "ohlsson" in name else "Buhlmann-Gisler"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bc.errors.BoundaryWarning)  # checked through the numbers
+        fit = bc.credibility.hierarchical(DESIGNS[name], levels=levels, response="y", weight="w", method=method)
+    _close([fit.structure["between"][lev] for lev in levels], actuar[(name, "between")])
     _close(fit.structure["within"], actuar[(name, "within")])
     _close(fit.structure["collective"], actuar[(name, "collective")])
-    _close(fit.levels["sector"]["premium"], actuar[(name, "premium_sector")])
+    for level in levels[:-1]:
+        _close(fit.levels[level]["premium"], actuar[(name, f"premium_{level}")])
     _close(fit.table["premium"], actuar[(name, "premium")])
 
 

@@ -1,7 +1,10 @@
 # Fit actuar::cm() to every design of a long-format CSV (columns design, kind, sector,
-# risk, period, y, w) and write one CSV of results: design, what, i, value.
-# kind: bs_unbiased, bs_iterative (one level), hier (cm(~sector + sector:risk)),
-# hache (regression on time = 1..T, hache.origin). Used by tests/test_actuar_crosscheck.py.
+# unit, risk, period, y, w) and write one CSV of results: design, what, i, value.
+# kind: bs_unbiased, bs_iterative (one level), hier and hier_ohlsson
+# (cm(~sector + sector:risk)), hier3 (cm(~sector + sector:unit + sector:unit:risk)),
+# hache (regression on time = 1..T, hache.origin). Risk (and unit) ids must be unique and
+# increasing in sector-major order, so that actuar's node order is the sorted order.
+# Used by tests/test_actuar_crosscheck.py.
 suppressPackageStartupMessages(library(actuar))
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
@@ -20,13 +23,15 @@ wide <- function(g, keys) {
 }
 for (g in split(d, d$design)) {
     des <- g$design[1]; kind <- g$kind[1]; T <- max(g$period)
-    keys <- if (kind == "hier") c("sector", "risk") else "risk"
+    keys <- switch(kind, hier = , hier_ohlsson = c("sector", "risk"), hier3 = c("sector", "unit", "risk"), "risk")
     df <- wide(g, keys)
     rng <- sprintf("ratios = y.1:y.%d, weights = w.1:w.%d", T, T)
     call <- switch(kind,
         bs_unbiased  = sprintf("cm(~risk, df, %s, tol = 1e-13, maxit = 100000)", rng),
         bs_iterative = sprintf("cm(~risk, df, %s, method = 'iterative', tol = 1e-13, maxit = 100000)", rng),
         hier         = sprintf("cm(~sector + sector:risk, df, %s)", rng),
+        hier_ohlsson = sprintf("cm(~sector + sector:risk, df, %s, method = 'Ohlsson')", rng),
+        hier3        = sprintf("cm(~sector + sector:unit + sector:unit:risk, df, %s)", rng),
         hache        = sprintf("cm(~risk, df, %s, regformula = ~time, regdata = data.frame(time = 1:%d), tol = 1e-13, maxit = 100000)", rng, T))
     fit <- suppressWarnings(eval(parse(text = call)))
     if (kind == "hache") {
@@ -35,13 +40,14 @@ for (g in split(d, d$design)) {
         emit(des, "collective", fit$means[[1]])
         emit(des, "coefficients", sapply(fit$adj.models, coef))
         emit(des, "premium", predict(fit, newdata = data.frame(time = T + 1)))
-    } else if (kind == "hier") {
-        emit(des, "between", fit$unbiased[1:2])
-        emit(des, "within", fit$unbiased[3])
+    } else if (startsWith(kind, "hier")) {
+        L <- length(keys)
+        emit(des, "between", fit$unbiased[1:L])
+        emit(des, "within", fit$unbiased[L + 1])
         emit(des, "collective", fit$means[[1]])
         p <- predict(fit)
-        emit(des, "premium_sector", p[[1]])
-        emit(des, "premium", p[[2]])
+        for (l in seq_len(L - 1)) emit(des, paste0("premium_", keys[l]), p[[l]])
+        emit(des, "premium", p[[L]])
     } else {
         est <- if (kind == "bs_unbiased") fit$unbiased else fit$iterative
         emit(des, "between", est[1])
