@@ -7,20 +7,24 @@ by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on fir
 
 from importlib import import_module
 
-from . import datasets, errors, portfolio
+from . import credibility, datasets, errors, portfolio
+
+# The functions bc.lmm, bc.compare and bc.report share their names with the subpackages that
+# hold them; importing them here, eagerly, binds the names to the functions for good (a later
+# import of a submodule finds it in sys.modules and leaves these names alone).
+from .compare import compare  # noqa: E402
+from .lmm import lmm  # noqa: E402
+from .report import report  # noqa: E402
 
 __version__ = "0.1.0"
 
+# PyMC and its compiler load on first use only
 _LAZY = {
-    "credibility": ("bayescred.credibility", None),
     "models": ("bayescred.models", None),
-    "lmm": ("bayescred.lmm", "lmm"),
     "sample": ("bayescred.sampling", "sample"),
-    "compare": ("bayescred.compare", "compare"),
-    "report": ("bayescred.report", "report"),
 }
 
-__all__ = ["datasets", "errors", "portfolio", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "lmm", "report", *_LAZY]
 
 
 def __getattr__(name):

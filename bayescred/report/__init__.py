@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from . import diagnostics, html, plots
+from . import html
 
 __all__ = ["report", "write_report"]
 
@@ -59,6 +59,8 @@ def _hyper_names(posterior) -> list[str]:
 
 def write_report(run, path) -> Path:
     """Write the HTML report of ``run`` (a Run, or what :func:`_load_run` rebuilds) to ``path``."""
+    from . import diagnostics, plots  # ArviZ and the plotting stack load only to write a report
+
     path = Path(path)
     spec, cmp, posterior = run.spec, run.comparison, run.posterior
     prob = cmp.prob

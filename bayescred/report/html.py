@@ -6,11 +6,7 @@ import base64
 import html
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
@@ -37,6 +33,8 @@ def escape(text) -> str:
 
 def figure(fig, caption: str = "") -> str:
     """A matplotlib figure as an embedded PNG (closed afterwards)."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)

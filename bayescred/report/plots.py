@@ -91,7 +91,7 @@ def credibility_factors(cmp: Comparison):
     dim = [d for d in zd.dims if d != "sample"][0]
     values = zd.to_numpy()
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * values.shape[1] + 2))
-    ax.boxplot(values, vert=False, whis=(5, 95), showfliers=False)
+    ax.boxplot(values, orientation="horizontal", whis=(5, 95), showfliers=False)
     ticks = np.arange(1, values.shape[1] + 1)
     cred = cmp.credibility
     if "classical" in cred:

@@ -1,0 +1,84 @@
+"""`bayescred fit` pipeline and the HTML report (issue 6), in the fast sampler mode.
+
+Every catalogue spec must reproduce its published reference values (the values and their
+provenance live in the spec files under models/); the report must be one self-contained
+HTML file that headless Chromium renders.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import bayescred as bc
+from bayescred.runner import run_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = sorted((ROOT / "models").glob("*.toml"))
+SECTIONS = ("summary", "data", "model", "tables", "plots", "diagnostics", "references")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return {}
+
+
+def _run(runs, path, tmp_path_factory):
+    if path.stem not in runs:
+        out = tmp_path_factory.mktemp(path.stem)
+        runs[path.stem] = run_spec(path, out=out, fast=True, progress=lambda *_: None)
+    return runs[path.stem]
+
+
+@pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
+def test_catalogue_spec_reproduces_its_references(path, runs, tmp_path_factory):
+    run = _run(runs, path, tmp_path_factory)
+    missed = run.checks[~run.checks["ok"]]
+    assert missed.empty, f"{path.name} missed:\n{missed.to_string()}"
+    for name in ("posterior.nc", "compare_premiums.csv", "reference_checks.csv", "report.html"):
+        assert (run.out / name).is_file()
+
+
+def test_report_is_self_contained_with_every_section(runs, tmp_path_factory):
+    run = _run(runs, ROOT / "models" / "buhlmann_straub.toml", tmp_path_factory)
+    text = (run.out / "report.html").read_text()
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text
+    assert not re.search(r'(src|href)="(https?:)?//', text), "report must not load external assets"
+    assert text.count("data:image/png;base64,") >= 5
+    assert "90% ETI" in text and "R-hat" in text and "Pareto k" in text
+
+
+def test_report_rebuilds_from_the_saved_folder(runs, tmp_path_factory, tmp_path):
+    run = _run(runs, ROOT / "models" / "buhlmann_straub.toml", tmp_path_factory)
+    path = bc.report(run.out, out=tmp_path / "again.html")
+    text = path.read_text()
+    assert all(f'<section id="{a}">' in text for a in SECTIONS)
+
+
+def test_missed_reference_is_reported_loudly(tmp_path, runs, tmp_path_factory):
+    spec = (ROOT / "models" / "buhlmann.toml").read_text().replace("value = 665.625", "value = 666.0")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(spec)
+    lines = []
+    run = run_spec(bad, out=None, fast=True, progress=lines.append)
+    assert not run.ok
+    assert any("REFERENCE MISSED: classical.premium" in line for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (apt-get install chromium)")
+def test_report_opens_in_headless_chromium(runs, tmp_path_factory, tmp_path):
+    run = _run(runs, ROOT / "models" / "buhlmann_straub.toml", tmp_path_factory)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (run.out / "report.html").resolve().as_uri()
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Sampler diagnostics" in dom.stdout and "<img" in dom.stdout
+    shot = tmp_path / "report.png"
+    res = subprocess.run(["chromium", *flags, "--window-size=1200,2400", f"--screenshot={shot}", url],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.stat().st_size > 50_000
