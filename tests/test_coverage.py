@@ -19,6 +19,7 @@ from scipy import stats
 
 from bayescred import coverage
 from bayescred.datasets import simulate
+from bayescred.lmm import lmm  # not bc.lmm: once bayescred.lmm is imported, bc.lmm is the module
 
 
 # --------------------------------------------------------------------------- known-variance arms
@@ -188,3 +189,51 @@ def test_plot_has_a_panel_per_model_with_two_se_bars():
     np.testing.assert_allclose([s[1][1] - s[0][1] for s in segs], 4 * first["mc_se"].to_numpy())
     with pytest.raises(ValueError, match="lacks columns"):
         coverage.plot_coverage(table.drop(columns="mc_se"))
+
+
+# --------------------------------------------------------------------------- the EBLUP arms
+
+
+def test_eblup_intervals_reach_nominal_coverage_with_many_risks():
+    # J = 1000: the variance parameters are estimated almost exactly, so all three EBLUP
+    # intervals are the known-variance ones and must cover 90% within Monte Carlo error
+    table = coverage.coverage_study("buhlmann_straub", 1000, replicates=8, bayes=False, seed=5)
+    for method in coverage.EBLUP_METHODS.values():
+        row = table.set_index("method").loc[method]
+        assert abs(row["coverage"] - 0.9) < 3 * row["mc_se"] + 0.002, table
+        assert row["mc_se"] < 0.005
+    assert table["boundary"].eq(0).all()
+
+
+@pytest.mark.parametrize("model", coverage.MODELS)
+def test_eblup_arm_smoke(model):
+    reps = coverage.coverage_replicates(model, (5, 10), 3, bayes=False, seed=3)
+    assert set(reps["method"]) == set(coverage.EBLUP_METHODS.values())
+    assert len(reps) == 2 * 3 * 3
+    assert reps["coverage"].between(0, 1).all()
+    # per replicate the three SDs are nested, (i) <= (ii) <= (iii), so are the widths
+    wide = reps.pivot_table(index=["n_risks", "replicate"], columns="method", values="width")
+    names = list(coverage.EBLUP_METHODS.values())
+    assert (wide[names[0]] <= wide[names[1]] * (1 + 1e-9)).all()
+    assert (wide[names[1]] <= wide[names[2]] * (1 + 1e-9)).all()
+    table = coverage.summarise_coverage(reps)
+    assert table["replicates"].eq(3).all() and table["nominal"].eq(0.9).all()
+
+
+def test_eblup_intervals_are_premium_plus_minus_z_sd():
+    sim = simulate.buhlmann_straub(12, seed=9)
+    iv = coverage.eblup_intervals("buhlmann_straub", sim, prob=0.8)
+    z = stats.norm.ppf(0.9)
+    np.testing.assert_allclose(iv["upper"] - iv["estimate"], z * iv["sd"])
+    np.testing.assert_allclose(iv["estimate"] - iv["lower"], z * iv["sd"])
+    # the estimate is the BS credibility premium at the REML variances: Z_j X_j + (1 - Z_j) X_z
+    fit = lmm("loss ~ 1 + (1 | risk)", sim.data, weights="weight")
+    tau2 = float(fit.varcorr["vcov"].iloc[0])
+    d = sim.data
+    w = d.groupby("risk")["weight"].sum()
+    mean = (d["loss"] * d["weight"]).groupby(d["risk"]).sum() / w
+    Z = w / (w + fit.sigma2 / tau2)
+    premium = Z * mean + (1 - Z) * (Z * mean).sum() / Z.sum()
+    first = iv[iv["method"] == coverage.EBLUP_METHODS["cond_sd"]]
+    np.testing.assert_allclose(first["estimate"], premium.to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(first["sd"], np.sqrt(tau2 * (1 - Z)).to_numpy(), rtol=1e-6)  # g1 = τ²(1 - Z_j)

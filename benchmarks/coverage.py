@@ -1,0 +1,148 @@
+"""Coverage study (issue 6): how often do nominal 90% premium intervals hold the true premium?
+
+For Bühlmann–Straub, Hachemeister and Poisson–gamma portfolios simulated from known
+hyperparameters (the simulators' defaults, ``bayescred.datasets.simulate``) with J = 5, 10,
+30, 100 risks, estimates the actual coverage of each risk's premium interval for the EBLUP
+with its three SDs (normal intervals) and the posterior (90% ETI), with Monte Carlo SEs from
+the replicate-level shares (``bayescred.coverage``).
+
+    .venv/bin/python benchmarks/coverage.py                 # full study (see REPLICATES)
+    .venv/bin/python benchmarks/coverage.py --quick         # a minute, for trying it out
+    .venv/bin/python benchmarks/coverage.py --resume        # reuse finished chunks
+
+Each (model, J) chunk is saved to benchmarks/_work/coverage/<model>_<J>.csv as soon as it
+is done (replicate-level rows; seeded, so resuming gives the same numbers). At the end the
+summary goes to the "coverage" section of benchmarks/RESULTS.md and the plot to
+benchmarks/figures/coverage.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _results import write_section  # noqa: E402
+
+from bayescred import coverage  # noqa: E402
+
+SEED = 20260006  # issue 6
+SIZES = (5, 10, 30, 100)
+# replicates per (model, J): EB arm, Bayesian arm (a subset of the same portfolios)
+REPLICATES = {"buhlmann_straub": (400, 40), "hachemeister": (100, 20), "poisson_gamma": (400, 40)}
+SAMPLER = dict(draws=500, tune=500, chains=2)
+WORK = HERE / "_work" / "coverage"
+FIGURE = HERE / "figures" / "coverage.png"
+
+
+def run_chunk(model: str, J: int, replicates: int, bayes_replicates: int, sampler: dict, resume: bool) -> pd.DataFrame:
+    path = WORK / f"{model}_{J}.csv"
+    if resume and path.exists():
+        reps = pd.read_csv(path)
+        if reps["replicate"].nunique() == replicates:
+            print(f"{model} J={J}: reused {path}", flush=True)
+            return reps
+    start = time.perf_counter()
+    reps = coverage.coverage_replicates(
+        model,
+        J,
+        replicates,
+        bayes=bayes_replicates > 0,
+        bayes_replicates=bayes_replicates or None,
+        seed=SEED,
+        **sampler,
+    )
+    seconds = time.perf_counter() - start
+    reps["seconds"] = seconds
+    WORK.mkdir(parents=True, exist_ok=True)
+    reps.to_csv(path, index=False)
+    print(f"{model} J={J}: {replicates} replicates ({bayes_replicates} Bayes) in {seconds:.0f} s", flush=True)
+    return reps
+
+
+def _cell(row) -> str:
+    return f"{row.coverage:.3f} ± {row.mc_se:.3f}"
+
+
+def markdown(table: pd.DataFrame, settings: dict, seconds: dict) -> str:
+    lines = [
+        "## Coverage of nominal 90% premium intervals (issue 6)",
+        "",
+        "Simulated portfolios with known hyperparameters (simulator defaults: Bühlmann–Straub m = 80, "
+        "τ² = 64, σ² = 100, T = 5, w ~ U(0.5, 1.5), seed 004_07f8365c92996b9b.txt Listing 3.1; "
+        "Hachemeister β = (1500, 30), U = diag(20000, 600), σ² = 5·10⁷, T = 12, w ~ U(300, 10000), "
+        "premium of period T + 1; Poisson–gamma m = 0.1, Var u = 0.4, T = 5, exposure ~ U(1, 50), "
+        "premium = claim frequency per unit exposure). Truth = collective + the risk's true effect. "
+        "EBLUP: REML (`bc.lmm`) or exact marginal ML (Poisson–gamma), normal intervals premium ± 1.645·SD "
+        "with (i) conditional SD, (ii) PEV SD (adds the fixed effects), (iii) second-order MSE SD "
+        "(adds the variance parameters). Bayes: `bc.models` default priors, `bc.sample` "
+        f"({settings['sampler']}), 90% equal-tailed interval. Coverage = mean over replicates of the "
+        "share of risks covered; ± is one Monte Carlo SE computed from the replicate-level shares "
+        "(intervals within a replicate are correlated). An undefined interval counts as not covering.",
+        "",
+        f"Seed {SEED}; replicates per (model, J): "
+        + "; ".join(f"{m} {r} EB / {b} Bayes" for m, (r, b) in settings["replicates"].items())
+        + ". Command: `.venv/bin/python benchmarks/coverage.py`.",
+        "",
+    ]
+    for model, sub in table.groupby("model", sort=False):
+        wide = sub.assign(cell=[_cell(r) for r in sub.itertuples()]).pivot(index="n_risks", columns="method", values="cell")
+        width = sub.pivot(index="n_risks", columns="method", values="width")
+        methods = [m for m in coverage.METHODS if m in wide.columns]
+        reps = sub.pivot(index="n_risks", columns="method", values="replicates")
+        bnd = sub.groupby("n_risks")["boundary"].max()
+        lines += [f"### {model} (seconds: {seconds.get(model, float('nan')):.0f})", ""]
+        lines.append("| J | " + " | ".join(methods) + " | EB fits on boundary |")
+        lines.append("|---" * (len(methods) + 2) + "|")
+        for J in wide.index:
+            lines.append(f"| {J} | " + " | ".join(f"{wide.loc[J, m]}" for m in methods) + f" | {bnd.loc[J]:.0%} |")
+        lines += ["", "Mean interval width (replicates):", ""]
+        lines.append("| J | " + " | ".join(methods) + " |")
+        lines.append("|---" * (len(methods) + 1) + "|")
+        for J in width.index:
+            lines.append(f"| {J} | " + " | ".join(f"{width.loc[J, m]:.4g} ({reps.loc[J, m]:.0f})" for m in methods) + " |")
+        undefined = sub[sub["undefined"] > 0]
+        if not undefined.empty:
+            lines += ["", "Undefined intervals (share): " + "; ".join(
+                f"J={r.n_risks} {r.method} {r.undefined:.1%}" for r in undefined.itertuples())]
+        lines.append("")
+    lines.append("![coverage](figures/coverage.png)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (not written to RESULTS.md)")
+    parser.add_argument("--resume", action="store_true", help="reuse chunks already in benchmarks/_work/coverage")
+    parser.add_argument("--no-bayes", action="store_true", help="EBLUP arms only")
+    parser.add_argument("--models", nargs="*", default=list(REPLICATES), choices=list(REPLICATES))
+    args = parser.parse_args(argv)
+    replicates = {m: ((6, 2) if args.quick else REPLICATES[m]) for m in args.models}
+    if args.no_bayes:
+        replicates = {m: (r, 0) for m, (r, _) in replicates.items()}
+    sampler = dict(draws=100, tune=100, chains=1) if args.quick else SAMPLER
+    parts, seconds = [], {}
+    for model, (r, b) in replicates.items():
+        chunks = [run_chunk(model, J, r, b, sampler, args.resume and not args.quick) for J in SIZES]
+        seconds[model] = sum(c["seconds"].iloc[0] for c in chunks if "seconds" in c)
+        parts.append(coverage.summarise_coverage(pd.concat(chunks, ignore_index=True)))
+    table = pd.concat(parts, ignore_index=True)
+    print(table.to_string(), flush=True)
+    if args.quick:
+        return
+    settings = {"replicates": replicates, "sampler": ", ".join(f"{k} = {v}" for k, v in sampler.items())}
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig = coverage.plot_coverage(table)
+    fig.savefig(FIGURE, dpi=120)
+    write_section("coverage", markdown(table, settings, seconds))
+    print(f"wrote {FIGURE} and the coverage section of benchmarks/RESULTS.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
