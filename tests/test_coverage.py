@@ -28,11 +28,12 @@ from bayescred.lmm import lmm  # not bc.lmm: once bayescred.lmm is imported, bc.
 def _bs_known(sim, prob):
     """Homogeneous BS premium with the true τ², σ² and its exact g1, g2 (FORMULAS.md §2, §9)."""
     d, t = sim.data, sim.truth
-    w = d.groupby("risk")["weight"].sum()
-    mean = (d["loss"] * d["weight"]).groupby(d["risk"]).sum() / w
+    risk = d["risk"].to_numpy() - 1  # simulator labels are 1..J
+    w = np.bincount(risk, d["weight"].to_numpy())
+    mean = np.bincount(risk, d["weight"].to_numpy() * d["loss"].to_numpy()) / w
     Z = w / (w + t["within"] / t["between"])
     collective = (Z * mean).sum() / Z.sum()
-    premium = Z * mean + (1 - Z) * collective
+    premium = pd.Series(Z * mean + (1 - Z) * collective, index=sim.effects.index)
     g1 = t["between"] * (1 - Z)
     g2 = (1 - Z) ** 2 * t["between"] / Z.sum()
     return premium, g1, g2
