@@ -1,6 +1,6 @@
 """Live cross-check of bc.credibility against R actuar's cm() (actuar 3.x) on randomly
 generated unbalanced portfolios: Bühlmann–Straub (unbiased and iterative), two-level
-hierarchical (Bühlmann–Gisler and Ohlsson), three-level hierarchical, Hachemeister regression (actuar's hache.origin iteration). Every design has
+hierarchical (Bühlmann–Gisler, Ohlsson, iterative), three-level hierarchical, Hachemeister regression (actuar's hache.origin iteration). Every design has
 an explicit seed; all designs go to R in one Rscript call (tests/r/actuar_cm.R).
 Agreement: 1e-8 relative on structure parameters, collectives and premiums.
 """
@@ -77,6 +77,7 @@ DESIGNS = (
     | {f"bs_iterative_{s}": _bs_design(s, "bs_iterative") for s in range(201, 205)}
     | {f"hier_{s}": _hier_design(s) for s in range(301, 305)}
     | {f"hier_ohlsson_{s}": _hier_design(s, "hier_ohlsson") for s in range(311, 313)}
+    | {f"hier_iterative_{s}": _hier_design(s, "hier_iterative") for s in range(331, 334)}
     | {f"hier3_{s}": _hier_design(s, "hier3") for s in range(321, 324)}
     | {f"hache_{s}": _hache_design(s) for s in range(401, 404)}
 )
@@ -122,7 +123,7 @@ def test_crosscheck_covers_a_boundary_design(actuar):
 @pytest.mark.parametrize("name", [n for n in DESIGNS if n.startswith("hier")])
 def test_hierarchical_matches_actuar(actuar, name):
     levels = ["sector", "unit", "risk"] if name.startswith("hier3") else ["sector", "risk"]
-    method = "Ohlsson" if "ohlsson" in name else "Buhlmann-Gisler"
+    method = "Ohlsson" if "ohlsson" in name else "iterative" if "iterative" in name else "Buhlmann-Gisler"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bc.errors.BoundaryWarning)  # checked through the numbers
         fit = bc.credibility.hierarchical(DESIGNS[name], levels=levels, response="y", weight="w", method=method)

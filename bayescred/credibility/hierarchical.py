@@ -10,16 +10,18 @@ The premiums equal the BLUP of ``y ~ 1 + (1|a) + (1|a:b)`` at the same variances
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from ..errors import TooFewPeriodsError, TooFewRisksError
+from ..errors import ConvergenceWarning, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import as_list
 from ._common import CredibilityFit, all_rows, prepare, truncate
 
 __all__ = ["hierarchical", "HierarchicalFit"]
 
-_METHODS = ("Buhlmann-Gisler", "Ohlsson")
+_METHODS = ("Buhlmann-Gisler", "Ohlsson", "iterative")
 
 
 class HierarchicalFit(CredibilityFit):
@@ -36,6 +38,8 @@ def hierarchical(
     *,
     between: dict | None = None,
     within: float | None = None,
+    tol: float = 1e-13,
+    maxit: int = 10_000,
 ) -> HierarchicalFit:
     """Hierarchical credibility for ``levels = [outer, ..., inner]``.
 
@@ -46,7 +50,9 @@ def hierarchical(
       per parent node p: b_p = Σ_c w_c (X_c − X̄_p)² − (n_p − 1) b, c_p = w_p − Σ_c w_c²/w_p,
       where w_c are the credibility weights of the level below (raw weights innermost);
       ``method="Buhlmann-Gisler"`` (actuar's default) averages max(b_p/c_p, 0) over the
-      parents, ``"Ohlsson"`` takes Σ b_p / Σ c_p (the pooled, FORMULAS §3 form);
+      parents, ``"Ohlsson"`` takes Σ b_p / Σ c_p (the pooled, FORMULAS §3 form),
+      ``"iterative"`` starts from Ohlsson's values and iterates the pseudo-estimators
+      b ← Σ_c Z_c (X_c − X̄_p)² / Σ_p (n_p − 1) (credibility-weighted parent means);
     * a level whose estimate is 0 gets Z = 0 (flagged: ``.boundary``, BoundaryWarning)
       and its parent is then weighted by raw weights with the next variance below.
 
@@ -92,41 +98,29 @@ def hierarchical(
             )
         within = float(stats["within_ss"].sum()) / (n_obs - len(inner_keys))
 
-    # bottom up: tw/wm = weights and means of the nodes of each level (index L = inner)
-    b = [None] * L + [float(within)]
+    # bottom up: tw[i + 1], wm[i + 1] = weights and means of the nodes of level i
+    # (tw[L] = the raw inner weights, tw[0] = the portfolio); cred[i] = their factors
+    b = [0.0] * L + [float(within)]
     tw = [None] * L + [stats["weight"].to_numpy(float)]
     wm = [None] * L + [stats["mean"].to_numpy(float)]
     cred = [None] * L
-    flagged: list = []
-    parent_tw = parent_wm = None
+    raw = {}
+    start = "Ohlsson" if method == "iterative" else method  # actuar starts the iteration there
     for i in range(L - 1, -1, -1):
-        child_w, child_m, par = tw[i + 1], wm[i + 1], parent_of[i]
-        n_par = counts[i]
-        lower = next(v for v in b[i + 1:] if v)  # the first non-zero variance below
-        p_w = np.bincount(par, child_w, n_par)
-        p_m = np.bincount(par, child_w * child_m, n_par) / p_w
+        lower = _lower(b, i)
         if levels[i] in between:
             b[i] = float(between[levels[i]])
         else:
-            bi = np.bincount(par, child_w * (child_m - p_m[par]) ** 2, n_par) - (np.bincount(par, None, n_par) - 1) * lower
-            ci = p_w - np.bincount(par, child_w**2, n_par) / p_w
-            if method == "Buhlmann-Gisler":
-                ratio = np.divide(bi, ci, out=np.zeros_like(bi), where=ci != 0)
-                b[i] = float(np.mean(np.maximum(ratio, 0.0)))
-            else:
-                b[i] = float(bi.sum() / ci.sum())
-            b[i] = truncate(b[i], f"between[{levels[i]}]", flagged)
-        if b[i] > 0:
-            cred[i] = 1.0 / (1.0 + lower / (b[i] * child_w))
-            p_w = np.bincount(par, cred[i], n_par)
-            p_m = np.bincount(par, cred[i] * child_m, n_par) / p_w
-        else:
-            cred[i] = np.zeros_like(child_w)
-        if i > 0:
-            tw[i], wm[i] = p_w, p_m
-        else:
-            parent_tw, parent_wm = p_w, p_m
-    collective = float(parent_wm[0])
+            raw[i] = _unbiased(tw[i + 1], wm[i + 1], parent_of[i], counts[i], lower, start)
+            b[i] = max(raw[i], 0.0)
+        cred[i], tw[i], wm[i] = _aggregate(tw[i + 1], wm[i + 1], parent_of[i], counts[i], b[i], lower)
+    if method == "iterative":
+        _iterate(b, cred, tw, wm, parent_of, counts, fixed=[lev in between for lev in levels], tol=tol, maxit=maxit)
+    flagged: list = []
+    for i in raw:
+        if b[i] <= 0:
+            truncate(min(raw[i], 0.0), f"between[{levels[i]}]", flagged)
+    collective = float(wm[0][0])
 
     # top down: premiums
     premium, prev = [None] * L, np.array([collective])
@@ -147,11 +141,8 @@ def hierarchical(
     table = level_tables[levels[-1]].copy()
     table.insert(0, "n", stats["n"].to_numpy())
     table["weight"] = stats["weight"].to_numpy(float)
-    variances = {levels[i]: b[i] for i in range(L)}
-    k = {}
-    for i in range(L):
-        lower = next(v for v in b[i + 1:] if v)
-        k[levels[i]] = lower / b[i] if b[i] > 0 else np.inf
+    variances = {levels[i]: float(b[i]) for i in range(L)}
+    k = {levels[i]: float(_lower(b, i) / b[i]) if b[i] > 0 else np.inf for i in range(L)}
     fit = HierarchicalFit(
         model=f"Hierarchical ({L} levels)", method=method if not between else f"{method}, partly fixed",
         structure={"collective": collective, "between": variances, "within": float(within), "k": k},
@@ -159,3 +150,55 @@ def hierarchical(
     )
     fit.levels = level_tables
     return fit
+
+
+def _lower(b, i) -> float:
+    """The variance used as 'within' at level i: the first non-zero one below it."""
+    return next(v for v in b[i + 1:] if v > 0)
+
+
+def _aggregate(child_w, child_m, parent, n_parents, variance, lower):
+    """Credibility factors of the children, and their parents' weights and means: weighted
+    by the factors when the level's variance is positive, by the child weights otherwise."""
+    if variance > 0:
+        z = 1.0 / (1.0 + lower / (variance * child_w))
+        weight = z
+    else:
+        z, weight = np.zeros_like(child_w), child_w
+    p_w = np.bincount(parent, weight, n_parents)
+    return z, p_w, np.bincount(parent, weight * child_m, n_parents) / p_w
+
+
+def _unbiased(child_w, child_m, parent, n_parents, lower, method) -> float:
+    """Unbiased-type estimator of a level's variance from its children (actuar ``hierarc``):
+    per parent b_p = Σ w (X − X̄_p)² − (n_p − 1)·lower, c_p = w_p − Σ w²/w_p."""
+    p_w = np.bincount(parent, child_w, n_parents)
+    p_m = np.bincount(parent, child_w * child_m, n_parents) / p_w
+    bi = np.bincount(parent, child_w * (child_m - p_m[parent]) ** 2, n_parents)
+    bi -= (np.bincount(parent, None, n_parents) - 1) * lower
+    ci = p_w - np.bincount(parent, child_w**2, n_parents) / p_w
+    if method == "Buhlmann-Gisler":
+        return float(np.mean(np.maximum(np.divide(bi, ci, out=np.zeros_like(bi), where=ci != 0), 0.0)))
+    return float(bi.sum() / ci.sum())
+
+
+def _iterate(b, cred, tw, wm, parent_of, counts, fixed, tol, maxit):
+    """Iterative pseudo-estimators (FORMULAS §3; actuar's ``method = "iterative"``): level by
+    level from the bottom, b_i ← Σ_children Z (X − X̄_parent)² / Σ_parents (n_p − 1) with
+    credibility-weighted parent means, until the largest relative change is below tol.
+    Updates b, cred, tw, wm in place."""
+    L = len(cred)
+    for _ in range(maxit):
+        prev = list(b)
+        for i in range(L - 1, -1, -1):
+            lower = _lower(b, i)
+            z, tw[i], wm[i] = _aggregate(tw[i + 1], wm[i + 1], parent_of[i], counts[i], b[i], lower)
+            if prev[i] > 0 and not fixed[i]:
+                d = wm[i + 1] - wm[i][parent_of[i]]
+                b[i] = float(z @ d**2 / (counts[i + 1] - counts[i]))
+                if b[i] <= tol**2:
+                    b[i] = 0.0
+            cred[i], tw[i], wm[i] = _aggregate(tw[i + 1], wm[i + 1], parent_of[i], counts[i], b[i], lower)
+        if max((abs(b[i] - prev[i]) / prev[i] for i in range(L) if b[i] > 0), default=0.0) < tol:
+            return
+    warnings.warn("hierarchical iteration did not converge", ConvergenceWarning, stacklevel=3)

@@ -1,6 +1,6 @@
 # Fit actuar::cm() to every design of a long-format CSV (columns design, kind, sector,
 # unit, risk, period, y, w) and write one CSV of results: design, what, i, value.
-# kind: bs_unbiased, bs_iterative (one level), hier and hier_ohlsson
+# kind: bs_unbiased, bs_iterative (one level), hier, hier_ohlsson and hier_iterative
 # (cm(~sector + sector:risk)), hier3 (cm(~sector + sector:unit + sector:unit:risk)),
 # hache (regression on time = 1..T, hache.origin). Risk (and unit) ids must be unique and
 # increasing in sector-major order, so that actuar's node order is the sorted order.
@@ -23,7 +23,7 @@ wide <- function(g, keys) {
 }
 for (g in split(d, d$design)) {
     des <- g$design[1]; kind <- g$kind[1]; T <- max(g$period)
-    keys <- switch(kind, hier = , hier_ohlsson = c("sector", "risk"), hier3 = c("sector", "unit", "risk"), "risk")
+    keys <- switch(kind, hier = , hier_ohlsson = , hier_iterative = c("sector", "risk"), hier3 = c("sector", "unit", "risk"), "risk")
     df <- wide(g, keys)
     rng <- sprintf("ratios = y.1:y.%d, weights = w.1:w.%d", T, T)
     call <- switch(kind,
@@ -31,6 +31,7 @@ for (g in split(d, d$design)) {
         bs_iterative = sprintf("cm(~risk, df, %s, method = 'iterative', tol = 1e-13, maxit = 100000)", rng),
         hier         = sprintf("cm(~sector + sector:risk, df, %s)", rng),
         hier_ohlsson = sprintf("cm(~sector + sector:risk, df, %s, method = 'Ohlsson')", rng),
+        hier_iterative = sprintf("cm(~sector + sector:risk, df, %s, method = 'iterative', tol = 1e-13, maxit = 100000)", rng),
         hier3        = sprintf("cm(~sector + sector:unit + sector:unit:risk, df, %s)", rng),
         hache        = sprintf("cm(~risk, df, %s, regformula = ~time, regdata = data.frame(time = 1:%d), tol = 1e-13, maxit = 100000)", rng, T))
     fit <- suppressWarnings(eval(parse(text = call)))
@@ -42,8 +43,9 @@ for (g in split(d, d$design)) {
         emit(des, "premium", predict(fit, newdata = data.frame(time = T + 1)))
     } else if (startsWith(kind, "hier")) {
         L <- length(keys)
-        emit(des, "between", fit$unbiased[1:L])
-        emit(des, "within", fit$unbiased[L + 1])
+        est <- if (kind == "hier_iterative") fit$iterative else fit$unbiased
+        emit(des, "between", est[1:L])
+        emit(des, "within", est[L + 1])
         emit(des, "collective", fit$means[[1]])
         p <- predict(fit)
         for (l in seq_len(L - 1)) emit(des, paste0("premium_", keys[l]), p[[l]])
