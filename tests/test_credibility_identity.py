@@ -131,7 +131,8 @@ def test_hachemeister_coefficients_are_blup(centering):
         np.testing.assert_allclose(fit.A[j], U @ Qj.T @ np.linalg.solve(Vj, Qj), rtol=1e-9, atol=1e-12)
 
 
-def test_crossed_premium_is_blup_from_raw_rows():
+@pytest.mark.parametrize("interaction", [True, False])
+def test_crossed_premium_is_blup_from_raw_rows(interaction):
     rng = np.random.default_rng(5)
     I, J = 3, 4
     a, b, c = rng.normal(0, 3, I), rng.normal(0, 2, J), rng.normal(0, 1, (I, J))
@@ -142,12 +143,13 @@ def test_crossed_premium_is_blup_from_raw_rows():
                 w = rng.uniform(0.5, 2)
                 rows.append((f"s{i}", f"e{j}", 50 + a[i] + b[j] + c[i, j] + rng.normal(0, 2 / np.sqrt(w)), w))
     data = pd.DataFrame(rows, columns=["f", "g", "y", "w"])
-    comps = {"f": 6.0, "g": 3.5, "f:g": 0.8}
+    comps = {"f": 6.0, "g": 3.5, "f:g": 0.8 if interaction else 0.0}
     sigma2 = 3.3
-    fit = bc.credibility.crossed(data, factors=["f", "g"], response="y", weight="w", between=comps, within=sigma2)
+    fit = bc.credibility.crossed(data, factors=["f", "g"], response="y", weight="w", between=comps, within=sigma2,
+                                 interaction=interaction)
     A, B = indicator(data["f"].to_numpy()), indicator(data["g"].to_numpy())
     C = indicator(data[["f", "g"]].to_numpy())
-    Zd = np.hstack([A, B, C])
+    Zd = np.hstack([A, B, C])  # without interaction its variance is 0, so C drops out of V
     G = scipy.linalg.block_diag(comps["f"] * np.eye(I), comps["g"] * np.eye(J), comps["f:g"] * np.eye(I * J))
     y = data["y"].to_numpy()
     beta, u = gls_blup(y, np.ones((len(y), 1)), Zd, G, sigma2 * np.diag(1 / data["w"].to_numpy()))
@@ -160,5 +162,6 @@ def test_crossed_premium_is_blup_from_raw_rows():
     cells = data.assign(wy=data["w"] * data["y"]).groupby(["f", "g"]).agg(w=("w", "sum"), wy=("wy", "sum"))
     cells["y"] = cells["wy"] / cells["w"]
     summary = bc.credibility.crossed(cells.reset_index(), factors=["f", "g"], response="y", weight="w",
-                                     within_ss=1.0, within_df=1.0, between=comps, within=sigma2)
+                                     within_ss=1.0, within_df=1.0, between=comps, within=sigma2,
+                                     interaction=interaction)
     np.testing.assert_allclose(summary.table["premium"], fit.table["premium"], rtol=REL)

@@ -122,6 +122,7 @@ def crossed(
     used = method
     if between is not None:
         comps = np.array([float(between.get(n, 0.0)) for n in names])
+        comps[2] = comps[2] if interaction else 0.0
         used = "fixed structure"
     else:
         comps = _moments(y, w, I, J, within, interaction)

@@ -154,7 +154,7 @@ def hierarchical(
 
 def _lower(b, i) -> float:
     """The variance used as 'within' at level i: the first non-zero one below it."""
-    return next(v for v in b[i + 1:] if v > 0)
+    return next((v for v in b[i + 1:] if v > 0), 0.0)
 
 
 def _aggregate(child_w, child_m, parent, n_parents, variance, lower):
