@@ -35,6 +35,7 @@ def test_one_risk_only(call):
         call(data)
     assert info.value.column == "risk"
     assert "at least 2 risks" in str(info.value)
+    assert info.value.rows == list(data.index)
 
 
 def test_hierarchical_needs_two_nodes_at_every_level():

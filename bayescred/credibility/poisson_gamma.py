@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import TooFewRisksError
 from ..portfolio import summarise, validate
-from ._common import CredibilityFit, between_unbiased, truncate
+from ._common import CredibilityFit, all_rows, between_unbiased, truncate
 
 __all__ = ["poisson_gamma"]
 
@@ -41,8 +42,10 @@ def poisson_gamma(
     """
     if (alpha is None) != (beta is None):
         raise ValueError("give both alpha= and beta= (gamma shape and rate), or neither")
-    frame = validate(data, groups=group, counts=claims, positive=exposure)
+    frame = validate(data, groups=group, counts=claims, positive=exposure, min_groups=1)
     count = summarise(frame, by=group, response=claims, check=False)
+    if len(count) < 2:
+        raise TooFewRisksError(f"needs at least 2 risks, found {len(count)}", column=group, rows=all_rows(frame, group))
     expo = summarise(frame, by=group, response=exposure, check=False)
     N = (count["mean"] * count["n"]).to_numpy(float)
     E = (expo["mean"] * expo["n"]).to_numpy(float)

@@ -2,7 +2,7 @@
 # unit, risk, period, y, w) and write one CSV of results: design, what, i, value.
 # kind: bs_unbiased, bs_iterative (one level), hier, hier_ohlsson and hier_iterative
 # (cm(~sector + sector:risk)), hier3 (cm(~sector + sector:unit + sector:unit:risk)),
-# hache (regression on time = 1..T, hache.origin). Risk (and unit) ids must be unique and
+# hache (regression on time = 1..T, hache.origin), hache_quad (regformula ~ time + I(time^2)). Risk (and unit) ids must be unique and
 # increasing in sector-major order, so that actuar's node order is the sorted order.
 # Used by tests/test_actuar_crosscheck.py.
 suppressPackageStartupMessages(library(actuar))
@@ -33,9 +33,10 @@ for (g in split(d, d$design)) {
         hier_ohlsson = sprintf("cm(~sector + sector:risk, df, %s, method = 'Ohlsson')", rng),
         hier_iterative = sprintf("cm(~sector + sector:risk, df, %s, method = 'iterative', tol = 1e-13, maxit = 100000)", rng),
         hier3        = sprintf("cm(~sector + sector:unit + sector:unit:risk, df, %s)", rng),
-        hache        = sprintf("cm(~risk, df, %s, regformula = ~time, regdata = data.frame(time = 1:%d), tol = 1e-13, maxit = 100000)", rng, T))
+        hache        = sprintf("cm(~risk, df, %s, regformula = ~time, regdata = data.frame(time = 1:%d), tol = 1e-13, maxit = 100000)", rng, T),
+        hache_quad   = sprintf("cm(~risk, df, %s, regformula = ~time + I(time^2), regdata = data.frame(time = 1:%d), tol = 1e-13, maxit = 100000)", rng, T))
     fit <- suppressWarnings(eval(parse(text = call)))
-    if (kind == "hache") {
+    if (startsWith(kind, "hache")) {
         emit(des, "between", fit$iterative[[1]])
         emit(des, "within", fit$iterative[[2]])
         emit(des, "collective", fit$means[[1]])
