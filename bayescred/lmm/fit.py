@@ -151,8 +151,22 @@ class Design:
         return sla.block_diag(*[Ts[i] for i in self.block1])
 
     def Lam2(self, Ts):
+        """Λ of the remaining terms as a sparse matrix (only for the uncertainty code)."""
         blocks = [sp.kron(sp.identity(self.terms[i].n_levels), sp.csr_matrix(Ts[i])) for i in self.rest]
         return sp.block_diag(blocks, format="csr")
+
+    def lam2_t(self, Ts, B):
+        """Λ₂'B for B of shape (q2, m), term by term: (l, k, m) blocks times T_i'."""
+        out = np.empty_like(B)
+        for i in self.rest:
+            t, o = self.terms[i], self.rest_offset[i]
+            seg = B[o : o + t.n_levels * t.k]
+            if t.k == 1:
+                out[o : o + t.n_levels] = Ts[i][0, 0] * seg
+            else:
+                blk = seg.reshape(t.n_levels, t.k, -1)
+                out[o : o + t.n_levels * t.k] = np.einsum("ba,lbm->lam", Ts[i], blk).reshape(seg.shape)
+        return out
 
     def deviance(self, theta, reml: bool) -> float:
         return self.solve(theta, reml).deviance
@@ -194,15 +208,14 @@ def _solve(design: Design, theta, reml: bool) -> Solution:
     x1 = _solve_blocks(M11, b1)
     x2 = None
     if d.q2:
-        Lam2 = d.Lam2(Ts)
         M12 = np.einsum("ba,jbq->jaq", T1, d.A12).reshape(d.J1 * d.k1, d.q2)
-        M12 = np.asarray((Lam2.T @ M12.T).T)
-        M22 = np.asarray(Lam2.T @ (Lam2.T @ d.A22.T).T) + np.eye(d.q2)
+        M12 = d.lam2_t(Ts, np.ascontiguousarray(M12.T)).T
+        M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
         Y = _solve_blocks(M11, M12.reshape(d.J1, d.k1, d.q2)).reshape(d.J1 * d.k1, d.q2)
         S = M22 - M12.T @ Y
         cS = sla.cho_factor(S, lower=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cS[0]))))
-        b2 = np.asarray(Lam2.T @ d.B2)
+        b2 = d.lam2_t(Ts, d.B2)
         x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(d.J1 * d.k1, -1))
         x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
@@ -235,9 +248,9 @@ Design.solve = _solve
 
 
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
-    """Minimise the profiled criterion over θ with T_ii ≥ 0 (L-BFGS-B, then a bounded
-    Nelder–Mead polish from the best point; both from lme4's start θ = I and from a
-    second start to guard against the premature stops of erratum E9)."""
+    """Minimise the profiled criterion over θ with T_ii ≥ 0: L-BFGS-B from lme4's start
+    θ = I (on weights rescaled to mean 1, which avoids the premature stop of erratum E9),
+    then a bounded Nelder–Mead restart from that point as a polish and a second opinion."""
     lower = np.array(design.theta_lower)
     start = np.array([1.0 if lo == 0 else 0.0 for lo in lower]) if theta0 is None else np.asarray(theta0)
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -248,17 +261,12 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
 
-    best = None
-    starts = [start] if theta0 is not None else [start, start * 0.1]
-    for s0 in starts:
-        res = minimize(f, s0, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
-        if best is None or res.fun < best.fun:
-            best = res
+    best = minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000})
     if not polish:
         return np.where((lower == 0) & (best.x < 0), 0.0, best.x), None
     nm = minimize(
         f, best.x, method="Nelder-Mead", bounds=bounds,
-        options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 4000 * len(start), "initial_simplex": _simplex(best.x, lower)},
+        options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 500 * len(start), "initial_simplex": _simplex(best.x, lower)},
     )
     res = nm if nm.fun <= best.fun else best
     theta = np.where((lower == 0) & (res.x < 0), 0.0, res.x)

@@ -8,7 +8,7 @@ Supported syntax (lme4, Bates et al. 2015, section 2.1):
   for when a factor in an interaction gets full indicator coding;
 * random part: ``(1|g)``, ``(1+x|g)`` (unstructured covariance), ``(0+x|g)``,
   ``(1+x||g)`` (split into uncorrelated terms, as lme4), nested ``(1|a/b)`` =
-  ``(1|a) + (1|a:b)``, interaction groups ``(1|a:b)``, any number of crossed factors.
+  ``(1|a) + (1|b:a)``, interaction groups ``(1|a:b)``, any number of crossed factors.
 
 Random terms are ordered as lme4 does (stably by decreasing number of levels), so the
 variance-component table lines up with ``as.data.frame(VarCorr(fit))``.
@@ -188,9 +188,10 @@ def parse(formula: str) -> ParsedFormula:
 
 
 def _nested_groups(group: str) -> list[str]:
-    """``a/b/c`` -> ``a``, ``a:b``, ``a:b:c``; other groups unchanged."""
+    """``a/b/c`` -> ``a``, ``b:a``, ``c:b:a`` (lme4 writes the inner factor first);
+    other groups unchanged."""
     parts = [p.strip() for p in group.split("/")]
-    return [":".join(parts[: i + 1]) for i in range(len(parts))]
+    return [":".join(reversed(parts[: i + 1])) for i in range(len(parts))]
 
 
 # ---------------------------------------------------------------- evaluation

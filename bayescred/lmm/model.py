@@ -236,7 +236,10 @@ class LMMFit:
                     corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
                     rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
         rows.append(("Residual", None, None, self.sigma2, self.sigma))
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        for col in ("var1", "var2"):  # NA where lme4 has NA (kept as None, not the string "nan")
+            out[col] = pd.Series([r[1 if col == "var1" else 2] for r in rows], dtype=object)
+        return out
 
     def _is_singular(self) -> bool:
         """lme4's isSingular (a T_ii below 1e-4 on lme4's θ scale) or, scale-free, a term
