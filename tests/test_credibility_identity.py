@@ -156,6 +156,11 @@ def test_crossed_premium_is_blup_from_raw_rows(interaction):
     assert fit.structure["collective"] == pytest.approx(beta[0], rel=REL)
     cell = beta[0] + u[:I][:, None] + u[I:I + J][None, :] + u[I + J:].reshape(I, J)
     np.testing.assert_allclose(fit.table["premium"].to_numpy().reshape(I, J), cell, rtol=REL)
+    # the interaction effect is Z_c (ȳ_c − m̂ − â_i − b̂_j), Z_c = w_c σ_ab² / (w_c σ_ab² + σ²)
+    Zc = fit.table["Z"].to_numpy().reshape(I, J)
+    ybar = fit.table["mean"].to_numpy().reshape(I, J)
+    np.testing.assert_allclose(u[I + J:].reshape(I, J), Zc * (ybar - beta[0] - u[:I][:, None] - u[I:I + J][None, :]),
+                               rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fit.effects["f"], u[:I], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fit.effects["g"], u[I:I + J], rtol=1e-9, atol=1e-12)
     # cell summaries (means, weights, pooled within SS) give the same premiums

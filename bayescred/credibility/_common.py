@@ -40,6 +40,7 @@ class CredibilityFit:
     table: pd.DataFrame
     boundary: bool = False
     boundary_parameters: list = field(default_factory=list)
+    _rows = "risks"  # what a table row is, for the summary
 
     def premiums(self) -> pd.Series:
         """The credibility premium per risk (a copy of ``table["premium"]``)."""
@@ -61,14 +62,14 @@ class CredibilityFit:
 
     def summary(self, max_rows: int = 10) -> str:
         """A readable report: structure parameters, boundary flag and the first risks."""
-        head = f"{self.model} credibility ({self.method}), {len(self.table)} risks"
+        head = f"{self.model} credibility ({self.method}), {len(self.table)} {self._rows}"
         lines = [head, "Structure parameters:", *self._structure_lines()]
         if self.boundary:
             lines.append(f"  BOUNDARY: {', '.join(self.boundary_parameters)} truncated at 0")
         shown = self.table.head(max_rows).to_string(float_format=lambda v: f"{v:.6g}")
         lines += ["Risks:", shown]
         if len(self.table) > max_rows:
-            lines.append(f"... {len(self.table) - max_rows} more risks")
+            lines.append(f"... {len(self.table) - max_rows} more rows")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

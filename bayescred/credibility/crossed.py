@@ -28,8 +28,11 @@ _METHODS = ("reml", "moments")
 
 
 class CrossedFit(CredibilityFit):
-    """Crossed-classification fit: ``.table`` has one row per cell; ``.effects`` holds the
+    """Crossed-classification fit: ``.table`` has one row per cell (weight, mean, Z =
+    Dannenburg's cell factor w σ_ab²/(w σ_ab² + σ²), premium); ``.effects`` holds the
     predicted main effects of each factor and the interaction."""
+
+    _rows = "cells"
 
 
 def crossed(
@@ -144,7 +147,8 @@ def crossed(
         names[2]: pd.Series(comps[2] * r, index=full, name=names[2]),
     }
     table = pd.DataFrame(
-        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y, "premium": premium},
+        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y,
+         "Z": w * comps[2] / (w * comps[2] + within), "premium": premium},
         index=full,
     )
     structure = {
