@@ -21,7 +21,10 @@ from ..errors import (
 )
 from ..portfolio import _offending_rows, as_list, summarise, validate
 
-__all__ = ["CredibilityFit", "prepare", "rows_of", "between_unbiased", "bichsel_straub", "truncate"]
+__all__ = [
+    "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
+    "between_unbiased", "bichsel_straub", "truncate",
+]
 
 
 @dataclass(repr=False)
