@@ -45,7 +45,8 @@ def run_chunk(model: str, J: int, replicates: int, bayes_replicates: int, sample
     path = WORK / f"{model}_{J}.csv"
     if resume and path.exists():
         reps = pd.read_csv(path)
-        if reps["replicate"].nunique() == replicates:
+        n_bayes = reps.loc[reps["method"] == coverage.BAYES_METHOD, "replicate"].nunique()
+        if reps["replicate"].nunique() == replicates and n_bayes == bayes_replicates:
             print(f"{model} J={J}: reused {path}", flush=True)
             return reps
     start = time.perf_counter()
@@ -107,6 +108,10 @@ def markdown(table: pd.DataFrame, settings: dict, seconds: dict) -> str:
         lines.append("|---" * (len(methods) + 1) + "|")
         for J in width.index:
             lines.append(f"| {J} | " + " | ".join(f"{width.loc[J, m]:.4g} ({reps.loc[J, m]:.0f})" for m in methods) + " |")
+        divergent = sub[sub["divergences"] > 0]
+        if not divergent.empty:
+            lines += ["", "Divergent transitions per Bayes fit (mean): " + "; ".join(
+                f"J={r.n_risks} {r.divergences:.2f}" for r in divergent.itertuples())]
         undefined = sub[sub["undefined"] > 0]
         if not undefined.empty:
             lines += ["", "Undefined intervals (share): " + "; ".join(

@@ -19,7 +19,7 @@ from scipy import stats
 
 from bayescred import coverage
 from bayescred.datasets import simulate
-from bayescred.lmm import lmm  # not bc.lmm: once bayescred.lmm is imported, bc.lmm is the module
+from bayescred.lmm import lmm
 
 
 # --------------------------------------------------------------------------- known-variance arms
@@ -238,3 +238,35 @@ def test_eblup_intervals_are_premium_plus_minus_z_sd():
     first = iv[iv["method"] == coverage.EBLUP_METHODS["cond_sd"]]
     np.testing.assert_allclose(first["estimate"], premium.to_numpy(), rtol=1e-8)
     np.testing.assert_allclose(first["sd"], np.sqrt(tau2 * (1 - Z)).to_numpy(), rtol=1e-6)  # g1 = τ²(1 - Z_j)
+
+
+# --------------------------------------------------------------------------- the Bayesian arm
+
+
+def test_bayes_arm_reuses_one_compiled_model_with_each_portfolios_data():
+    a = simulate.buhlmann_straub(5, seed=21)
+    b = simulate.buhlmann_straub(5, seed=22)
+    template = coverage.bayes_model("buhlmann_straub", b.data)
+    run = dict(random_seed=3, draws=150, tune=150, chains=1, template=template)
+    first = coverage.bayes_intervals("buhlmann_straub", b, **run)  # compiles
+    other = coverage.bayes_intervals("buhlmann_straub", a, **run)  # re-uses it with a's data
+    again = coverage.bayes_intervals("buhlmann_straub", b, **run)
+    pd.testing.assert_frame_equal(first, again)  # the data really were swapped back and forth
+    assert not np.allclose(first["estimate"], other["estimate"])
+    # each portfolio's posterior premiums sit near its own credibility premiums
+    for sim, post in ((a, other), (b, first)):
+        eb = coverage.eblup_intervals("buhlmann_straub", sim)
+        eb = eb[eb["method"] == coverage.EBLUP_METHODS["mse_sd"]]
+        assert np.all(np.abs(post["estimate"] - eb["estimate"]) < 2 * eb["sd"])
+    assert (first["lower"] < first["estimate"]).all() and (first["estimate"] < first["upper"]).all()
+    with pytest.raises(ValueError, match="other risks"):
+        coverage.bayes_model("buhlmann_straub", simulate.buhlmann_straub(6, seed=1).data, template=template)
+
+
+@pytest.mark.slow
+def test_study_with_bayes_arm_smoke():
+    reps = coverage.coverage_replicates("buhlmann_straub", 5, 3, bayes_replicates=2, seed=4, draws=100, tune=100, chains=1)
+    table = coverage.summarise_coverage(reps)
+    assert table["method"].tolist() == list(coverage.METHODS)
+    assert table.set_index("method")["replicates"].tolist() == [3, 3, 3, 2]
+    assert table["coverage"].between(0, 1).all()
