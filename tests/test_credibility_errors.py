@@ -218,3 +218,14 @@ def test_polars_input_gives_the_same_fit():
     theirs = cred.hachemeister(pl.from_pandas(data.reset_index(drop=True)), group="risk", time="period",
                                response="y", weight="w")
     pd.testing.assert_frame_equal(ours.table, theirs.table)
+
+
+def test_duckdb_relation_gives_the_same_fit():
+    duckdb = pytest.importorskip("duckdb")
+    data = portfolio(n_risks=5, periods=6).reset_index(drop=True)
+    relation = duckdb.sql("select * from data")
+    for call in (
+        lambda d: cred.buhlmann_straub(d, group="risk", response="y", weight="w"),
+        lambda d: cred.hachemeister(d, group="risk", time="period", response="y", weight="w", centering="global"),
+    ):
+        pd.testing.assert_frame_equal(call(relation).table, call(data).table)
