@@ -19,18 +19,23 @@ benchmarks/figures/coverage.png.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# this file's name would shadow the `coverage` package that numba (PyMC's backend) imports
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from _results import write_section  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from bayescred import coverage  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("_results", HERE / "_results.py")
+_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_results)
+write_section = _results.write_section
 
 SEED = 20260006  # issue 6
 SIZES = (5, 10, 30, 100)
