@@ -58,16 +58,6 @@ def test_report_rebuilds_from_the_saved_folder(runs, tmp_path_factory, tmp_path)
     assert all(f'<section id="{a}">' in text for a in SECTIONS)
 
 
-def test_missed_reference_is_reported_loudly(tmp_path, runs, tmp_path_factory):
-    spec = (ROOT / "models" / "buhlmann.toml").read_text().replace("value = 665.625", "value = 666.0")
-    bad = tmp_path / "bad.toml"
-    bad.write_text(spec)
-    lines = []
-    run = run_spec(bad, out=None, fast=True, progress=lines.append)
-    assert not run.ok
-    assert any("REFERENCE MISSED: classical.premium" in line for line in lines)
-
-
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (apt-get install chromium)")
 def test_report_opens_in_headless_chromium(runs, tmp_path_factory, tmp_path):
     run = _run(runs, ROOT / "models" / "buhlmann_straub.toml", tmp_path_factory)

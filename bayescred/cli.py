@@ -1,0 +1,100 @@
+"""The ``bayescred`` command.
+
+    bayescred fit SPEC [--out DIR] [--fast] [--data-dir DIR]   classical + REML + Bayes + report
+    bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
+    bayescred datasets                                          what bc.datasets.load accepts
+    bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import BayescredError
+
+
+def _fit(args) -> int:
+    from .runner import run_spec
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    run = run_spec(args.spec, out=out, fast=args.fast or None, data_dir=args.data_dir,
+                   progress=lambda msg: print(msg, flush=True))
+    print(f"report: {out / 'report.html'}")
+    return 0 if run.ok else 1
+
+
+def _report(args) -> int:
+    from .report import report
+
+    print(report(args.run, out=args.out))
+    return 0
+
+
+def _datasets(args) -> int:
+    from . import datasets
+
+    bundled = set(datasets.names("bundled"))
+    for name in datasets.names():
+        print(f"{name:20s} {'bundled' if name in bundled else 'external (data_dir / BAYESCRED_DATA)'}")
+    return 0
+
+
+def _lmm(args) -> int:
+    import pandas as pd
+
+    from .lmm import lmm
+
+    data = pd.read_csv(args.data)
+    fit = lmm(args.formula, data, weights=args.weights, offset=args.offset, method="ML" if args.ml else "REML")
+    if args.json:
+        print(json.dumps(fit.to_dict(), indent=1))
+    else:
+        print(fit)
+        print(fit.varcorr.to_string(index=False))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayescred", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="run a catalogue spec: classical + REML + Bayes + comparison + report")
+    f.add_argument("spec", help="a TOML run spec, e.g. models/hachemeister.toml")
+    f.add_argument("--out", help="output folder (default runs/<spec name>)")
+    f.add_argument("--fast", action="store_true", help="short chains (2 x 300 draws), for smoke runs")
+    f.add_argument("--data-dir", help="folder of the real datasets (default $BAYESCRED_DATA or ../shared/data)")
+    f.set_defaults(func=_fit)
+
+    r = sub.add_parser("report", help="rebuild the HTML report of a saved run folder")
+    r.add_argument("run", help="a folder written by `bayescred fit`")
+    r.add_argument("--out", help="HTML path (default RUN/report.html)")
+    r.set_defaults(func=_report)
+
+    d = sub.add_parser("datasets", help="list the datasets bc.datasets.load accepts")
+    d.set_defaults(func=_datasets)
+
+    m = sub.add_parser("lmm", help="fit a linear mixed model (lme4 formula syntax) by REML or ML")
+    m.add_argument("formula", help="e.g. 'y ~ 1 + (1 | group)'")
+    m.add_argument("--data", required=True, help="CSV file")
+    m.add_argument("--weights", help="column of precision weights (residual variance sigma^2 / w)")
+    m.add_argument("--offset", help="column of offsets")
+    m.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    m.add_argument("--json", action="store_true", help="print LMMFit.to_dict() as JSON")
+    m.set_defaults(func=_lmm)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (BayescredError, FileNotFoundError, KeyError) as exc:
+        print(f"bayescred {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
