@@ -150,17 +150,47 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
     prem.index = _index(newdata, cols)
     vc = fit.varcorr
     comps = {"within": fit.sigma2}
+    intervals = fit.confint(prob)  # profile-likelihood intervals of the SDs; squared below
+    lower, upper = {}, {}
+    res = intervals[intervals["grp"] == "Residual"].iloc[0]
+    lower["within"], upper["within"] = res["lower"] ** 2, res["upper"] ** 2
     if model in ("buhlmann", "buhlmann_straub"):
         tau2 = float(vc.loc[vc["grp"] == args["group"], "vcov"].iloc[0])
         comps["between"] = tau2
+        row = intervals[intervals["grp"] == args["group"]].iloc[0]
+        lower["between"], upper["between"] = row["lower"] ** 2, row["upper"] ** 2
         w = data.groupby(args["group"])[args["weight"]].sum() if args.get("weight") else data.groupby(args["group"]).size()
         prem["Z"] = (w * tau2 / (w * tau2 + fit.sigma2)).reindex(prem.index).to_numpy()
+        extra["profile"] = profile_between(fit, np.sqrt(max(lower["between"], 1e-12 * tau2)) / 30,
+                                           np.sqrt(max(upper["between"], tau2)) * 3)
     else:
-        for _, row in vc[vc["grp"] != "Residual"].iterrows():
-            if row["var2"] is None or (isinstance(row["var2"], float) and np.isnan(row["var2"])):
-                comps[f"between[{row['grp']}:{row['var1']}]"] = row["vcov"]
-    components = pd.DataFrame({"estimate": pd.Series(comps)})
+        for (_, row), (_, ci) in zip(vc[vc["grp"] != "Residual"].iterrows(), intervals.iloc[:-1].iterrows()):
+            name = f"between[{row['grp']}:{row['var1']}]"
+            comps[name], lower[name], upper[name] = row["vcov"], ci["lower"] ** 2, ci["upper"] ** 2
+    components = pd.DataFrame({"estimate": pd.Series(comps), "lower": pd.Series(lower), "upper": pd.Series(upper)})
     return fit, EBSummary(prem, components, method=method, prob=prob, singular=bool(fit.singular), extra=extra)
+
+
+def profile_between(fit, sd_min: float, sd_max: float, points: int = 80) -> pd.DataFrame:
+    """Profiled criterion of a one-factor fit over a log grid of the between-SD τ (σ² profiled out).
+
+    For each τ, minimise the REML/ML criterion over σ² with θ = τ/σ (Bates et al. 2015's
+    relative scale). Returns columns ``value`` (τ², the between-variance) and ``deviance``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    from .lmm.inference import _full_deviance
+
+    design, reml = fit._design, fit.reml
+    ls2_hat = np.log(fit._sol.sigma2)
+    rows = []
+    for tau in np.geomspace(max(sd_min, 1e-9 * sd_max), sd_max, points):
+        def dev(ls2, tau=tau):
+            return _full_deviance(design, np.array([tau / np.exp(0.5 * ls2)]), ls2, reml)
+
+        best = minimize_scalar(dev, bracket=(ls2_hat - 1, ls2_hat + 1))
+        rows.append((tau**2, best.fun))  # tau is absolute; only sigma2 is on the rescaled weights
+    return pd.DataFrame(rows, columns=["value", "deviance"])
 
 
 # --------------------------------------------------------------------------- references

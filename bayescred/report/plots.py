@@ -57,29 +57,26 @@ def forest(cmp: Comparison):
 
 
 def between_vs_profile(cmp: Comparison, profile=None, name: str = "between"):
-    """Posterior of the between-variance against the REML profile likelihood (rescaled).
+    """Posterior of the between-variance against the REML profile likelihood, on log10 scale.
 
     ``profile``: DataFrame with columns ``value`` (the variance) and ``deviance`` (profiled
-    REML criterion); exp(-(deviance - min)/2) is drawn as a curve with the same area as the
-    posterior histogram. The EBLUP uses only the curve's peak.
+    REML criterion); exp(-(deviance - min)/2) is normalised to unit area over log10(value),
+    like the histogram of log10 of the posterior draws. The EBLUP uses only the curve's peak.
     """
-    draws = _draws(cmp.posterior, name).to_numpy()
+    draws = np.log10(_draws(cmp.posterior, name).to_numpy())
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    # variance posteriors are right-skewed over orders of magnitude: log-spaced bins, log axis
-    lo, hi = np.quantile(draws, [0.001, 0.999])
-    bins = np.geomspace(max(lo, hi * 1e-6), hi, 50)
-    ax.hist(draws, bins=bins, density=True, alpha=0.5, label="posterior")
-    ax.set_xscale("log")
+    ax.hist(draws, bins=50, density=True, alpha=0.5, label="posterior")
     if profile is not None and len(profile):
-        v = profile["value"].to_numpy(float)
+        x = np.log10(profile["value"].to_numpy(float))
         lik = np.exp(-(profile["deviance"].to_numpy(float) - profile["deviance"].min()) / 2)
-        area = np.trapezoid(lik, v)
+        area = np.trapezoid(lik, x)
         if area > 0:
-            ax.plot(v, lik / area, color="k", label="REML profile likelihood (normalised)")
+            ax.plot(x, lik / area, color="k", label="REML profile likelihood (normalised)")
     est = cmp.variance_components.loc[name, "reml"] if name in cmp.variance_components.index else None
-    if est is not None and np.isfinite(est):
-        ax.axvline(est, color="tab:red", ls="--", label="REML estimate (plugged into the EBLUP)")
-    ax.set_xlabel(f"{name} (VHM)")
+    if est is not None and np.isfinite(est) and est > 0:
+        ax.axvline(np.log10(est), color="tab:red", ls="--", label="REML estimate (plugged into the EBLUP)")
+    ax.set_xlabel(f"log10 {name} (VHM)")
+    ax.set_ylabel("density")
     ax.set_title("What the EBLUP ignores: uncertainty of the between-variance")
     ax.legend(fontsize=8)
     return fig
