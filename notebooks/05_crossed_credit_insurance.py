@@ -66,7 +66,7 @@ pd.DataFrame({"REML": {**crossed.structure["between"], "within": crossed.structu
 # **Table 2** of seed 002 (lines 836–843, de-scrambled in REFERENCE-VALUES §6) prints
 # Dannenburg et al.'s credibility premiums. The REML structure reproduces them within 0.031:
 # the cell means of Table 1 are rounded to two decimals (REFERENCE-VALUES §6, tolerance 0.05).
-# The moment estimators put σ₁₂² at 34 instead of 15 and move the premiums by up to 0.8.
+# The moment estimators put σ₁₂² at 34 instead of 15 and move the premiums by up to 0.93.
 
 # %%
 premiums = crossed.table["premium"].unstack("experience")
