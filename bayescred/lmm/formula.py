@@ -303,20 +303,25 @@ def model_matrix(
 
 def grouping_factor(group: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Integer codes and labels of a grouping factor; ``a:b`` is the interaction of the
-    observed combinations (labels ``"a_level:b_level"``)."""
+    observed combinations (labels ``"a_level:b_level"``, ordered as R's ``interaction()``
+    with the first factor varying fastest)."""
     parts = [p.strip() for p in group.split(":")]
-    labels = group_labels(group, data)
-    if len(parts) == 1:
-        levs = [str(v) for v in levels_of(data[parts[0]])]
-    else:
-        # R's interaction(): levels sorted with the first factor varying fastest.
-        keys = [levels_of(data[p]) for p in parts]
-        pos = [{str(v): i for i, v in enumerate(k)} for k in keys]
-        observed = pd.unique(labels.to_numpy())
-        levs = sorted(observed, key=lambda s: tuple(reversed([pos[i][x] for i, x in enumerate(s.split(":"))])))
-    index = {lev: i for i, lev in enumerate(levs)}
-    codes = labels.map(index).to_numpy(dtype=np.int64)
-    return codes, levs
+    code, stride, keys = np.zeros(len(data), dtype=np.int64), 1, []
+    for p in parts:
+        levs = levels_of(data[p])
+        c = pd.Categorical(data[p], categories=levs).codes.astype(np.int64)
+        code += stride * c
+        stride *= max(len(levs), 1)
+        keys.append(levs)
+    observed, codes = np.unique(code, return_inverse=True)
+    labels = []
+    for oc in observed:
+        bits = []
+        for levs in keys:
+            bits.append(str(levs[oc % len(levs)]))
+            oc //= len(levs)
+        labels.append(":".join(bits))
+    return codes.astype(np.int64), labels
 
 
 def group_labels(group: str, data: pd.DataFrame) -> pd.Series:
