@@ -23,15 +23,18 @@
 
 # %%
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
+from IPython import get_ipython
 from scipy import optimize
 
 import bayescred as bc
 from bayescred.report import plots
 from bayescred.runner import fit_eb
+
+# bayescred.report.plots switches matplotlib to Agg (for the HTML report); show its figures inline here
+get_ipython().run_line_magic("matplotlib", "inline")
 
 FAST = os.environ.get("BAYESCRED_FAST") == "1"
 DRAWS, TUNE, CHAINS = (300, 300, 2) if FAST else (2000, 1000, 4)
@@ -279,7 +282,7 @@ cmp_h.understatement()
 
 # %%
 grid_h = np.geomspace(eb_h_summary.components.loc["between", "estimate"] / 30,
-                      eb_h_summary.components.loc["between", "estimate"] * 30, 300)
+                      eb_h_summary.components.loc["between", "estimate"] * 100, 300)
 profile_h = reml_profile(hach, "state", "severity", "claims", grid_h)
 assert profile_h["deviance"].min() >= eb_h.criterion - 1e-4
 plots.between_vs_profile(cmp_h, profile_h);
