@@ -1,0 +1,87 @@
+"""bc.lmm refuses bad input before computing, with one error class per kind (issue 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescred as bc
+from bayescred import errors
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(6), 4)
+    return pd.DataFrame({"g": g, "x": rng.normal(size=24), "y": rng.normal(size=24) + g, "w": 1.0 + g % 3,
+                         "one": "A", "id": np.arange(24)})
+
+
+def test_unknown_column_is_named(data):
+    with pytest.raises(errors.MissingColumnError, match="'nope'"):
+        bc.lmm("y ~ x + (1|nope)", data)
+    with pytest.raises(errors.MissingColumnError, match="'z'"):
+        bc.lmm("y ~ log(z) + (1|g)", data)
+
+
+def test_single_level_grouping_factor(data):
+    with pytest.raises(errors.TooFewRisksError, match="'one'"):
+        bc.lmm("y ~ 1 + (1|one)", data)
+
+
+def test_as_many_levels_as_observations(data):
+    with pytest.raises(errors.TooManyLevelsError, match="'id'"):
+        bc.lmm("y ~ 1 + (1|id)", data)
+    with pytest.raises(errors.TooManyLevelsError):  # 6 levels x 4 effects = 24 = n
+        data = data.assign(x2=data.x**2, x3=data.x**3)
+        bc.lmm("y ~ 1 + (1 + x + x2 + x3|g)", data)
+
+
+def test_non_positive_weights_name_rows(data):
+    bad = data.copy()
+    bad.loc[[3, 7], "w"] = [0.0, -1.0]
+    with pytest.raises(errors.NonPositiveError) as exc:
+        bc.lmm("y ~ 1 + (1|g)", bad, weights="w")
+    assert exc.value.column == "w" and exc.value.rows == [3, 7]
+
+
+def test_rank_deficient_fixed_effects_named(data):
+    d = data.assign(x2=2 * data.x, c=3.0)
+    with pytest.raises(errors.RankDeficientError, match="x2"):
+        bc.lmm("y ~ x + x2 + (1|g)", d)
+    with pytest.raises(errors.RankDeficientError, match=r"\bc\b"):
+        bc.lmm("y ~ x + c + (1|g)", d)
+
+
+def test_missing_values_name_rows(data):
+    d = data.copy()
+    d.loc[5, "x"] = np.nan
+    with pytest.raises(errors.MissingValueError) as exc:
+        bc.lmm("y ~ x + (1|g)", d)
+    assert exc.value.column == "x" and exc.value.rows == [5]
+    d = data.astype({"g": float})
+    d.loc[2, "g"] = np.nan
+    with pytest.raises(errors.MissingValueError, match="'g'"):
+        bc.lmm("y ~ 1 + (1|g)", d)
+
+
+def test_other_bad_input(data):
+    with pytest.raises(errors.FormulaError):
+        bc.lmm("y ~ x", data)  # no random term
+    with pytest.raises(errors.FormulaError):
+        bc.lmm("y + x", data)
+    with pytest.raises(errors.NotNumericError):
+        bc.lmm("one ~ 1 + (1|g)", data)
+    with pytest.raises(errors.SummaryError):
+        bc.lmm("y ~ 1 + (1|g)", data, weights="w", within_ss=10.0)
+    with pytest.raises(ValueError):
+        bc.lmm("y ~ 1 + (1|g)", data, method="MLE")
+
+
+def test_caller_frame_not_mutated(data):
+    before = data.copy()
+    fit = bc.lmm("y ~ x + (1|g)", data, weights="w")
+    fit.ranef()
+    fit.predict(data)
+    pd.testing.assert_frame_equal(data, before)
