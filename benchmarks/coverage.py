@@ -9,6 +9,7 @@ the replicate-level shares (``bayescred.coverage``).
     .venv/bin/python benchmarks/coverage.py                 # full study (see REPLICATES)
     .venv/bin/python benchmarks/coverage.py --quick         # a minute, for trying it out
     .venv/bin/python benchmarks/coverage.py --resume        # reuse finished chunks
+    .venv/bin/python benchmarks/coverage.py --models poisson_gamma   # run one, reuse the others' chunks
 
 Each (model, J) chunk is saved to benchmarks/_work/coverage/<model>_<J>.csv as soon as it
 is done (replicate-level rows; seeded, so resuming gives the same numbers). At the end the
@@ -40,14 +41,14 @@ write_section = _results.write_section
 SEED = 20260006  # issue 6
 SIZES = (5, 10, 30, 100)
 # replicates per (model, J): EB arm, Bayesian arm (a subset of the same portfolios)
-REPLICATES = {"buhlmann_straub": (400, 40), "hachemeister": (100, 20), "poisson_gamma": (400, 40)}
+REPLICATES = {"buhlmann_straub": (400, 100), "hachemeister": (400, 100), "poisson_gamma": (400, 100)}
 SAMPLER = dict(draws=500, tune=500, chains=2)
 WORK = HERE / "_work" / "coverage"
 FIGURE = HERE / "figures" / "coverage.png"
 
 
-def run_chunk(model: str, J: int, replicates: int, bayes_replicates: int, sampler: dict, resume: bool) -> pd.DataFrame:
-    path = WORK / f"{model}_{J}.csv"
+def run_chunk(model: str, J: int, replicates: int, bayes_replicates: int, sampler: dict, resume: bool, folder: Path):
+    path = folder / f"{model}_{J}.csv"
     if resume and path.exists():
         reps = pd.read_csv(path)
         n_bayes = reps.loc[reps["method"] == coverage.BAYES_METHOD, "replicate"].nunique()
@@ -66,7 +67,7 @@ def run_chunk(model: str, J: int, replicates: int, bayes_replicates: int, sample
     )
     seconds = time.perf_counter() - start
     reps["seconds"] = seconds
-    WORK.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     reps.to_csv(path, index=False)
     print(f"{model} J={J}: {replicates} replicates ({bayes_replicates} Bayes) in {seconds:.0f} s", flush=True)
     return reps
@@ -76,7 +77,7 @@ def _cell(row) -> str:
     return f"{row.coverage:.3f} ± {row.mc_se:.3f}"
 
 
-def markdown(table: pd.DataFrame, settings: dict, seconds: dict) -> str:
+def markdown(table: pd.DataFrame, sampler: dict, seconds: dict) -> str:
     lines = [
         "## Coverage of nominal 90% premium intervals (issue 6)",
         "",
@@ -88,13 +89,13 @@ def markdown(table: pd.DataFrame, settings: dict, seconds: dict) -> str:
         "EBLUP: REML (`bc.lmm`) or exact marginal ML (Poisson–gamma), normal intervals premium ± 1.645·SD "
         "with (i) conditional SD, (ii) PEV SD (adds the fixed effects), (iii) second-order MSE SD "
         "(adds the variance parameters). Bayes: `bc.models` default priors, `bc.sample` "
-        f"({settings['sampler']}), 90% equal-tailed interval. Coverage = mean over replicates of the "
+        f"({', '.join(f'{k} = {v}' for k, v in sampler.items())}; default priors scaled to one pilot portfolio "
+        "per J from the same hyperparameters, one compiled model re-used for every replicate), 90% equal-tailed interval. Coverage = mean over replicates of the "
         "share of risks covered; ± is one Monte Carlo SE computed from the replicate-level shares "
         "(intervals within a replicate are correlated). An undefined interval counts as not covering.",
         "",
-        f"Seed {SEED}; replicates per (model, J): "
-        + "; ".join(f"{m} {r} EB / {b} Bayes" for m, (r, b) in settings["replicates"].items())
-        + ". Command: `.venv/bin/python benchmarks/coverage.py`.",
+        f"Seed {SEED}; replicates per J are in the width tables (EB: all; Bayes: the first of the same portfolios). "
+        "Command: `.venv/bin/python benchmarks/coverage.py` (2 shared cores; seconds per model below).",
         "",
     ]
     for model, sub in table.groupby("model", sort=False):
@@ -126,31 +127,51 @@ def markdown(table: pd.DataFrame, settings: dict, seconds: dict) -> str:
     return "\n".join(lines)
 
 
+def load_chunks(model: str, folder: Path) -> pd.DataFrame | None:
+    """A model's finished chunks from an earlier run (all sizes), or None."""
+    paths = [folder / f"{model}_{J}.csv" for J in SIZES]
+    if not all(p.exists() for p in paths):
+        return None
+    print(f"{model}: reused the chunks of an earlier run", flush=True)
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (not written to RESULTS.md)")
     parser.add_argument("--resume", action="store_true", help="reuse chunks already in benchmarks/_work/coverage")
     parser.add_argument("--no-bayes", action="store_true", help="EBLUP arms only")
-    parser.add_argument("--models", nargs="*", default=list(REPLICATES), choices=list(REPLICATES))
+    parser.add_argument(
+        "--models", nargs="*", default=list(REPLICATES), choices=list(REPLICATES),
+        help="models to run now; the others are summarised from their chunks of an earlier run, if any",
+    )
     args = parser.parse_args(argv)
-    replicates = {m: ((6, 2) if args.quick else REPLICATES[m]) for m in args.models}
-    if args.no_bayes:
-        replicates = {m: (r, 0) for m, (r, _) in replicates.items()}
+    folder = WORK / "quick" if args.quick else WORK
     sampler = dict(draws=100, tune=100, chains=1) if args.quick else SAMPLER
-    parts, seconds = [], {}
-    for model, (r, b) in replicates.items():
-        chunks = [run_chunk(model, J, r, b, sampler, args.resume and not args.quick) for J in SIZES]
-        seconds[model] = sum(c["seconds"].iloc[0] for c in chunks if "seconds" in c)
-        parts.append(coverage.summarise_coverage(pd.concat(chunks, ignore_index=True)))
-    table = pd.concat(parts, ignore_index=True)
+    parts = []
+    for model, (r, b) in REPLICATES.items():
+        if args.quick:
+            r, b = 6, 2
+        if args.no_bayes:
+            b = 0
+        if model in args.models:
+            reps = pd.concat(
+                [run_chunk(model, J, r, b, sampler, args.resume and not args.quick, folder) for J in SIZES], ignore_index=True
+            )
+        else:
+            reps = None if args.quick else load_chunks(model, folder)
+        if reps is not None:
+            parts.append(reps)
+    reps = pd.concat(parts, ignore_index=True)
+    table = coverage.summarise_coverage(reps)
     print(table.to_string(), flush=True)
     if args.quick:
         return
-    settings = {"replicates": replicates, "sampler": ", ".join(f"{k} = {v}" for k, v in sampler.items())}
+    seconds = reps.groupby(["model", "n_risks"])["seconds"].first().groupby("model").sum().to_dict()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig = coverage.plot_coverage(table)
     fig.savefig(FIGURE, dpi=120)
-    write_section("coverage", markdown(table, settings, seconds))
+    write_section("coverage", markdown(table, sampler, seconds))
     print(f"wrote {FIGURE} and the coverage section of benchmarks/RESULTS.md", flush=True)
 
 
