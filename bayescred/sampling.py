@@ -48,9 +48,11 @@ def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, targ
         if info is not None:
             info.compiled[key] = compiled
     # the compiled model is reused after pm.set_data: pass the model's current data
-    current = {d.name: d.get_value() for d in model.data_vars}
-    if current:
-        compiled = compiled.with_data(**current)
+    stored = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
+    changed = {d.name: d.get_value() for d in model.data_vars
+               if d.name in stored and not np.array_equal(stored[d.name], d.get_value())}
+    if changed:
+        compiled = compiled.with_data(**changed)
     kwargs = {"cores": cores} if cores is not None else {}
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
                          save_warmup=False, target_accept=target_accept, **kwargs)

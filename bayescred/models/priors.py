@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
 from ..errors import PriorError
@@ -128,14 +129,15 @@ def register(name: str, prior, param: Param):
     """Create the parameter in the current model: a random variable with ``prior``, or a
     constant when it was fixed. Returns the tensor to build on."""
     model = pm.modelcontext(None)
+    dims = (param.dims,) if isinstance(param.dims, str) else param.dims
     if prior is None:
         return None
     if isinstance(prior, np.ndarray):
-        return pm.math.constant(prior) if prior.shape else pm.math.constant(float(prior))
+        return pt.as_tensor(prior) if prior.shape else pt.as_tensor(float(prior))
     if isinstance(prior, str) and prior == FLAT:
         dist = (pm.HalfFlat if param.positive else pm.Flat).dist(shape=param.shape)
-        return model.register_rv(dist, name, dims=param.dims)
-    return model.register_rv(prior, name, dims=param.dims)
+        return model.register_rv(dist, name, dims=dims)
+    return model.register_rv(prior, name, dims=dims)
 
 
 def scale_of(values: np.ndarray) -> float:
