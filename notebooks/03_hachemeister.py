@@ -251,7 +251,7 @@ for state, row in modes.iterrows():
 ax.set_xlabel("intercept effect u₀ (at the state's centre of gravity)")
 ax.set_ylabel("trend effect u₁")
 ax.set_title("hm.mixed.3: random effects (seed 004 Figure 4.9)")
-ax.legend(fontsize=8);
+ax.legend(fontsize=8, loc="lower right");
 
 # %%
 d2 = np.einsum("ja,ab,jb->j", modes.to_numpy(), np.linalg.inv(D3), modes.to_numpy())
@@ -271,8 +271,11 @@ posterior = bc.sample(model, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=
 
 # %% [markdown]
 # The posterior mean of each credibility matrix A_j against the book's (Table 3.6) and the
-# plug-in of `hm.mixed.3`: averaging over U pulls the intercept factors towards what the
-# data say about the between-state spread of intercepts.
+# plug-in of `hm.mixed.3`. The book's intercept factors are low because of its convention E5
+# (τ̂₀² from un-centred time); at the centres of gravity the REML plug-in and the posterior
+# both put the intercept factors closer to 1. The posterior U carries a correlation, so its
+# A_j is not diagonal: the off-diagonal entries say how much the other coefficient's own
+# deviation moves this one's credibility estimate.
 
 # %%
 A_post = posterior["posterior"]["A"].mean(("chain", "draw"))
