@@ -272,10 +272,11 @@ cmp_h.credibility
 
 # %% [markdown]
 # Five states leave the between-variance wide open: its posterior spans an order of magnitude
-# (table above). The EBLUP plugs in one value. Measures (i) and (ii) ignore that, so the
-# posterior SD of a premium exceeds them, most for state 4 (the fewest claims, the lowest Z);
-# the second-order measure (iii) adds a first-order allowance for it and comes closer. The
-# coverage study of notebook 06 asks which of them holds its nominal probability.
+# (table above). The EBLUP plugs in one value: measures (i) and (ii) ignore the spread, the
+# second-order measure (iii) adds a first-order allowance for it. The ratio columns set each
+# against the posterior SD; state 4 (the fewest claims, the lowest Z) leans most on the
+# collective. The coverage study of notebook 06 asks which of them holds its nominal
+# probability.
 
 # %%
 cmp_h.understatement()
