@@ -10,8 +10,9 @@ Supported syntax (lme4, Bates et al. 2015, section 2.1):
   ``(1+x||g)`` (split into uncorrelated terms, as lme4), nested ``(1|a/b)`` =
   ``(1|a) + (1|b:a)``, interaction groups ``(1|a:b)``, any number of crossed factors.
 
-Random terms are ordered as lme4 does (stably by decreasing number of levels), so the
-variance-component table lines up with ``as.data.frame(VarCorr(fit))``.
+Random terms are ordered as lme4 does (by decreasing number of levels, ties in reverse
+formula order), so the variance-component table lines up with
+``as.data.frame(VarCorr(fit))`` and θ with ``getME(fit, "theta")``.
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ def group_labels(group: str, data: pd.DataFrame) -> pd.Series:
 
 
 def random_terms(parsed: ParsedFormula, data: pd.DataFrame) -> list[RandomTerm]:
-    """Build the random-effects terms and sort them as lme4 (decreasing number of levels)."""
+    """Build the random-effects terms and order them as lme4."""
     out = []
     for expr, group, _ in parsed.random:
         terms, icpt, _ = _parse_linear(expr)
@@ -344,5 +345,10 @@ def random_terms(parsed: ParsedFormula, data: pd.DataFrame) -> list[RandomTerm]:
             raise FormulaError(f"random term ({expr} | {group}) has no effects")
         codes, levels = grouping_factor(group, data)
         out.append(RandomTerm(group, names, X, codes, levels, terms, icpt, levs))
-    order = sorted(range(len(out)), key=lambda i: -out[i].n_levels)
-    return [out[i] for i in order]
+    # lme4 (mkReTrms): if the numbers of levels are not already non-increasing, reorder
+    # by rev(order(nl)), i.e. decreasing with ties in reverse formula order.
+    nl = [t.n_levels for t in out]
+    if any(b > a for a, b in zip(nl, nl[1:])):
+        order = sorted(range(len(out)), key=lambda i: (nl[i], i))[::-1]
+        out = [out[i] for i in order]
+    return out
