@@ -197,6 +197,11 @@ small = classical.table.nsmallest(15, "weight").index  # the 15 companies with t
 few = replace(cmp, premiums=cmp.premiums.loc[small])
 plots.shrinkage(few, classical.table.loc[small, "mean"], classical.table.loc[small, "weight"]);
 
+# %% [markdown]
+# For the companies with the least exposure the posterior intervals are skewed to the right —
+# a claim frequency cannot fall below 0 — while the normal EBLUP intervals are symmetric by
+# construction and can reach down to 0.
+
 # %%
 plots.forest(few);
 
