@@ -239,5 +239,6 @@ def poisson_gamma_loglik(xp, lgamma, alpha, eta, stats, segsum):
     mu_plus = segsum(mu, idx, size)
     y_plus = stats["claims_total"]
     cells = segsum(stats["claims"] * eta, idx, size) + stats["log_const"]
-    ll = cells + alpha * xp.log(alpha) + lgamma(alpha + y_plus) - lgamma(alpha) - (alpha + y_plus) * xp.log(alpha + mu_plus)
+    # alpha log alpha - (alpha + y) log(alpha + mu), written to stay accurate as alpha -> infinity
+    ll = cells + lgamma(alpha + y_plus) - lgamma(alpha) - y_plus * xp.log(alpha) - (alpha + y_plus) * xp.log1p(mu_plus / alpha)
     return ll, mu_plus

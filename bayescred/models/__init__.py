@@ -1,0 +1,19 @@
+"""PyMC model factories, one per credibility model (names and variables: DESIGN.md).
+
+Each factory takes the same data arguments as the classical function of the same name in
+``bc.credibility``, validates data and priors before building anything, and returns a
+``pm.Model`` whose dims are named after the data's levels and whose deterministics speak the
+actuary's language: ``collective``, ``between`` (VHM), ``within`` (EPV), ``k``, ``Z`` and
+``premium`` (Hachemeister: ``A``; Poisson–gamma: ``lam``, ``alpha``). Run it with
+``bc.sample``.
+"""
+
+from .buhlmann import buhlmann
+from .buhlmann_straub import buhlmann_straub
+from .crossed import crossed
+
+from .hachemeister import hachemeister
+from .hierarchical import hierarchical
+from .poisson_gamma import poisson_gamma
+
+__all__ = ["buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "poisson_gamma", "crossed"]
