@@ -232,7 +232,10 @@ def levels_of(series: pd.Series) -> list:
     if isinstance(series.dtype, pd.CategoricalDtype):
         present = set(series.dropna().unique())
         return [c for c in series.cat.categories if c in present]
-    return sorted(series.dropna().unique(), key=lambda v: (str(type(v)), v))
+    values = series.dropna()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return np.unique(values.to_numpy()).tolist()
+    return sorted(values.unique(), key=lambda v: (str(type(v)), v))
 
 
 def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray | pd.Series:
@@ -315,6 +318,8 @@ def grouping_factor(group: str, data: pd.DataFrame) -> tuple[np.ndarray, list[st
         stride *= max(len(levs), 1)
         keys.append(levs)
     observed, codes = np.unique(code, return_inverse=True)
+    if len(parts) == 1:
+        return codes.astype(np.int64), [str(keys[0][c]) for c in observed]
     labels = []
     for oc in observed:
         bits = []
