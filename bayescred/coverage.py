@@ -354,6 +354,7 @@ def _score(intervals: pd.DataFrame, truth: pd.Series) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "coverage": np.bincount(codes, hit) / count,
+                "coverage_defined": np.bincount(codes, hit) / n_defined,  # among defined intervals
                 "width": width / n_defined,  # NaN when no interval of the method is defined
                 "undefined": 1 - n_defined / count,
             },
@@ -423,11 +424,14 @@ def summarise_coverage(replicates: pd.DataFrame, prob: float = 0.9) -> pd.DataFr
 
     Columns: model, n_risks, method, nominal, coverage, mc_se (= sd over replicates of the
     share covered / sqrt(R)), width (mean interval width), width_mc_se, replicates,
-    boundary (share of replicates whose EB fit was on the boundary), undefined, divergences
-    (mean per replicate).
+    boundary (share of replicates whose EB fit was on the boundary), undefined (share of
+    intervals not defined, e.g. the Poisson–gamma MSE at Var u = 0; they count as misses in
+    ``coverage``), coverage_defined (mean over replicates of the share covered among the
+    defined intervals, replicates without any left out), divergences (mean per replicate).
     """
     _check_prob(prob)
-    needed = {"model", "n_risks", "replicate", "method", "coverage", "width", "undefined", "boundary", "divergences"}
+    needed = {"model", "n_risks", "replicate", "method", "coverage", "coverage_defined", "width", "undefined", "boundary",
+              "divergences"}
     missing = needed - set(replicates.columns)
     if missing:
         raise ValueError(f"replicate table lacks columns {sorted(missing)} (use coverage_replicates)")
@@ -435,6 +439,7 @@ def summarise_coverage(replicates: pd.DataFrame, prob: float = 0.9) -> pd.DataFr
     out = g.agg(
         coverage=("coverage", "mean"),
         sd=("coverage", "std"),
+        coverage_defined=("coverage_defined", "mean"),
         width=("width", "mean"),
         width_sd=("width", "std"),
         replicates=("replicate", "count"),
@@ -449,7 +454,7 @@ def summarise_coverage(replicates: pd.DataFrame, prob: float = 0.9) -> pd.DataFr
     order = {m: i for i, m in enumerate(METHODS)}
     out = out.sort_values(["model", "n_risks", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     cols = ["model", "n_risks", "method", "nominal", "coverage", "mc_se", "width", "width_mc_se", "replicates",
-            "boundary", "undefined", "divergences"]
+            "boundary", "undefined", "coverage_defined", "divergences"]
     return out[cols].reset_index(drop=True)
 
 

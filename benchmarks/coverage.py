@@ -120,8 +120,9 @@ def markdown(table: pd.DataFrame, sampler: dict, seconds: dict) -> str:
                 f"J={r.n_risks} {r.divergences:.2f}" for r in divergent.itertuples())]
         undefined = sub[sub["undefined"] > 0]
         if not undefined.empty:
-            lines += ["", "Undefined intervals (share): " + "; ".join(
-                f"J={r.n_risks} {r.method} {r.undefined:.1%}" for r in undefined.itertuples())]
+            lines += ["", "Undefined intervals (EB fit on the boundary; counted as misses above): " + "; ".join(
+                f"J={r.n_risks} {r.method} {r.undefined:.1%} undefined, coverage among the defined "
+                f"{r.coverage_defined:.3f}" for r in undefined.itertuples())]
         lines.append("")
     lines.append("![coverage](figures/coverage.png)")
     return "\n".join(lines)

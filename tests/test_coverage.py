@@ -84,14 +84,19 @@ def test_an_interval_that_misses_the_truth_scores_zero():
         truth = coverage.true_premium("buhlmann_straub", sim)
         return pd.DataFrame({"method": "shifted", "estimate": truth + 100, "lower": truth + 50, "upper": truth + 150})
 
-    def undefined(sim, prob, _seed):
+    def undefined(sim, prob, _seed):  # risks 1, 2: no interval; risks 3-5: one around the truth
         truth = coverage.true_premium("buhlmann_straub", sim)
-        return pd.DataFrame({"method": "nan", "estimate": truth, "lower": np.nan, "upper": truth + 1})
+        lower = np.where(truth.index <= 2, np.nan, truth - 1)
+        return pd.DataFrame({"method": "nan", "estimate": truth, "lower": lower, "upper": truth + 1})
 
     table = coverage.coverage_study("buhlmann_straub", 5, replicates=3, seed=1, arms={"a": shifted, "b": undefined})
-    assert table["coverage"].tolist() == [0.0, 0.0]
-    assert table.set_index("method").loc["shifted", "width"] == pytest.approx(100)
-    assert table.set_index("method").loc["nan", "undefined"] == 1.0
+    table = table.set_index("method")
+    assert table.loc["shifted", "coverage"] == 0.0
+    assert table.loc["shifted", "width"] == pytest.approx(100)
+    assert table.loc["nan", "coverage"] == pytest.approx(0.6)  # undefined intervals count as misses
+    assert table.loc["nan", "undefined"] == pytest.approx(0.4)
+    assert table.loc["nan", "coverage_defined"] == 1.0
+    assert table.loc["nan", "width"] == pytest.approx(2.0)
 
 
 # --------------------------------------------------------------------------- the truth
