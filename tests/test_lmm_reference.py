@@ -277,6 +277,10 @@ def test_credit_insurance_from_summaries():
     # derived-SSW REML optimum (§6): (σ₁², σ₂², σ₁₂², σ²) = (992.594, 2569.243, 14.681, 26990.37)
     assert [vc["status"], vc["experience"], vc["status:experience"], vc["Residual"]] == pytest.approx(
         [992.594, 2569.243, 14.681, 26990.37], rel=1e-4)
+    # printed (old lme4, seed 002 lines 857-883): 14.611, 992.791, 2569.330; rel 5e-3 in a refit
+    assert [vc["status:experience"], vc["status"], vc["experience"]] == pytest.approx(
+        [14.611, 992.791, 2569.330], rel=5e-3)
+    assert vc["Residual"] == pytest.approx(26990.398, rel=1e-4)  # by construction of the SSW
     assert f.criterion == pytest.approx(5231.32, abs=0.05)  # printed REMLdev 5231 (line 880)
     assert (f.aic, f.bic, f.loglik) == pytest.approx((5241.3, 5261.3, -2615.7), abs=0.05)
     assert f.fixef["(Intercept)"] == pytest.approx(244.2515, abs=0.01)
@@ -289,6 +293,31 @@ def test_credit_insurance_from_summaries():
     assert ml.criterion == pytest.approx(5240.152, abs=0.05)  # §6 ML optimum (D)
     assert [vc["status"], vc["experience"], vc["status:experience"], vc["Residual"]] == pytest.approx(
         [807.17, 1835.71, 26.594, 26989.99], rel=5e-3)
+
+
+def test_other_frame_engines():
+    """Data in any narwhals-supported frame (here polars) gives the same fit."""
+    pl = pytest.importorskip("polars")
+    t31 = bc.datasets.load("buhlmann_table31")
+    a = lmm("loss ~ 1 + (1|class)", t31)
+    b = lmm("loss ~ 1 + (1|class)", pl.from_pandas(t31))
+    assert b.criterion == pytest.approx(a.criterion, rel=1e-12)
+
+
+def test_convergence_problem_is_reported(monkeypatch):
+    """A stalled optimiser is never silent: ConvergenceWarning and .converged = False."""
+    from bayescred.lmm import fit as engine
+
+    class Stalled:
+        def __init__(self, x):
+            self.x, self.fun, self.success, self.message = x, np.inf, False, "stalled"
+
+    monkeypatch.setattr(engine, "minimize", lambda f, x0, **kw: Stalled(np.asarray(x0, float)))
+    monkeypatch.setattr(engine, "_newton_polish", lambda f, x, lower: (x, f(x), 0.5, True))
+    t31 = bc.datasets.load("buhlmann_table31")
+    with pytest.warns(bc.errors.ConvergenceWarning, match="scaled gradient"):
+        f = bc.lmm("loss ~ 1 + (1|class)", t31)
+    assert not f.converged and "scaled gradient" in f.convergence_message
 
 
 def test_aggregated_input_equals_raw_rows():

@@ -254,14 +254,6 @@ class LMMFit:
                 return True
         return False
 
-    @property
-    def ranef_values(self) -> dict:
-        """Conditional modes per term, as DataFrames (levels x effects)."""
-        return {
-            f"{t.group}[{i}]": pd.DataFrame(m, index=t.levels, columns=t.names)
-            for i, (t, m) in enumerate(zip(self._design.terms, self._modes))
-        }
-
     def _measures(self):
         if self._uncertainty is None:
             from .uncertainty import Uncertainty
@@ -297,7 +289,9 @@ class LMMFit:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Profile-likelihood intervals for the standard deviations of the variance
-        components (and the residual), as lme4's ``confint(fit, method = "profile")``."""
+        components (and the residual). The profile is of this fit's own criterion (REML
+        for REML fits); lme4's ``confint(method = "profile")`` profiles the ML deviance
+        for REML fits too, so it equals ours for the ML fit."""
         from .inference import profile_intervals
 
         return profile_intervals(self, level)
