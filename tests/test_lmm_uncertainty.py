@@ -117,7 +117,7 @@ def _dense_g3(fit):
     m = len(comps) + 1
     V = Z @ G @ Z.T + R
     Vi = np.linalg.inv(V)
-    P = Vi - Vi @ X @ np.linalg.inv(X.T @ Vi @ X) @ X.T @ Vi
+    P = Vi - Vi @ X @ np.linalg.inv(X.T @ Vi @ X) @ X.T @ Vi if fit.reml else Vi  # ML: V⁻¹
     Vk = [Z @ (G_of(np.eye(m)[k]) - G) @ Z.T for k in range(m - 1)] + [np.diag(1 / w)]
     info = np.array([[0.5 * np.trace(P @ Vk[k] @ P @ Vk[l]) for l in range(m)] for k in range(m)])
     Iinv = np.linalg.inv(info)
@@ -131,19 +131,39 @@ def _dense_g3(fit):
     for k in range(m):
         for l in range(m):
             g3 += Iinv[k, l] * np.einsum("in,nm,im->i", dB[k], V, dB[l])
-    return g3
+    if fit.reml:
+        return g3, np.zeros_like(g3)
+    # ML: b_ML = −½ I⁻¹ col tr[(X'V⁻¹X)⁻¹X'V⁻¹V_kV⁻¹X]; ∇g₁ by central differences
+    XVXi = np.linalg.inv(X.T @ Vi @ X)
+    t = np.array([np.trace(XVXi @ X.T @ Vi @ Vk[k] @ Vi @ X) for k in range(m)])
+    b = -0.5 * Iinv @ t
+
+    def g1(par):
+        Gp = G_of(par)
+        Vp = Z @ Gp @ Z.T + (fit.sigma2 + par[-1]) * np.diag(1 / w)
+        return np.diag(Gp - Gp @ Z.T @ np.linalg.solve(Vp, Z @ Gp))
+
+    grad = []
+    for k in range(m):
+        h = 1e-5 * (max(abs(G).max(), 1e-12) if k < m - 1 else fit.sigma2)
+        e = np.zeros(m)
+        e[k] = h
+        grad.append((g1(e) - g1(-e)) / (2 * h))
+    return g3, np.array(grad).T @ b
 
 
-@pytest.mark.parametrize("form,kw", DESIGNS[:3])
+@pytest.mark.parametrize("form,kw", DESIGNS[:3] + [(DESIGNS[0][0], {"weights": "w", "method": "ML"}),
+                                                    (DESIGNS[1][0], {"method": "ML"})])
 def test_g3_matches_dense_numerical_derivative(form, kw):
+    """REML: mse² − pev² = 2g₃; ML: 2g₃ − b_ML'∇g₁ with the ML information (FORMULAS §9.1)."""
     data = _data(seed=5, n_a=8, n_b=4, reps=3)
     fit = _fit(form, data, **kw)
     r = fit.ranef()
-    g3 = (r.mse_sd**2 - r.pev_sd**2) / 2
-    np.testing.assert_allclose(g3, _dense_g3(fit), rtol=2e-3, atol=1e-9)
+    g3, bias = _dense_g3(fit)
+    np.testing.assert_allclose(r.mse_sd**2 - r.pev_sd**2, 2 * g3 - bias, rtol=2e-3, atol=1e-9)
 
 
-@pytest.mark.parametrize("form,kw", DESIGNS)
+@pytest.mark.parametrize("form,kw", DESIGNS + [(f, {**k, "method": "ML"}) for f, k in DESIGNS])
 def test_measures_are_ordered(form, kw):
     fit = _fit(form, _data(seed=11), **kw)
     r = fit.ranef()

@@ -8,6 +8,7 @@ l = x₀, m = z₀ on its level). FORMULAS §9; G = Cov(u), H = Z'V⁻¹Z, V = Z
 (iii) mse_sd  = √(g₁ + g₂ + 2g₃),  g₃ = tr[(∂b'/∂θ) V (∂b'/∂θ)' I(θ)⁻¹],  b' = m'GZ'V⁻¹
       (Prasad–Rao 1990, Datta–Lahiri 2000 for REML; I = ½tr(P V_k P V_l) the expected
       REML information of the variance parameters (the entries of each Σ_i and σ²)).
+      ML fits use the ML information (V⁻¹ for P) and add the bias term −b_ML'∇g₁.
 
 All q-space algebra runs on stacked blocks (J, k, k): one block per risk when the model
 has a single grouping factor (cost linear in the number of risks), a single dense q×q
@@ -97,6 +98,7 @@ class Uncertainty:
         self.info = self._information()
         self.info_inv = np.linalg.pinv(self.info)
         self.S = self._g3_matrices()
+        self.bias = None if fit.reml else self._ml_bias_matrix(K)
 
     # -- layout: (term, level, effect) -> (block j, index a)
     def _block_positions(self):
@@ -187,6 +189,22 @@ class Uncertainty:
         S = S + Iinv[m, m] * _mm(G, Hww, G)
         return S
 
+    def _ml_bias_matrix(self, K):
+        """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (FORMULAS §9.1; Datta & Lahiri 2000):
+        b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X], ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m,
+        ∂g₁/∂σ² = m'G(H − HGH)G m/σ². Returns Σ_k b_k ∂(G − GHG)/∂θ_k as stacked blocks."""
+        G, H, s2 = self.G, self.H, self.s2
+        XVX_inv = s2 * self.Qinv
+        t = [float(np.sum(XVX_inv * np.einsum("jap,jab,jbq->pq", K, np.broadcast_to(Gk, H.shape), K)))
+             for Gk in self.Gk]
+        KGK = np.einsum("jap,jab,jbq->pq", K, np.broadcast_to(G, H.shape), K)
+        t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - KGK))) / s2)
+        b = -0.5 * self.info_inv @ np.array(t)
+        eye = np.eye(H.shape[-1])
+        IGH = eye - _mm(G, H)
+        out = sum(bk * _mm(IGH, Gk, _t(IGH)) for bk, Gk in zip(b[:-1], self.Gk))
+        return out + b[-1] * _mm(G, H - _mm(H, G, H), G) / s2
+
     # -- measures
     def ranef_measures(self):
         """cond, pev, mse SDs per term as (n_levels, k) arrays (lme4 term order)."""
@@ -194,6 +212,8 @@ class Uncertainty:
         cond_d = np.diagonal(self.condvar, axis1=1, axis2=2)
         pev_extra = s2 * np.einsum("jap,pq,jaq->ja", self.LxX, self.Qinv, self.LxX)
         g3_d = np.diagonal(self.S, axis1=1, axis2=2)
+        bias_d = np.zeros_like(g3_d) if self.bias is None else np.diagonal(
+            np.broadcast_to(self.bias, self.S.shape), axis1=1, axis2=2)
         cond, pev, mse = [], [], []
         for i, t in enumerate(d.terms):
             c = np.empty((t.n_levels, t.k))
@@ -203,32 +223,46 @@ class Uncertainty:
                     j, a = self.pos(i, lev, e)
                     g1 = cond_d[j, a]
                     g2 = pev_extra[j, a]
-                    g3 = g3_d[min(j, g3_d.shape[0] - 1), a]
-                    c[lev, e], pv[lev, e], ms[lev, e] = g1, g1 + g2, g1 + g2 + 2 * g3
+                    jj = min(j, g3_d.shape[0] - 1)
+                    g3 = g3_d[jj, a]
+                    c[lev, e], pv[lev, e], ms[lev, e] = g1, g1 + g2, g1 + g2 + 2 * g3 - bias_d[jj, a]
             cond.append(np.sqrt(np.maximum(c, 0)))
             pev.append(np.sqrt(np.maximum(pv, 0)))
             mse.append(np.sqrt(np.maximum(ms, 0)))
         return cond, pev, mse
 
-    def components(self, l, m_entries):
-        """g₁, g₂, g₃ of the target l'β + m'u; ``m_entries`` = [(term, level, effect, value)]."""
+    def _target(self, m_entries):
+        """The random-effect part m of a target as (block j, vector), or None."""
         block = {}
         for i, lev, e, v in m_entries:
             j, a = self.pos(i, lev, e)
             block.setdefault(j, np.zeros(self.H.shape[-1]))[a] += v
         if len(block) > 1:
             raise ValueError("a target may touch only one risk's block")
+        return next(iter(block.items())) if block else None
+
+    def components(self, l, m_entries):
+        """g₁, g₂, g₃ of the target l'β + m'u; ``m_entries`` = [(term, level, effect, value)]."""
+        target = self._target(m_entries)
         l = np.asarray(l, float)
-        if not block:
+        if target is None:
             g1, g3, a_vec = 0.0, 0.0, np.zeros(self.design.p)
         else:
-            (j, mv), = block.items()
+            j, mv = target
             g1 = float(mv @ self.condvar[j] @ mv)
             a_vec = self.LxX[j].T @ mv
             g3 = float(mv @ self.S[min(j, self.S.shape[0] - 1)] @ mv)
         dvec = l - a_vec
         g2 = float(self.s2 * dvec @ self.Qinv @ dvec) if self.design.p else 0.0
         return g1, g2, g3
+
+    def ml_bias(self, m_entries) -> float:
+        """b_ML'∇g₁ of the target (0 for REML fits)."""
+        target = self._target(m_entries)
+        if self.bias is None or target is None:
+            return 0.0
+        j, mv = target
+        return float(mv @ self.bias[min(j, self.bias.shape[0] - 1)] @ mv)
 
     def _targets(self, newdata):
         """Fixed design rows, per-term (X, codes) and offsets of the rows of newdata."""
@@ -266,7 +300,7 @@ class Uncertainty:
             prem.append(value)
             cond.append(np.sqrt(max(g1, 0)))
             pev.append(np.sqrt(max(g1 + g2, 0)))
-            mse.append(np.sqrt(max(g1 + g2 + 2 * g3, 0)))
+            mse.append(np.sqrt(max(g1 + g2 + 2 * g3 - self.ml_bias(entries), 0)))
         out = pd.DataFrame({"premium": prem, "cond_sd": cond, "pev_sd": pev, "mse_sd": mse}, index=data.index)
         if bootstrap:
             if seed is None:
