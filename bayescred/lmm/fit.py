@@ -36,6 +36,8 @@ from ..errors import ConvergenceWarning
 from .formula import RandomTerm
 
 LOG2PI = np.log(2 * np.pi)
+SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
+SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -87,7 +89,14 @@ class Design:
         self.Z2 = self._z2() if q2 else None
         ww = self.w[:, None]
         self.A11 = self._per_level(self.z1, self.z1)
-        if q2:
+        # Dense Schur complement while it is small; beyond that a general sparse LU of M
+        # (SuperLU, symmetric mode with diagonal pivots, minimum-degree ordering).
+        self.sparse = bool(q2) and (q2 > SCHUR_MAX or self.J1 * self.k1 * q2 > SCHUR_CELLS)
+        if self.sparse:
+            Zfull = sp.hstack([self._z1_sparse(), self.Z2]).tocsc()
+            self.Zfull = Zfull
+            self.A = (Zfull.T @ Zfull.multiply(ww)).tocsc()
+        elif q2:
             Z1 = self._z1_sparse()
             WZ2 = self.Z2.multiply(ww).tocsc()
             self.A12 = np.asarray((Z1.T @ WZ2).todense()).reshape(self.J1, self.k1, q2)
@@ -136,6 +145,8 @@ class Design:
         self.C = c.T @ (c * w[:, None])
         self.B1 = self._per_level(self.z1, c)
         self.B2 = self.Z2.T @ (c * w[:, None]) if self.q2 else None
+        if self.sparse:
+            self.Bfull = np.asarray(self.Zfull.T @ (c * w[:, None]))
 
     # -- θ -> factors
     def T(self, theta) -> list[np.ndarray]:
@@ -194,9 +205,25 @@ def _solve_blocks(M, b):
     return np.linalg.solve(M, b)
 
 
+def _sparse_lu(d: Design, Ts):
+    """log|M| and a solver for M = Λ'Z'WZΛ + I by a sparse LU with diagonal pivots."""
+    from scipy.sparse.linalg import splu
+
+    Lam = sp.block_diag([sp.kron(sp.identity(d.J1), sp.csr_matrix(d.T1(Ts))), d.Lam2(Ts)], format="csc")
+    M = (Lam.T @ d.A @ Lam + sp.identity(d.A.shape[0])).tocsc()
+    lu = splu(M, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    return Lam, float(np.sum(np.log(np.abs(lu.U.diagonal())))), lu
+
+
 def _solve(design: Design, theta, reml: bool) -> Solution:
     d = design
     Ts = d.T(theta)
+    if d.sparse:
+        Lam, logdet, lu = _sparse_lu(d, Ts)
+        b = np.asarray(Lam.T @ d.Bfull)
+        x = lu.solve(b)
+        return _finish(d, theta, reml, Ts, logdet, b.T @ x, x[: d.J1 * d.k1].reshape(d.J1, d.k1, -1),
+                       x[d.J1 * d.k1 :])
     T1 = d.T1(Ts)
     M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1)
     M11[:, range(d.k1), range(d.k1)] += 1.0
@@ -222,6 +249,11 @@ def _solve(design: Design, theta, reml: bool) -> Solution:
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
     else:
         gram = np.einsum("jam,jan->mn", b1, x1)
+    return _finish(d, theta, reml, Ts, logdet, gram, x1, x2)
+
+
+def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
+    """Profile β and σ² out of the Schur complement of the cross-products (module doc)."""
     Q = d.C - gram
     p, N = d.p, d.N
     Qxx = Q[1:, 1:]
