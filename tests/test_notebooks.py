@@ -2,8 +2,9 @@
 
 Each ``notebooks/NN_*.py`` (jupytext percent format) is the source of ``NN_*.ipynb``; the
 build check fails when a notebook drifted from its source (run ``python notebooks/_build.py``).
-Execution runs every notebook in a fresh Jupyter kernel with ``BAYESCRED_FAST=1`` (short
-chains, a small coverage study); the published values a notebook shows are asserted in its
+Execution runs every notebook (as built from its source, which the build check ties to the
+stored .ipynb) in a fresh Jupyter kernel with ``BAYESCRED_FAST=1`` (short chains, a small
+coverage study); the published values a notebook shows are asserted in its
 own cells, so a notebook that runs is a notebook whose numbers hold. The test id names the
 notebook, and a failure shows the failing cell and its traceback.
 
@@ -57,14 +58,15 @@ def test_notebook_is_built_from_its_source(source):
     assert on_disk.metadata.get("kernelspec") == built.metadata["kernelspec"]
 
 
-def _execute(notebook: Path, monkeypatch, data_dir: Path | None = None):
+def _execute(source: Path, monkeypatch, data_dir: Path | None = None):
+    """Run the notebook built from ``source`` (identical to the stored .ipynb, see the build
+    check) in a fresh kernel, in fast mode, from the notebooks folder."""
     from nbclient import NotebookClient
 
     monkeypatch.setenv("BAYESCRED_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     if data_dir is not None:
         monkeypatch.setenv("BAYESCRED_DATA", str(data_dir))
-    nb = nbformat.read(notebook, as_version=4)
+    nb = _builder().build(source)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute()  # raises CellExecutionError naming the cell and its traceback
     return nb
@@ -72,11 +74,11 @@ def _execute(notebook: Path, monkeypatch, data_dir: Path | None = None):
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_executes_in_fast_mode(source, monkeypatch):
-    _execute(source.with_suffix(".ipynb"), monkeypatch)
+    _execute(source, monkeypatch)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", USES_SHARED_DATA)
 def test_runs_without_shared_data(name, monkeypatch, tmp_path):
     """From a clean clone (no ../shared/data) the notebooks fall back to bundled or simulated data."""
-    _execute(NOTEBOOKS / f"{name}.ipynb", monkeypatch, data_dir=tmp_path)
+    _execute(NOTEBOOKS / f"{name}.py", monkeypatch, data_dir=tmp_path)
