@@ -134,8 +134,9 @@ if SHARED:  # EBLUPs of risks 1-20, seed 004 lines 2214-2216 (three decimals)
 #   −2ℓ_R = Σ_j [(T_j − 1) log σ² − Σ_t log w_jt + log w_j + log v_j] + SSW/σ²
 #           + Σ_j (X̄_j − m̂)²/v_j + log Σ_j 1/v_j + (N − 1) log 2π,
 #
-# with m̂ = Σ (X̄_j/v_j) / Σ (1/v_j). We profile σ² out at each τ² and check the curve's
-# minimum against `bc.lmm`'s criterion.
+# with m̂ = Σ (X̄_j/v_j) / Σ (1/v_j). Profiling σ² out at each τ² gives the curve; we check
+# the formula against `bc.lmm`'s criterion here, and below against the profile that
+# `bayescred.runner.fit_eb` computes with the package's own engine.
 
 # %%
 def reml_profile(data, group, response, weight, grid):
@@ -161,11 +162,8 @@ def reml_profile(data, group, response, weight, grid):
     return pd.DataFrame({"value": grid, "deviance": out})
 
 
-grid = np.geomspace(tau2_reml / 4, tau2_reml * 3, 200)
-profile = reml_profile(portfolio, "risk", "loss", "weight", np.append(grid, tau2_reml))
-assert abs(profile["deviance"].iloc[-1] - reml.criterion) < 1e-4  # the formula is bc.lmm's criterion
-assert profile["deviance"].min() >= reml.criterion - 1e-4  # and bc.lmm found its minimum
-profile = profile.iloc[:-1]
+at_estimate = reml_profile(portfolio, "risk", "loss", "weight", [tau2_reml])["deviance"].iloc[0]
+assert abs(at_estimate - reml.criterion) < 1e-4  # the formula is bc.lmm's criterion
 
 # %% [markdown]
 # ### Full Bayes
@@ -205,6 +203,10 @@ cmp_sim.premiums.head(10)
 cmp_sim.understatement()
 
 # %%
+profile = eb_sim_summary.extra["profile"]  # bc's profile of the between-variance (runner.profile_between)
+mine = reml_profile(portfolio, "risk", "loss", "weight", profile["value"].to_numpy())
+assert np.allclose(mine["deviance"], profile["deviance"], atol=1e-6)  # the formula above, point by point
+assert profile["deviance"].min() >= reml.criterion - 1e-6  # and bc.lmm found the minimum
 plots.between_vs_profile(cmp_sim, profile);
 
 # %% [markdown]
@@ -282,10 +284,10 @@ cmp_h.credibility
 cmp_h.understatement()
 
 # %%
-grid_h = np.geomspace(eb_h_summary.components.loc["between", "estimate"] / 30,
-                      eb_h_summary.components.loc["between", "estimate"] * 100, 300)
-profile_h = reml_profile(hach, "state", "severity", "claims", grid_h)
-assert profile_h["deviance"].min() >= eb_h.criterion - 1e-4
+profile_h = eb_h_summary.extra["profile"]
+mine = reml_profile(hach, "state", "severity", "claims", profile_h["value"].to_numpy())
+assert np.allclose(mine["deviance"], profile_h["deviance"], atol=1e-6)
+assert profile_h["deviance"].min() >= eb_h.criterion - 1e-6
 plots.between_vs_profile(cmp_h, profile_h);
 
 # %%
