@@ -77,12 +77,15 @@ study.pivot_table(index=["model", "n_risks"], columns="method", values="coverage
                   sort=False)
 
 # %% [markdown]
-# The same table with the mean interval widths (an interval can cover more by being wider)
-# and the share of replicates whose EB fit put a variance on its boundary (0): there (i) and
-# (ii) collapse to the collective's uncertainty.
+# The same table with the mean interval widths (an interval can cover more by being wider),
+# the share of replicates whose EB fit put a variance on its boundary (0: there (i) and (ii)
+# collapse to the collective's uncertainty), the share of intervals that could not be formed
+# (for Poisson–gamma at λ̂ = 0 the delta-method SD (iii) is undefined; such an interval counts
+# as a miss) with the coverage among the defined ones, and the posterior arm's divergences.
 
 # %%
-study[["model", "n_risks", "method", "coverage", "mc_se", "width", "replicates", "boundary"]].round(3)
+study[["model", "n_risks", "method", "coverage", "mc_se", "width", "replicates", "boundary", "undefined",
+       "coverage_defined", "divergences"]].round(3)
 
 # %%
 coverage.plot_coverage(study);
