@@ -44,6 +44,18 @@ class EBSummary:
     extra: dict = field(default_factory=dict)
 
 
+def risk_labels(index: pd.Index) -> pd.Index:
+    """Risk labels as the posterior names them: a crossed or nested cell (a, b) is "a:b"."""
+    if isinstance(index, pd.MultiIndex):
+        return pd.Index([":".join(map(str, key)) for key in index], name=":".join(map(str, index.names)))
+    return index
+
+
+def by_risk(frame: pd.DataFrame, risks: pd.Index) -> pd.DataFrame:
+    """Rows of a per-risk table in the order of the posterior's risk labels."""
+    return frame.set_axis(risk_labels(frame.index)).reindex(risks)
+
+
 def _draws(posterior, name: str) -> np.ndarray:
     """Posterior draws of ``name`` with chain and draw stacked first: (S, ...)."""
     da = posterior["posterior"][name]
@@ -110,10 +122,12 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
     z = stats.norm.ppf(0.5 + prob / 2)
     post = posterior_table(posterior, "premium", prob)
     risks = post.index
-    eb_prem = eb.premiums.reindex(risks)
+    eb_prem = by_risk(eb.premiums, risks)
+    if eb_prem["premium"].isna().all():
+        raise ValueError(f"no risk of the EB fit matches the posterior's risks {list(risks[:5])}")
     tab = pd.DataFrame(index=risks)
     if classical is not None:
-        tab["classical"] = classical.table["premium"].reindex(risks).to_numpy()
+        tab["classical"] = by_risk(classical.table, risks)["premium"].to_numpy()
     tab["eblup"] = eb_prem["premium"].to_numpy()
     for m in MEASURES:
         if m in eb_prem:
@@ -147,7 +161,7 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
 
     cred = pd.DataFrame(index=risks)
     if classical is not None and "Z" in classical.table:
-        cred["classical"] = classical.table["Z"].reindex(risks).to_numpy()
+        cred["classical"] = by_risk(classical.table, risks)["Z"].to_numpy()
     if "Z" in eb_prem:
         cred["reml"] = eb_prem["Z"].to_numpy()
     if "Z" in posterior["posterior"]:

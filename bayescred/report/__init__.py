@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from ..compare import by_risk
 from . import html
 
 __all__ = ["report", "write_report"]
@@ -107,7 +108,7 @@ def write_report(run, path) -> Path:
     figs = []
     table = getattr(run.classical, "table", None)
     if table is not None and {"mean", "weight"} <= set(table.columns):
-        t = table.reindex(cmp.premiums.index)
+        t = by_risk(table, cmp.premiums.index)
         figs.append(html.figure(plots.shrinkage(cmp, t["mean"], t["weight"]), "Shrinkage"))
     figs.append(html.figure(plots.forest(cmp), "Premium intervals"))
     if "between" in posterior["posterior"] and posterior["posterior"]["between"].ndim == 2:
