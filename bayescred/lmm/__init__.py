@@ -4,7 +4,8 @@
 * :mod:`.fit` evaluates and optimises the profiled criterion of Bates et al. (2015);
 * :mod:`.model` holds :func:`lmm` and :class:`LMMFit`;
 * :mod:`.uncertainty` gives the three uncertainty measures of the EBLUPs and the
-  parametric bootstrap; :mod:`.inference` profile intervals and boundary LRTs.
+  parametric bootstrap; :mod:`.inference` profile intervals and boundary LRTs;
+* :mod:`.poisson_gamma` the Poisson–gamma empirical Bayes (exact negative-binomial ML).
 
 Sparse Cholesky: CHOLMOD (scikit-sparse) needs the SuiteSparse headers, which this
 environment lacks (only an sdist on PyPI). The engine instead eliminates the block of
@@ -17,5 +18,6 @@ costs O(n + J k³ + q₂³) per evaluation.
 
 from .inference import lrt
 from .model import LMMFit, lmm
+from .poisson_gamma import PoissonGammaFit, poisson_gamma_eb
 
-__all__ = ["lmm", "LMMFit", "lrt"]
+__all__ = ["lmm", "LMMFit", "lrt", "poisson_gamma_eb", "PoissonGammaFit"]

@@ -12,9 +12,11 @@ import pandas as pd
 from ..errors import (
     BoundaryWarning,
     DataError,
+    MissingColumnError,
     MissingValueError,
     NonFiniteError,
     NonPositiveError,
+    NotAFrameError,
     NotNumericError,
     RankDeficientError,
     SummaryError,
@@ -22,7 +24,7 @@ from ..errors import (
     TooManyLevelsError,
 )
 from . import formula as fm
-from .fit import Design, optimise, tri_index
+from .fit import Design, optimise
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 
@@ -33,7 +35,7 @@ def _to_pandas(data) -> pd.DataFrame:
     try:
         frame = nw.from_native(data)
     except TypeError as exc:
-        raise DataError(f"expected a data frame, got {type(data).__name__}") from exc
+        raise NotAFrameError(f"expected a data frame (pandas, polars, DuckDB, ...), got {type(data).__name__}") from exc
     if isinstance(frame, nw.LazyFrame):
         frame = frame.collect()
     return frame.to_pandas()
@@ -44,8 +46,6 @@ def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | N
         return None, None
     if isinstance(arg, str):
         if arg not in data.columns:
-            from ..errors import MissingColumnError
-
             raise MissingColumnError(f"{what} column not in the data", column=arg)
         series = data[arg]
         if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):

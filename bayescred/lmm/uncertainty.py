@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.linalg as sla
 
 from . import formula as fm
+from .fit import tri_index
 
 DENSE_LIMIT = 6000  # largest q handled as one dense block (crossed/nested designs)
 
@@ -129,7 +130,7 @@ class Uncertainty:
         d = self.design
         out = []
         for i, t in enumerate(d.terms):
-            for a, b in fm_tri(t.k):
+            for a, b in tri_index(t.k):
                 Gk = np.zeros((1, k, k))
                 levels = range(1) if self.block else range(t.n_levels)
                 for lev in levels:
@@ -358,9 +359,3 @@ class Uncertainty:
                 start += t.n_levels * t.k
             return out
         return rmse
-
-
-def fm_tri(k):
-    from .fit import tri_index
-
-    return tri_index(k)
