@@ -211,6 +211,11 @@ class LMMFit:
         self._modes = conditional_modes(design, sol)
         self._uncertainty = None
 
+    @property
+    def boundary(self) -> bool:
+        """Same as ``singular`` (the name the classical fits use for a truncated variance)."""
+        return self.singular
+
     def at(self, theta) -> "LMMFit":
         """The same model evaluated (not optimised) at lme4's θ (relative covariance
         factors, lme4's order); β̂, σ̂² and the conditional modes are profiled at that θ.
