@@ -41,7 +41,7 @@ write_section = _results.write_section
 SEED = 20260006  # issue 6
 SIZES = (5, 10, 30, 100)
 # replicates per (model, J): EB arm, Bayesian arm (a subset of the same portfolios)
-REPLICATES = {"buhlmann_straub": (400, 100), "hachemeister": (400, 100), "poisson_gamma": (400, 100)}
+REPLICATES = {"buhlmann_straub": (400, 200), "hachemeister": (400, 200), "poisson_gamma": (400, 200)}
 SAMPLER = dict(draws=500, tune=500, chains=2)
 WORK = HERE / "_work" / "coverage"
 FIGURE = HERE / "figures" / "coverage.png"
