@@ -279,10 +279,9 @@ posterior = bc.sample(model, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=
 
 # %%
 A_post = posterior["posterior"]["A"].mean(("chain", "draw"))
-D_fixed = np.diag([vc3.loc[("state", "(Intercept)")], vc3.loc[("state.1", "ctime")]])
 M = [np.array([[g["claims"].sum(), (g["claims"] * g["ctime"]).sum()],
                [(g["claims"] * g["ctime"]).sum(), (g["claims"] * g["ctime"] ** 2).sum()]]) for _, g in hach_c.groupby("state")]
-A_reml = np.array([D_fixed @ np.linalg.inv(D_fixed + mixed3.sigma2 * np.linalg.inv(m)) for m in M])
+A_reml = np.array([D3 @ np.linalg.inv(D3 + mixed3.sigma2 * np.linalg.inv(m)) for m in M])  # A_j at the REML D̂
 rows = []
 for j, state in enumerate(group.table.index):
     for c, coef in enumerate(["intercept", "slope"]):
