@@ -26,15 +26,12 @@ import os
 
 import numpy as np
 import pandas as pd
-from IPython import get_ipython
 from scipy import optimize
 
 import bayescred as bc
 from bayescred.report import plots
 from bayescred.runner import fit_eb
 
-# bayescred.report.plots switches matplotlib to Agg (for the HTML report); show its figures inline here
-get_ipython().run_line_magic("matplotlib", "inline")
 
 FAST = os.environ.get("BAYESCRED_FAST") == "1"
 DRAWS, TUNE, CHAINS = (300, 300, 2) if FAST else (2000, 1000, 4)

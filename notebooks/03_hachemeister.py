@@ -309,12 +309,9 @@ cmp.premiums.round(2)
 cmp.understatement()
 
 # %%
-from IPython import get_ipython
 
 from bayescred.report import plots
 
-# bayescred.report.plots switches matplotlib to Agg (for the HTML report); show its figures inline here
-get_ipython().run_line_magic("matplotlib", "inline")
 
 plots.forest(cmp);
 

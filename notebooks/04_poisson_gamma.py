@@ -186,12 +186,9 @@ cmp.understatement()
 # %%
 from dataclasses import replace
 
-from IPython import get_ipython
 
 from bayescred.report import plots
 
-# bayescred.report.plots switches matplotlib to Agg (for the HTML report); show its figures inline here
-get_ipython().run_line_magic("matplotlib", "inline")
 
 small = classical.table.nsmallest(15, "weight").index  # the 15 companies with the least exposure
 few = replace(cmp, premiums=cmp.premiums.loc[small])

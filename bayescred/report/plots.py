@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from ..compare import MEASURE_NAMES, MEASURES, Comparison, _draws  # noqa: E402
+from ..compare import MEASURE_NAMES, MEASURES, Comparison, _draws
 
 
 def shrinkage(cmp: Comparison, own_mean, weight):
