@@ -31,11 +31,30 @@ def _sampler(sampler: str | None) -> str:
     return sampler
 
 
+_LARGE = 20_000  # per-draw elements of deterministics above which they are computed after sampling
+
+
 def _stored(model) -> list[str]:
-    """What the sampler keeps: parameters and deterministics, not the pointwise log-likelihood
-    (computed afterwards only when asked for)."""
-    names = [rv.name for rv in model.free_RVs] + [d.name for d in model.deterministics]
-    return [n for n in names if n != "loglik"]
+    """What the sampler keeps: the parameters and, for models of moderate size, the
+    deterministics; never the pointwise log-likelihood (computed afterwards when asked for).
+    With many risks the per-risk deterministics are computed after sampling, vectorised,
+    which is much cheaper than streaming them through the sampler."""
+    sizes = {d.name: _size(model, d) for d in model.deterministics if d.name != "loglik"}
+    large = sum(sizes.values()) > _LARGE
+    keep = [n for n, size in sizes.items() if not (large and size > 1_000)]
+    return [rv.name for rv in model.free_RVs] + keep
+
+
+def _size(model, var) -> int:
+    dims = model.named_vars_to_dims.get(var.name)
+    if dims:
+        return int(np.prod([len(model.coords[d]) for d in dims]))
+    static = var.type.shape
+    return int(np.prod(static)) if all(s is not None for s in static) else 1
+
+
+def _deferred(model, stored) -> list[str]:
+    return [d.name for d in model.deterministics if d.name not in stored and d.name != "loglik"]
 
 
 def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, target_accept):
@@ -104,6 +123,10 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
         tree = _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept)
 
     posterior = tree["posterior"].to_dataset()
+    deferred = _deferred(model, _stored(model))
+    if deferred:
+        posterior = posterior.assign(pm.compute_deterministics(posterior, var_names=deferred, model=model,
+                                                               progressbar=False))
     groups = {"posterior": posterior, "sample_stats": tree["sample_stats"].to_dataset()}
     n_div = int(groups["sample_stats"]["diverging"].sum()) if "diverging" in groups["sample_stats"] else 0
     if n_div:

@@ -45,20 +45,13 @@ def nested_data(data, levels: list[str], response: str, weight: str | None):
     keys = table.index.to_frame(index=False) if len(levels) > 1 else pd.DataFrame({levels[0]: table.index})
     codes, names, parents = [], [], []
     for depth, level in enumerate(levels):
-        tuples = list(keys[levels[: depth + 1]].itertuples(index=False, name=None))
-        uniq, code = np.unique(np.array([str(t) for t in tuples]), return_inverse=True)
-        # order nodes as they first appear in the sorted table
-        first = {}
-        for t, c in zip(tuples, code):
-            first.setdefault(c, t)
-        order = sorted(first, key=lambda c: list(first).index(c))
-        remap = {c: i for i, c in enumerate(order)}
-        code = np.array([remap[c] for c in code])
-        node_tuples = [first[c] for c in order]
+        # nodes of this level = distinct label paths down to it, in the (sorted) table's order
+        code, uniq = pd.factorize(pd.MultiIndex.from_frame(keys[levels[: depth + 1]]))
+        node_tuples = list(uniq)
         own = [t[-1] for t in node_tuples]
         names.append(labels(own) if len(set(own)) == len(own) else labels(node_tuples))
         if depth > 0:
-            parent_of = np.zeros(len(order), dtype=int)
+            parent_of = np.zeros(len(node_tuples), dtype=int)
             parent_of[code] = codes[-1]
             parents.append(parent_of)
         codes.append(code)
