@@ -73,7 +73,7 @@ def _stack2(e):
     return pt.stack([pt.stack([e[0], e[1]], axis=-1), pt.stack([e[2], e[3]], axis=-1)], axis=-2)
 
 
-def hachemeister(data, group: str, time: str, response: str, weight: str, centering: str = "origin",
+def hachemeister(data, group: str, time: str, response: str, weight: str | None = None, centering: str = "origin",
                  priors=None, likelihood: str = "marginal"):
     """PyMC model of Hachemeister's regression credibility: X_jt = (1, t) beta_j + e_jt,
     beta_j ~ N(beta, U) (U a full 2 x 2 covariance: correlated intercept and trend),
