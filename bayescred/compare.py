@@ -87,6 +87,75 @@ def posterior_table(posterior, name: str, prob: float = 0.9) -> pd.DataFrame:
     )
 
 
+def _entries(name: str, value, labels=None) -> dict:
+    """Scalar, per-term vector or matrix (diagonal) as named entries name[label]."""
+    value = np.asarray(value, dtype=float)
+    if value.ndim == 0:
+        return {name: value}
+    if value.ndim == 2 and value.shape[0] == value.shape[1]:
+        value = np.diagonal(value)
+    labels = labels if labels is not None else range(len(value))
+    return {f"{name}[{lab}]": v for lab, v in zip(labels, value)}
+
+
+def _posterior_components(posterior) -> dict:
+    """Draws (S,) of each variance parameter: between/within/lam, per term or diagonal entry."""
+    post, out = posterior["posterior"], {}
+    for var in ("between", "within", "lam"):
+        if var not in post:
+            continue
+        da = _draws(posterior, var)
+        dims = [d for d in da.dims if d != "sample"]
+        values = da.to_numpy()
+        if not dims:
+            out[var] = values
+        elif len(dims) == 1 or (len(dims) == 2 and values.shape[1] == values.shape[2]):
+            for i, lab in enumerate(da[dims[0]].to_numpy()):
+                out[f"{var}[{lab}]"] = values[:, i] if len(dims) == 1 else values[:, i, i]
+    return out
+
+
+def _match(names, post_names) -> dict:
+    """Rename between-terms to the posterior's: same name first, then by position (the term
+    order of the model) among those left, when the counts agree."""
+    mine = [n for n in names if n.startswith("between[") and n not in post_names]
+    free = [n for n in post_names if n.startswith("between[") and n not in names]
+    return dict(zip(mine, free)) if len(mine) == len(free) else {}
+
+
+def _components(eb: EBSummary, posterior, classical, prob: float) -> pd.DataFrame:
+    """One row per variance component of the EB fit, the classical fit and the posterior."""
+    post = _posterior_components(posterior)
+    eb_comp = eb.components.rename(index=_match(list(eb.components.index), list(post)))
+    classical_values = {}
+    if classical is not None:
+        for key in ("between", "within"):
+            value = classical.structure.get(key)
+            if isinstance(value, dict):
+                classical_values.update(_entries(key, list(value.values()), list(value)))
+            elif isinstance(value, pd.DataFrame):
+                classical_values.update(_entries(key, value.to_numpy(), list(value.index)))
+            elif value is not None:
+                classical_values.update(_entries(key, value))
+        classical_values = {_match(list(classical_values), list(post)).get(k, k): v
+                            for k, v in classical_values.items()}
+    rows = []
+    for name in dict.fromkeys([*eb_comp.index, *post]):
+        entry = {"component": name}
+        if name in eb_comp.index:
+            row = eb_comp.loc[name]
+            entry.update(reml=row.get("estimate"), reml_lower=row.get("lower"), reml_upper=row.get("upper"))
+        if name in classical_values:
+            entry["classical"] = float(classical_values[name])
+        if name in post:
+            d = post[name]
+            lo, hi = _eti(d, prob)
+            entry.update(post_mean=d.mean(), post_sd=d.std(ddof=1), post_median=np.median(d),
+                         post_lower=float(lo), post_upper=float(hi))
+        rows.append(entry)
+    return pd.DataFrame(rows).set_index("component")
+
+
 @dataclass
 class Comparison:
     """Tables (and plots) comparing classical, EBLUP and posterior answers."""
@@ -143,22 +212,7 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
         tab["eblup_lower"] = tab["eblup"] - z * tab["mse_sd"]
         tab["eblup_upper"] = tab["eblup"] + z * tab["mse_sd"]
 
-    comps = []
-    for name, row in eb.components.iterrows():
-        entry = {"component": name, "reml": row.get("estimate"), "reml_lower": row.get("lower"),
-                 "reml_upper": row.get("upper")}
-        if classical is not None and name in classical.structure:
-            value = classical.structure[name]
-            entry["classical"] = float(value) if np.ndim(value) == 0 else np.nan
-        if name in posterior["posterior"]:
-            d = _draws(posterior, name).to_numpy()
-            if d.ndim == 1:
-                lo, hi = _eti(d, prob)
-                entry.update(post_mean=d.mean(), post_sd=d.std(ddof=1), post_median=np.median(d),
-                             post_lower=float(lo), post_upper=float(hi))
-        comps.append(entry)
-    components = pd.DataFrame(comps).set_index("component")
-
+    components = _components(eb, posterior, classical, prob)
     cred = pd.DataFrame(index=risks)
     if classical is not None and "Z" in classical.table:
         cred["classical"] = by_risk(classical.table, risks)["Z"].to_numpy()
