@@ -28,7 +28,8 @@ class ModelInfo:
     DataTree groups to add: new posterior variables (the exact conditional draws of the risk
     effects for a marginal model), ``log_likelihood``, ``posterior_predictive`` and
     ``observed_data``. ``renames`` are posterior variables renamed before the draws are
-    added (the marginal model's conditional-mean premium).
+    added (the marginal model's conditional-mean premium). ``target_accept`` is the NUTS
+    default for this model.
     """
 
     factory: str
@@ -36,6 +37,7 @@ class ModelInfo:
     observed: str
     augment: Callable
     renames: dict = field(default_factory=dict)
+    target_accept: float = 0.9
     compiled: dict = field(default_factory=dict)
 
 

@@ -150,7 +150,10 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
 
     attach(model, ModelInfo(factory="crossed", likelihood=likelihood, observed=response,
                             augment=_augmenter(a, b, interaction, ia, ib, response, likelihood),
-                            renames={"premium": "premium_conditional_mean"} if likelihood == "marginal" else {}))
+                            renames={"premium": "premium_conditional_mean"} if likelihood == "marginal" else {},
+                            # with few levels per factor the between SDs are wide and skewed:
+                            # 0.9 left 3 divergences in 4,000 draws on credit_insurance, 0.95 none
+                            target_accept=0.95))
     return model
 
 
