@@ -167,6 +167,8 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
         for (_, row), (_, ci) in zip(vc[vc["grp"] != "Residual"].iterrows(), intervals.iloc[:-1].iterrows()):
             name = f"between[{row['grp']}]" if row["var1"] == "(Intercept)" else f"between[{row['grp']}:{row['var1']}]"
             comps[name], lower[name], upper[name] = row["vcov"], ci["lower"] ** 2, ci["upper"] ** 2
+    if model == "hachemeister":  # the REML U for the ellipse picture (diagonal: the || model)
+        extra["between_matrix"] = np.diag(vc.loc[(vc["grp"] != "Residual") & vc["var2"].isna(), "vcov"].to_numpy(float))
     components = pd.DataFrame({"estimate": pd.Series(comps), "lower": pd.Series(lower), "upper": pd.Series(upper)})
     return fit, EBSummary(prem, components, method=method, prob=prob, singular=bool(fit.singular), extra=extra)
 

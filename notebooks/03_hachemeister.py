@@ -323,22 +323,7 @@ plots.forest(cmp);
 # of U next to those of the REML D̂.
 
 # %%
-coef_draws = posterior["posterior"]["risk_coef"].stack(sample=("chain", "draw"))
-coll = posterior["posterior"]["collective"].stack(sample=("chain", "draw"))
-effects = (coef_draws - coll).transpose("sample", "state", "coef").to_numpy()
-U_mean = posterior["posterior"]["between"].mean(("chain", "draw")).to_numpy()
-fig, ax = plt.subplots(figsize=(6.5, 5))
-for j, state in enumerate(posterior["posterior"]["state"].to_numpy()):
-    ax.scatter(effects[::4, j, 0], effects[::4, j, 1], s=3, alpha=0.25)
-    ax.plot(*effects[:, j].mean(0), "o", color="k", ms=5)
-    ax.annotate(f"state {state}", effects[:, j].mean(0), xytext=(4, 4), textcoords="offset points")
-for r, p in zip(radii, (68, 95)):
-    ax.plot(*ellipse(U_mean, r), color="tab:blue", ls="-" if p == 68 else "--", label=f"{p}%: posterior mean of U")
-    ax.plot(*ellipse(D3, r), color="k", lw=0.8, ls="-" if p == 68 else "--", label=f"{p}%: REML D̂")
-ax.set_xlabel("intercept effect (at the state's centre of gravity)")
-ax.set_ylabel("trend effect")
-ax.set_title("State effects: posterior draws and ellipses")
-ax.legend(fontsize=7);
+plots.random_effect_ellipses(posterior, eb_cov=D3);
 
 # %% [markdown]
 # ## Diagnostics a reviewer asks for

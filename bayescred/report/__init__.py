@@ -116,6 +116,11 @@ def write_report(run, path) -> Path:
                                 "Between-variance"))
     if "Z" in posterior["posterior"]:
         figs.append(html.figure(plots.credibility_factors(cmp), "Credibility factors"))
+    if "A" in posterior["posterior"]:
+        classical_A = getattr(run.classical, "A", None)
+        figs.append(html.figure(plots.credibility_matrices(posterior, classical_A), "Credibility matrices"))
+        figs.append(html.figure(plots.random_effect_ellipses(posterior, run.eb_summary.extra.get("between_matrix")),
+                                "Random-effect ellipses"))
     sections.append(("plots", "Comparison plots", "\n".join(figs)))
 
     sections.append(("diagnostics", "Sampler diagnostics",

@@ -96,3 +96,64 @@ def credibility_factors(cmp: Comparison):
     ax.set_xlabel("credibility factor Z (box: 5-95% of posterior draws)")
     ax.legend(fontsize=8)
     return fig
+
+
+def ellipse(cov, radius: float, n: int = 200) -> np.ndarray:
+    """Points x with x' cov^-1 x = radius^2 (2 x n)."""
+    angle = np.linspace(0, 2 * np.pi, n)
+    return radius * (np.linalg.cholesky(cov) @ np.vstack([np.cos(angle), np.sin(angle)]))
+
+
+def random_effect_ellipses(posterior, eb_cov=None):
+    """Hachemeister: each risk's (intercept, trend) effect — posterior draws, posterior means —
+    with the 68% / 95% Mahalanobis ellipses of the posterior mean of U and of the REML estimate
+    (seed 004_07f8365c92996b9b.txt Figure 4.9; radii sqrt(chi2_2(p)) = 1.509592, 2.447747)."""
+    post = posterior["posterior"]
+    risk_dim = [d for d in post["risk_coef"].dims if d not in ("chain", "draw", "coef")][0]
+    coef = post["risk_coef"].stack(sample=("chain", "draw"))
+    effects = (coef - post["collective"].stack(sample=("chain", "draw"))).transpose("sample", risk_dim, "coef")
+    effects = effects.to_numpy()
+    U_mean = post["between"].mean(("chain", "draw")).to_numpy()
+    radii = np.sqrt(stats.chi2.ppf([0.68, 0.95], df=2))
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    step = max(1, effects.shape[0] // 1000)
+    for j, risk in enumerate(post[risk_dim].to_numpy()):
+        ax.scatter(effects[::step, j, 0], effects[::step, j, 1], s=3, alpha=0.25)
+        ax.plot(*effects[:, j].mean(0), "o", color="k", ms=5)
+        ax.annotate(str(risk), effects[:, j].mean(0), xytext=(4, 4), textcoords="offset points")
+    for r, p in zip(radii, (68, 95)):
+        ls = "-" if p == 68 else "--"
+        ax.plot(*ellipse(U_mean, r), color="tab:blue", ls=ls, label=f"{p}%: posterior mean of U")
+        if eb_cov is not None:
+            ax.plot(*ellipse(np.asarray(eb_cov, float), r), color="k", lw=0.8, ls=ls, label=f"{p}%: REML estimate")
+    names = list(post["coef"].to_numpy())
+    ax.set_xlabel(f"{names[0]} effect")
+    ax.set_ylabel(f"{names[1]} effect")
+    ax.set_title("Risk effects: posterior draws and Mahalanobis ellipses")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def credibility_matrices(posterior, classical_A=None):
+    """Hachemeister: posterior mean of each risk's credibility matrix A_j (2 x 2 heat maps),
+    with the classical A_j in brackets when given (array J x 2 x 2 in the posterior's risk order)."""
+    A = posterior["posterior"]["A"]
+    risk_dim = [d for d in A.dims if d not in ("chain", "draw", "coef", "coef_")][0]
+    mean = A.mean(("chain", "draw")).transpose(risk_dim, "coef", "coef_").to_numpy()
+    risks = A[risk_dim].to_numpy()
+    names = list(A["coef"].to_numpy())
+    fig, axes = plt.subplots(1, len(risks), figsize=(2.1 * len(risks) + 1, 2.6), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.imshow(mean[j], vmin=-0.5, vmax=1, cmap="RdBu_r")
+        for a in range(2):
+            for b in range(2):
+                text = f"{mean[j, a, b]:.3f}"
+                if classical_A is not None:
+                    text += f"\n({classical_A[j][a][b]:.3f})"
+                ax.text(b, a, text, ha="center", va="center", fontsize=7,
+                        color="white" if mean[j, a, b] > 0.6 else "black")
+        ax.set_xticks([0, 1], names, fontsize=7)
+        ax.set_yticks([0, 1], names if j == 0 else ["", ""], fontsize=7)
+        ax.set_title(str(risks[j]), fontsize=9)
+    fig.suptitle("Credibility matrices A_j: posterior mean (classical in brackets)", fontsize=10)
+    return fig
