@@ -235,10 +235,7 @@ assert np.allclose(radii, [1.509592, 2.447747], atol=5e-7)  # seed 004 line 2987
 D3 = np.diag([vc3.loc[("state", "(Intercept)")], vc3.loc[("state.1", "ctime")]])
 
 
-def ellipse(D, radius, n=200):
-    """Points x with x' D^-1 x = radius^2."""
-    angle = np.linspace(0, 2 * np.pi, n)
-    return radius * (np.linalg.cholesky(D) @ np.vstack([np.cos(angle), np.sin(angle)]))
+from bayescred.report.plots import ellipse  # points x with x' D^-1 x = radius^2
 
 
 fig, ax = plt.subplots(figsize=(6, 4.5))
