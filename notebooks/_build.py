@@ -37,6 +37,8 @@ def cells(source: str):
 def build(src: Path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = list(cells(src.read_text()))
+    for i, cell in enumerate(nb.cells):  # stable ids: rebuilding an unchanged source changes nothing
+        cell.id = f"cell-{i:03d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
