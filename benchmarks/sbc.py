@@ -187,7 +187,6 @@ def main(replicates: int = 100) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sys.path.insert(0, str(HERE))
     spec = importlib.util.spec_from_file_location("_results", HERE / "_results.py")
     results = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(results)
