@@ -117,7 +117,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     sampler_seed = int(seeds[0].generate_state(1)[0])
     rng = np.random.default_rng(seeds[1])
     if progressbar is None:
-        size = sum(int(np.prod(model.initial_point()[v.name].shape or (1,))) for v in model.value_vars)
+        size = sum(_size(model, rv) for rv in model.free_RVs)
         progressbar = (draws + tune) * chains * size > _LONG_RUN
 
     if _sampler(sampler) == "nutpie":
