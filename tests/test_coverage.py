@@ -269,8 +269,9 @@ def test_bayes_arm_reuses_one_compiled_model_with_each_portfolios_data():
 
 
 @pytest.mark.slow
-def test_study_with_bayes_arm_smoke():
-    reps = coverage.coverage_replicates("buhlmann_straub", 5, 3, bayes_replicates=2, seed=4, draws=100, tune=100, chains=1)
+@pytest.mark.parametrize("model", coverage.MODELS)
+def test_study_with_bayes_arm_smoke(model):
+    reps = coverage.coverage_replicates(model, 5, 3, bayes_replicates=2, seed=4, draws=100, tune=100, chains=1)
     table = coverage.summarise_coverage(reps)
     assert table["method"].tolist() == list(coverage.METHODS)
     assert table.set_index("method")["replicates"].tolist() == [3, 3, 3, 2]
