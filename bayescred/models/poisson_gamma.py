@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import narwhals.stable.v2 as nw
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
