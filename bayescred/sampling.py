@@ -57,21 +57,35 @@ def _deferred(model, stored) -> list[str]:
     return [d.name for d in model.deterministics if d.name not in stored and d.name != "loglik"]
 
 
+def _current_data(model) -> dict:
+    return {d.name: np.asarray(d.get_value()) for d in model.data_vars}
+
+
 def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, target_accept):
+    """Compile once per model: frozen (data as constants: about 2 s faster to compile) for
+    the data the model was built with; after ``pm.set_data`` an unfrozen version whose data
+    are swapped in with ``with_data`` (SBC and refits reuse it)."""
     import nutpie
 
-    key = ("nutpie", tuple(_stored(model)))
-    compiled = info.compiled.get(key) if info is not None else None
-    if compiled is None:
-        compiled = nutpie.compile_pymc_model(model, var_names=_stored(model), freeze_model=False)
-        if info is not None:
-            info.compiled[key] = compiled
-    # the compiled model is reused after pm.set_data: pass the model's current data
-    stored = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
-    changed = {d.name: d.get_value() for d in model.data_vars
-               if d.name in stored and not np.array_equal(stored[d.name], d.get_value())}
-    if changed:
-        compiled = compiled.with_data(**changed)
+    cache = info.compiled if info is not None else {}
+    stored = tuple(_stored(model))
+    data = _current_data(model)
+    frozen = cache.get(("frozen", stored))
+    if frozen is None and ("open", stored) not in cache:
+        frozen = nutpie.compile_pymc_model(model, var_names=list(stored), freeze_model=True)
+        cache[("frozen", stored)] = frozen
+        cache[("frozen data", stored)] = data
+    if frozen is not None and all(np.array_equal(data[k], v) for k, v in cache[("frozen data", stored)].items()):
+        compiled = frozen
+    else:
+        compiled = cache.get(("open", stored))
+        if compiled is None:
+            compiled = nutpie.compile_pymc_model(model, var_names=list(stored), freeze_model=False)
+            cache[("open", stored)] = compiled
+        held = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
+        changed = {k: v for k, v in data.items() if k in held and not np.array_equal(held[k], v)}
+        if changed:
+            compiled = compiled.with_data(**changed)
     kwargs = {"cores": cores} if cores is not None else {}
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
                          save_warmup=False, target_accept=target_accept, **kwargs)
