@@ -146,6 +146,15 @@ def main():
     ]
     for name, (wall, ess, rate) in results.items():
         lines.append(f"| {name} | {wall:.1f} | {ess:.0f} | {rate:.1f} | {ours / rate:.1f}x |")
+    bambi = results["bambi (PyMC NUTS)"][2]
+    lines += [
+        "",
+        f"Speed-up over bambi: **{ours / bambi:.1f}x** (issue target: 20x; "
+        f"{'met' if ours / bambi >= 20 else 'NOT met'}). bayescred's wall time is dominated by nutpie's numba "
+        "compilation of the log-density (about 3.7 s of it on a quiet machine); the sampling itself takes "
+        "about 0.2 s, because the marginal model has 3 parameters whatever the number of risks. bambi's "
+        "PyTensor C code is cached on disk between runs, so its compile cost is mostly gone in this measurement.",
+    ]
     (n1, r1, s1), (n2, r2, s2) = rows
     lines += [
         "",
