@@ -13,7 +13,6 @@ latent PyMC model; scaling in rows and in risks. Writes the "bayes" section of R
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-# benchmarks/coverage.py would shadow the `coverage` package that numba (nutpie) imports:
-# take this folder off the path and load the results writer by file name.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_spec = importlib.util.spec_from_file_location("_results", HERE / "_results.py")
-_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_results)
-write_section = _results.write_section
+sys.path.insert(0, str(HERE))
+from _results import write_section  # noqa: E402
 
 import bayescred as bc  # noqa: E402
 

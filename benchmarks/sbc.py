@@ -24,8 +24,6 @@ import pymc as pm
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
-# benchmarks/coverage.py would shadow the `coverage` package that numba (nutpie) imports
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import bayescred as bc  # noqa: E402
 from bayescred.models import buhlmann, buhlmann_straub, crossed, hachemeister, hierarchical, poisson_gamma  # noqa: E402

@@ -22,7 +22,7 @@
 # 2. **Size.** On single portfolios, the ratio posterior SD / EBLUP SD per risk from
 #    `bc.compare`, and how it changes with the number of risks.
 #
-# The full study (J = 5, 10, 30, 100; hundreds of replicates) is `benchmarks/coverage.py`,
+# The full study (J = 5, 10, 30, 100; hundreds of replicates) is `benchmarks/coverage_study.py`,
 # published in `benchmarks/RESULTS.md` and the README. Here it runs at a size that fits a
 # notebook; `BAYESCRED_FAST=1` (the test suite) makes it tiny, so its Monte Carlo errors are
 # large — read the MC SE column before reading anything into the numbers.

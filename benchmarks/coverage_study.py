@@ -6,10 +6,10 @@ hyperparameters (the simulators' defaults, ``bayescred.datasets.simulate``) with
 with its three SDs (normal intervals) and the posterior (90% ETI), with Monte Carlo SEs from
 the replicate-level shares (``bayescred.coverage``).
 
-    .venv/bin/python benchmarks/coverage.py                 # full study (see REPLICATES)
-    .venv/bin/python benchmarks/coverage.py --quick         # a minute, for trying it out
-    .venv/bin/python benchmarks/coverage.py --resume        # reuse finished chunks
-    .venv/bin/python benchmarks/coverage.py --models poisson_gamma   # run one, reuse the others' chunks
+    .venv/bin/python benchmarks/coverage_study.py                 # full study (see REPLICATES)
+    .venv/bin/python benchmarks/coverage_study.py --quick         # a minute, for trying it out
+    .venv/bin/python benchmarks/coverage_study.py --resume        # reuse finished chunks
+    .venv/bin/python benchmarks/coverage_study.py --models poisson_gamma   # run one, reuse the others' chunks
 
 Each (model, J) chunk is saved to benchmarks/_work/coverage/<model>_<J>.csv as soon as it
 is done (replicate-level rows; seeded, so resuming gives the same numbers). At the end the
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# this file's name would shadow the `coverage` package that numba (PyMC's backend) imports
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import pandas as pd  # noqa: E402
 
@@ -95,7 +93,7 @@ def markdown(table: pd.DataFrame, sampler: dict, seconds: dict) -> str:
         "(intervals within a replicate are correlated). An undefined interval counts as not covering.",
         "",
         f"Seed {SEED}; replicates per J are in the width tables (EB: all; Bayes: the first of the same portfolios). "
-        "Command: `.venv/bin/python benchmarks/coverage.py` (2 shared cores; seconds per model below).",
+        "Command: `.venv/bin/python benchmarks/coverage_study.py` (2 shared cores; seconds per model below).",
         "",
     ]
     for model, sub in table.groupby("model", sort=False):
