@@ -119,8 +119,12 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
         keys = ("group", "claims", "exposure", "fixed", "base")
         fit = poisson_gamma_eb(data, **{k: args[k] for k in keys if k in args})
         ranef = fit.ranef()
-        if args.get("fixed"):  # premium = the risk's relativity u_i (rating factors differ by row)
-            prem = ranef[["u", "cond_sd", "pev_sd", "mse_sd", "Z"]].rename(columns={"u": "premium"})
+        if args.get("fixed"):
+            # premium = the company's frequency u_i mu_i+ / e_i+, as the factory's: the SDs of u_i
+            # scaled by the fitted rating-factor frequency (whose own estimation error is not added)
+            scale = ranef["expected"] / data.groupby(args["group"])[args["exposure"]].sum().reindex(ranef.index)
+            prem = ranef[["u", "cond_sd", "pev_sd", "mse_sd"]].mul(scale, axis=0).rename(columns={"u": "premium"})
+            prem["Z"] = ranef["Z"]
         else:  # premium = claim frequency per unit exposure, as the classical estimator
             levels = ranef.index
             newdata = pd.DataFrame({args["group"]: levels, args["exposure"]: 1.0})
@@ -266,15 +270,17 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
     timings["data"] = time.perf_counter() - t
 
     t = step(2, f"classical credibility ({spec.model})")
-    classical = getattr(credibility, spec.model)(data, **args)
+    classical = getattr(credibility, spec.model)(
+        data, **{k: v for k, v in args.items() if k not in _NOT_CLASSICAL.get(spec.model, ())})
     timings["classical"] = time.perf_counter() - t
 
-    t = step(3, f"empirical Bayes ({spec.eb_method})")
+    t = step(3, "empirical Bayes (" + ("exact marginal ML" if spec.model == "poisson_gamma" else spec.eb_method) + ")")
     eb, eb_summary = fit_eb(spec.model, data, args, spec.eb_method)
     timings["empirical_bayes"] = time.perf_counter() - t
 
     t = step(4, f"full Bayes: {sampler['chains']} chains x {sampler['draws']} draws")
-    factory_args = {k: v for k, v in args.items() if k not in _CLASSICAL_ONLY.get(spec.model, ())}
+    factory_args = {k: v for k, v in args.items() if k not in _CLASSICAL_ONLY.get(spec.model, ())
+                    and k not in _EB_ONLY.get(spec.model, ())}
     model = getattr(models, spec.model)(data, priors=spec.priors, **factory_args)
     posterior = sample(model, **sampler)
     timings["bayes"] = time.perf_counter() - t
@@ -296,6 +302,11 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
     progress(f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} reference values reproduced")
     return run
 
+
+# rating factors: the classical Poisson–gamma estimator has none (it credibility-weights raw
+# frequencies); the EB fit and the factory take them
+_NOT_CLASSICAL = {"poisson_gamma": ("fixed", "base")}
+_EB_ONLY = {"poisson_gamma": ("base",)}  # the factory's base level is the largest-exposure level
 
 # arguments that only the classical estimator takes
 _CLASSICAL_ONLY = {
