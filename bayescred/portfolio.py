@@ -64,6 +64,7 @@ __all__ = [
     "sufficient",
     "from_summaries",
     "as_list",
+    "offending_rows",
 ]
 
 _SHOW = 5
@@ -108,7 +109,7 @@ def _labels(frame, mask: np.ndarray) -> list:
     return list(np.flatnonzero(mask))
 
 
-def _offending_rows(frame, mask_expr, show: Sequence[str] | None = None) -> list:
+def offending_rows(frame, mask_expr, show: Sequence[str] | None = None) -> list:
     """Labels of the rows where ``mask_expr`` is true: the pandas index labels, row
     positions for other eager frames, or (for lazy engines, which have no row order)
     the first few offending rows written out (only the columns ``show``)."""
@@ -207,7 +208,7 @@ def validate(
             bad = bad | nw.col(col).is_nan()
         if _any(frame, bad):
             kind = "grouping" if col in groups + nested + complete else "key"
-            raise MissingValueError(f"{kind} column has missing values", col, _offending_rows(frame, bad, [col]))
+            raise MissingValueError(f"{kind} column has missing values", col, offending_rows(frame, bad, [col]))
     for col in values:
         if not schema[col].is_numeric() or schema[col] == nw.Boolean:
             raise NotNumericError(f"must be numeric, found dtype {schema[col]}", column=col)
@@ -215,19 +216,19 @@ def validate(
         if schema[col].is_float():
             missing = missing | nw.col(col).is_nan()
         if _any(frame, missing):
-            raise MissingValueError("has missing values", col, _offending_rows(frame, missing, [*keys, col]))
+            raise MissingValueError("has missing values", col, offending_rows(frame, missing, [*keys, col]))
         if schema[col].is_float():
             infinite = ~nw.col(col).is_finite()
             if _any(frame, infinite):
-                raise NonFiniteError("has infinite values", col, _offending_rows(frame, infinite, [*keys, col]))
+                raise NonFiniteError("has infinite values", col, offending_rows(frame, infinite, [*keys, col]))
     for col in positive:
         bad = nw.col(col) <= 0
         if _any(frame, bad):
-            raise NonPositiveError("must be strictly positive", col, _offending_rows(frame, bad, [*keys, col]))
+            raise NonPositiveError("must be strictly positive", col, offending_rows(frame, bad, [*keys, col]))
     for col in nonnegative:
         bad = nw.col(col) < 0
         if _any(frame, bad):
-            raise NegativeValueError("must be non-negative", col, _offending_rows(frame, bad, [*keys, col]))
+            raise NegativeValueError("must be non-negative", col, offending_rows(frame, bad, [*keys, col]))
         if groups:
             totals = _per_group(frame, groups, nw.col(col).sum().alias("__total"))
             zero = totals[totals["__total"] <= 0]
@@ -242,10 +243,10 @@ def validate(
     for col in counts:
         neg = nw.col(col) < 0
         if _any(frame, neg):
-            raise NegativeValueError("claim counts must be non-negative", col, _offending_rows(frame, neg, [*keys, col]))
+            raise NegativeValueError("claim counts must be non-negative", col, offending_rows(frame, neg, [*keys, col]))
         frac = nw.col(col) != nw.col(col).round(0)
         if _any(frame, frac):
-            raise NotIntegerError("claim counts must be whole numbers", col, _offending_rows(frame, frac, [*keys, col]))
+            raise NotIntegerError("claim counts must be whole numbers", col, offending_rows(frame, frac, [*keys, col]))
     if groups and min_groups > 1:
         n_levels = _count(frame.select(groups).unique())
         if n_levels < min_groups:

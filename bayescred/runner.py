@@ -112,6 +112,7 @@ def _index(frame: pd.DataFrame, cols: list[str]) -> pd.Index:
 def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", prob: float = 0.9):
     """Fit the empirical-Bayes model and summarise it per risk (premium + three measures)."""
     from .lmm import lmm
+    from .lmm.inference import profile_between
 
     if model == "poisson_gamma":
         from .lmm.poisson_gamma import poisson_gamma_eb
@@ -175,28 +176,6 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
         extra["between_matrix"] = np.diag(vc.loc[(vc["grp"] != "Residual") & vc["var2"].isna(), "vcov"].to_numpy(float))
     components = pd.DataFrame({"estimate": pd.Series(comps), "lower": pd.Series(lower), "upper": pd.Series(upper)})
     return fit, EBSummary(prem, components, method=method, prob=prob, singular=bool(fit.singular), extra=extra)
-
-
-def profile_between(fit, sd_min: float, sd_max: float, points: int = 80) -> pd.DataFrame:
-    """Profiled criterion of a one-factor fit over a log grid of the between-SD τ (σ² profiled out).
-
-    For each τ, minimise the REML/ML criterion over σ² with θ = τ/σ (Bates et al. 2015's
-    relative scale). Returns columns ``value`` (τ², the between-variance) and ``deviance``.
-    """
-    from scipy.optimize import minimize_scalar
-
-    from .lmm.inference import _full_deviance
-
-    design, reml = fit._design, fit.reml
-    ls2_hat = np.log(fit._sol.sigma2)
-    rows = []
-    for tau in np.geomspace(max(sd_min, 1e-9 * sd_max), sd_max, points):
-        def dev(ls2, tau=tau):
-            return _full_deviance(design, np.array([tau / np.exp(0.5 * ls2)]), ls2, reml)
-
-        best = minimize_scalar(dev, bracket=(ls2_hat - 1, ls2_hat + 1))
-        rows.append((tau**2, best.fun))  # tau is absolute; only sigma2 is on the rescaled weights
-    return pd.DataFrame(rows, columns=["value", "deviance"])
 
 
 # --------------------------------------------------------------------------- references

@@ -19,7 +19,7 @@ from ..errors import (
     TooFewRisksError,
     ZeroWeightError,
 )
-from ..portfolio import _offending_rows, as_list, summarise, validate
+from ..portfolio import offending_rows, as_list, summarise, validate
 
 __all__ = [
     "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
@@ -89,7 +89,7 @@ def _fmt(value) -> str:
 
 def rows_of(frame, column, labels) -> list:
     """Caller's row labels of the rows whose ``column`` value is one of ``labels``."""
-    return _offending_rows(frame, nw.col(column).is_in(list(labels)))
+    return offending_rows(frame, nw.col(column).is_in(list(labels)))
 
 
 def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
@@ -105,17 +105,17 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
     frame = validate(data, groups=keys, numeric=numeric, min_groups=1)
     if weight is not None:
         negative = nw.col(weight) < 0
-        rows = _offending_rows(frame, negative)
+        rows = offending_rows(frame, negative)
         if rows:
             raise NonPositiveError("weights must be non-negative", weight, rows)
         totals = summarise(frame, by=keys, response=response, weight=weight, check=False)
         if (totals["weight"] <= 0).all():
-            raise ZeroWeightError("the total weight is zero", weight, _offending_rows(frame, nw.col(weight) <= 0))
+            raise ZeroWeightError("the total weight is zero", weight, offending_rows(frame, nw.col(weight) <= 0))
         zero = totals.index[totals["weight"] <= 0]
         if len(zero):
-            bad = _offending_rows(frame, _key_in(keys, zero))
+            bad = offending_rows(frame, _key_in(keys, zero))
             raise ZeroWeightError(f"risk(s) {', '.join(map(str, zero))} have zero total weight", weight, bad)
-        if _offending_rows(frame, nw.col(weight) == 0):
+        if offending_rows(frame, nw.col(weight) == 0):
             frame = frame.filter(nw.col(weight) > 0)
     stats = summarise(frame, by=keys, response=response, weight=weight, check=False)
     if len(stats) < min_risks:
@@ -129,7 +129,7 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
 
 def all_rows(frame, keys) -> list:
     """Every row label of the frame (the grouping columns hold no missing values)."""
-    return _offending_rows(frame, ~nw.col(as_list(keys)[0]).is_null())
+    return offending_rows(frame, ~nw.col(as_list(keys)[0]).is_null())
 
 
 def _key_in(keys, labels):
@@ -153,7 +153,7 @@ def require_periods(frame, keys, stats, minimum: int, why: str):
         raise TooFewPeriodsError(
             f"risk(s) {', '.join(map(str, short))} have fewer than {minimum} periods; {why}",
             column=", ".join(as_list(keys)),
-            rows=_offending_rows(frame, _key_in(as_list(keys), short)),
+            rows=offending_rows(frame, _key_in(as_list(keys), short)),
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.optimize import brentq, minimize
+from scipy.optimize import brentq, minimize, minimize_scalar
 
 from .fit import LOG2PI
 
@@ -139,3 +139,21 @@ def _interval(g, s_hat, unit, allow_zero=True):
             break
     lower = brentq(g, lo, s_hat, xtol=1e-6 * s_hat)
     return lower, upper
+
+
+def profile_between(fit, sd_min: float, sd_max: float, points: int = 80) -> pd.DataFrame:
+    """Profiled criterion of a one-factor fit over a log grid of the between-SD τ (σ² profiled out).
+
+    For each τ, minimise the REML/ML criterion over σ² with θ = τ/σ (Bates et al. 2015's
+    relative scale). Returns columns ``value`` (τ², the between-variance) and ``deviance``.
+    """
+    design, reml = fit._design, fit.reml
+    ls2_hat = np.log(fit._sol.sigma2)
+    rows = []
+    for tau in np.geomspace(max(sd_min, 1e-9 * sd_max), sd_max, points):
+        def dev(ls2, tau=tau):
+            return _full_deviance(design, np.array([tau / np.exp(0.5 * ls2)]), ls2, reml)
+
+        best = minimize_scalar(dev, bracket=(ls2_hat - 1, ls2_hat + 1))
+        rows.append((tau**2, best.fun))  # tau is absolute; only sigma2 is on the rescaled weights
+    return pd.DataFrame(rows, columns=["value", "deviance"])
