@@ -36,10 +36,13 @@ _LARGE = 20_000  # per-draw elements of deterministics above which they are comp
 
 def _stored(model) -> list[str]:
     """What the sampler keeps: the parameters and, for models of moderate size, the
-    deterministics; never the pointwise log-likelihood (computed afterwards when asked for).
-    With many risks the per-risk deterministics are computed after sampling, vectorised,
-    which is much cheaper than streaming them through the sampler."""
-    sizes = {d.name: _size(model, d) for d in model.deterministics if d.name != "loglik"}
+    deterministics; never the pointwise log-likelihood (computed afterwards when asked for)
+    nor what the factory's ``augment`` computes itself (``ModelInfo.after``). With many
+    risks the per-risk deterministics are computed after sampling, vectorised, which is
+    much cheaper than streaming them through the sampler."""
+    info = info_of(model)
+    skip = {"loglik", *(info.after if info is not None else ())}
+    sizes = {d.name: _size(model, d) for d in model.deterministics if d.name not in skip}
     large = sum(sizes.values()) > _LARGE
     keep = [n for n, size in sizes.items() if not (large and size > 1_000)]
     return [rv.name for rv in model.free_RVs] + keep
@@ -54,7 +57,9 @@ def _size(model, var) -> int:
 
 
 def _deferred(model, stored) -> list[str]:
-    return [d.name for d in model.deterministics if d.name not in stored and d.name != "loglik"]
+    info = info_of(model)
+    skip = {"loglik", *stored, *(info.after if info is not None else ())}
+    return [d.name for d in model.deterministics if d.name not in skip]
 
 
 def _current_data(model) -> dict:
@@ -67,12 +72,14 @@ def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, targ
     are swapped in with ``with_data`` (SBC and refits reuse it)."""
     import nutpie
 
+    from ._nutpie import compile_model
+
     cache = info.compiled if info is not None else {}
     stored = tuple(_stored(model))
     data = _current_data(model)
     frozen = cache.get(("frozen", stored))
     if frozen is None and ("open", stored) not in cache:
-        frozen = nutpie.compile_pymc_model(model, var_names=list(stored), freeze_model=True)
+        frozen = compile_model(model, list(stored), freeze=True)
         cache[("frozen", stored)] = frozen
         cache[("frozen data", stored)] = data
     if frozen is not None and all(np.array_equal(data[k], v) for k, v in cache[("frozen data", stored)].items()):
@@ -80,7 +87,7 @@ def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, targ
     else:
         compiled = cache.get(("open", stored))
         if compiled is None:
-            compiled = nutpie.compile_pymc_model(model, var_names=list(stored), freeze_model=False)
+            compiled = compile_model(model, list(stored), freeze=False)
             cache[("open", stored)] = compiled
         held = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
         changed = {k: v for k, v in data.items() if k in held and not np.array_equal(held[k], v)}

@@ -5,7 +5,9 @@ latent PyMC model; scaling in rows and in risks. Writes the "bayes" section of R
 
 1. Unweighted Bühlmann, 1,000 risks x 10 periods: minimum bulk ESS of the hyperparameters
    per second of wall time, compilation included, same draws (4 chains x 1,000 after 1,000
-   tuning) for every contender.
+   tuning) for every contender. Each contender runs in a fresh process (imports done before
+   the clock starts; on-disk compilation caches warm, as on any machine after the first
+   fit), so none inherits another's in-process compilation; best of REPEATS runs.
 2. The same 100 risks with 10^3 and 10^6 rows: sampling time (the reduction to sufficient
    statistics is timed separately).
 3. Bühlmann–Straub with 100,000 risks (500,000 rows): factory + sampling wall time.
@@ -13,6 +15,8 @@ latent PyMC model; scaling in rows and in risks. Writes the "bayes" section of R
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +33,7 @@ from _results import write_section  # noqa: E402
 import bayescred as bc  # noqa: E402
 
 DRAWS, TUNE, CHAINS, SEED = 1000, 1000, 4, 20261121
+REPEATS = 3
 
 
 def portfolio(J, T, seed, weighted=False):
@@ -59,7 +64,7 @@ def run_bayescred(df):
 
 
 def run_bambi(df):
-    import bambi as bmb
+    import bambi as bmb  # already imported by one(): free here
 
     t0 = time.perf_counter()
     model = bmb.Model("y ~ 1 + (1|risk)", df.assign(risk=df["risk"].astype(str)))
@@ -114,14 +119,39 @@ def many_risks():
     return wall, min_ess(post, ["collective", "between_sd", "within_sd"]), int(tree["sample_stats"]["diverging"].sum())
 
 
-def main():
-    df = portfolio(1000, 10, seed=3)
+CONTENDERS = {"bayescred marginal (nutpie)": "run_bayescred", "hand-written latent PyMC (nutpie)": "run_latent_pymc",
+              "bambi (PyMC NUTS)": "run_bambi"}
+
+
+def one(function: str) -> None:
+    """Child process: import everything, then time one contender on the benchmark portfolio."""
+    import bambi  # noqa: F401 - imports are outside every contender's clock
+    import nutpie  # noqa: F401
+
+    import bayescred.models  # noqa: F401
+
+    wall, ess = globals()[function](portfolio(1000, 10, seed=3))[:2]
+    print(json.dumps({"wall": wall, "ess": ess}))
+
+
+def contend() -> dict:
+    """Every contender REPEATS times, interleaved, each run in a fresh process; best rate kept."""
+    runs = {name: [] for name in CONTENDERS}
+    for _ in range(REPEATS):
+        for name, function in CONTENDERS.items():
+            out = subprocess.run([sys.executable, __file__, "--one", function], capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(name, runs[name][-1], flush=True)
     results = {}
-    for name, fn in (("bayescred marginal (nutpie)", run_bayescred), ("hand-written latent PyMC (nutpie)", run_latent_pymc),
-                     ("bambi (PyMC NUTS)", run_bambi)):
-        wall, ess = fn(df)[:2]
-        results[name] = (wall, ess, ess / wall)
-        print(name, results[name], flush=True)
+    for name, rs in runs.items():
+        rates = [r["ess"] / r["wall"] for r in rs]
+        best = rs[int(np.argmax(rates))]
+        results[name] = (best["wall"], best["ess"], max(rates), min(rates))
+    return results
+
+
+def main():
+    results = contend()
     rows = rows_scaling()
     print(rows, flush=True)
     big = many_risks()
@@ -138,16 +168,22 @@ def main():
         "| contender | wall (s) | min bulk ESS | ESS/s | bayescred speed-up |",
         "|---|---|---|---|---|",
     ]
-    for name, (wall, ess, rate) in results.items():
-        lines.append(f"| {name} | {wall:.1f} | {ess:.0f} | {rate:.1f} | {ours / rate:.1f}x |")
-    bambi = results["bambi (PyMC NUTS)"][2]
+    for name, (wall, ess, rate, worst) in results.items():
+        lines.append(f"| {name} | {wall:.2f} | {ess:.0f} | {rate:.1f} (worst run {worst:.1f}) | {ours / rate:.1f}x |")
+    bambi_best = results["bambi (PyMC NUTS)"][2]
+    ours_worst = results["bayescred marginal (nutpie)"][3]
     lines += [
         "",
-        f"Speed-up over bambi: **{ours / bambi:.1f}x** (issue target: 20x; "
-        f"{'met' if ours / bambi >= 20 else 'NOT met'}). bayescred's wall time is dominated by nutpie's numba "
-        "compilation of the log-density (about 3.7 s of it on a quiet machine); the sampling itself takes "
-        "about 0.2 s, because the marginal model has 3 parameters whatever the number of risks. bambi's "
-        "PyTensor C code is cached on disk between runs, so its compile cost is mostly gone in this measurement.",
+        f"Speed-up over bambi: **{ours / bambi_best:.1f}x** best against best (issue target: 20x; "
+        f"{'met' if ours / bambi_best >= 20 else 'NOT met'}); our worst run against bambi's best: "
+        f"{ours_worst / bambi_best:.1f}x. Each contender ran {REPEATS} times, interleaved, each time in a fresh "
+        "process with its imports done before the clock starts and its on-disk compilation caches warm "
+        "(PyTensor's C cache for bambi, PyTensor's numba cache for nutpie). bayescred's wall time is about "
+        "0.3 s of numba initialising itself, 0.5 s of PyTensor building and rewriting the log density, 0.2 s "
+        "of sampling (3 parameters, whatever the number of risks) and 0.1-0.3 s of exact conditional draws "
+        "of the 1,000 risks' premiums, effects and credibility factors (4,000 x 1,000 each); nutpie's own "
+        "C wrappers (2.5 s of numba compilation in every process) are replaced by `bayescred._nutpie`'s, "
+        "which are cached on disk. The hand-written latent model pays that compilation.",
     ]
     (n1, r1, s1), (n2, r2, s2) = rows
     lines += [
@@ -169,4 +205,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        one(sys.argv[2])
+    else:
+        main()

@@ -85,3 +85,104 @@ def test_sampled_premiums_equal_credibility_premiums_at_reml(t31):
     # the collective's posterior is N(X_z, tau2/Z.) = N(750, 3333.33) (FORMULAS.md §2, Var(beta_hat) §3.3)
     sd = float(post["collective"].std())
     assert sd == pytest.approx(np.sqrt((8437.5 + 6250 / 4) / 3), rel=0.1)
+
+
+# ---------------------------------------------------------------- the lean nutpie compilation
+
+def _flat_to_point(compiled, x):
+    names, slices, shapes = compiled.shape_info
+    return {n: x[s].reshape(shape) for n, s, shape in zip(names, slices, shapes) if s.stop <= compiled.n_dim}
+
+
+def _call(cfunc, *args):
+    import ctypes
+
+    def ptr(a):
+        return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+    return cfunc.ctypes(*[ptr(a) if isinstance(a, np.ndarray) else a for a in args])
+
+
+@pytest.mark.parametrize("freeze", [True, False], ids=["frozen", "shared-data"])
+@pytest.mark.parametrize("factory", ["buhlmann_straub", "hachemeister", "poisson_gamma"])
+def test_lean_compilation_gives_pymcs_log_density_gradient_and_trace_values(factory, freeze):
+    # bayescred._nutpie replaces nutpie's C wrappers (2.5 s of numba compilation per process):
+    # at random points its log density, gradient and stored values must be PyMC's own
+    from bayescred._nutpie import compile_model
+    from bayescred.sampling import _stored
+
+    data = bc.datasets.load("hachemeister")
+    if factory == "poisson_gamma":
+        model = bc.models.poisson_gamma(bc.datasets.load("sim_poisson_gamma"), group="company", claims="claims",
+                                        exposure="exposure")
+    elif factory == "hachemeister":
+        model = bc.models.hachemeister(data, group="state", response="severity", time="period", weight="claims")
+    else:
+        model = bc.models.buhlmann_straub(data, group="state", response="severity", weight="claims")
+    compiled = compile_model(model, _stored(model), freeze=freeze)
+    logp_ref = model.compile_logp()
+    values = {v.name: v for v in model.value_vars}
+    rv_of = {model.rvs_to_values[rv].name: rv for rv in model.free_RVs}
+    free = [n for n in compiled.shape_info[0] if n in rv_of]
+    dlogp_ref = model.compile_dlogp([rv_of[n] for n in free])  # in the compiled model's order
+    outputs = model.replace_rvs_by_values([values[n] if n in values else model[n] for n in compiled.shape_info[0]])
+    expand_ref = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = rng.normal(0, 0.5, compiled.n_dim) + compiled.initial_point_func(1)
+        grad, logp = np.zeros(compiled.n_dim), np.zeros(1)
+        status = _call(compiled.compiled_logp_func, compiled.n_dim, x, grad, logp, compiled.user_data.ctypes.data)
+        assert status == 0
+        point = _flat_to_point(compiled, x)
+        assert logp[0] == pytest.approx(float(logp_ref(point)), rel=1e-10)
+        np.testing.assert_allclose(grad, dlogp_ref(point), rtol=1e-8, atol=1e-10)
+        out = np.zeros(compiled.n_expanded)
+        status = _call(compiled.compiled_expand_func, compiled.n_dim, compiled.n_expanded, x, out,
+                       compiled.user_data.ctypes.data)
+        assert status == 0
+        expected = np.concatenate([np.ravel(v) for v in expand_ref(point)])
+        np.testing.assert_allclose(out, expected, rtol=1e-10)
+
+
+def test_lean_compilation_reports_a_non_finite_log_density():
+    from bayescred._nutpie import compile_model
+
+    model = buhlmann(bc.datasets.load("buhlmann_table31"), group="class", response="loss")
+    compiled = compile_model(model, ["collective"], freeze=True)
+    x = np.full(compiled.n_dim, 800.0)  # log standard deviations of e^800: overflow
+    status = _call(compiled.compiled_logp_func, compiled.n_dim, x, np.zeros(compiled.n_dim), np.zeros(1),
+                   compiled.user_data.ctypes.data)
+    assert status in (3, 4)
+    assert _call(compiled.compiled_logp_func, compiled.n_dim + 1, x, np.zeros(compiled.n_dim), np.zeros(1),
+                 compiled.user_data.ctypes.data) == -1
+
+
+def test_frozen_wrappers_are_loaded_from_the_disk_cache():
+    # the second compilation of the same model finds both C wrappers in PyTensor's numba cache
+    from bayescred._nutpie import compile_model
+
+    data = bc.datasets.load("buhlmann_table31")
+    compile_model(buhlmann(data, group="class", response="loss"), ["collective", "between_sd"], freeze=True)
+    again = compile_model(buhlmann(data, group="class", response="loss"), ["collective", "between_sd"], freeze=True)
+    assert again.compiled_logp_func._cache_hits == 1
+    assert again.compiled_expand_func._cache_hits == 1
+
+
+def test_marginal_factories_compute_risk_level_quantities_after_sampling():
+    # Z and the conditional-mean premium are not carried through the sampler (ModelInfo.after)
+    # but computed from the draws: they must equal PyMC's deterministics at the same draws
+    import pymc as pm
+
+    from bayescred.sampling import _stored
+
+    data = bc.datasets.load("hachemeister")
+    model = bc.models.hierarchical(data.assign(region=np.where(data["state"] <= 2, "a", "b")),
+                                   levels=["region", "state"], response="severity", weight="claims")
+    assert not {"Z", "premium", "Z_region", "premium_region"} & set(_stored(model))
+    tree = bc.sample(model, draws=50, tune=200, chains=1, random_seed=2)
+    post = tree["posterior"].to_dataset()
+    ref = pm.compute_deterministics(post, var_names=["Z", "Z_region", "premium", "premium_region"], model=model,
+                                    progressbar=False)
+    for mine, theirs in (("Z", "Z"), ("Z_region", "Z_region"), ("premium_conditional_mean", "premium"),
+                         ("premium_region_conditional_mean", "premium_region")):
+        np.testing.assert_allclose(post[mine].values, ref[theirs].values, rtol=1e-10, err_msg=mine)

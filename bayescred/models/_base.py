@@ -28,8 +28,10 @@ class ModelInfo:
     DataTree groups to add: new posterior variables (the exact conditional draws of the risk
     effects for a marginal model), ``log_likelihood``, ``posterior_predictive`` and
     ``observed_data``. ``renames`` are posterior variables renamed before the draws are
-    added (the marginal model's conditional-mean premium). ``target_accept`` is the NUTS
-    default for this model.
+    added (the marginal model's conditional-mean premium). ``after`` names per-risk
+    deterministics that ``augment`` computes itself, vectorised in numpy, so the sampler
+    need not carry them through every draw. ``target_accept`` is the NUTS default for this
+    model.
     """
 
     factory: str
@@ -37,6 +39,7 @@ class ModelInfo:
     observed: str
     augment: Callable
     renames: dict = field(default_factory=dict)
+    after: tuple = ()
     target_accept: float = 0.9
     compiled: dict = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ from ._marginal import (
     credibility_factor,
     nested_collapse,
     nested_conditional_means,
-    nested_draws,
+    nested_posterior,
     np_segsum,
     pt_segsum,
     within_term,
@@ -147,13 +147,13 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
             pm.Deterministic("loglik", ll, dims=inner)
             pm.Potential("conditional_likelihood", ll.sum())
 
-    outer_premiums = [f"premium_{lv}" for lv in levels[:-1]]
+    suffixes = [f"_{lv}" for lv in levels[:-1]] + [""]
     info = ModelInfo(
         factory=factory,
         likelihood=likelihood,
         observed=response,
         augment=_augmenter(levels, response, parents, sizes, likelihood),
-        renames={p: p + "_conditional_mean" for p in ["premium", *outer_premiums]} if likelihood == "marginal" else {},
+        after=tuple(f"{name}{sfx}" for name in ("Z", "premium") for sfx in suffixes) if likelihood == "marginal" else (),
     )
     attach(model, info)
     return model
@@ -180,10 +180,12 @@ def _augmenter(levels, response, parents, sizes, likelihood):
                 v = tau2[lv] + 1.0 / A[lv]
                 A[lv - 1] = np_segsum(1.0 / v, parents[lv - 1], sizes[lv - 1])
                 B[lv - 1] = np_segsum(B[lv] / v, parents[lv - 1], sizes[lv - 1]) / A[lv - 1]
-            node = nested_draws(rng, m, tau2, A, B, parents)
+            Z, means, node = nested_posterior(rng, m, tau2, A, B, parents)
             for lv, level in enumerate(levels):
                 suffix = "" if lv == L - 1 else f"_{level}"
                 parent = m if lv == 0 else node[lv - 1][:, parents[lv - 1]]
+                out["posterior"]["Z" + suffix] = unstack_draws(Z[lv], posterior, [level], coords)
+                out["posterior"][f"premium{suffix}_conditional_mean"] = unstack_draws(means[lv], posterior, [level], coords)
                 out["posterior"]["premium" + suffix] = unstack_draws(node[lv], posterior, [level], coords)
                 out["posterior"]["u" + suffix] = unstack_draws(node[lv] - parent, posterior, [level], coords)
             theta = node[-1]

@@ -97,19 +97,40 @@ def nested_conditional_means(collective, tau2, A, B, parents):
     return means
 
 
-def nested_draws(rng, collective, tau2, A, B, parents):
-    """Draw every node's mean from its exact conditional distribution, top down: given the
-    parent's drawn mean, N(parent + Z (B - parent), tau2 (1 - Z)). numpy, leading draws axis."""
-    draws = []
-    parent = collective
+def nested_posterior(rng, collective, tau2, A, B, parents):
+    """Each node's credibility factor Z, its conditional-mean premium (as
+    :func:`nested_conditional_means`) and an exact draw of its mean, top down: given the
+    parent's drawn mean p, N(p + Z (B - p), tau2 (1 - Z)). numpy, leading draws axis; the
+    arrays are (draws x nodes), so the arithmetic is done in place."""
+    Zs, means, draws = [], [], []
+    mean_parent = draw_parent = collective
     for level, t2 in enumerate(tau2):
-        Z = credibility_factor(t2, A[level])
-        anchor = parent if level == 0 else _take(parent, parents[level - 1])
-        mean = anchor + Z * (B[level] - anchor)
-        sd = np.sqrt(t2 * (1.0 - Z))
-        parent = mean + sd * rng.standard_normal(mean.shape)
-        draws.append(parent)
-    return draws
+        Z = t2 * A[level]
+        shrink = Z + 1.0  # 1 + tau2 A
+        Z /= shrink
+        if level == 0:
+            mean = centre = _shrink_towards(collective, Z, B[level])
+        else:
+            idx = parents[level - 1]
+            mean = _shrink_towards(_take(mean_parent, idx), Z, B[level])
+            centre = _shrink_towards(_take(draw_parent, idx), Z, B[level])
+        sd = np.sqrt(np.divide(t2, shrink, out=shrink), out=shrink)  # tau2 (1 - Z) = tau2 / (1 + tau2 A)
+        draw = rng.standard_normal(centre.shape)
+        draw *= sd
+        draw += centre
+        Zs.append(Z)
+        means.append(mean)
+        draws.append(draw)
+        mean_parent, draw_parent = mean, draw
+    return Zs, means, draws
+
+
+def _shrink_towards(anchor, Z, B):
+    """anchor + Z (B - anchor), with one temporary."""
+    out = np.subtract(B, anchor)
+    out *= Z
+    out += anchor
+    return out
 
 
 # ---------------------------------------------------------------- regression (Hachemeister), 2 x 2 blocks
