@@ -1,18 +1,21 @@
 """Compile a PyMC model for nutpie with lean, disk-cached C wrappers.
 
 ``nutpie.compile_pymc_model`` wraps PyTensor's numba function in a C callback whose body
-(array broadcasting, ``np.all(np.isfinite(...))``) numba compiles anew in every process:
-about 2.5 s, whatever the model, although PyTensor's own numba code is cached on disk.
-The wrappers here copy the gradient and the trace values with plain loops, and for a model
-whose data are frozen into the graph they are registered with PyTensor's numba cache under
-a key derived from the wrapped function's own key, so a later process loads them from
-disk. Everything else (the PyTensor functions, the shared-data layout, the sampler) is
-nutpie's own, so nutpie samples the same log density.
+(array broadcasting, ``np.all(np.isfinite(...))``, the unpacking of the data) numba compiles
+anew in every process: about 2.5 s, whatever the model, although PyTensor's own numba code
+is cached on disk. The wrappers here are generated as source: they unpack the data from
+nutpie's user-data record by fixed offsets and copy the gradient and the trace values with
+plain loops, and they are registered with PyTensor's numba cache under a key derived from
+their source and the wrapped function's own key. The data (and the data-scaled default
+priors, ``priors.from_data``) stay shared variables, so the compiled code depends on the
+model's structure only: a later process, fitting any portfolio with the same factory, loads
+it from disk. Everything else (the PyTensor functions, the user-data layout, ``with_data``,
+the sampler) is nutpie's own.
 
 Measured on the 1,000-risk Bühlmann benchmark in a fresh process: compilation 3.6 s ->
-about 0.9 s, of which about 0.3 s is numba initialising itself (``benchmarks/bench_bayes.py``).
+about 0.8 s, of which about 0.3 s is numba initialising itself (``benchmarks/bench_bayes.py``).
 The nutpie helpers used are those of nutpie 0.16 (pinned in ``pyproject.toml``);
-``tests/test_sampling.py`` checks that the log density and gradient equal nutpie's.
+``tests/test_sampling.py`` checks the log density, gradient and trace values against PyMC's.
 """
 
 from __future__ import annotations
@@ -24,15 +27,15 @@ import numpy as np
 
 _LOGP_SRC = """
 def logp(dim, x_, grad_, logp_, user_data_):
-    if dim != {n_dim}:
-        return -1
     try:
-        value, grad = inner(carray(x_, ({n_dim},)){user_data})
+{unpack}        value, grad = inner(carray(x_, (dim,)){shared})
     except Exception:
         return 1
+    if grad.shape[0] != dim:
+        return -1
     logp_[0] = value[()]
     status = 0
-    for i in range({n_dim}):
+    for i in range(dim):
         grad_[i] = grad[i]
         if not isfinite(grad[i]):
             status = 3
@@ -42,32 +45,32 @@ def logp(dim, x_, grad_, logp_, user_data_):
 """
 # nutpie's callback contract: write logp and its gradient and return 0; 1 (an error in the
 # log density, e.g. a failed Cholesky), 3 (non-finite gradient) or 4 (non-finite logp) make
-# nutpie reject the point, as its own wrapper does.
+# nutpie reject the point, as its own wrapper does. The sizes are read at run time, so the
+# source (and the disk-cache key) does not depend on the number of risks.
 
 _EXPAND_SRC = """
 def expand(dim, expanded, x_, out_, user_data_):
-    if dim != {n_dim} or expanded != {n_expanded}:
-        return -1
     try:
-        (values,) = inner(carray(x_, ({n_dim},)){user_data})
+{unpack}        (values,) = inner(carray(x_, (dim,)){shared})
     except Exception:
         return -2
-    for i in range({n_expanded}):
+    if values.shape[0] != expanded:  # data of another size swapped in
+        return -3
+    for i in range(expanded):
         out_[i] = values[i]
     return 0
 """
-# Writes the values nutpie stores for one draw: the parameters and the kept deterministics.
+# Writes the values nutpie stores for one draw: the parameters and the kept deterministics
+# (-3 when data of another size were swapped in: bc.sample compiles again for new shapes).
 
 
-def compile_model(model, var_names, freeze: bool):
+def compile_model(model, var_names):
     """nutpie's ``CompiledPyMCModel`` for ``model``: as ``nutpie.compile_pymc_model(model,
-    var_names=..., freeze_model=freeze)`` but with the lean wrappers."""
+    var_names=...)`` but with the lean wrappers. The data stay shared variables (swapped with
+    ``with_data``)."""
     import nutpie.compile_pymc as ncp
     from pymc.initial_point import make_initial_point_fn
-    from pymc.model.transform.optimization import freeze_dims_and_data
 
-    if freeze:
-        model = freeze_dims_and_data(model)
     initial_point = ncp._wrap_with_lock(make_initial_point_fn(
         model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
     n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = ncp._make_functions(
@@ -84,11 +87,9 @@ def compile_model(model, var_names, freeze: bool):
     user_data = ncp.make_user_data(keys, shared_data)
 
     def wrap(src, fn, signature):
-        jit_fn = fn.vm.jit_fn
-        if fn.get_shared():  # data passed at run time through user_data: nutpie's extraction
-            inner = ncp.make_extraction_fn(jit_fn, shared_data, [keys[v] for v in fn.get_shared()], user_data.dtype)
-            return _cfunc(src.format(n_dim=n_dim, n_expanded=n_expanded, user_data=", user_data_"), inner, signature, None)
-        return _cfunc(src.format(n_dim=n_dim, n_expanded=n_expanded, user_data=""), jit_fn, signature, _cache_key(jit_fn))
+        unpack, shared = _unpack_source(fn, keys, shared_data, user_data.dtype)
+        src = src.format(unpack=unpack, shared=shared)
+        return _cfunc(src, fn.vm.jit_fn, signature)
 
     logp_c = wrap(_LOGP_SRC, logp_pt, _logp_signature())
     expand_c = wrap(_EXPAND_SRC, expand_pt, _expand_signature())
@@ -100,22 +101,47 @@ def compile_model(model, var_names, freeze: bool):
         shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
 
 
-def _cache_key(jit_fn) -> str | None:
-    """PyTensor's cache key of the wrapped function (None when PyTensor could not cache it)."""
-    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+def _unpack_source(fn, keys, shared_data, record_dtype) -> tuple[str, str]:
+    """Source lines that rebuild ``fn``'s shared inputs (the data) from nutpie's user-data
+    record (pointer and shape of each array, 8-byte words at offsets fixed by the record's
+    dtype), and the argument list that passes them on. The data stay out of the compiled
+    code, so the wrappers are cached once per model structure, not per portfolio."""
+    shared = fn.get_shared()
+    if not shared:
+        return "", ""
+    top = record_dtype["shared"]
+    base = record_dtype.fields["shared"][1]
 
-    return CACHED_SRC_FUNCTIONS.get(getattr(jit_fn, "py_func", None))
+    def word(group, key):
+        offset = base + top.fields[group][1] + top[group].fields[key][1]
+        assert offset % 8 == 0
+        return offset // 8
+
+    lines = [f"        meta = carray(user_data_, ({record_dtype.itemsize // 8},), np.uint64)"]
+    for i, var in enumerate(shared):
+        key, value = keys[var], shared_data[keys[var]]
+        pointer = f"as_pointer(meta[{word('data', key)}])"
+        if value.ndim == 0:
+            lines.append(f"        shared_{i} = carray({pointer}, (1,), np.{value.dtype.name}).reshape(())")
+        else:
+            shape = "".join(f"int(meta[{word('shape', key) + j}]), " for j in range(value.ndim))
+            lines.append(f"        shared_{i} = carray({pointer}, ({shape}), np.{value.dtype.name})")
+    return "\n".join(lines) + "\n", "".join(f", shared_{i}" for i in range(len(shared)))
 
 
-def _cfunc(src: str, inner, signature, inner_key: str | None):
-    """Compile the wrapper ``src`` around ``inner`` as a C callback; cached on disk (in
-    PyTensor's numba cache) when ``inner`` is, under a key covering both sources."""
+def _cfunc(src: str, inner, signature):
+    """Compile the wrapper ``src`` around ``inner`` (PyTensor's numba function) as a C
+    callback; cached on disk, in PyTensor's numba cache, under a key covering the wrapper's
+    source and ``inner``'s own key (not cached when PyTensor could not cache ``inner``)."""
     import numba
-    from pytensor.link.numba.cache import compile_numba_function_src
+    from nutpie.compile_pymc import address_as_void_pointer
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
 
     name = src.split("def ", 1)[1].split("(", 1)[0]
+    inner_key = CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
     key = None if inner_key is None else hashlib.sha256(f"{src}\n{inner_key}".encode()).hexdigest()
-    env = {"__name__": __name__, "inner": inner, "carray": numba.carray, "isfinite": math.isfinite}
+    env = {"__name__": __name__, "inner": inner, "carray": numba.carray, "isfinite": math.isfinite, "np": np,
+           "as_pointer": address_as_void_pointer}
     fn = compile_numba_function_src(src, name, env, cache_key=None if key is None else f"bayescred_{name}_{key}")
     return numba.cfunc(signature, cache=key is not None)(fn)
 

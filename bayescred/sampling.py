@@ -67,32 +67,23 @@ def _current_data(model) -> dict:
 
 
 def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, target_accept):
-    """Compile once per model: frozen (data as constants: about 2 s faster to compile) for
-    the data the model was built with; after ``pm.set_data`` an unfrozen version whose data
-    are swapped in with ``with_data`` (SBC and refits reuse it)."""
+    """Compile once per model, stored variables and data shapes; after ``pm.set_data`` the new
+    data are swapped into the compiled model with ``with_data`` (SBC and refits reuse it).
+    Compiling again for new shapes is cheap: the compiled code comes from the disk cache."""
     import nutpie
 
     from ._nutpie import compile_model
 
     cache = info.compiled if info is not None else {}
-    stored = tuple(_stored(model))
     data = _current_data(model)
-    frozen = cache.get(("frozen", stored))
-    if frozen is None and ("open", stored) not in cache:
-        frozen = compile_model(model, list(stored), freeze=True)
-        cache[("frozen", stored)] = frozen
-        cache[("frozen data", stored)] = data
-    if frozen is not None and all(np.array_equal(data[k], v) for k, v in cache[("frozen data", stored)].items()):
-        compiled = frozen
-    else:
-        compiled = cache.get(("open", stored))
-        if compiled is None:
-            compiled = compile_model(model, list(stored), freeze=False)
-            cache[("open", stored)] = compiled
-        held = {var.name: compiled.shared_data[key] for var, key in compiled.shared_var_keys.items()}
-        changed = {k: v for k, v in data.items() if k in held and not np.array_equal(held[k], v)}
-        if changed:
-            compiled = compiled.with_data(**changed)
+    key = (tuple(_stored(model)), tuple((k, v.shape) for k, v in sorted(data.items())))
+    compiled = cache.get(key)
+    if compiled is None:
+        compiled = cache[key] = compile_model(model, list(key[0]))
+    held = {var.name: compiled.shared_data[k] for var, k in compiled.shared_var_keys.items()}
+    changed = {k: v for k, v in data.items() if k in held and not np.array_equal(held[k], v)}
+    if changed:
+        compiled = compiled.with_data(**changed)
     kwargs = {"cores": cores} if cores is not None else {}
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
                          save_warmup=False, target_accept=target_accept, **kwargs)

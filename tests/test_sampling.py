@@ -103,29 +103,54 @@ def _call(cfunc, *args):
     return cfunc.ctypes(*[ptr(a) if isinstance(a, np.ndarray) else a for a in args])
 
 
-@pytest.mark.parametrize("freeze", [True, False], ids=["frozen", "shared-data"])
-@pytest.mark.parametrize("factory", ["buhlmann_straub", "hachemeister", "poisson_gamma"])
-def test_lean_compilation_gives_pymcs_log_density_gradient_and_trace_values(factory, freeze):
-    # bayescred._nutpie replaces nutpie's C wrappers (2.5 s of numba compilation per process):
-    # at random points its log density, gradient and stored values must be PyMC's own
+def _factory_model(factory, other=False, drop_risk=None):
+    """A factory's model on bundled data; ``other``: another portfolio of the same size (the
+    responses and weights changed); ``drop_risk``: one risk fewer."""
+    if factory == "poisson_gamma":
+        data = bc.datasets.load("sim_poisson_gamma")
+        if other:
+            data = data.assign(claims=data["claims"].to_numpy()[::-1], exposure=data["exposure"] * 1.7)
+        data = data if drop_risk is None else data[data["company"] != drop_risk]
+        return bc.models.poisson_gamma(data, group="company", claims="claims", exposure="exposure")
+    data = bc.datasets.load("hachemeister")
+    if other:
+        data = data.assign(severity=data["severity"] * 1.3 + 100, claims=data["claims"].to_numpy()[::-1])
+    data = data if drop_risk is None else data[data["state"] != drop_risk]
+    if factory == "hachemeister":
+        return bc.models.hachemeister(data, group="state", response="severity", time="period", weight="claims")
+    return bc.models.buhlmann_straub(data, group="state", response="severity", weight="claims")
+
+
+def _swap(compiled, model):
+    """``compiled`` with ``model``'s data (and data-scaled prior parameters) swapped in."""
     from bayescred._nutpie import compile_model
     from bayescred.sampling import _stored
 
-    data = bc.datasets.load("hachemeister")
-    if factory == "poisson_gamma":
-        model = bc.models.poisson_gamma(bc.datasets.load("sim_poisson_gamma"), group="company", claims="claims",
-                                        exposure="exposure")
-    elif factory == "hachemeister":
-        model = bc.models.hachemeister(data, group="state", response="severity", time="period", weight="claims")
-    else:
-        model = bc.models.buhlmann_straub(data, group="state", response="severity", weight="claims")
-    compiled = compile_model(model, _stored(model), freeze=freeze)
+    other = compile_model(model, _stored(model))
+    return compiled.with_data(**{v.name: other.shared_data[k] for v, k in other.shared_var_keys.items()})
+
+
+@pytest.mark.parametrize("swapped", [False, True], ids=["own data", "another portfolio swapped in"])
+@pytest.mark.parametrize("factory", ["buhlmann_straub", "hachemeister", "poisson_gamma"])
+def test_lean_compilation_gives_pymcs_log_density_gradient_and_trace_values(factory, swapped):
+    # bayescred._nutpie replaces nutpie's C wrappers (2.5 s of numba compilation per process):
+    # at random points its log density, gradient and stored values must be PyMC's own, also
+    # after another portfolio's data are swapped into the compiled model
+    from bayescred._nutpie import compile_model
+    from bayescred.sampling import _stored
+
+    model = _factory_model(factory)
+    compiled = compile_model(model, _stored(model))
+    if swapped:
+        model = _factory_model(factory, other=True)
+        compiled = _swap(compiled, model)
     logp_ref = model.compile_logp()
     values = {v.name: v for v in model.value_vars}
     rv_of = {model.rvs_to_values[rv].name: rv for rv in model.free_RVs}
     free = [n for n in compiled.shape_info[0] if n in rv_of]
     dlogp_ref = model.compile_dlogp([rv_of[n] for n in free])  # in the compiled model's order
-    outputs = model.replace_rvs_by_values([values[n] if n in values else model[n] for n in compiled.shape_info[0]])
+    names = [n for n in compiled.shape_info[0]]
+    outputs = model.replace_rvs_by_values([values[n] if n in values else model[n] for n in names])
     expand_ref = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
     rng = np.random.default_rng(5)
     for _ in range(3):
@@ -144,26 +169,46 @@ def test_lean_compilation_gives_pymcs_log_density_gradient_and_trace_values(fact
         np.testing.assert_allclose(out, expected, rtol=1e-10)
 
 
+def test_lean_expand_refuses_data_of_another_size():
+    # with one risk fewer the per-risk values no longer fill the trace: an error status, never
+    # a read past the end (bc.sample recompiles when the data change size)
+    from bayescred._nutpie import compile_model
+    from bayescred.sampling import _stored
+
+    model = _factory_model("hachemeister")
+    compiled = _swap(compile_model(model, _stored(model)), _factory_model("hachemeister", drop_risk=2))
+    x = compiled.initial_point_func(1)
+    out = np.zeros(compiled.n_expanded)
+    assert _call(compiled.compiled_expand_func, compiled.n_dim, compiled.n_expanded, x, out,
+                 compiled.user_data.ctypes.data) == -3
+
+
 def test_lean_compilation_reports_a_non_finite_log_density():
     from bayescred._nutpie import compile_model
 
     model = buhlmann(bc.datasets.load("buhlmann_table31"), group="class", response="loss")
-    compiled = compile_model(model, ["collective"], freeze=True)
+    compiled = compile_model(model, ["collective"])
     x = np.full(compiled.n_dim, 800.0)  # log standard deviations of e^800: overflow
     status = _call(compiled.compiled_logp_func, compiled.n_dim, x, np.zeros(compiled.n_dim), np.zeros(1),
                    compiled.user_data.ctypes.data)
     assert status in (3, 4)
-    assert _call(compiled.compiled_logp_func, compiled.n_dim + 1, x, np.zeros(compiled.n_dim), np.zeros(1),
+    longer = np.zeros(compiled.n_dim + 1)  # a point of the wrong size
+    assert _call(compiled.compiled_logp_func, compiled.n_dim + 1, longer, np.zeros(compiled.n_dim + 1), np.zeros(1),
                  compiled.user_data.ctypes.data) == -1
 
 
-def test_frozen_wrappers_are_loaded_from_the_disk_cache():
-    # the second compilation of the same model finds both C wrappers in PyTensor's numba cache
+def test_wrappers_are_loaded_from_the_disk_cache_for_any_portfolio_of_the_same_structure():
+    # the data (and the data-scaled default priors) stay out of the compiled code, so a second
+    # portfolio fitted with the same factory finds both C wrappers in PyTensor's numba cache
+    import pytensor
+
     from bayescred._nutpie import compile_model
 
-    data = bc.datasets.load("buhlmann_table31")
-    compile_model(buhlmann(data, group="class", response="loss"), ["collective", "between_sd"], freeze=True)
-    again = compile_model(buhlmann(data, group="class", response="loss"), ["collective", "between_sd"], freeze=True)
+    if not pytensor.config.numba__cache:
+        pytest.skip("PyTensor's numba cache is switched off (PYTENSOR_FLAGS numba__cache=False)")
+    compile_model(buhlmann(bc.datasets.load("buhlmann_table31"), group="class", response="loss"), ["collective"])
+    other = buhlmann(bc.datasets.load("hachemeister"), group="state", response="severity")
+    again = compile_model(other, ["collective"])
     assert again.compiled_logp_func._cache_hits == 1
     assert again.compiled_expand_func._cache_hits == 1
 

@@ -82,10 +82,13 @@ def default_params(stats, levels: list[str]) -> list[P.Param]:
     L = len(levels)
     shape = (L,) if L > 1 else ()
     return [
-        P.Param("collective", (), lambda: pm.Normal.dist(mu=centre, sigma=10 * spread)),
-        P.Param("between_sd", shape, lambda: pm.HalfNormal.dist(sigma=np.full(shape, 2.5 * spread)) if shape
-                else pm.HalfNormal.dist(sigma=2.5 * spread), positive=True, dims="level" if L > 1 else None),
-        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=2.5 * sigma_hat), positive=True),
+        P.Param("collective", (), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
+                                                         sigma=P.from_data("collective_sigma", 10 * spread))),
+        P.Param("between_sd", shape, lambda: pm.HalfNormal.dist(sigma=P.from_data("between_sd_sigma",
+                                                                                  np.full(shape, 2.5 * spread))),
+                positive=True, dims="level" if L > 1 else None),
+        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=P.from_data("within_sd_sigma", 2.5 * sigma_hat)),
+                positive=True),
     ]
 
 

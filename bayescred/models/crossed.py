@@ -99,10 +99,13 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
     sigma_hat = float(np.sqrt(stats["within_ss"] / stats["within_df"])) or spread
     centre = float(np.sum(w * x) / np.sum(w))
     params = [
-        P.Param("collective", (), lambda: pm.Normal.dist(mu=centre, sigma=10 * spread)),
-        P.Param("between_sd", (len(terms),), lambda: pm.HalfNormal.dist(sigma=np.full(len(terms), 2.5 * spread)),
+        P.Param("collective", (), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
+                                                         sigma=P.from_data("collective_sigma", 10 * spread))),
+        P.Param("between_sd", (len(terms),),
+                lambda: pm.HalfNormal.dist(sigma=P.from_data("between_sd_sigma", np.full(len(terms), 2.5 * spread))),
                 positive=True, dims="term"),
-        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=2.5 * sigma_hat), positive=True),
+        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=P.from_data("within_sd_sigma", 2.5 * sigma_hat)),
+                positive=True),
     ]
     chosen = P.resolve(priors, params, "crossed")
     spec = {p.name: p for p in params}

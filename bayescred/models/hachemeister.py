@@ -60,11 +60,15 @@ def _default_params(stats) -> list[P.Param]:
     centre = (w[:, None] * B).sum(0) / w.sum()
     spread = np.array([P.scale_of(B[:, k]) for k in range(2)])
     return [
-        P.Param("collective", (2,), lambda: pm.Normal.dist(mu=centre, sigma=10 * spread), dims="coef"),
-        P.Param("between_sd", (2,), lambda: pm.HalfNormal.dist(sigma=2.5 * spread), positive=True, dims="coef"),
+        P.Param("collective", (2,), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
+                                                           sigma=P.from_data("collective_sigma", 10 * spread)),
+                dims="coef"),
+        P.Param("between_sd", (2,), lambda: pm.HalfNormal.dist(sigma=P.from_data("between_sd_sigma", 2.5 * spread)),
+                positive=True, dims="coef"),
         P.Param("between_corr", (), lambda: None, bounds=(-1.0, 1.0), fixable_only=True),
         P.Param("lkj_eta", (), lambda: None, positive=True, fixable_only=True),
-        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=2.5 * sigma_hat), positive=True),
+        P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=P.from_data("within_sd_sigma", 2.5 * sigma_hat)),
+                positive=True),
     ]
 
 

@@ -99,8 +99,10 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
         raise DataError("there are no claims at all: the frequency is not identified", column=claims)
     x_sd = np.array([1.0] * (len(coef) - len(covariates)) + [P.scale_of(X[:, -len(covariates) + i]) for i in range(len(covariates))])
     params = [
-        P.Param("log_collective", (), lambda: pm.Normal.dist(mu=np.log(freq), sigma=2.5)),
-        P.Param("fixef", (len(coef),), lambda: pm.Normal.dist(mu=0.0, sigma=2.5 / x_sd), dims="coef"),
+        P.Param("log_collective", (), lambda: pm.Normal.dist(mu=P.from_data("log_collective_mu", np.log(freq)),
+                                                             sigma=2.5)),
+        P.Param("fixef", (len(coef),), lambda: pm.Normal.dist(mu=0.0, sigma=P.from_data("fixef_sigma", 2.5 / x_sd)),
+                dims="coef"),
         P.Param("lam", (), lambda: pm.HalfNormal.dist(sigma=1.0), positive=True),
     ]
     if not coef:

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
 from ..errors import PriorError
 
-__all__ = ["Param", "resolve", "register", "FLAT"]
+__all__ = ["Param", "resolve", "register", "from_data", "FLAT"]
 
 FLAT = "flat"
 
@@ -138,6 +139,14 @@ def register(name: str, prior, param: Param):
         dist = (pm.HalfFlat if param.positive else pm.Flat).dist(shape=param.shape)
         return model.register_rv(dist, name, dims=dims)
     return model.register_rv(prior, name, dims=dims)
+
+
+def from_data(name: str, value) -> Variable:
+    """A default prior's data-derived centre or scale as a PyTensor shared variable rather
+    than a constant: the compiled log density then does not depend on the portfolio, and
+    its compiled code (PyTensor's numba cache, ``bayescred._nutpie``) is reused for every
+    portfolio of the same structure."""
+    return pytensor.shared(np.asarray(value, dtype=float), name=f"prior_{name}")
 
 
 def scale_of(values: np.ndarray) -> float:
