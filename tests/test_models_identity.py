@@ -335,8 +335,8 @@ def test_crossed_premiums_at_printed_components(credit):
 # ---------------------------------------------------------------- Poisson–gamma
 
 @pytest.fixture(scope="module")
-def bus():
-    data = bc.datasets.load("bus")
+def bus(shared_data):
+    data = bc.datasets.load("bus", data_dir=shared_data)
     # REFERENCE-VALUES §11.1 cleaning: drop negative tot.cost (keep missing), drop company 145
     return data[~(data["tot.cost"] < 0) & (data["co.id"] != 145)]
 

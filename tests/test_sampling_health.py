@@ -109,7 +109,10 @@ def test_marginal_equals_latent(label):
     }
     factory, names = build[label]
     marginal = bc.sample(factory("marginal"), random_seed=7, draws=2000)
-    latent = bc.sample(factory("latent"), random_seed=8, draws=2000)
+    # the latent model is the reference here, so it is sampled without divergences: its funnel
+    # needs target_accept 0.99 (at its default 0.95 seed 8 gave a divergence on Hachemeister BS
+    # and the SD of state 4's premium 3.1 MCSE away from the marginal's; 2.2 at 0.99, 8000 draws)
+    latent = bc.sample(factory("latent"), random_seed=8, draws=2000, target_accept=0.99)
     agree(marginal, latent, names, label)
     if label == "sim_poisson_gamma":  # several company premiums (the frequency of each company)
         agree(marginal, latent, ["premium"], label, sel={"company": [0, 1, 2, 50, 100]})
