@@ -18,8 +18,9 @@ def buhlmann_straub(data, group: str, response: str, weight: str, priors=None, l
     N(X_j | m, tau2 + sigma2/w_j) times the density of its rows around X_j (within SS), so a
     gradient costs O(risks) whatever the number of rows. Its ``premium`` deterministic is the
     credibility premium Z_j X_j + (1 - Z_j) m at each draw's hyperparameters (the conditional
-    mean); ``bc.sample`` renames it ``premium_conditional_mean`` and adds exact draws of each
-    risk's mean (``premium``) and effect (``u``) from N(premium_cond, tau2 (1 - Z_j)).
+    mean); ``bc.sample`` computes it (as ``premium_conditional_mean``) and ``Z`` from the draws
+    after sampling, vectorised, and adds exact draws of each risk's mean (``premium``) and
+    effect (``u``) from N(premium_conditional_mean, tau2 (1 - Z_j)).
     ``likelihood="latent"`` samples non-centred effects u_j = tau z_j explicitly.
 
     Default priors, scaled to the data (s = SD of the risk means, sigma_hat = sqrt(pooled
@@ -30,6 +31,10 @@ def buhlmann_straub(data, group: str, response: str, weight: str, priors=None, l
     * ``between_sd`` (tau) ~ HalfNormal(2.5 s): the spread of true risk means cannot much
       exceed the observed spread of risk means; mode at 0 allows full pooling;
     * ``within_sd`` (sigma) ~ HalfNormal(2.5 sigma_hat): the pooled within SD sets the scale.
+
+    These data-derived prior parameters are PyTensor shared variables (``prior_collective_mu``,
+    ``prior_collective_sigma``, ``prior_between_sd_sigma``, ``prior_within_sd_sigma``), so the
+    compiled sampler code is the same for every portfolio and comes from the disk cache.
 
     Override any of them through ``priors={"between_sd": pm.HalfStudentT.dist(nu=3, sigma=10)}``,
     fix one at a value (``priors={"between_sd": 91.86}``), or use ``"flat"``.
