@@ -4,6 +4,7 @@
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] --json
+    bayescred glmm FORMULA --data CSV --family F [--weights COL] [--offset COL] [--nagq N] --json
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def _lmm(args) -> int:
     return 0
 
 
+def _glmm(args) -> int:
+    import pandas as pd
+
+    from .glmm import glmm
+
+    data = pd.read_csv(args.data)
+    fit = glmm(args.formula, data, family=args.family, weights=args.weights, offset=args.offset, nAGQ=args.nagq)
+    if args.json:
+        print(json.dumps(fit.to_dict(), indent=1))
+    else:
+        print(fit.summary())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bayescred", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -84,6 +99,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     m.add_argument("--json", action="store_true", help="print LMMFit.to_dict() as JSON")
     m.set_defaults(func=_lmm)
+
+    g = sub.add_parser("glmm", help="fit a generalised linear mixed model (lme4 glmer syntax) by Laplace or AGQ")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + (1 | company)' or 'cbind(s, f) ~ x + (1 | g)'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", required=True, choices=["poisson", "binomial", "Gamma", "negative_binomial"],
+                   help="response family (canonical link; log link for Gamma)")
+    g.add_argument("--weights", help="column of prior weights (binomial: number of trials)")
+    g.add_argument("--offset", help="column of offsets (e.g. log exposure)")
+    g.add_argument("--nagq", type=int, default=1, help="1 = Laplace (default), >1 adaptive Gauss-Hermite nodes")
+    g.add_argument("--json", action="store_true", help="print GLMMFit.to_dict() as JSON")
+    g.set_defaults(func=_glmm)
     return p
 
 
