@@ -243,8 +243,13 @@ def make_family(name: str, link: str | None = None) -> Family:
         raise FamilyError(f"unknown family {name!r}; use one of {sorted(_ALLOWED)} or negbin, tweedie, ztpoisson")
     lk = _link(key, link)
     if key == "gaussian":
-        return Family("gaussian", lk, np.ones_like, _gaussian_dev, _gaussian_aic, lambda y, wt: y.copy(),
-                      extra_param=True)
+        def init_gaussian(y, wt):
+            if (lk.name == "inverse" and np.any(y == 0)) or (lk.name == "log" and np.any(y <= 0)):
+                raise FamilyError(f"cannot start the gaussian family with the {lk.name} link: "
+                                  f"the response has values outside its domain")
+            return y.copy()
+
+        return Family("gaussian", lk, np.ones_like, _gaussian_dev, _gaussian_aic, init_gaussian, extra_param=True)
     if key in ("poisson", "quasipoisson"):
         return Family(key, lk, lambda mu: mu, _poisson_dev, _poisson_aic if key == "poisson" else None,
                       _init_nonneg(key), validmu=lambda mu: _finite(mu) and bool(np.all(mu > 0)),
