@@ -133,7 +133,7 @@ def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials
 def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None, offset=None, *, link=None,
         dispersion=None, information: str = "expected", theta: float | None = None,
         var_power: float | None = None, var_power_range: tuple[float, float] = (1.01, 1.99),
-        dispersion_method: str = "reml", epsilon: float = 1e-8, maxit: int = 25, base_levels=None) -> GLMFit:
+        dispersion_method: str = "reml", epsilon: float = 1e-8, maxit: int = 25, base_levels=None, factors=()) -> GLMFit:
     """Fit a GLM as R's ``glm`` (``MASS::glm.nb`` for ``family="negbin"``).
 
     family: gaussian, poisson, quasipoisson, binomial, quasibinomial, Gamma, inverse.gaussian,
@@ -145,10 +145,12 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
     (fixed), or a formula ``"~ x1 + x2"`` for log(phi_i) (Smyth's double GLM, gaussian family;
     ``dispersion_method`` "reml" as R's dglm default, or "ml").
     information: "expected" (R) or "observed" for the standard errors.
+    base_levels ({column: level}, R's relevel) and factors (numeric columns to treat as
+    categorical) go to the shared formula parser (bayescred.formula).
     """
     if not isinstance(data, pd.DataFrame):
         raise BayescredError("data must be a pandas DataFrame")
-    d = _design.build(formula, data, weights=weights, offset=offset, base_levels=base_levels)
+    d = _design.build(formula, data, weights=weights, offset=offset, base_levels=base_levels, factors=factors)
     common = dict(weights=d.weights, offset=d.offset, formula=formula, transform=d.transform,
                   intercept=d.intercept, epsilon=epsilon, maxit=maxit)
     fam = str(family)
@@ -157,7 +159,8 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
 
         if fam != "gaussian":
             raise FamilyError("the double GLM (dispersion formula) is implemented for the gaussian family")
-        zd = _design.build("_y_ ~" + dispersion.split("~", 1)[1], data.assign(_y_=0.0), base_levels=base_levels)
+        zd = _design.build("~" + dispersion.split("~", 1)[1], data, base_levels=base_levels, factors=factors,
+                           need_response=False)
         return double_glm(d.y, d.X, d.names, zd.X, zd.names, make_family("gaussian", link), method=dispersion_method,
                           information=information, **common)
     if fam in ("negbin", "negative.binomial", "nb"):
