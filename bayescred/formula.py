@@ -254,7 +254,7 @@ def deparse(node) -> str:
     if isinstance(node, Str):
         return f'"{node.value}"'
     if isinstance(node, Name):
-        return _r_name(node.id)
+        return node.id if node.id in _BOOL else _r_name(node.id)
     if isinstance(node, Paren):
         return f"({deparse(node.inner)})"
     if isinstance(node, Unary):
@@ -274,7 +274,7 @@ _NUMERIC = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p
 _CONTRASTS = {"Treatment": "Treatment", "treatment": "Treatment", "contr.treatment": "Treatment",
               "Sum": "Sum", "sum": "Sum", "contr.sum": "Sum", "Poly": "Poly", "poly": "Poly",
               "contr.poly": "Poly", "Helmert": "Helmert", "helmert": "Helmert", "contr.helmert": "Helmert"}
-_BOOL = {"TRUE": True, "FALSE": False, "T": True, "F": False}
+_BOOL = {"TRUE": True, "FALSE": False}
 _FACTOR_FUNCS = ("factor", "as.factor", "C")
 _STATEFUL = ("poly", "scale")
 
@@ -702,7 +702,7 @@ class _RMaterializer(PandasMaterializer):
 
     @override
     def __init__(self, data, context=None, *, display=None, order=None, **params):
-        super().__init__(data, context=context, **params)
+        super().__init__(data, context=context, display=display, order=order, **params)
         self.display = display or {}
         self.order = order or []
         self.layered_context = LayeredMapping(
@@ -749,8 +749,10 @@ class _RMaterializer(PandasMaterializer):
         label = self._name(name)
         if not isinstance(values, dict):
             return {label: values}
-        fmt = values.__formulaic_metadata__.get_format() if hasattr(values, "__formulaic_metadata__") else ""
-        numbered = "[S." in fmt or "[H." in fmt  # R names sum and Helmert contrasts 1, 2, ...
+        metadata = getattr(values, "__formulaic_metadata__", None)
+        fmt = metadata.get_format() if metadata is not None else ""
+        # R numbers the columns of sum and Helmert contrasts and of matrices (poly) 1, 2, ...
+        numbered = "[S." in fmt or "[H." in fmt or (metadata is not None and metadata.kind is not Factor.Kind.CATEGORICAL)
         fields = [f for f in values if not (isinstance(f, str) and f.startswith("__"))]
         return {f"{label}{i if numbered else r_level(f)}": values[f] for i, f in enumerate(fields, 1)}
 
