@@ -480,6 +480,8 @@ def parse(formula: str) -> Formula:
     if len(formula) > MAX_LENGTH:
         raise FormulaError(f"the formula is {len(formula)} characters long; at most {MAX_LENGTH} are read")
     parser = _Parser(formula)
+    if not any(t.kind == "op" and t.text == "~" for t in parser.tokens):
+        raise FormulaError(f"formula needs a '~' between response and predictors: {formula!r}")
     lhs = None
     if not (parser.peek().kind == "op" and parser.peek().text == "~"):
         lhs = parser.expression()
@@ -848,6 +850,16 @@ def _materialise_error(exc: Exception, what: str) -> BayescredError:
     return FormulaError(f"cannot compute {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
+def _materialise(spec, frame: pd.DataFrame, what: str):
+    """``spec``'s model matrix on ``frame``, or a BayescredError naming ``what`` (values such
+    as log(0) are left for the caller, which names the rows)."""
+    try:
+        with np.errstate(all="ignore"):
+            return spec.get_model_matrix(frame, context={})
+    except Exception as exc:
+        raise _materialise_error(exc, what) from exc
+
+
 class _Expression:
     """One numeric expression (response part, offset), materialised by formulaic."""
 
@@ -860,19 +872,17 @@ class _Expression:
             na_action="raise",
             output="pandas",
         )
-        self.spec, self.values = self._evaluate(lambda: spec.get_model_matrix(frame, context={}))
+        mm = self._evaluate(spec, frame)
+        self.spec, self.values = mm.model_spec, mm.iloc[:, 0].to_numpy(dtype=float)
 
-    def _evaluate(self, build):
-        try:
-            mm = build()
-        except Exception as exc:
-            raise _materialise_error(exc, self.display) from exc
+    def _evaluate(self, spec, frame: pd.DataFrame):
+        mm = _materialise(spec, frame, self.display)
         if mm.shape[1] != 1:
             raise NotNumericError("must be numeric, not categorical", column=self.display)
-        return mm.model_spec, mm.iloc[:, 0].to_numpy(dtype=float)
+        return mm
 
     def __call__(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._evaluate(lambda: self.spec.get_model_matrix(frame, context={}))[1]
+        return self._evaluate(self.spec, frame).iloc[:, 0].to_numpy(dtype=float)
 
 
 def _finite(values: np.ndarray, name: str, index) -> None:
@@ -916,11 +926,7 @@ class FixedDesign:
         frame = self._frame(newdata)
         if self._spec is None:
             return np.ones((len(frame), 0))
-        try:
-            mm = self._spec.get_model_matrix(frame, context={})
-        except Exception as exc:
-            raise _materialise_error(exc, "the fixed effects on the new data") from exc
-        return mm.to_numpy(dtype=float)
+        return _materialise(self._spec, frame, "the fixed effects on the new data").to_numpy(dtype=float)
 
     def offset_for(self, newdata) -> np.ndarray:
         frame = self._frame(newdata)
@@ -957,10 +963,7 @@ def _rhs_design(parsed: Formula, pieces, frame: pd.DataFrame, what: str):
         na_action="raise",
         output="pandas",
     )
-    try:
-        mm = spec.get_model_matrix(frame, context={})
-    except Exception as exc:
-        raise _materialise_error(exc, what) from exc
+    mm = _materialise(spec, frame, what)
     names = []
     for s in mm.model_spec.structure:
         intercept = all(f.eval_method is Factor.EvalMethod.LITERAL for f in s.term.factors)
