@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUT ?= runs/hachemeister
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench docs clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -19,5 +19,8 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache
