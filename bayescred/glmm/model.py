@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,65 +18,36 @@ from ..errors import (
     NotNumericError,
     TooFewRisksError,
 )
-from ..lmm import formula as fm
+from .. import formula as fm
 from ..lmm.model import _check_missing, _column_or_array, _rank_check, _to_pandas
-from .family import Binomial, Family, Gamma, get_family
+from .family import Family, get_family, has_scale
 from .optimise import Problem, fit, single_thread
 from .pirls import RandomEffects, Response
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 
 
-def _split_cbind(response: str) -> tuple[str, str] | None:
-    """``cbind(a, b)`` -> ("a", "b"); None for any other response."""
-    text = response.strip()
-    if not (text.startswith("cbind(") and text.endswith(")")):
-        return None
-    inner, depth = text[6:-1], 0
-    for i, ch in enumerate(inner):
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            return inner[:i].strip(), inner[i + 1 :].strip()
-    raise FormulaError(f"cbind() needs two arguments: {response!r}")
-
-
-def _numeric(value, name: str, data: pd.DataFrame) -> np.ndarray:
-    if isinstance(value, pd.Series):
-        if not pd.api.types.is_numeric_dtype(value) and not pd.api.types.is_bool_dtype(value):
-            raise NotNumericError(f"response must be numeric, found dtype {value.dtype}", column=name)
-        value = value.to_numpy(dtype=float)
-    value = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(value)):
-        raise NonFiniteError("response has non-finite values", name, list(data.index[~np.isfinite(value)]))
-    return value
-
-
-def _response(parsed, data, family: Family, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _response(fixed, data, family: Family, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, n, wt) as R's family()$initialize leaves them (binomial: proportions, trials)."""
-    pair = _split_cbind(parsed.response)
-    if pair is not None:
-        if not isinstance(family, Binomial):
-            raise FormulaError(f"a cbind() response needs family='binomial', not {family.name}")
-        s = _numeric(fm.evaluate(pair[0], data), pair[0], data)
-        f = _numeric(fm.evaluate(pair[1], data), pair[1], data)
-        for v, name in ((s, pair[0]), (f, pair[1])):
-            if np.any(v < 0):
-                raise NegativeValueError("successes and failures must be >= 0", name, list(data.index[v < 0]))
-        n = s + f
-        y = np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0)
-        return y, n, prior * n
-    y = _numeric(fm.evaluate(parsed.response, data), parsed.response, data)
-    name = parsed.response
-    if isinstance(family, Binomial):
-        if np.any((y < 0) | (y > 1)):
+    name = fixed.response_name
+    y = np.asarray(fixed.y, dtype=float)
+    if y.ndim == 2:  # cbind(successes, failures)
+        if family.name != "binomial":
+            raise FormulaError(f"a cbind() response needs family='binomial', not {family.display}")
+        bad = np.any(y < 0, axis=1)
+        if bad.any():
+            raise NegativeValueError("successes and failures must be >= 0", name, list(data.index[bad]))
+        n = y[:, 0] + y[:, 1]
+        return np.where(n > 0, y[:, 0] / np.where(n > 0, n, 1.0), 0.0), n, prior * n
+    if family.name == "binomial":
+        bad = (y < 0) | (y > 1)
+        if bad.any():
             raise NegativeValueError("a binomial response must be a proportion in [0, 1] (or use cbind)", name,
-                                     list(data.index[(y < 0) | (y > 1)]))
+                                     list(data.index[bad]))
         return y, np.ones_like(y), prior
-    if family.name == "poisson" or family.name.startswith("Negative"):
-        if np.any(y < 0):
-            raise NegativeValueError("count response must be >= 0", name, list(data.index[y < 0]))
-    if isinstance(family, Gamma) and np.any(y <= 0):
+    if family.name in ("poisson", "negbin") and np.any(y < 0):
+        raise NegativeValueError("count response must be >= 0", name, list(data.index[y < 0]))
+    if family.name == "Gamma" and np.any(y <= 0):
         raise NonPositiveError("a Gamma response must be > 0", name, list(data.index[y <= 0]))
     return y, np.ones_like(y), prior
 
@@ -104,10 +74,8 @@ def glmm(formula: str, data, family="poisson", weights=None, offset=None, nAGQ: 
         raise FormulaError(f"nAGQ must be between 0 and 100, got {nAGQ}")
     data = _to_pandas(data)
     parsed = fm.parse(formula)
-    pair = _split_cbind(parsed.response)
-    named = replace(parsed, response=f"({pair[0]}) + ({pair[1]})") if pair else parsed
-    fm.check_columns(named, data.columns)
-    used = fm.variables(named)
+    fm.check_columns(parsed, data.columns)
+    used = parsed.variables
     w, wname = _column_or_array(weights, data, "weights")
     off, offname = _column_or_array(offset, data, "offset")
     _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
@@ -118,12 +86,12 @@ def glmm(formula: str, data, family="poisson", weights=None, offset=None, nAGQ: 
         raise NonPositiveError("weights must be >= 0", wname, list(data.index[w < 0]))
     n = len(data)
     prior = np.ones(n) if w is None else w
-    y, ntrials, wt = _response(parsed, data, fam, prior)
-    total_offset = np.zeros(n) if off is None else off.copy()
-    for expr in parsed.offsets:
-        total_offset += np.asarray(fm.evaluate(expr, data), dtype=float)
-    fixed_levels: dict = {}
-    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, fixed_levels)
+    if parsed.response is None:
+        raise FormulaError("the formula has no response (left of '~')")
+    fixed = fm.fixed_design(parsed, data)
+    y, ntrials, wt = _response(fixed, data, fam, prior)
+    total_offset = fixed.offset + (0.0 if off is None else off)
+    X, xnames = fixed.X, fixed.names
     _rank_check(X, xnames, np.where(wt > 0, wt, 1.0))
     if not parsed.random:
         raise FormulaError("the formula has no random-effects term such as (1 | group); use bc.glm")
@@ -139,7 +107,7 @@ def glmm(formula: str, data, family="poisson", weights=None, offset=None, nAGQ: 
     with single_thread():
         opt = fit(problem, nAGQ)
         out = GLMMFit(problem, opt, xnames, formula, nAGQ)
-    out._data, out._parsed, out._fixed_levels = data, parsed, fixed_levels
+    out._data, out._fixed = data, fixed
     out._offset_arg = offset
     return out
 
@@ -180,14 +148,14 @@ class GLMMFit:
         if nAGQ > 1:
             self.deviance += resp.aic(mode.mu) - self.residual_deviance
         self.loglik = -0.5 * self.deviance
-        self.n_params = X.shape[1] + re.n_theta + self.family.n_params()
+        self.n_params = X.shape[1] + re.n_theta + int(self.family.extra_param)
         self.aic = self.deviance + 2 * self.n_params
         self.bic = self.deviance + self.n_params * math.log(self.nobs)
         self.df_resid = self.nobs - self.n_params
         self._pearson = (resp.y - mode.mu) * np.sqrt(resp.wt / self.family.variance(mode.mu))
         u2 = float(np.sum(mode.u**2))
         # lme4 mkMerMod: σ = √(pwrss / n) with pwrss = Pearson χ² + ‖u‖², for families with a scale
-        self.sigma = math.sqrt((float(np.sum(self._pearson**2)) + u2) / self.nobs) if self.family.has_scale else 1.0
+        self.sigma = math.sqrt((float(np.sum(self._pearson**2)) + u2) / self.nobs) if has_scale(self.family) else 1.0
         # PLS pieces at the mode: RZX = Λ'Z'WX, S = X'WX − RZX'M⁻¹RZX (lme4's RX'RX)
         self._RZX = re.rhs(mode.w, X)
         self._CX = re.solve(self._RZX)
@@ -229,7 +197,7 @@ class GLMMFit:
                 for i in range(j + 1, t.k):
                     corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
                     rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
-        if self.family.has_scale:
+        if has_scale(self.family):
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
         for k, col in ((1, "var1"), (2, "var2")):
@@ -353,7 +321,7 @@ class GLMMFit:
         ranef = self.ranef()
         return {
             "formula": self.formula,
-            "family": self.family.name,
+            "family": self.family.display,
             "link": self.family.link.name,
             "nAGQ": self.nAGQ,
             "fixef": {k: float(v) for k, v in self.fixef.items()},
@@ -378,5 +346,5 @@ class GLMMFit:
         return summary_text(self)
 
     def __repr__(self) -> str:
-        return (f"GLMMFit({self.formula!r}, family={self.family.name}, nAGQ={self.nAGQ}, "
+        return (f"GLMMFit({self.formula!r}, family={self.family.display}, nAGQ={self.nAGQ}, "
                 f"loglik={self.loglik:.4f}, singular={self.singular})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-from .family import NegativeBinomial
+from .family import negative_binomial
 
 
 def theta_ml(y, mu, wt, limit: int = 25, eps: float = 1e-10) -> float:
@@ -43,7 +43,7 @@ def glmm_nb(formula, data, weights=None, offset=None, nAGQ: int = 1):  # noqa: N
     state = {"start": (pois.theta, pois.fixef.to_numpy())}
 
     def refit(log_th):
-        resp.family = NegativeBinomial(float(np.exp(log_th)))
+        resp.family = negative_binomial(float(np.exp(log_th)))
         opt = fit(problem, nAGQ, start=state["start"], polish=False)
         state["start"] = (opt.theta, opt.beta)
         return opt.deviance
@@ -51,14 +51,14 @@ def glmm_nb(formula, data, weights=None, offset=None, nAGQ: int = 1):  # noqa: N
     with single_thread():
         res = optimize.minimize_scalar(refit, bounds=(np.log(th0) - 3, np.log(th0) + 3), method="bounded",
                                        options={"xatol": 1e-7})
-        resp.family = NegativeBinomial(float(np.exp(res.x)))
+        resp.family = negative_binomial(float(np.exp(res.x)))
         opt = fit(problem, nAGQ, start=state["start"])
         out = GLMMFit(problem, opt, list(pois.fixef.index), formula, nAGQ)
     out.n_params += 1
     out.aic += 2
     out.bic += np.log(out.nobs)
     out.df_resid -= 1
-    out.nb_theta = resp.family.theta
-    out._data, out._parsed, out._fixed_levels = pois._data, pois._parsed, pois._fixed_levels
+    out.nb_theta = resp.family.params["theta"]
+    out._data, out._fixed = pois._data, pois._fixed
     out._offset_arg = offset
     return out

@@ -46,7 +46,8 @@ def tri_index(k: int) -> list[tuple[int, int]]:
 class RandomEffects:
     """Z and Λ(θ) of the random-effects terms (lme4's order), and the factor of M."""
 
-    def __init__(self, terms):
+    def __init__(self, terms, block: bool = True):
+        """``block=False`` forces the general sparse path (the block one is its special case)."""
         self.terms = terms
         self.n_rows = len(terms[0].codes)
         self.theta_index, self.theta_lower, start = [], [], 0
@@ -56,7 +57,7 @@ class RandomEffects:
             self.theta_lower += [0.0 if i == j else -np.inf for i, j in idx]
             start += len(idx)
         self.n_theta = start
-        self.single = all(t.group == terms[0].group for t in terms)
+        self.single = block and all(t.group == terms[0].group for t in terms)
         if self.single:
             self.J = terms[0].n_levels
             self.k = sum(t.k for t in terms)
@@ -204,13 +205,13 @@ class Response:
     offset: np.ndarray
 
     def devres(self, mu):
-        return self.family.dev_resid(self.y, mu, self.wt)
+        return self.family.dev_resids(self.y, mu, self.wt)
 
     def aic(self, mu) -> float:
-        return self.family.aic(self.y, self.n, mu, self.wt, float(np.sum(self.devres(mu))))
+        return float(self.family.aic(self.y, self.n, mu, self.wt, float(np.sum(self.devres(mu)))))
 
     def eta_start(self):
-        return self.family.link.linkfun(self.family.mustart(self.y, self.wt))
+        return self.family.link.linkfun(self.family.initialize(self.y, self.wt))
 
 
 @dataclass

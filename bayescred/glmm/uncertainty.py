@@ -19,35 +19,21 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import DataError, MissingColumnError
-from ..lmm import formula as fm
 from ..lmm.model import _to_pandas
 
 
-def _fixed_design(fit, data: pd.DataFrame) -> np.ndarray:
-    parsed, levels = fit._parsed, fit._fixed_levels
-    for var, levs in levels.items():
-        if var in data.columns:
-            unseen = ~data[var].isin(levs).to_numpy()
-            if unseen.any():
-                raise DataError(f"levels not seen in the fit: {sorted(set(data[var][unseen].astype(str)))}",
-                                column=var, rows=list(data.index[unseen]))
-    X, _ = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, dict(levels))
-    return X
-
-
 def _offset(fit, data: pd.DataFrame, new: bool) -> np.ndarray:
+    """The formula's offset() terms plus the ``offset`` argument (a column, or the fit's array)."""
     arg = fit._offset_arg
-    off = np.zeros(len(data))
+    off = fit._fixed.offset_for(data) if new else fit._fixed.offset.copy()
     if isinstance(arg, str):
         if arg not in data.columns:
             raise MissingColumnError("offset column not in newdata", column=arg)
-        off = data[arg].to_numpy(dtype=float).copy()
+        off = off + data[arg].to_numpy(dtype=float)
     elif arg is not None:
         if new:
             raise DataError("the fit's offset was an array: give it as a column name to predict on new data")
-        off = np.asarray(arg, dtype=float).copy()
-    for expr in fit._parsed.offsets:
-        off += np.asarray(fm.evaluate(expr, data), dtype=float)
+        off = off + np.asarray(arg, dtype=float)
     return off
 
 
@@ -60,7 +46,7 @@ def predict(fit, newdata, type_, re_form, allow_new_levels) -> pd.DataFrame:
     new = newdata is not None
     data = _to_pandas(newdata) if new else fit._data
     re, s2 = fit._problem.re, fit.sigma**2
-    X = _fixed_design(fit, data)
+    X = fit._fixed.transform(data) if new else fit._fixed.X
     beta = fit.fixef.to_numpy()
     eta = _offset(fit, data, new) + X @ beta
     nrow = len(data)
@@ -118,17 +104,16 @@ def predict(fit, newdata, type_, re_form, allow_new_levels) -> pd.DataFrame:
 
 
 def _simulate(family, mu, resp, sigma, rng) -> np.ndarray:
-    from .family import Binomial, Gamma, NegativeBinomial
-
-    if isinstance(family, Binomial):
+    if family.name == "binomial":
         m = np.round(resp.n if np.any(resp.n > 1) else resp.wt)
         s = rng.binomial(m.astype(np.int64), mu)
         return np.where(m > 0, s / np.where(m > 0, m, 1.0), 0.0)
-    if isinstance(family, Gamma):
+    if family.name == "Gamma":
         shape = 1.0 / sigma**2
         return rng.gamma(shape, mu / shape)
-    if isinstance(family, NegativeBinomial):
-        return rng.negative_binomial(family.theta, family.theta / (family.theta + mu)).astype(float)
+    if family.name == "negbin":
+        theta = family.params["theta"]
+        return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
     return rng.poisson(mu).astype(float)
 
 
@@ -176,7 +161,7 @@ def summary_text(fit) -> str:
     method = ("Laplace Approximation" if fit.nAGQ <= 1
               else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {fit.nAGQ}")
     lines = [f"Generalized linear mixed model fit by maximum likelihood ({method}) ['glmerMod']",
-             f" Family: {fam.name}  ( {fam.link.name} )", f"Formula: {fit.formula}", ""]
+             f" Family: {fam.display}  ( {fam.link.name} )", f"Formula: {fit.formula}", ""]
     head = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
     vals = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.deviance:.1f}", f"{fit.df_resid}"]
     lines += ["".join(f"{h:>9s}" for h in head), "".join(f"{v:>9s}" for v in vals), ""]
@@ -191,7 +176,7 @@ def summary_text(fit) -> str:
             lines.append(f" {row.grp:<10s} {row.var1 or '':<14s} {row.vcov:>10.4g} {row.sdcor:>10.4g}")
     ngr = ", ".join(f"{g}, {n}" for g, n in fit.ngrps.items())
     lines += [f"Number of obs: {fit.nobs}, groups:  {ngr}", "", "Fixed effects:"]
-    stat = "t value" if fam.has_scale else "z value"
+    stat = "z value" if fam.scale_free else "t value"
     lines.append(f"{'':<14s}{'Estimate':>10s}{'Std. Error':>12s}{stat:>9s}{'Pr(>|z|)':>11s}")
     for name in fit.fixef.index:
         est, se = fit.fixef[name], fit.fixef_se[name]
