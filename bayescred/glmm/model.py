@@ -7,18 +7,16 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .. import formula as fm
 from ..errors import (
     BoundaryWarning,
     FormulaError,
     NegativeValueError,
     NonFiniteError,
     NonPositiveError,
-    NotNumericError,
     TooFewRisksError,
 )
-from .. import formula as fm
 from ..lmm.model import _check_missing, _column_or_array, _rank_check, _to_pandas
 from .family import Family, get_family, has_scale
 from .optimise import Problem, fit, single_thread
