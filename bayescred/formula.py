@@ -55,7 +55,7 @@ from .errors import (
 )
 
 MAX_LENGTH = 10_000  # characters of a formula
-MAX_DEPTH = 50  # nesting of parentheses and calls
+MAX_DEPTH = 200  # depth of the syntax tree: nested parentheses, calls and chained operators
 
 # --------------------------------------------------------------------------- tokens
 
@@ -153,6 +153,14 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.depths: dict[int, int] = {}  # id(node) -> depth of its subtree
+
+    def node(self, node, *children):
+        depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise FormulaError(f"the formula nests or chains more than {MAX_DEPTH} operations; split it up")
+        self.depths[id(node)] = depth
+        return node
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -170,10 +178,11 @@ class _Parser:
     def expression(self, min_bp: int = 0):
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise FormulaError(f"the formula nests deeper than {MAX_DEPTH} levels")
+            raise FormulaError(f"the formula nests or chains more than {MAX_DEPTH} operations; split it up")
         tok = self.take()
         if tok.kind == "op" and tok.text in "+-":
-            left = Unary(tok.text, self.expression(_UNARY_BP))
+            operand = self.expression(_UNARY_BP)
+            left = self.node(Unary(tok.text, operand), operand)
         else:
             left = self.primary(tok)
         while True:
@@ -185,7 +194,7 @@ class _Parser:
                 break
             self.take()
             right = self.expression(bp if op.text not in ("^", "**") else bp - 1)
-            left = BinOp("^" if op.text == "**" else op.text, left, right)
+            left = self.node(BinOp("^" if op.text == "**" else op.text, left, right), left, right)
         self.depth -= 1
         return left
 
@@ -202,7 +211,7 @@ class _Parser:
         if tok.kind == "op" and tok.text == "(":
             inner = self.expression()
             self.expect(")")
-            return Paren(inner)
+            return self.node(Paren(inner), inner)
         where = f"at position {tok.pos}" if tok.kind != "end" else "at the end"
         raise FormulaError(f"unexpected {tok.text or 'end of formula'!r} {where} of the formula")
 
@@ -224,7 +233,7 @@ class _Parser:
                     continue
                 break
         self.expect(")")
-        return Call(func, tuple(args), tuple(kwargs))
+        return self.node(Call(func, tuple(args), tuple(kwargs)), *args, *(v for _, v in kwargs))
 
 
 # --------------------------------------------------------------------------- R deparse
@@ -432,10 +441,10 @@ def _group_columns(node, where: str) -> list[list[str]]:
         _check_name(node.id)
         return [[node.id]]
     if isinstance(node, BinOp) and node.op == ":":
-        (left,), (right,) = _group_columns(node.left, where), _group_columns(node.right, where)
-        if len(_group_columns(node.left, where)) != 1:
-            raise FormulaError(f"cannot read the grouping factor in ({where})")
-        return [left + right]
+        left, right = _group_columns(node.left, where), _group_columns(node.right, where)
+        if len(left) != 1 or len(right) != 1:
+            raise FormulaError(f"cannot read the grouping factor in ({where}); write a/b or a:b")
+        return [left[0] + right[0]]
     if isinstance(node, BinOp) and node.op == "/":
         outer = _group_columns(node.left, where)
         inner = _group_columns(node.right, where)
