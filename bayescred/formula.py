@@ -26,6 +26,7 @@ otherwise; names such as ``(Intercept)``, ``zoneB``, ``x:zoneB``, ``poly(x, 2)1`
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 from dataclasses import dataclass, field
@@ -412,10 +413,11 @@ class Formula:
     random: list[RandomSpec]
     offsets: list[str]
     variables: list[str]  # every data column used, in order of appearance (response first)
-    _response: object = field(repr=False, default=None)
-    _fixed: list = field(repr=False, default_factory=list)  # (sign, node)
-    _random: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
-    _offsets: list = field(repr=False, default_factory=list)
+    # the checked syntax trees behind the texts
+    response_parts: list = field(repr=False, default_factory=list)  # one node, two for cbind()
+    terms: list = field(repr=False, default_factory=list)  # (sign, node) of each fixed term
+    random_parts: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
+    offset_parts: list = field(repr=False, default_factory=list)
 
 
 def _split_sum(node, sign: str = "+") -> list[tuple[str, object]]:
@@ -566,10 +568,10 @@ def parse(formula: str) -> Formula:
         random=[RandomSpec(deparse(e), ":".join(g), c) for e, g, c in specs],
         offsets=[deparse(o) for o in offsets],
         variables=list(dict.fromkeys(columns)),
-        _response=response_nodes,
-        _fixed=fixed,
-        _random=specs,
-        _offsets=offsets,
+        response_parts=response_nodes,
+        terms=fixed,
+        random_parts=specs,
+        offset_parts=offsets,
     )
 
 
@@ -592,8 +594,6 @@ def _py_name(name: str) -> str:
 
 
 def _is_keyword(name: str) -> bool:
-    import keyword
-
     return keyword.iskeyword(name) or keyword.issoftkeyword(name)
 
 
@@ -947,9 +947,9 @@ class FixedDesign:
 
 def _fixed_columns(parsed: Formula) -> list[str]:
     cols: list[str] = []
-    for _, piece in parsed._fixed:
+    for _, piece in parsed.terms:
         _formula_leaves(piece, parsed.fixed, cols, [])
-    for node in parsed._offsets:
+    for node in parsed.offset_parts:
         _check_arith(node, "offset", cols)
     return list(dict.fromkeys(cols))
 
@@ -998,7 +998,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     _check_missing(data, used)
     frame, levels = _prepare(data, used, factors, base_levels, None)
 
-    for what, nodes in (("the response", parsed._response), ("an offset", parsed._offsets)):
+    for what, nodes in (("the response", parsed.response_parts), ("an offset", parsed.offset_parts)):
         cols: list[str] = []
         for node in nodes:
             _check_arith(node, what, cols)
@@ -1006,17 +1006,17 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
             if not _is_numeric(data[col]):
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
     y = None
-    if parsed._response:
-        parts = [_Expression(node, frame, deparse(node)).values for node in parsed._response]
-        for part, node in zip(parts, parsed._response):
+    if parsed.response_parts:
+        parts = [_Expression(node, frame, deparse(node)).values for node in parsed.response_parts]
+        for part, node in zip(parts, parsed.response_parts):
             _finite(part, deparse(node), data.index)
         y = parts[0] if len(parts) == 1 else np.column_stack(parts)
-    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed._offsets]
+    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed.offset_parts]
     total = np.zeros(len(frame))
     for expression in offsets:
         _finite(expression.values, expression.display, data.index)
         total += expression.values
-    spec, X, names = _rhs_design(parsed, parsed._fixed, frame, parsed.fixed)
+    spec, X, names = _rhs_design(parsed, parsed.terms, frame, parsed.fixed)
     for j, name in enumerate(names):
         _finite(X[:, j], name, data.index)
     return FixedDesign(parsed, y, X, names, total, parsed.response, levels, spec, offsets)
@@ -1097,7 +1097,8 @@ def _effects_formula(effects) -> Formula:
     columns: list[str] = []
     for _, piece in pieces:
         _formula_leaves(piece, text, columns, [])
-    return Formula(f"~ {text}", None, text, [], [], list(dict.fromkeys(columns)), [], pieces)
+    return Formula(text=f"~ {text}", response=None, fixed=text, random=[], offsets=[],
+                   variables=list(dict.fromkeys(columns)), terms=pieces)
 
 
 def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomTerm]:
@@ -1108,7 +1109,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
     data = _to_pandas(data)
     check_columns(parsed, data.columns)
     out = []
-    for (effects, group, _), spec in zip(parsed._random, parsed.random):
+    for (effects, group, _), spec in zip(parsed.random_parts, parsed.random):
         sub = _effects_formula(effects)
         design = fixed_design(
             sub,
