@@ -152,3 +152,13 @@ def test_cli_lmm_factor_and_base(tmp_path, cake):
 def _fixef_names(out: dict) -> list:
     fixef = out["fixef"]
     return list(fixef) if isinstance(fixef, dict) else [row["term"] for row in fixef]
+
+
+def test_offsets_and_cbind_response_on_new_rows():
+    d = pd.DataFrame({"s": [1.0, 2, 3, 5], "n": [4.0, 5, 6, 8], "x": [1.0, 2, 4, 3], "e": [1.0, 2, 3, 4]})
+    design = fm.fixed_design("cbind(s, n - s) ~ x + offset(log(e)) + offset(x)", d)
+    np.testing.assert_allclose(design.y, np.column_stack([d.s, d.n - d.s]))
+    np.testing.assert_allclose(design.offset, np.log(d.e) + d.x)
+    np.testing.assert_allclose(design.offset_for(d.iloc[[3, 1]]), (np.log(d.e) + d.x).to_numpy()[[3, 1]])
+    np.testing.assert_allclose(design.transform(d.iloc[[3, 1]]), design.X[[3, 1]])
+    assert design.response_name == "cbind(s, n - s)"
