@@ -874,6 +874,8 @@ class _Expression:
 
     def __init__(self, node, frame: pd.DataFrame, display: str):
         self.display = display
+        if not isinstance(node, Name | Call):  # arithmetic such as n - s, not term algebra
+            node = Call("I", (node,), ())
         spec = formulaic.ModelSpec(
             formulaic.Formula(f"0 + {_py(node, True)}"),
             materializer=_RMaterializer,

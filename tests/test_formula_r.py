@@ -46,6 +46,8 @@ CASES = [
     ("y ~ `my col` + x:`my col`", {}, "y ~ `my col` + x:`my col`", ""),
     ("y ~ l + x", {}, "y ~ l + x", ""),
     ("log(y) ~ x + offset(log(z)) + offset(x)", {}, "log(y) ~ x + offset(log(z)) + offset(x)", ""),
+    ("y / z ~ x + offset(x - 2 * z)", {}, "y / z ~ x + offset(x - 2 * z)", ""),  # arithmetic, not term algebra
+    ("cbind(y, z - y) ~ a", {}, "cbind(y, z - y) ~ a", ""),
 ]
 
 R_SCRIPT = r"""
@@ -116,7 +118,7 @@ def test_model_matrix_matches_r(r_results, i):
     design = fm.fixed_design(ours, data, **kwargs)
     assert design.names == r["names"]
     np.testing.assert_allclose(design.X, np.array(r["X"], dtype=float).reshape(design.X.shape), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(design.y, np.array(r["y"], dtype=float), rtol=1e-12)
+    np.testing.assert_allclose(design.y, np.array(r["y"], dtype=float).reshape(design.y.shape), rtol=1e-12)
     np.testing.assert_allclose(design.offset, np.array(r["offset"], dtype=float), rtol=1e-12, atol=1e-14)
 
 
