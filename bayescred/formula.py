@@ -26,7 +26,6 @@ otherwise; names such as ``(Intercept)``, ``zoneB``, ``x:zoneB``, ``poly(x, 2)1`
 
 from __future__ import annotations
 
-import keyword
 import math
 import re
 from dataclasses import dataclass, field
@@ -586,15 +585,14 @@ def _join(pieces: list[tuple[str, object]]) -> str:
 # --------------------------------------------------------------------------- to formulaic
 
 
-def _py_name(name: str) -> str:
-    """A column reference formulaic reads as that column (backquoted unless a plain identifier)."""
-    if name.isidentifier() and name.isascii() and not _is_keyword(name):
-        return name
-    return f"`{name}`"
+def _alias(column: str) -> str:
+    """The identifier a column goes by inside formulaic: the hex of its UTF-8 bytes, so no
+    character of a column name reaches formulaic's expression evaluator either."""
+    return "_v" + str(column).encode().hex()
 
 
-def _is_keyword(name: str) -> bool:
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
+def _unalias(text: str) -> str:
+    return re.sub(r"_v((?:[0-9a-f]{2})+)", lambda m: bytes.fromhex(m.group(1)).decode(errors="replace"), text)
 
 
 def _py(node, formula_level: bool) -> str:
@@ -606,7 +604,7 @@ def _py(node, formula_level: bool) -> str:
     if isinstance(node, Name):
         if not formula_level and node.id in _BOOL:
             return repr(_BOOL[node.id])
-        return _py_name(node.id)
+        return _alias(node.id)
     if isinstance(node, Paren):
         return f"({_py(node.inner, formula_level)})"
     if isinstance(node, Unary):
@@ -631,7 +629,7 @@ def _py(node, formula_level: bool) -> str:
 def _factor_expr(node) -> str:
     """The expression formulaic records for a factor (its normalised text)."""
     if isinstance(node, Name):
-        return node.id
+        return _alias(node.id)
     for term in formulaic.Formula(_py(node, True)):
         for factor in term.factors:
             if factor.eval_method is not Factor.EvalMethod.LITERAL:
@@ -803,7 +801,7 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, levels: dict | None) -> tuple[pd.DataFrame, dict]:
-    """Copy of the used columns with every factor column an R-ordered categorical (the base
+    """Copy of the used columns, under their aliases, every factor column an R-ordered categorical (the base
     level first); ``levels`` fixes them (new data), otherwise they are learned."""
     learned = {}
     out = {}
@@ -827,7 +825,7 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                 levs = [base] + [v for v in levs if v != base]
             learned[col] = levs
             s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
-        out[col] = s.reset_index(drop=True)
+        out[_alias(col)] = s.reset_index(drop=True)
     return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
 
 
@@ -856,7 +854,8 @@ def _materialise_error(exc: Exception, what: str) -> BayescredError:
         cause = cause.__cause__
     if isinstance(cause, BayescredError):
         return cause
-    return FormulaError(f"cannot compute {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    reason = _unalias(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+    return FormulaError(f"cannot compute {what}: {reason}")
 
 
 def _materialise(spec, frame: pd.DataFrame, what: str):
