@@ -955,7 +955,7 @@ def _fixed_columns(parsed: Formula) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def _rhs_design(parsed: Formula, pieces, frame: pd.DataFrame, what: str):
+def _rhs_design(pieces, frame: pd.DataFrame, what: str):
     """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names."""
     leaves: list = []
     for _, piece in pieces:
@@ -1017,7 +1017,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     for expression in offsets:
         _finite(expression.values, expression.display, data.index)
         total += expression.values
-    spec, X, names = _rhs_design(parsed, parsed.terms, frame, parsed.fixed)
+    spec, X, names = _rhs_design(parsed.terms, frame, parsed.fixed)
     for j, name in enumerate(names):
         _finite(X[:, j], name, data.index)
     return FixedDesign(parsed, y, X, names, total, parsed.response, levels, spec, offsets)
