@@ -119,7 +119,7 @@ def lmm(
         raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
     w = np.ones(n) if w is None else w
-    if parsed.response is None or parsed.response.startswith("cbind("):
+    if len(parsed.response_parts) != 1:
         raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
     fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
     y = fixed.y
