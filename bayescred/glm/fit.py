@@ -76,9 +76,11 @@ def _warn_numerics(family: Family, res: IRLSResult, names: list[str]):
 
 def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials=None, intercept=None,
                dispersion=None, information="expected", epsilon=1e-8, maxit=25, formula="", transform=None,
-               etastart=None, mustart=None, res: IRLSResult | None = None) -> GLMFit:
+               etastart=None, mustart=None, res: IRLSResult | None = None, final_information: bool = False) -> GLMFit:
     """Fit a GLM on arrays. ``trials``: binomial totals (cbind response); then y is the
-    proportion and the prior weights are multiplied by the totals, as R."""
+    proportion and the prior weights are multiplied by the totals, as R.
+    ``final_information``: expected information at the final estimate (instead of R's working
+    weights of the last IRLS step), for families R's glm does not have."""
     y = np.asarray(y, float)
     X = np.asarray(X, float)
     n = len(y)
@@ -104,6 +106,10 @@ def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials
     df_null = n_ok - int(intercept)
     disp, kind = _dispersion(family, res, df_r, dispersion)
     unscaled = res.xtwx_inv
+    if final_information and information == "expected":
+        Xk = X[:, res.keep]
+        w_final = weights * family.link.mu_eta(res.eta) ** 2 / family.variance(res.mu)
+        unscaled = np.linalg.inv(Xk.T @ (Xk * w_final[:, None]))
     if information == "observed":
         wobs = _observed_weights(family, y, res.mu, res.eta, weights)
         Xk = X[:, res.keep]
