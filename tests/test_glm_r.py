@@ -312,3 +312,50 @@ def test_double_glm_matches_an_alternation_in_r(rscript, shared_data, tmp_path):
         assert np.all(np.abs(fit.coef.to_numpy() - r[r.key == "beta"].value.to_numpy()) <= 1e-5 * fit.se.to_numpy())
         assert np.all(np.abs(dm["Estimate"].to_numpy() - r[r.key == "gamma"].value.to_numpy())
                       <= 1e-5 * dm["Std. Error"].to_numpy())
+
+
+TWEEDIE_PROFILE_SCRIPT = r"""
+# the Tweedie power profiled in R: statmod's family for beta at each p, phi by optimize() on the
+# compound Poisson-gamma density summed term by term (dpois x dgamma), p by optimize()
+suppressMessages(library(statmod))
+args <- commandArgs(TRUE); d <- read.csv(args[1])
+logdens <- function(y, mu, phi, p) {
+  lam <- mu^(2 - p) / (phi * (2 - p)); g <- (2 - p) / (p - 1); tau <- phi * (p - 1) * mu^(p - 1)
+  sapply(seq_along(y), function(k) {
+    if (y[k] == 0) return(-lam[k])
+    j <- 1:400
+    l <- dpois(j, lam[k], log = TRUE) + dgamma(y[k], shape = j * g, scale = tau[k], log = TRUE)
+    m <- max(l); m + log(sum(exp(l - m)))
+  })
+}
+profile <- function(p) {
+  m <- glm(y ~ x, data = d, family = tweedie(var.power = p, link.power = 0), control = glm.control(epsilon = 1e-12))
+  o <- optimize(function(lphi) -sum(logdens(d$y, fitted(m), exp(lphi), p)), c(-5, 5), tol = 1e-10)
+  list(nll = o$objective, phi = exp(o$minimum), coef = coef(m))
+}
+o <- optimize(function(p) profile(p)$nll, c(1.01, 1.99), tol = 1e-7)
+best <- profile(o$minimum)
+cat(sprintf("%.12g %.12g %.12g %.12g %.12g\n", o$minimum, -best$nll, best$phi, best$coef[1], best$coef[2]))
+"""
+
+
+def test_tweedie_power_profile_matches_r(rscript_glm, tmp_path):
+    rng = np.random.default_rng(31)
+    n, p, phi = 150, 1.55, 1.3
+    x = rng.normal(size=n)
+    mu = np.exp(0.6 + 0.4 * x)
+    lam = mu ** (2 - p) / (phi * (2 - p))
+    shape, scale = (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+    y = np.array([rng.gamma(shape, s, k).sum() if k else 0.0 for k, s in zip(rng.poisson(lam), scale)])
+    data = pd.DataFrame({"x": x, "y": y})
+    data.to_csv(tmp_path / "tw.csv", index=False)
+    (tmp_path / "tw.R").write_text(TWEEDIE_PROFILE_SCRIPT)
+    res = subprocess.run([rscript_glm, str(tmp_path / "tw.R"), str(tmp_path / "tw.csv")], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    p_r, ll_r, phi_r, b0, b1 = map(float, res.stdout.split())
+    fit = bc.glm("y ~ x", data, family="tweedie")
+    assert fit.var_power == pytest.approx(p_r, abs=1e-4)
+    assert fit.loglik == pytest.approx(ll_r, rel=1e-8)
+    assert fit.tweedie_phi == pytest.approx(phi_r, rel=1e-4)
+    np.testing.assert_allclose(fit.coef.to_numpy(), [b0, b1], rtol=1e-4)
