@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import BayescredError, ConvergenceWarning
+from ..errors import BayescredError, ConvergenceWarning, NotAFrameError
 from . import design as _design
 from .families import EPS, Family, FamilyError, make_family
 from .irls import IRLSResult, irls
@@ -155,11 +155,14 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
     categorical) go to the shared formula parser (bayescred.formula).
     """
     if not isinstance(data, pd.DataFrame):
-        raise BayescredError("data must be a pandas DataFrame")
+        raise NotAFrameError(f"bc.glm needs a pandas DataFrame, got {type(data).__name__}")
     d = _design.build(formula, data, weights=weights, offset=offset, base_levels=base_levels, factors=factors)
+    fam = str(family)
+    if d.trials is not None and fam not in ("binomial", "quasibinomial"):
+        raise FamilyError(f"a cbind(successes, failures) response needs the binomial or quasibinomial family, "
+                          f"not {fam}")
     common = dict(weights=d.weights, offset=d.offset, formula=formula, transform=d.transform,
                   intercept=d.intercept, epsilon=epsilon, maxit=maxit)
-    fam = str(family)
     if isinstance(dispersion, str) and "~" in dispersion:
         from .dglm import double_glm
 
@@ -181,6 +184,6 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
     if fam in ("ztpoisson", "truncated_poisson"):
         from .ztpoisson import glm_ztpoisson
 
-        return glm_ztpoisson(d.y, d.X, d.names, **common)
+        return glm_ztpoisson(d.y, d.X, d.names, dispersion=dispersion, information=information, **common)
     return fit_arrays(d.y, d.X, d.names, make_family(fam, link), trials=d.trials, dispersion=dispersion,
                       information=information, **common)
