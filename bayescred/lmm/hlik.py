@@ -63,7 +63,7 @@ class HLikResult:
     """Estimates as dhglm prints them (module docstring)."""
 
     beta: np.ndarray
-    beta_se: np.ndarray
+    beta_vcov: np.ndarray  # (X' Sigma^-1 X)^-1 at the last sweep
     lam: float
     log_lam_se: float
     u: np.ndarray  # u_i = exp(v_i) at the last sweep
@@ -74,6 +74,10 @@ class HLikResult:
     df: float
     iterations: int
     converged: bool
+
+    @property
+    def beta_se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.beta_vcov))
 
 
 def _group_sum(codes: np.ndarray, q: int, values: np.ndarray) -> np.ndarray:
@@ -175,7 +179,7 @@ def fit_hlik(
         dev_y = np.where(y == 0, 2 * mu, 2 * (yy * np.log(yy / mu) - (yy - mu)))
     return HLikResult(
         beta=beta,
-        beta_se=np.sqrt(np.diag(cov_beta)),
+        beta_vcov=cov_beta,
         lam=lam,
         log_lam_se=float(1 / math.sqrt(np.sum(weight))),
         u=u,
