@@ -352,7 +352,7 @@ class LMMFit:
 
     def fitted(self) -> pd.Series:
         """Conditional fitted values offset + Xβ̂ + Zb̂ for the rows of the fit (lme4's ``fitted()``)."""
-        y = np.asarray(fm.evaluate(self._parsed.response, self._data), dtype=float)
+        y = np.asarray(self._fixed.y, dtype=float)
         return pd.Series(y - self._response_residuals(), index=self._data.index, name="fitted")
 
     def information_criteria(self, convention: str = "lme4") -> pd.Series:
