@@ -252,3 +252,43 @@ def test_bus_negative_binomial_and_table_6_9(bus):
     for row, printed_row in zip(freq, table):
         for value, p in zip(row, printed_row.split()):
             close(value, p)
+
+
+def test_medpar_table_6_5_all_three_columns(medpar):
+    """Lines 5365-5381: estimates and t-values of the provider models (provider coefficients
+    not shown): Poisson with provider fixed effects, weighted quasi-Poisson, and the
+    Poisson-gamma random intercepts (dhglm's h-likelihood, poisson_gamma_eb(method="hl"))."""
+    from bayescred.lmm import poisson_gamma_eb
+
+    counts = medpar.groupby("provnum").los.transform("size")
+    data = medpar.assign(n_obs=counts / counts.max())
+    kw = dict(base_levels=MEDPAR_BASE, factors=["age", "provnum"])
+    poisson = bc.glm(MEDPAR + " + provnum", data, family="poisson", **kw)
+    quasi = bc.glm(MEDPAR + " + provnum", data, family="quasipoisson", weights="n_obs", **kw)
+    hglm = poisson_gamma_eb(data, group="provnum", claims="los", fixed="type + white + hmo + age", base=MEDPAR_BASE,
+                            method="hl")  # fmt: skip
+    hglm_t = hglm.fixef / np.sqrt(np.diag(hglm.vcov.to_numpy()))
+    rows = ["(Intercept)", "typeUrgent", "typeEmergency", "white", "hmo"] + [f"age{a}" for a in (1, 2, 3, 4, 5, 7, 8, 9)]
+    printed = """
+        2.005 33.277 1.966 15.442 2.412 31.402
+        0.231 9.204 0.233 4.078 0.237 9.522
+        0.098 1.953 0.071 0.647 0.134 2.788
+        -0.011 -0.346 0.054 0.711 -0.017 -0.539
+        -0.096 -3.702 -0.096 -1.822 -0.097 -3.722
+        0.248 2.047 0.242 0.856 0.243 2.007
+        -0.063 -1.324 -0.111 -0.986 -0.066 -1.400
+        -0.027 -0.877 -0.004 -0.064 -0.029 -0.921
+        -0.030 -1.144 -0.055 -0.927 -0.029 -1.132
+        -0.050 -1.973 -0.075 -1.313 -0.052 -2.031
+        -0.071 -2.383 -0.113 -1.682 -0.072 -2.424
+        -0.138 -3.483 -0.166 -1.909 -0.139 -3.517
+        -0.072 -1.363 -0.182 -1.441 -0.073 -1.389
+    """.split()
+    for i, name in enumerate(rows):
+        p_est, p_t, q_est, q_t, h_est, h_t = printed[6 * i : 6 * i + 6]
+        close(poisson.coef[name], p_est)
+        close(poisson.coef[name] / poisson.se[name], p_t)
+        close(quasi.coef[name], q_est)
+        close(quasi.coef[name] / quasi.se[name], q_t)
+        close(hglm.fixef[name], h_est)
+        close(hglm_t[name], h_t)
