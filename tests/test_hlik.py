@@ -176,6 +176,20 @@ def test_bus_company_effects_tables_6_10_and_6_12(bus_hl):
     assert np.max(np.abs(bus_hl.ranef()["u"].to_numpy() - bus_hl.hlik.u)) < 2e-3
 
 
+def test_bus_table_6_11_fixed_effects_frequencies(bus_hl):
+    """Lines 5880-5890: annual frequency 365 exp(x'beta) of the HGLM's fixed effects, zone rows
+    1-7 by bus age 0-4."""
+    b = bus_hl.fixef
+    zone = {z: b.get(f"zone{z}", 0.0) for z in range(1, 8)}
+    age = {a: b.get(f"bus.age{a}", 0.0) for a in range(5)}
+    printed = ["0.365 0.360 0.347 0.313 0.218", "0.452 0.446 0.431 0.389 0.270", "0.301 0.296 0.286 0.258 0.179",
+               "0.291 0.287 0.277 0.250 0.174", "0.388 0.382 0.369 0.333 0.232", "0.358 0.354 0.342 0.308 0.214",
+               "0.163 0.161 0.155 0.140 0.097"]  # fmt: skip
+    for z, row in zip(range(1, 8), printed):
+        for a, value in zip(range(5), row.split()):
+            close(365 * math.exp(b["(Intercept)"] + zone[z] + age[a]), value)
+
+
 # --------------------------------------------------------------------------- the estimator
 
 
