@@ -226,6 +226,17 @@ def test_example_7_trend_credibility_with_given_structure():
     se = fit.coefficients.loc["A", "pev_sd"]
     close(100 * se["(Intercept)"], "2.77")
     close(100 * se["year"], "0.73")
+    # the slope alone (x = (0, 1)) and the year-7 premium of state A, with their PEV SDs
+    pred = fit.predict(pd.DataFrame({"state": ["A", "A", "new"], "year": [7.0, 7.0, 7.0]}))
+    slope = credibility_given(d.assign(one=1.0), "state", "loss_ratio", regressors=["one", "year"], intercept=False,
+                              between=V, within=sigma2)  # fmt: skip
+    only_slope = slope.predict(pd.DataFrame({"state": ["A"], "one": [0.0], "year": [1.0]}))
+    close(100 * only_slope["pev_sd"].iloc[0], "0.73")
+    a = fit.coefficients.loc["A", "credibility"].to_numpy()
+    assert pred["premium"].iloc[0] == pytest.approx(a[0] + 7 * a[1], rel=1e-12)
+    x = np.array([1.0, 7.0])
+    assert pred["pev_sd"].iloc[0] == pytest.approx(np.sqrt(x @ fit.pev["A"].to_numpy() @ x), rel=1e-12)
+    assert pred["premium"].iloc[2] == pytest.approx(m.to_numpy() @ x, rel=1e-12)
     # "outside the range" cases: A slope and H slope move beyond the stand-alone estimate
     assert fit.coefficients.loc[("A", "year"), "credibility"] > fit.coefficients.loc[("A", "year"), "standalone"]
 

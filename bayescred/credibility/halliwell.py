@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from ..errors import DataError, MissingColumnError, NotNumericError, RankDeficientError
+from ..errors import BayescredError, DataError, MissingColumnError, NotNumericError, RankDeficientError
 from ._common import CredibilityFit
 
 __all__ = ["mixed_estimation", "MixedEstimate", "credibility_given", "GivenStructureFit"]
@@ -219,6 +219,37 @@ class GivenStructureFit(CredibilityFit):
     ``Z`` and ``pev`` dicts risk -> DataFrame (p x p credibility and prediction-error matrices).
     """
 
+    def premiums(self) -> pd.Series:
+        """The credibility premium per risk (one coefficient); with regressors use :meth:`predict`."""
+        if "premium" not in self.table.columns:
+            raise BayescredError("regression credibility has no single premium per risk; use predict(newdata)")
+        return super().premiums()
+
+    def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
+        """x' beta_i-tilde for the rows of ``newdata`` (the group column and the regressors) with
+        its prediction SD sqrt(x' PEV_i x) (the error in the risk's mean, not a new observation).
+        A risk not in the fit gets the collective and PEV = between + Var[m-hat]."""
+        group, names = self.table.index.name, self._names
+        if group not in newdata.columns:
+            raise MissingColumnError("group column not in newdata", group)
+        X = np.column_stack(
+            ([np.ones(len(newdata))] if names[0] == "(Intercept)" else [])
+            + [_numeric(newdata, [n], "regressor")[:, 0] for n in names if n != "(Intercept)"]
+        )
+        m = np.atleast_1d(np.asarray(self.structure["collective"], float))
+        U = np.atleast_2d(np.asarray(self.structure["between"], float))
+        Vm = np.atleast_2d(np.asarray(self.structure["collective_vcov"], float))
+        est, sd = [], []
+        for x, risk in zip(X, newdata[group]):
+            if risk in self.pev:
+                beta = self.coefficients.xs(risk, level=group)["credibility"].to_numpy()
+                pev = self.pev[risk].to_numpy()
+            else:
+                beta, pev = m, U + Vm
+            est.append(float(x @ beta))
+            sd.append(float(np.sqrt(x @ pev @ x)))
+        return pd.DataFrame({"premium": est, "pev_sd": sd}, index=newdata.index)
+
 
 def credibility_given(
     data,
@@ -332,5 +363,5 @@ def credibility_given(
         structure["k"] = float(within / U[0, 0])
     fit = GivenStructureFit(model="Halliwell", method=method, structure=structure, table=table)
     fit.coefficients = pd.DataFrame(long).set_index([group, "coef"])
-    fit.Z, fit.pev = Zs, pevs
+    fit.Z, fit.pev, fit._names = Zs, pevs, names
     return fit
