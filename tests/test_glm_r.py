@@ -1,5 +1,5 @@
-"""Live parity of bc.glm with R: glm (gaussian, poisson with offsets, quasipoisson, binomial as
-proportion + weights and as cbind, Gamma, inverse.gaussian), MASS::glm.nb and
+"""Live parity of bc.glm with R: glm (gaussian, poisson with offsets, quasipoisson, binomial and
+quasibinomial as proportion + weights and as cbind, Gamma, inverse.gaussian), MASS::glm.nb and
 statmod::tweedie(var.power, link.power = 0), on 22 random designs per family (factors,
 interactions, prior weights, offsets), each family in ONE Rscript call.
 
@@ -51,6 +51,7 @@ for (k in seq_len(nrow(spec))) {
   } else {
     fam <- switch(s$family, gaussian = gaussian(link = s$link), poisson = poisson(link = s$link),
                   quasipoisson = quasipoisson(link = s$link), binomial = binomial(link = s$link),
+                  quasibinomial = quasibinomial(link = s$link),
                   Gamma = Gamma(link = s$link), inverse.gaussian = inverse.gaussian(link = s$link),
                   tweedie = tweedie(var.power = s$p, link.power = 0))
     suppressWarnings(glm(f, data = d, family = fam, weights = .wts, offset = .off))
@@ -64,7 +65,7 @@ for (k in seq_len(nrow(spec))) {
   emit(i, "deviance", "", deviance(m)); emit(i, "null_deviance", "", m$null.deviance)
   emit(i, "df_residual", "", m$df.residual); emit(i, "dispersion", "", sm$dispersion)
   emit(i, "aic", "", if (is.null(m$aic)) NA else m$aic)
-  ll <- if (s$family %in% c("quasipoisson", "tweedie")) NA else as.numeric(logLik(m))
+  ll <- if (s$family %in% c("quasipoisson", "quasibinomial", "tweedie")) NA else as.numeric(logLik(m))
   emit(i, "loglik", "", ll)
   if (s$family == "negbin") { emit(i, "theta", "", m$theta); emit(i, "theta_se", "", m$SE.theta) }
   if (s$family == "tweedie") {
@@ -75,7 +76,8 @@ for (k in seq_len(nrow(spec))) {
 writeLines(out, file.path(dir, "out.csv"))
 """
 
-FAMILIES = ["gaussian", "poisson", "quasipoisson", "binomial", "Gamma", "inverse.gaussian", "negbin", "tweedie"]
+FAMILIES = ["gaussian", "poisson", "quasipoisson", "binomial", "quasibinomial", "Gamma", "inverse.gaussian", "negbin",
+            "tweedie"]
 
 
 def _design(family: str, i: int, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
@@ -109,7 +111,7 @@ def _design(family: str, i: int, rng: np.random.Generator) -> tuple[pd.DataFrame
         if family == "negbin" and spec["offset"]:  # glm.nb takes offsets in the formula only
             spec["formula"], spec["offset"] = formula + " + offset(off)", False
         y = rng.poisson(mu) if family == "poisson" else rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
-    elif family == "binomial":
+    elif family in ("binomial", "quasibinomial"):
         spec["link"] = ["logit", "probit", "cloglog"][i % 3]
         size = rng.integers(1, 12, n)
         s = rng.binomial(size, 1 / (1 + np.exp(-eta)))
@@ -217,7 +219,7 @@ def test_family_matches_r(crosscheck):
         assert fit.df_residual == _scalar(r, "df_residual"), where
         assert fit.dispersion == pytest.approx(_scalar(r, "dispersion"), rel=1e-6), where
         aic, ll = _scalar(r, "aic"), _scalar(r, "loglik")
-        if family in ("quasipoisson",):
+        if family in ("quasipoisson", "quasibinomial"):
             assert np.isnan(fit.aic) and np.isnan(fit.loglik) and np.isnan(aic), where
         elif family == "tweedie":
             assert fit.loglik == pytest.approx(_scalar(r, "tw_loglik"), rel=1e-8), where

@@ -83,5 +83,5 @@ def build(formula: str, data: pd.DataFrame, weights=None, offset=None, base_leve
                    else np.zeros(len(newdata)))
         return d.transform(newdata), np.asarray(off_new, float)
 
-    return Design(None if y is None else np.asarray(y, float), np.ascontiguousarray(d.X, float), list(d.names),
+    return Design(None if y is None else np.asarray(y, float), np.asarray(d.X, float), list(d.names),
                   off, w, trials, transform, "(Intercept)" in d.names, d.response_name or "")

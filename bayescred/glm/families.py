@@ -133,9 +133,8 @@ def _gaussian_dev(y, mu, wt):
 
 
 def _poisson_dev(y, mu, wt):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(y > 0, wt * (_ylogy(y, mu) - (y - mu)), mu * wt)
-    return 2 * r
+    # xlogy(0, 0) = 0, so a zero count contributes 2 wt mu, as R's poisson()$dev.resids
+    return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
 
 
 def _binomial_dev(y, mu, wt):

@@ -80,7 +80,7 @@ def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials
     """Fit a GLM on arrays. ``trials``: binomial totals (cbind response); then y is the
     proportion and the prior weights are multiplied by the totals, as R."""
     y = np.asarray(y, float)
-    X = np.ascontiguousarray(X, float)
+    X = np.asarray(X, float)
     n = len(y)
     weights = np.ones(n) if weights is None else np.asarray(weights, float)
     offset = np.zeros(n) if offset is None else np.asarray(offset, float)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas
 
 from ..errors import BayescredError
 from .families import Family
@@ -44,10 +45,19 @@ class IRLSResult:
     boundary: bool
 
 
-def aliased_columns(X: np.ndarray, w2: np.ndarray) -> np.ndarray:
-    """Columns kept (True) by a column-order Cholesky of X'WX that drops a column whose
-    residual on the kept earlier columns is negligible (R's limited pivoting in dqrdc2)."""
-    A = X.T @ (X * w2[:, None])
+def crossprod(X: np.ndarray, w2: np.ndarray) -> np.ndarray:
+    """X' diag(w2) X by one BLAS rank-k update (syrk) of sqrt(w2) X, without copying X's layout."""
+    Xs = X * np.sqrt(w2)[:, None]
+    if Xs.flags.f_contiguous:
+        upper = blas.dsyrk(1.0, Xs, trans=1, lower=0)
+    else:
+        upper = blas.dsyrk(1.0, np.ascontiguousarray(Xs).T, trans=0, lower=0)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+def aliased_columns(A: np.ndarray) -> np.ndarray:
+    """Columns kept (True) by a column-order Cholesky of the cross-product A = X'WX that drops a
+    column whose residual on the kept earlier columns is negligible (R's limited pivoting in dqrdc2)."""
     p = A.shape[0]
     keep = np.zeros(p, bool)
     L = np.zeros((p, p))  # Cholesky factor of the kept columns, in kept coordinates
@@ -66,18 +76,9 @@ def aliased_columns(X: np.ndarray, w2: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _wls(X, w2, z):
-    """Solve (X'WX) b = X'Wz by Cholesky; return b and (X'WX)^-1 factor."""
-    Xw = X * w2[:, None]
-    A = X.T @ Xw
-    rhs = Xw.T @ z
-    c = linalg.cho_factor(A, lower=False, check_finite=False)
-    return linalg.cho_solve(c, rhs, check_finite=False), c
-
-
 def irls(X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray, family: Family, *,
          mustart: np.ndarray | None = None, etastart: np.ndarray | None = None,
-         epsilon: float = 1e-8, maxit: int = 25, keep: np.ndarray | None = None) -> IRLSResult:
+         epsilon: float = 1e-8, maxit: int = 25) -> IRLSResult:
     """R's glm.fit on (X, y, prior weights, offset): see the module docstring."""
     link = family.link
     n, p = X.shape
@@ -90,31 +91,42 @@ def irls(X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray, 
     mu = link.linkinv(eta)
     if not (link.valideta(eta) and family.validmu(mu)):
         raise GLMFitError(f"cannot find valid starting values for the {family.display} family; supply etastart")
-    if keep is None:
-        m_eta = link.mu_eta(eta)
-        keep = aliased_columns(X, weights * m_eta**2 / family.variance(mu)) if p else np.zeros(0, bool)
-    Xk = X[:, keep] if not keep.all() else X
+    keep = None
+    Xk = X
     devold = float(np.sum(family.dev_resids(y, mu, weights)))
     coefold = None
-    start = np.zeros(Xk.shape[1])
+    start = np.zeros(p)
     conv = boundary = False
     w2 = np.zeros(n)
     chol = None
     it = 0
     for it in range(1, maxit + 1):
         m_eta = link.mu_eta(eta)
-        good = (weights > 0) & (m_eta != 0)
         var = family.variance(mu)
+        good = (weights > 0) & (m_eta != 0)
         if np.any(var[good] == 0) or np.any(np.isnan(var[good])):
             raise GLMFitError(f"the variance function of the {family.display} family is 0 or NaN at iteration {it}")
         if not good.any():
             break
-        w2 = np.where(good, weights * m_eta**2 / np.where(good, var, 1.0), 0.0)
-        z = np.where(good, eta - offset + (y - mu) / np.where(good, m_eta, 1.0), 0.0)
+        if good.all():
+            w2 = weights * m_eta**2 / var
+            z = eta - offset + (y - mu) / m_eta
+        else:
+            w2 = np.where(good, weights * m_eta**2 / np.where(good, var, 1.0), 0.0)
+            z = np.where(good, eta - offset + (y - mu) / np.where(good, m_eta, 1.0), 0.0)
+        A = crossprod(Xk, w2)
+        if keep is None:  # aliasing is judged once, on the first weighted design (as R's first QR)
+            keep = aliased_columns(A) if p else np.zeros(0, bool)
+            if not keep.all():
+                Xk = np.asarray(X[:, keep], order="F")
+                A = A[np.ix_(keep, keep)]
+                start = np.zeros(int(keep.sum()))
+        rhs = Xk.T @ (w2 * z)
         try:
-            start, chol = _wls(Xk, w2, z)
+            chol = linalg.cho_factor(A, lower=False, check_finite=False)
         except linalg.LinAlgError as exc:
             raise GLMFitError(f"the weighted design became singular at iteration {it}") from exc
+        start = linalg.cho_solve(chol, rhs, check_finite=False)
         if not np.all(np.isfinite(start)):
             break
         eta = Xk @ start + offset
@@ -140,11 +152,13 @@ def irls(X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray, 
             break
         devold = dev
         coefold = start
+    if keep is None:
+        keep = np.ones(p, bool)
     m_eta = link.mu_eta(eta)
     with np.errstate(divide="ignore", invalid="ignore"):
         wres = (y - mu) / m_eta
     inv = linalg.cho_solve(chol, np.eye(Xk.shape[1]), check_finite=False) if chol is not None else np.zeros((0, 0))
     coef = np.full(p, np.nan)
     coef[keep] = start
-    return IRLSResult(coef, keep, eta, mu, float(np.sum(family.dev_resids(y, mu, weights))), w2, wres, inv, it,
-                      conv, boundary)
+    return IRLSResult(coef, keep, eta, mu, dev if conv else float(np.sum(family.dev_resids(y, mu, weights))), w2,
+                      wres, inv, it, conv, boundary)
