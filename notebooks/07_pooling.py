@@ -20,6 +20,7 @@
 # %%
 import warnings
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -91,6 +92,17 @@ if wc is not None:
         }
     )
     print(classes.sort_values("years").head(8).round(4))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.scatter(classes["no pooling"], classes["credibility"], s=12 * classes["years"], alpha=0.6)
+    lims = [classes["no pooling"].min() - 0.2, classes["no pooling"].max() + 0.2]
+    ax.plot(lims, lims, color="k", lw=0.8, label="no shrinkage (no pooling)")
+    ax.axhline(mixed.fixef["(Intercept)"], color="C3", ls="--", lw=0.8, label="collective (complete pooling)")
+    ax.set_xlabel("class intercept, no pooling")
+    ax.set_ylabel("class intercept, credibility (LMM)")
+    ax.set_title("Workers' comp: shrinkage toward the collective (dot size = years)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
     mspe = {
         name: float(np.mean((test.log_loss - pred) ** 2))
         for name, pred in [
