@@ -84,7 +84,8 @@ def test_example_3_prior_as_quasi_observation():
     close(Z, "0.832")
     assert fit.coef["one"] == pytest.approx(Z * np.mean(EX1) + (1 - Z) * 11.0, rel=1e-12)
     # the same with the structure given and one risk (no dummy second risk)
-    one = credibility_given(pd.DataFrame({"risk": 1, "y": EX1}), "risk", "y", between=3.0, within=4.240, collective=11.0)
+    one = credibility_given(pd.DataFrame({"risk": 1, "y": EX1}), "risk", "y",
+                            between=3.0, within=4.240, collective=11.0)  # fmt: skip
     assert one.table.loc[1, "premium"] == pytest.approx(fit.coef["one"], rel=1e-12)
     assert one.table.loc[1, "Z"] == pytest.approx(Z, rel=1e-12)
     assert one.structure["k"] == pytest.approx(k, rel=1e-12)

@@ -139,7 +139,8 @@ def test_medpar_poisson(medpar):
     for name, (est, se) in printed.items():
         close(fit.coef[name], est)
         close(fit.se[name], se)
-    ages = dict(zip([1, 2, 3, 4, 5, 7, 8, 9], "0.12164 -0.09817 0.01670 -0.01421 -0.03259 -0.05237 -0.09316 -0.09152".split()))
+    printed_ages = "0.12164 -0.09817 0.01670 -0.01421 -0.03259 -0.05237 -0.09316 -0.09152".split()
+    ages = dict(zip([1, 2, 3, 4, 5, 7, 8, 9], printed_ages))
     for level, est in ages.items():
         close(fit.coef[f"age{level}"], est)
     close(fit.null_deviance, "8901.1")
@@ -268,7 +269,8 @@ def test_medpar_table_6_5_all_three_columns(medpar):
     hglm = poisson_gamma_eb(data, group="provnum", claims="los", fixed="type + white + hmo + age", base=MEDPAR_BASE,
                             method="hl")  # fmt: skip
     hglm_t = hglm.fixef / np.sqrt(np.diag(hglm.vcov.to_numpy()))
-    rows = ["(Intercept)", "typeUrgent", "typeEmergency", "white", "hmo"] + [f"age{a}" for a in (1, 2, 3, 4, 5, 7, 8, 9)]
+    rows = ["(Intercept)", "typeUrgent", "typeEmergency", "white", "hmo"]
+    rows += [f"age{a}" for a in (1, 2, 3, 4, 5, 7, 8, 9)]
     printed = """
         2.005 33.277 1.966 15.442 2.412 31.402
         0.231 9.204 0.233 4.078 0.237 9.522

@@ -53,7 +53,8 @@ __all__ = ["mixed_estimation", "MixedEstimate", "credibility_given", "GivenStruc
 def _numeric(frame: pd.DataFrame, columns: Sequence[str], what: str) -> np.ndarray:
     for col in columns:
         if col not in frame.columns:
-            raise MissingColumnError(f"{what} column not in the data; available: {', '.join(map(str, frame.columns))}", col)
+            available = ", ".join(map(str, frame.columns))
+            raise MissingColumnError(f"{what} column not in the data; available: {available}", col)
         values = frame[col]
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             raise NotNumericError(f"{what} column must be numeric, found dtype {values.dtype}", col)
@@ -178,7 +179,9 @@ def mixed_estimation(
     A, b = X[~exact] * w[:, None], y[~exact] * w
     Q, Rf = linalg.qr(A, mode="economic")
     if np.min(np.abs(np.diag(Rf))) <= 1e-12 * np.max(np.abs(np.diag(Rf))):
-        raise RankDeficientError(f"the design columns {design} are linearly dependent in the observations and prior rows")
+        raise RankDeficientError(
+            f"the design columns {design} are linearly dependent in the observations and prior rows"
+        )
     Rinv = linalg.solve_triangular(Rf, np.eye(p))
     C = Rinv @ Rinv.T
     beta = linalg.solve_triangular(Rf, Q.T @ b)
