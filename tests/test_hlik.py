@@ -224,7 +224,7 @@ def test_summary_shows_both_estimators_with_the_reason(bus, train, bus_hl):
         text = fit.summary()
         assert "estimate lam lower" not in text
         assert "side by side" in text and "0.420456" in text and "0.333939" in text
-        assert "Laplace" in text and "REML-type" in text
+        assert "Laplace" in text and "REML-type" in text and "no lam/q term" in text
     assert "-2RL" in bus_hl.summary() and bus_hl.to_dict()["method"] == "hl"
     assert ml.to_dict()["method"] == "ml"
 

@@ -51,10 +51,12 @@ __all__ = ["HLikResult", "fit_hlik", "WHY_THEY_DIFFER"]
 
 WHY_THEY_DIFFER = (
     "h-likelihood (dhglm) estimates lam from the adjusted profile h-likelihood p_beta,v(h): a first-order "
-    "Laplace approximation to the marginal likelihood with a REML-type adjustment for estimating beta and "
-    "dhglm's extra lam/q term, stopped at dhglm's loose convergence rule; exact ML integrates u out exactly "
-    "(negative multinomial) and makes no REML adjustment. The Laplace error grows as risks have fewer claims "
-    "and the REML adjustment as risks are few per coefficient, so the gap can go either way."
+    "Laplace approximation to the marginal likelihood with a REML-type adjustment for estimating beta, plus "
+    "dhglm's extra lam/q term (which alone adds about 2 lam / sum(1 - h_i - a_i) to lam: the third column "
+    "leaves it out and iterates to the fixed point), stopped at dhglm's loose convergence rule. Exact ML "
+    "integrates u out exactly (negative multinomial) and makes no REML adjustment. The Laplace error grows "
+    "as risks have fewer claims, the REML adjustment and the lam/q term as risks are few, so the gap can "
+    "go either way."
 )
 
 

@@ -591,7 +591,8 @@ class PoissonGammaFit:
         return "\n".join(lines)
 
     def _side_by_side(self) -> str:
-        """Both estimators on the same data: this fit and the other method, with the reason."""
+        """Both estimators on the same data (this fit and the other method), the h-likelihood
+        fixed point without dhglm's lam/q term, and the reason they differ."""
         d = self._d
         if self.method == "ml":
             other = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J)
@@ -601,8 +602,13 @@ class PoissonGammaFit:
             beta, a, _ = _fit(d, (self.fixef.to_numpy(), -math.log(self.lam)) if self.lam > 0 else None)
             ml = (beta, 0.0 if not np.isfinite(a) else math.exp(-a))
             hl = (self.fixef.to_numpy(), self.lam)
+        plain = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=False, tol=1e-10)
         both = pd.DataFrame(
-            {"exact ML": [*ml[0], ml[1]], "h-likelihood (dhglm)": [*hl[0], hl[1]]},
+            {
+                "exact ML": [*ml[0], ml[1]],
+                "h-likelihood (dhglm)": [*hl[0], hl[1]],
+                "h-lik., no lam/q term": [*plain.beta, plain.lam],
+            },
             index=[*self.fixef.index, "lam = Var(u)"],
         )
         return "\n".join(
