@@ -229,6 +229,23 @@ def test_summary_shows_both_estimators_with_the_reason(bus, train, bus_hl):
     assert ml.to_dict()["method"] == "ml"
 
 
+def test_under_dispersed_counts_reach_the_boundary():
+    """Binomial(4, 0.5) counts, one row per risk (variance below the mean): without dhglm's
+    lam/q term the lam step falls to 0 (flagged, as the exact ML fit is, once iterated to the
+    end; dhglm's loose stop leaves it at 1e-7); with the term lam stays clearly positive (the
+    term adds about 2 lam / sum(1 - h - a) every round)."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"risk": np.arange(200), "x": rng.normal(size=200)})
+    df["n"] = rng.binomial(4, 0.5, 200)
+    loose = poisson_gamma_eb(df, group="risk", claims="n", fixed=["x"], method="hl", lambda_correction=False)
+    assert 0 < loose.lam < 1e-6
+    d = loose._d
+    res = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=False, tol=1e-10)
+    assert res.boundary and res.lam == 0 and res.converged and math.isnan(res.ml)
+    dhglm = poisson_gamma_eb(df, group="risk", claims="n", fixed=["x"], method="hl")
+    assert dhglm.lam > 1e-3 and not dhglm.boundary
+
+
 def test_method_is_checked(train):
     with pytest.raises(ValueError, match="method"):
         poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="reml")

@@ -49,6 +49,8 @@ from scipy import special
 
 __all__ = ["HLikResult", "fit_hlik", "WHY_THEY_DIFFER"]
 
+LAM_MIN = 1e-10  # below this the lam step has reached the Poisson boundary lam = 0
+
 WHY_THEY_DIFFER = (
     "h-likelihood (dhglm) estimates lam from the adjusted profile h-likelihood p_beta,v(h): a first-order "
     "Laplace approximation to the marginal likelihood with a REML-type adjustment for estimating beta, plus "
@@ -76,6 +78,7 @@ class HLikResult:
     df: float
     iterations: int
     converged: bool
+    boundary: bool = False  # lam reached 0: no extra-Poisson variation (summaries are NaN)
 
     @property
     def beta_se(self) -> np.ndarray:
@@ -169,7 +172,13 @@ def fit_hlik(
         lam = float(np.sum(weight * resp) / np.sum(weight))
         change = q * abs(lam - old_lam)
         old_lam = lam
+        if lam < LAM_MIN:
+            lam, change = 0.0, 0.0
+            break
     converged = change <= tol
+    if lam == 0.0:
+        nan = math.nan
+        return HLikResult(beta, cov_beta, 0.0, nan, np.ones(q), nan, nan, nan, nan, nan, rounds, True, boundary=True)
     # likelihood summaries at the last sweep, as dhglm evaluates them
     h_y = float(np.sum(y * np.log(mu) - mu - special.gammaln(y + 1)))
     h_v = float(np.sum(np.log(u) / lam - u / lam - math.log(lam) / lam - special.gammaln(1 / lam) + 0.0025))

@@ -768,9 +768,8 @@ def poisson_gamma_eb(
         res = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=lambda_correction)
         if not res.converged:
             warnings.warn("the h-likelihood iteration did not converge", errors.ConvergenceWarning, stacklevel=2)
-        return PoissonGammaFit(
-            design, d, np.asarray(levels), res.beta, -math.log(res.lam), converged=res.converged, estimated=True, hl=res
-        )
+        a = math.inf if res.boundary else -math.log(res.lam)
+        return PoissonGammaFit(design, d, np.asarray(levels), res.beta, a, converged=res.converged, estimated=True, hl=res)
     if fixef is None:
         _check_claims(design, table, y)
         beta, a, converged = _fit(d)
