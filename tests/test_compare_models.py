@@ -119,3 +119,62 @@ def test_errors(mass, mass_fits):
         bc.compare_models({"x": object()})
     with pytest.raises(errors.MissingColumnError, match="'loss'"):
         bc.compare_models({"bi.all": mass_fits["bi.all"]}, validation, response="loss")
+
+
+R_IC = r"""
+suppressMessages({library(lme4); library(nlme)})
+args <- commandArgs(TRUE)
+d <- read.csv(file.path(args[1], "data.csv"))
+out <- NULL
+for (i in sort(unique(d$design))) {
+  s <- d[d$design == i, ]
+  s$g <- factor(s$g)
+  m1 <- lm(y ~ x, data = s)
+  m2 <- lmer(y ~ x + (1 | g), data = s, REML = TRUE)
+  m3 <- lme(y ~ x, random = ~ 1 | g, data = s, method = "REML")
+  m4 <- lme(y ~ 1, random = ~ 1 | g, data = s, method = "ML")
+  ic <- function(m) c(as.numeric(logLik(m)), AIC(m), BIC(m))
+  out <- rbind(out, data.frame(design = i, model = c("lm", "lmer", "lme_reml", "lme_ml"),
+    rbind(ic(m1), ic(m2), ic(m3), ic(m4))))
+}
+names(out)[3:5] <- c("loglik", "aic", "bic")
+write.csv(out, file.path(args[1], "out.csv"), row.names = FALSE)
+"""
+
+
+@pytest.mark.r
+def test_r_parity_of_the_information_criteria(rscript, tmp_path):
+    """logLik, AIC and BIC as R's logLik/AIC/BIC of lm, lmer (REML: lme4 counts N) and nlme's
+    lme (REML counts N - p; ML counts N) on 6 random designs, in one Rscript call."""
+    import subprocess
+
+    rng = np.random.default_rng(12)
+    frames = []
+    for i in range(6):
+        J, n = int(rng.integers(8, 20)), int(rng.integers(60, 140))
+        g = rng.integers(0, J, n)
+        x = rng.normal(size=n)
+        y = 1 + 0.5 * x + rng.normal(0, 1, J)[g] + rng.normal(0, 0.4, J)[g] * x + rng.normal(size=n)
+        frames.append(pd.DataFrame({"design": i, "g": g, "x": x, "y": y}))
+    data = pd.concat(frames, ignore_index=True)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "ic.R").write_text(R_IC)
+    res = subprocess.run([rscript, str(tmp_path / "ic.R"), str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ref = pd.read_csv(tmp_path / "out.csv").set_index(["design", "model"])
+    for i, s in data.groupby("design"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits = {
+                "lm": bc.glm("y ~ x", s),
+                "lmer": bc.lmm("y ~ x + (1|g)", s),
+                "lme_reml": bc.lmm("y ~ x + (1|g)", s),
+                "lme_ml": bc.lmm("y ~ 1 + (1|g)", s, method="ML"),
+            }
+            lme4 = bc.compare_models({k: fits[k] for k in ("lm", "lmer")})
+            nlme = bc.compare_models({k: fits[k] for k in ("lme_reml", "lme_ml")}, convention="nlme")
+        table = pd.concat([lme4, nlme])
+        for model in fits:
+            r = ref.loc[(i, model)]
+            for col in ("loglik", "aic", "bic"):
+                assert table.loc[model, col] == pytest.approx(r[col], rel=1e-6, abs=1e-6), (i, model, col)
