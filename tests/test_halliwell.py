@@ -263,3 +263,49 @@ def test_errors_name_the_column():
         mixed_estimation(obs(EX1, -1.0), "y", ["one"], variance="var")
     with pytest.raises(errors.DataError, match="positive definite"):
         credibility_given(obs(EX1).assign(r=1), "r", "y", between=[[1.0, 0.0], [0.0, 1.0]], within=1.0)
+
+
+R_LM = r"""
+args <- commandArgs(TRUE)
+d <- read.csv(file.path(args[1], "data.csv"))
+out <- NULL
+for (i in sort(unique(d$design))) {
+  s <- d[d$design == i, ]
+  m <- lm(y ~ 0 + x1 + x2 + x3, data = s, weights = 1 / phi)
+  new <- data.frame(x1 = 1, x2 = 0.5, x3 = -1)
+  p <- predict(m, new, se.fit = TRUE)
+  out <- rbind(out, c(i, coef(m), summary(m)$sigma^2, diag(vcov(m)), p$fit, p$se.fit^2 + summary(m)$sigma^2 * 2))
+}
+write.csv(out, file.path(args[1], "out.csv"), row.names = FALSE)
+"""
+
+
+@pytest.mark.r
+def test_mixed_estimation_is_weighted_lm_in_r(rscript, tmp_path):
+    """Prior rows appended to the data are a weighted lm with weights 1/Phi: coefficients,
+    sigma^2, Var[beta-hat] and the prediction-error variance of a new row with Phi22 = 2,
+    against R on 10 random designs (one Rscript call)."""
+    import subprocess
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(10):
+        n = int(rng.integers(8, 30))
+        X = rng.normal(size=(n + 2, 3))
+        phi = rng.uniform(0.2, 3, n + 2)
+        y = X @ [1.0, -0.5, 2.0] + rng.normal(size=n + 2) * np.sqrt(phi)
+        frames.append(pd.DataFrame({"design": i, "y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "phi": phi}))
+    data = pd.concat(frames, ignore_index=True)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "lm.R").write_text(R_LM)
+    res = subprocess.run([rscript, str(tmp_path / "lm.R"), str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ref = pd.read_csv(tmp_path / "out.csv").to_numpy()
+    cols = ["x1", "x2", "x3"]
+    for i, s in data.groupby("design"):
+        obs, prior = s.iloc[:-2], s.iloc[-2:]  # the last two rows enter as prior information
+        fit = mixed_estimation(obs, "y", cols, variance="phi", prior=prior)
+        new = pd.DataFrame({"x1": [1.0], "x2": [0.5], "x3": [-1.0], "phi": [2.0]})
+        pred = fit.predict(new, variance="phi")
+        mine = [*fit.coef, fit.sigma2, *np.diag(fit.vcov.to_numpy()), pred.prediction.iloc[0], pred.se.iloc[0] ** 2]
+        np.testing.assert_allclose(mine, ref[i, 1:], rtol=1e-9)
