@@ -81,7 +81,7 @@ def _fixed_formula(fixed) -> tuple[fm.Formula, list[str]]:
             "the random intercept is given by group=, not in fixed=; write only the fixed effects, e.g. 'zone + age'"
         )
     factors, pieces = [], []
-    for sign, piece in parsed._fixed:
+    for sign, piece in parsed.terms:
         if isinstance(piece, fm.Call) and piece.func == "C" and len(piece.args) == 1 and isinstance(piece.args[0], fm.Name):
             factors.append(piece.args[0].id)
             piece = piece.args[0]
