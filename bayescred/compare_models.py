@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BayescredError, ComparabilityWarning, MissingColumnError
+from .errors import ArgumentError, BayescredError, ComparabilityWarning, MissingColumnError
 from .glm import GLMFit
 from .lmm import LMMFit, PoissonGammaFit
 
@@ -89,6 +89,8 @@ def compare_models(
     plain column name. ``convention``: "lme4" or "nlme" for the BIC of REML fits
     (:meth:`LMMFit.information_criteria`).
     """
+    if convention not in ("lme4", "nlme"):
+        raise ArgumentError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
     named = dict(fits) if isinstance(fits, Mapping) else {f"fit{i + 1}": f for i, f in enumerate(fits)}
     if not named:
         raise BayescredError("compare_models needs at least one fit")

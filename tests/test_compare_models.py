@@ -115,6 +115,8 @@ def test_poisson_gamma_and_glm_rows(shared_data):
 
 def test_errors(mass, mass_fits):
     _, validation = mass
+    with pytest.raises(errors.ArgumentError, match="convention"):
+        bc.compare_models({"bi.all": mass_fits["bi.all"]}, convention="sas")
     with pytest.raises(errors.BayescredError, match="takes LMMFit"):
         bc.compare_models({"x": object()})
     with pytest.raises(errors.MissingColumnError, match="'loss'"):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bayescred import errors
 from bayescred.lmm import hlik
 from bayescred.lmm.poisson_gamma import poisson_gamma_eb
 
@@ -247,7 +248,7 @@ def test_under_dispersed_counts_reach_the_boundary():
 
 
 def test_method_is_checked(train):
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(errors.ArgumentError, match="method"):
         poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="reml")
 
 

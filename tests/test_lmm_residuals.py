@@ -68,9 +68,9 @@ def test_nlme_convention_bic(shared_data):
     close(lme4["bic"], "1328.58")
     ml = bc.lmm("AC ~ PCIk + lnPPSM + YR + (1|TOWNCODE)", mb[mb.YEAR < 1998], method="ML")
     assert ml.information_criteria("nlme")["bic"] == pytest.approx(ml.bic, rel=1e-12)
-    with pytest.raises(ValueError, match="convention"):
+    with pytest.raises(bc.errors.ArgumentError, match="convention"):
         fit.information_criteria("sas")
-    with pytest.raises(ValueError, match="type"):
+    with pytest.raises(bc.errors.ArgumentError, match="type"):
         fit.residuals("partial")
 
 

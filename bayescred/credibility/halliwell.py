@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from ..errors import BayescredError, DataError, MissingColumnError, NotNumericError, RankDeficientError
+from ..errors import ArgumentError, BayescredError, DataError, MissingColumnError, NotNumericError, RankDeficientError
 from ._common import CredibilityFit
 
 __all__ = ["mixed_estimation", "MixedEstimate", "credibility_given", "GivenStructureFit"]
@@ -197,7 +197,7 @@ def mixed_estimation(
         s2 = float(np.sum(resid[~exact] ** 2 / phi[~exact]) / df)
     else:
         if not sigma2 > 0:
-            raise ValueError(f"sigma2 must be positive, got {sigma2}")
+            raise ArgumentError(f"sigma2 must be positive, got {sigma2}")
         s2 = float(sigma2)
     labels = list(data.index) + ([f"prior {i}" for i in prior.index] if prior is not None else [])
     return MixedEstimate(

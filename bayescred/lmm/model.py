@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
+    ArgumentError,
     BoundaryWarning,
     DataError,
     MissingColumnError,
@@ -342,7 +343,7 @@ class LMMFit:
         √w (y - μ̂) (w the caller's weights); ``scaled=True`` divides by σ̂ — lme4's "scaled
         residuals" of ``summary()`` are ``residuals("pearson", scaled=True)``."""
         if type not in ("response", "working", "pearson", "deviance"):
-            raise ValueError(f"type must be 'response', 'working', 'pearson' or 'deviance', got {type!r}")
+            raise ArgumentError(f"type must be 'response', 'working', 'pearson' or 'deviance', got {type!r}")
         r = self._response_residuals()
         if type in ("pearson", "deviance"):
             r = r * np.sqrt(self._design.w * self._design.scale)
@@ -363,7 +364,7 @@ class LMMFit:
         (seed 004 Table 6.2 prints 1328.41 where lme4 gives 1328.58); ML fits agree.
         logLik and AIC are the same in both (−½ × the REML criterion or ML deviance)."""
         if convention not in ("lme4", "nlme"):
-            raise ValueError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
+            raise ArgumentError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
         n = self.nobs - (self._design.p if convention == "nlme" and self.reml else 0)
         k = self.n_params
         return pd.Series(

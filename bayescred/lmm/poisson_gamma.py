@@ -762,7 +762,7 @@ def poisson_gamma_eb(
     if (fixef is None) != (lam is None):
         raise ValueError("give both fixef= and lam= to evaluate at given estimates, or neither to fit")
     if method not in ("ml", "hl"):
-        raise ValueError(f"method must be 'ml' (exact marginal ML) or 'hl' (h-likelihood), got {method!r}")
+        raise errors.ArgumentError(f"method must be 'ml' (exact marginal ML) or 'hl' (h-likelihood), got {method!r}")
     if fixef is None and method == "hl":
         _check_claims(design, table, y)
         res = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=lambda_correction)
