@@ -372,6 +372,14 @@ class LMMFit:
             name=f"{self.method} ({convention})",
         )
 
+    def summary(self):
+        """The fit laid out as lme4's ``summary(lmer(...))``: criterion, scaled residuals,
+        random effects, fixed effects with SE and t value, their correlation. ``print()`` it;
+        its tables are attributes (:class:`~bayescred.lmm.summary.LMMSummary`)."""
+        from .summary import summarise
+
+        return summarise(self)
+
     def __repr__(self) -> str:
         return (
             f"LMMFit({self.formula!r}, method={self.method}, criterion={self.criterion:.4f}, "
