@@ -146,7 +146,10 @@ fitboth <- function(form, d, family, w, off, agq) {
     nt <- length(getME(tight, "theta"))
     out$tight$se_deriv12 <- as.list(setNames(sqrt(diag(2 * solve(h))[-seq_len(nt)]), names(fixef(tight))))
   }
-  if (agq) out$agq10 <- summarise(run(glmerControl(tolPwrss = 1e-13), nAGQ = 10))
+  if (agq) {
+    out$agq10 <- summarise(run(glmerControl(tolPwrss = 1e-13), nAGQ = 10))
+    out$agq0 <- summarise(run(glmerControl(tolPwrss = 1e-13), nAGQ = 0))
+  }
   out
 }
 res <- list()
@@ -284,7 +287,28 @@ def test_cbpp_matches_glmer(glmer):
     assert agq.deviance_lme4 / -2 == pytest.approx(r["loglik"], rel=1e-6)
     for name, value in r["fixef"].items():
         assert abs(agq.fixef[name] - value) <= 1e-4 * max(abs(value), r["se"][name]), name
-    assert agq.theta == pytest.approx(r["theta"], rel=1e-4)
+    assert agq.theta == pytest.approx(np.atleast_1d(r["theta"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("i", [None, *sorted(i for i in range(N_DESIGNS) if i % 12 in SCALAR)])
+def test_nagq0_matches_glmer(glmer, i):
+    """nAGQ = 0 (glmer's first stage only: θ optimised, β from PIRLS with u); SEs from RX."""
+    d, designs, ref = glmer
+    if i is None:
+        data = _factors(pd.read_csv(d / "cbpp.csv"), ["herd", "period"])
+        fit = _fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, "binomial", nAGQ=0)
+        r = ref["cbpp"]["agq0"]
+    else:
+        des = designs[i]
+        fit = _fit(des["formula"], des["data"], des["family"], weights="trials" if des["weights"] else None,
+                   offset="logexpo" if des["offset"] else None, nAGQ=0)
+        r = ref[str(i)]["agq0"]
+    assert fit.loglik >= r["loglik"] - 1e-6 * abs(r["loglik"])
+    assert fit.loglik == pytest.approx(r["loglik"], rel=1e-6)
+    assert fit.theta == pytest.approx(np.atleast_1d(r["theta"]), rel=1e-4)
+    for name, value in r["fixef"].items():
+        assert abs(fit.fixef[name] - value) <= 1e-4 * max(abs(value), r["se"][name]), name
+        assert fit.fixef_se[name] == pytest.approx(r["se"][name], rel=1e-3), name
 
 
 def test_grouseticks_matches_glmer(glmer):
