@@ -119,7 +119,7 @@ def test_offset_argument_equals_offset_term():
     b = _quiet("y ~ x + offset(log(expo)) + (1 | g)", data, family="poisson")
     assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
     np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-10)
-    pa, pb = a.predict(), b.predict()
+    pa, pb = a.predict(type="response"), b.predict(type="response")
     np.testing.assert_allclose(pa.fit, pb.fit, rtol=1e-10)
 
 
@@ -154,8 +154,9 @@ def test_pirls_finds_the_mode_of_the_penalised_deviance():
 def test_predict_response_scale_and_new_levels():
     data = _poisson_data()
     fit = _quiet("y ~ x + (1 | g)", data, family="poisson", offset="logexpo")
-    p = fit.predict()
+    p = fit.predict(type="response")
     np.testing.assert_allclose(p.fit, np.exp(p.link), rtol=1e-12)
+    np.testing.assert_allclose(p.cond_sd, fit.predict().cond_sd * p.fit, rtol=1e-12)  # delta method
     assert np.all(p.pev_sd >= p.cond_sd)
     new = pd.DataFrame({"x": [0.0, 0.5], "g": ["G00", "NEW"], "logexpo": [0.0, 0.0]})
     with pytest.raises(bc.errors.DataError, match="g"):

@@ -119,7 +119,17 @@ def _clean(v):
 
 
 class GLMMFit:
-    """A fitted GLMM (names as lme4: fixef, vcov, varcorr, ranef; loglik as logLik)."""
+    """A fitted GLMM, named as lme4's glmerMod.
+
+    ``fixef``, ``fixef_se``, ``vcov`` (β block of 2H⁻¹, H the Hessian of the deviance in
+    (θ, β), as vcov.merMod; from RX for nAGQ = 0 or a Hessian that is not positive
+    definite: see ``vcov_source``), ``theta``, ``varcorr`` (as.data.frame(VarCorr)),
+    ``sigma`` (Gamma: √((Pearson χ² + ‖û‖²)/n) as lme4; otherwise 1), ``loglik``,
+    ``deviance`` (−2 loglik, summary()'s "deviance"), ``residual_deviance`` (Σ deviance
+    residuals, R's deviance()), ``deviance_lme4`` (the criterion lme4 minimises and reports
+    for nAGQ > 1), ``aic``, ``bic``, ``singular``, ``ranef()``, ``predict()``, ``summary()``,
+    ``to_dict()``, ``criterion_at(θ, β)``.
+    """
 
     def __init__(self, problem: Problem, opt, xnames, formula: str, nAGQ: int):
         self._problem = problem
@@ -303,10 +313,10 @@ class GLMMFit:
         return pd.DataFrame(rows, columns=["grp", "level", "term", "value", *cols])
 
     # ---------------------------------------------------------------- prediction
-    def predict(self, newdata=None, type: str = "response", re_form=None,  # noqa: A002 (R's name)
+    def predict(self, newdata=None, type: str = "link", re_form=None,  # noqa: A002 (R's name)
                 allow_new_levels: bool = False) -> pd.DataFrame:
         """Predictions with delta-method SDs: ``link`` (η̂), ``fit`` (on the ``type`` scale:
-        μ̂ = g⁻¹(η̂), the premium, or η̂), and ``cond_sd`` / ``pev_sd`` of the prediction on
+        η̂ for "link" (lme4's default), μ̂ = g⁻¹(η̂) for "response": the premium), and ``cond_sd`` / ``pev_sd`` of the prediction on
         that scale (conditional on β̂ / including β̂; new levels add the prior variance of
         their effect). ``re_form``: None = all random terms, ``"~0"`` or ``"NA"`` = none."""
         from .uncertainty import predict
