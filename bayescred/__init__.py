@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
 __all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "lmm", "report", *_LAZY]
