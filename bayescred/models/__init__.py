@@ -8,12 +8,16 @@ actuary's language: ``collective``, ``between`` (VHM), ``within`` (EPV), ``k``, 
 ``bc.sample``.
 """
 
+from .binomial_logitnormal import binomial_logitnormal
 from .buhlmann import buhlmann
 from .buhlmann_straub import buhlmann_straub
 from .crossed import crossed
+from .gamma_lognormal import gamma_lognormal
 
 from .hachemeister import hachemeister
 from .hierarchical import hierarchical
 from .poisson_gamma import poisson_gamma
+from .poisson_lognormal import poisson_lognormal
 
-__all__ = ["buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "poisson_gamma", "crossed"]
+__all__ = ["buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "poisson_gamma", "crossed",
+           "poisson_lognormal", "gamma_lognormal", "binomial_logitnormal"]
