@@ -7,8 +7,9 @@ the Bayesian factory samples the latent effects).
 
 No marginal likelihood and no exact conditional draws exist here (the effects do not
 integrate out in closed form, nor is u_j | y a known distribution), so ``likelihood`` is
-"latent" only. Factors are treatment-coded with R's rule, as ``bc.lmm``/``bc.glmm``/``bc.glm``
-(base = the first level in sorted order, or ``base={column: level}``); numeric covariates
+"latent" only. Factors are coded by the one formula parser (``bayescred.formula``) with R's treatment
+rule, as ``bc.lmm``/``bc.glmm``/``bc.glm`` (base = the first level in sorted order, or
+``base={column: level}``); numeric covariates
 are centred at their weighted mean inside the sampler, and ``intercept`` reports the
 uncentred (R's) intercept.
 """
@@ -26,7 +27,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..errors import DataError, PriorError, RankDeficientError
-from ..lmm.formula import levels_of
+from .. import formula as fm
 from ..portfolio import as_list
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws
@@ -68,32 +69,25 @@ def check_columns(group: str, fixed: list, covariates: list) -> None:
 
 
 def design(cells: pd.DataFrame, fixed: list, covariates: list, base: dict | None, weight: np.ndarray):
-    """Treatment-coded factor columns (R's rule: base = first sorted level unless ``base``
-    names one) and weighted-centred covariates. Returns X, coefficient names (R's
-    ``<factor><level>``) and the covariates' centres."""
-    base = dict(base or {})
-    stray = sorted(set(base) - set(fixed))
+    """The fixed-effects columns of ``~ factors + covariates`` from the one formula parser
+    (``bayescred.formula``: R's treatment coding and names, base = first sorted level unless
+    ``base={column: level}``), without the intercept; covariates centred at their weighted
+    mean. Returns X, coefficient names (``zone2``, ``x``) and the covariates' centres."""
+    if not fixed and not covariates:
+        if base:
+            raise DataError(f"base levels given for columns that are not factors in fixed=: {sorted(base)}")
+        return np.zeros((len(cells), 0)), [], np.zeros(0)
+    stray = sorted(set(base or {}) - set(fixed))
     if stray:
         raise DataError(f"base levels given for columns that are not factors in fixed=: {stray}")
-    columns, names, centres = [], [], []
-    for f in fixed:
-        levels = levels_of(cells[f])
-        chosen = levels[0]
-        if f in base:
-            match = [lev for lev in levels if lev == base[f] or str(lev) == str(base[f])]
-            if not match:
-                raise DataError(f"base level {base[f]!r} is not a level of the factor (levels: {levels})", column=f)
-            chosen = match[0]
-        for level in levels:
-            if level != chosen:
-                columns.append((cells[f] == level).to_numpy(float))
-                names.append(f"{f}{level}")
-    for c in covariates:
-        x = cells[c].to_numpy(float)
-        centres.append(float(np.sum(x * weight) / np.sum(weight)))
-        columns.append(x - centres[-1])
-        names.append(str(c))
-    X = np.column_stack(columns) if columns else np.zeros((len(cells), 0))
+    terms = " + ".join(f"`{c}`" for c in [*fixed, *covariates])
+    fd = fm.fixed_design(f"~ {terms}", cells, factors=fixed, base_levels=base)
+    X, names = fd.X[:, 1:].copy(), list(fd.names[1:])  # the intercept is log_collective
+    centres = []
+    for i in range(len(covariates)):
+        j = X.shape[1] - len(covariates) + i
+        centres.append(float(np.sum(X[:, j] * weight) / np.sum(weight)))
+        X[:, j] -= centres[-1]
     if X.shape[1] and np.linalg.matrix_rank(np.column_stack([np.ones(len(X)), X])) < X.shape[1] + 1:
         raise RankDeficientError(f"fixed-effect columns are linearly dependent: {', '.join(names)}")
     return X, names, np.array(centres)
