@@ -276,3 +276,27 @@ def test_poisson_lognormal_flat_prior_mode_vs_glmer_laplace_and_agq(rscript, tmp
     print("posterior mode (flat) - glmer Laplace:", gaps, "Laplace sd", q1["sd"])
     assert all(abs(gaps[k]) < 3e-3 for k in names), gaps
     assert abs(gaps["sd"]) / q1["sd"] < 3e-2, gaps
+
+
+# ---------------------------------------------------------------- SBC smoke
+
+@pytest.fixture(scope="module")
+def sbc():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sbc.py"
+    spec = importlib.util.spec_from_file_location("bayescred_sbc_glmm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["poisson_lognormal", "gamma_lognormal", "binomial_logitnormal"])
+def test_sbc_smoke(sbc, name):
+    """As tests/test_sbc_smoke.py: 12 replicates, ranks among 99 posterior draws; a wrong
+    likelihood sends the truth to one tail every time (P(all 12 in an outer fifth) = 2·0.2^12)."""
+    ranks = sbc.ranks(name, 12, seed=3, draws=200, tune=200, chains=2)
+    assert set(ranks) >= {"collective", "fixef[0]", "between"}
+    for param, r in ranks.items():
+        assert len(r) == 12
+        assert not np.all(r < 20) and not np.all(r > 79), (name, param, r)
+        assert sbc.uniformity_pvalue(r, bins=4) > 1e-4, (name, param, r)

@@ -128,7 +128,7 @@ def build(factory: str, family: Family, cells: pd.DataFrame, data_columns: dict,
         d = {name: pm.Data(name, cells[col].to_numpy(float), dims="cell") for name, col in data_columns.items()}
         d.update({name: pm.Data(name, np.asarray(v, float), dims=group) for name, v in risk_stats.items()})
         d["design"] = pm.Data("design", X, dims=("cell", "coef")) if coef else None
-        d["risk"] = pm.Data("risk", risk.astype("int64"), dims="cell")
+        d["risk"] = pm.Data("cell_risk", risk.astype("int64"), dims="cell")
         a = P.register(intercept_name, chosen[intercept_name], spec[intercept_name])
         pm.Deterministic("collective", inverse_link(family.link, a, pt))
         eta = a + 0.0 * d[next(iter(data_columns))]
@@ -192,7 +192,7 @@ def _augmenter(family: Family, group: str, intercept_name: str, data_columns: di
             return {}
         coords = {group: list(model.coords[group])}
         J = len(coords[group])
-        risk = np.asarray(model["risk"].get_value())
+        risk = np.asarray(model["cell_risk"].get_value())
         eta = stack_draws(posterior, intercept_name)[:, None] + stack_draws(posterior, "u")[:, risk]
         if "fixef" in posterior:
             eta = eta + stack_draws(posterior, "fixef") @ np.asarray(model["design"].get_value()).T
