@@ -300,3 +300,109 @@ def test_sbc_smoke(sbc, name):
         assert len(r) == 12
         assert not np.all(r < 20) and not np.all(r > 79), (name, param, r)
         assert sbc.uniformity_pvalue(r, bins=4) > 1e-4, (name, param, r)
+
+
+# ---------------------------------------------------------------- sampling, compare, report
+
+@pytest.fixture(scope="module")
+def sampled():
+    d = poisson_data(seed=4, J=25)
+    m = poisson_lognormal(d, group="co", claims="y", exposure="e", fixed=["zone"])
+    return d, bc.sample(m, draws=300, tune=300, chains=2, random_seed=7)
+
+
+class FakeGLMM:
+    """bc.glmm's result protocol (ranef() and varcorr as lme4's), with given numbers."""
+
+    def __init__(self, levels, values, sds, between, singular=False):
+        self.singular = singular
+        self._re = pd.DataFrame({"grp": "co", "level": [str(v) for v in levels], "term": "(Intercept)",
+                                 "value": values, "cond_sd": sds, "pev_sd": sds * 1.1, "mse_sd": sds * 1.2})
+        self.varcorr = pd.DataFrame({"grp": ["co"], "var1": ["(Intercept)"], "var2": [None], "vcov": [between],
+                                     "sdcor": [np.sqrt(between)]})
+
+    def ranef(self):
+        return self._re
+
+
+def test_sampled_tree_has_every_group(sampled):
+    _, tree = sampled
+    assert {"posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data"} <= set(tree.children)
+    post = tree["posterior"]
+    assert post.attrs["bayescred_factory"] == "poisson_lognormal"
+    assert post["u"].dims[-1] == "co" and post["fixef"].dims[-1] == "coef"
+    assert tree["log_likelihood"]["y"].shape == (2, 300, 25)
+    # observed data: each company's claim total; replicated totals scatter around it
+    obs = tree["observed_data"]["y"].to_numpy()
+    rep = tree["posterior_predictive"]["y"].to_numpy().reshape(-1, 25)
+    assert np.mean((rep < obs).mean(axis=0)) == pytest.approx(0.5, abs=0.15)
+
+
+def test_compare_reads_a_glmm_fit(sampled):
+    _, tree = sampled
+    u = tree["posterior"]["u"]
+    levels = list(u["co"].to_numpy())
+    med = u.median(("chain", "draw")).to_numpy()
+    sd = u.std(("chain", "draw")).to_numpy()
+    fit = FakeGLMM(levels, med, sd, between=0.2)
+    cmp = bc.compare(fit, tree)
+    assert cmp.quantity == "relativity"
+    t = cmp.premiums
+    np.testing.assert_allclose(t["eblup"], np.exp(med))
+    np.testing.assert_allclose(t["cond_sd"], np.exp(med) * sd)  # delta method
+    np.testing.assert_allclose(t["post_mean"], tree["posterior"]["relativity"].mean(("chain", "draw")))
+    # posterior SD of exp(u) vs exp(median) x SD(u): close when SD(u) is small
+    assert t["sd_ratio_cond_sd"].median() == pytest.approx(1.0, abs=0.25)
+    vc = cmp.variance_components
+    assert vc.loc["between", "reml"] == 0.2
+    assert vc.loc["between", "unit"].startswith("variance of the log-scale effect")
+    assert vc.loc["between", "post_mean"] == pytest.approx(float(tree["posterior"]["between"].mean()))
+    assert "post_median" in cmp.credibility  # the factory's Bühlmann Z
+
+
+def test_compare_refuses_a_glmm_fit_for_a_gaussian_posterior(sampled):
+    _, tree = sampled
+    other = tree.copy()
+    other["posterior"].attrs["bayescred_factory"] = "buhlmann_straub"
+    with pytest.raises(DataError, match="GLMM factory"):
+        bc.compare(FakeGLMM([0], [0.0], np.array([0.1]), 0.1), other)
+    missing = FakeGLMM([0], [0.0], np.array([0.1]), 0.1)
+    missing._re["grp"] = "zone"
+    with pytest.raises(DataError, match=r"\(1 \| co\)"):
+        bc.compare(missing, tree)
+
+
+def test_implied_credibility_with_the_posterior(sampled):
+    d, tree = sampled
+    # a GLM's company effects, stand-in: log(observed/expected) per company vs the base company 0
+    m = tree["posterior"]["expected_claims"].median(("chain", "draw")).to_series()
+    y = d.groupby("co")["y"].sum()
+    effect = np.log((y + 0.5) / m)
+    effect = effect - effect.iloc[0]
+    out = bc.implied_credibility(effect, tree, factor="co", exposure="e", data=d)
+    t = out.table
+    assert {"Z_median", "Z_lower", "Z_upper"} <= set(t.columns)
+    assert out.k_draws.shape == (600,)
+
+
+def test_report_writes_for_a_glmm_comparison(sampled, tmp_path):
+    """bc.report's writer takes any run-like record; with a GLMM comparison it renders every
+    section (the catalogue runner itself knows only the credibility models)."""
+    from types import SimpleNamespace
+
+    from bayescred.report import write_report
+
+    d, tree = sampled
+    u = tree["posterior"]["u"]
+    fit = FakeGLMM(list(u["co"].to_numpy()), u.median(("chain", "draw")).to_numpy(),
+                   u.std(("chain", "draw")).to_numpy(), between=0.2)
+    cmp = bc.compare(fit, tree)
+    spec = SimpleNamespace(title="Poisson–lognormal", description="GLMM", dataset="simulated",
+                           model="poisson_lognormal", arguments={"group": "co"})
+    run = SimpleNamespace(spec=spec, comparison=cmp, posterior=tree, data=d, classical=None, eb_summary=cmp.eb,
+                          checks=pd.DataFrame(columns=["quantity", "risk", "expected", "got", "tol", "ok", "source",
+                                                       "note"]))
+    text = write_report(run, tmp_path / "r.html").read_text()
+    for anchor in ("summary", "tables", "plots", "diagnostics"):
+        assert f'<section id="{anchor}">' in text
+    assert "variance of the log-scale effect" in text
