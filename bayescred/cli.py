@@ -4,6 +4,7 @@
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] --json
+    bayescred glm FORMULA --data CSV --family F [--link L] [--weights COL] [--offset COL] [--json]
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ def _lmm(args) -> int:
     return 0
 
 
+def _glm(args) -> int:
+    import pandas as pd
+
+    from .glm import glm
+
+    data = pd.read_csv(args.data)
+    dispersion = args.dispersion
+    try:
+        dispersion = float(dispersion)
+    except (TypeError, ValueError):
+        pass
+    fit = glm(args.formula, data, family=args.family, link=args.link, weights=args.weights, offset=args.offset,
+              var_power=args.var_power, theta=args.theta, dispersion=dispersion)
+    print(json.dumps(fit.to_dict(), indent=1) if args.json else fit.summary())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bayescred", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -84,6 +102,22 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     m.add_argument("--json", action="store_true", help="print LMMFit.to_dict() as JSON")
     m.set_defaults(func=_lmm)
+
+    g = sub.add_parser("glm", help="fit a generalised linear model as R's glm / MASS::glm.nb")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + offset(log(exposure))' or 'cbind(s, f) ~ x'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", default="gaussian",
+                   help="gaussian, poisson, quasipoisson, binomial, quasibinomial, Gamma, inverse.gaussian, "
+                        "negbin, tweedie, ztpoisson (default gaussian)")
+    g.add_argument("--link", help="link function (default: the family's canonical link; log for negbin, tweedie)")
+    g.add_argument("--weights", help="column of prior weights")
+    g.add_argument("--offset", help="column of offsets (added to offset() terms of the formula)")
+    g.add_argument("--var-power", type=float, help="Tweedie variance power (profiled when omitted)")
+    g.add_argument("--theta", type=float, help="negative binomial theta (estimated when omitted)")
+    g.add_argument("--dispersion", help="'pearson' (default), 'deviance', a number (fixed), or a formula '~ x' "
+                                        "(double GLM)")
+    g.add_argument("--json", action="store_true", help="print GLMFit.to_dict() as JSON")
+    g.set_defaults(func=_glm)
     return p
 
 
