@@ -14,8 +14,9 @@ model keeps. In Bühlmann's form Z = e / (e + k), so 1/Z - 1 = k / e, and k is e
 least squares through the origin of (1/Z_j - 1) on 1/e_j: k = sum x_j y_j / sum x_j^2.
 
 When the mixed fit is a posterior (``bc.sample`` of ``bc.models.poisson_lognormal`` and its
-siblings, the factor being their ``group``), every draw of the effects gives a Z_j and a k:
-their equal-tailed intervals are reported (the GLM stays a point estimate).
+siblings, or of ``bc.models.poisson_gamma`` whose frailty u_j enters as log u_j; the factor
+being their ``group``), every draw of the effects gives a Z_j and a k: their equal-tailed
+intervals are reported (the GLM stays a point estimate).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def _random_effects(mixed_fit, factor: str, levels: pd.Index):
     if missing:
         raise DataError(f"the posterior has no effect for the level(s) {missing[:10]}", column=factor)
     draws = draws[list(levels.map(str))].to_numpy()
+    if post.attrs.get("bayescred_factory") == "poisson_gamma":  # u is the multiplicative frailty itself
+        draws = np.log(draws)
     # the point value the seed tabulates is the conditional mode; for a posterior, the
     # relativity of the posterior median effect
     return pd.Series(np.median(draws, axis=0), index=levels), draws

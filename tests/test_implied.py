@@ -162,3 +162,15 @@ def test_user_errors_name_the_problem():
     with pytest.raises(DataError, match="one base level"):
         bc.implied_credibility(NoBase(), pd.Series({"A": 0.0, "B": 0.1}), factor="zone",
                                exposure=pd.Series({"A": 1.0, "B": 2.0}))
+
+
+def test_a_poisson_gamma_posterior_enters_through_log_u():
+    # bc.models.poisson_gamma's u is the frailty itself (mean 1), not a log-scale effect
+    levels = ["a", "b", "c"]
+    u = np.exp(np.array([0.0, 0.3, -0.2]) + 0.01 * np.random.default_rng(2).standard_normal((1, 100, 3)))
+    post = xr.Dataset({"u": xr.DataArray(u, dims=("chain", "draw", "zone"), coords={"zone": levels})},
+                      attrs={"bayescred_factory": "poisson_gamma"})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    out = bc.implied_credibility(pd.Series([0.0, 0.4, -0.3], index=levels), tree, factor="zone",
+                                 exposure=pd.Series([1.0, 1.0, 1.0], index=levels))
+    np.testing.assert_allclose(out.table["random_effect"], np.median(np.log(u.reshape(-1, 3)), axis=0))
