@@ -406,3 +406,29 @@ def test_report_writes_for_a_glmm_comparison(sampled, tmp_path):
     for anchor in ("summary", "tables", "plots", "diagnostics"):
         assert f'<section id="{anchor}">' in text
     assert "variance of the log-scale effect" in text
+
+
+GLMER_BINOMIAL = r"""
+suppressMessages(library(lme4)); library(jsonlite)
+d <- read.csv("{csv}"); d$x <- factor(d$x)
+f <- glmer(cbind(s, n - s) ~ x + (1 | g), data = d, family = binomial, nAGQ = 25,
+           control = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5), tolPwrss = 1e-10))
+cat(toJSON(list(fixef = as.list(fixef(f)), sd = unname(getME(f, "theta"))), digits = NA, auto_unbox = TRUE))
+"""
+
+
+@pytest.mark.r
+def test_binomial_logitnormal_flat_prior_mode_is_glmers_agq_fit(rscript, tmp_path):
+    """As for the Poisson factory: the binomial factory's marginal likelihood (AGQ on its own
+    loglik) is maximised where glmer's nAGQ = 25 fit is (cbind(successes, failures))."""
+    d = binomial_data(seed=12, J=30)
+    csv = tmp_path / "b.csv"
+    d.to_csv(csv, index=False)
+    out = subprocess.run([rscript, "-e", GLMER_BINOMIAL.format(csv=csv)], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    m = binomial_logitnormal(d, group="g", successes="s", trials="n", fixed=["x"],
+                             priors={"logit_collective": FLAT, "fixef": FLAT, "between_sd": FLAT})
+    theta, _ = posterior_mode_flat(m, np.r_[-1.0, 0.0, np.log(0.5)])
+    ours = {"(Intercept)": theta[0], "x1": theta[1], "sd": np.exp(theta[2])}
+    for key, value in {**r["fixef"], "sd": r["sd"]}.items():
+        assert ours[key] == pytest.approx(value, abs=2e-4, rel=2e-4), (key, ours[key], value)
