@@ -254,7 +254,7 @@ def deparse(node) -> str:
     if isinstance(node, Str):
         return f'"{node.value}"'
     if isinstance(node, Name):
-        return _r_name(node.id)
+        return node.id if node.id in _BOOL else _r_name(node.id)
     if isinstance(node, Paren):
         return f"({deparse(node.inner)})"
     if isinstance(node, Unary):
@@ -274,7 +274,7 @@ _NUMERIC = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p
 _CONTRASTS = {"Treatment": "Treatment", "treatment": "Treatment", "contr.treatment": "Treatment",
               "Sum": "Sum", "sum": "Sum", "contr.sum": "Sum", "Poly": "Poly", "poly": "Poly",
               "contr.poly": "Poly", "Helmert": "Helmert", "helmert": "Helmert", "contr.helmert": "Helmert"}
-_BOOL = {"TRUE": True, "FALSE": False, "T": True, "F": False}
+_BOOL = {"TRUE": True, "FALSE": False}
 _FACTOR_FUNCS = ("factor", "as.factor", "C")
 _STATEFUL = ("poly", "scale")
 
@@ -480,6 +480,8 @@ def parse(formula: str) -> Formula:
     if len(formula) > MAX_LENGTH:
         raise FormulaError(f"the formula is {len(formula)} characters long; at most {MAX_LENGTH} are read")
     parser = _Parser(formula)
+    if not any(t.kind == "op" and t.text == "~" for t in parser.tokens):
+        raise FormulaError(f"formula needs a '~' between response and predictors: {formula!r}")
     lhs = None
     if not (parser.peek().kind == "op" and parser.peek().text == "~"):
         lhs = parser.expression()
@@ -702,7 +704,7 @@ class _RMaterializer(PandasMaterializer):
 
     @override
     def __init__(self, data, context=None, *, display=None, order=None, **params):
-        super().__init__(data, context=context, **params)
+        super().__init__(data, context=context, display=display, order=order, **params)
         self.display = display or {}
         self.order = order or []
         self.layered_context = LayeredMapping(
@@ -749,8 +751,10 @@ class _RMaterializer(PandasMaterializer):
         label = self._name(name)
         if not isinstance(values, dict):
             return {label: values}
-        fmt = values.__formulaic_metadata__.get_format() if hasattr(values, "__formulaic_metadata__") else ""
-        numbered = "[S." in fmt or "[H." in fmt  # R names sum and Helmert contrasts 1, 2, ...
+        metadata = getattr(values, "__formulaic_metadata__", None)
+        fmt = metadata.get_format() if metadata is not None else ""
+        # R numbers the columns of sum and Helmert contrasts and of matrices (poly) 1, 2, ...
+        numbered = "[S." in fmt or "[H." in fmt or (metadata is not None and metadata.kind is not Factor.Kind.CATEGORICAL)
         fields = [f for f in values if not (isinstance(f, str) and f.startswith("__"))]
         return {f"{label}{i if numbered else r_level(f)}": values[f] for i, f in enumerate(fields, 1)}
 
@@ -846,6 +850,16 @@ def _materialise_error(exc: Exception, what: str) -> BayescredError:
     return FormulaError(f"cannot compute {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
+def _materialise(spec, frame: pd.DataFrame, what: str):
+    """``spec``'s model matrix on ``frame``, or a BayescredError naming ``what`` (values such
+    as log(0) are left for the caller, which names the rows)."""
+    try:
+        with np.errstate(all="ignore"):
+            return spec.get_model_matrix(frame, context={})
+    except Exception as exc:
+        raise _materialise_error(exc, what) from exc
+
+
 class _Expression:
     """One numeric expression (response part, offset), materialised by formulaic."""
 
@@ -858,19 +872,17 @@ class _Expression:
             na_action="raise",
             output="pandas",
         )
-        self.spec, self.values = self._evaluate(lambda: spec.get_model_matrix(frame, context={}))
+        mm = self._evaluate(spec, frame)
+        self.spec, self.values = mm.model_spec, mm.iloc[:, 0].to_numpy(dtype=float)
 
-    def _evaluate(self, build):
-        try:
-            mm = build()
-        except Exception as exc:
-            raise _materialise_error(exc, self.display) from exc
+    def _evaluate(self, spec, frame: pd.DataFrame):
+        mm = _materialise(spec, frame, self.display)
         if mm.shape[1] != 1:
             raise NotNumericError("must be numeric, not categorical", column=self.display)
-        return mm.model_spec, mm.iloc[:, 0].to_numpy(dtype=float)
+        return mm
 
     def __call__(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._evaluate(lambda: self.spec.get_model_matrix(frame, context={}))[1]
+        return self._evaluate(self.spec, frame).iloc[:, 0].to_numpy(dtype=float)
 
 
 def _finite(values: np.ndarray, name: str, index) -> None:
@@ -914,11 +926,7 @@ class FixedDesign:
         frame = self._frame(newdata)
         if self._spec is None:
             return np.ones((len(frame), 0))
-        try:
-            mm = self._spec.get_model_matrix(frame, context={})
-        except Exception as exc:
-            raise _materialise_error(exc, "the fixed effects on the new data") from exc
-        return mm.to_numpy(dtype=float)
+        return _materialise(self._spec, frame, "the fixed effects on the new data").to_numpy(dtype=float)
 
     def offset_for(self, newdata) -> np.ndarray:
         frame = self._frame(newdata)
@@ -955,10 +963,7 @@ def _rhs_design(parsed: Formula, pieces, frame: pd.DataFrame, what: str):
         na_action="raise",
         output="pandas",
     )
-    try:
-        mm = spec.get_model_matrix(frame, context={})
-    except Exception as exc:
-        raise _materialise_error(exc, what) from exc
+    mm = _materialise(spec, frame, what)
     names = []
     for s in mm.model_spec.structure:
         intercept = all(f.eval_method is Factor.EvalMethod.LITERAL for f in s.term.factors)

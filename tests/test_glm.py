@@ -232,6 +232,8 @@ def test_tweedie_power_profile_is_the_maximum():
         phi_q = tw.phi_ml(y, other.mu, np.ones(n), q)
         assert np.sum(tw.log_density(y, other.mu, phi_q, q)) < fit.loglik
     assert fit.aic == pytest.approx(-2 * fit.loglik + 2 * 4)
+    with pytest.warns(bc.errors.BoundaryWarning, match="edge"):
+        bc.glm("y ~ x", d, family="tweedie", var_power_range=(1.01, 1.3))
 
 
 # ------------------------------------------------------------------ zero-truncated Poisson

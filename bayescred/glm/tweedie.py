@@ -18,10 +18,12 @@ maximises the profile likelihood (as ``tweedie::tweedie.profile``).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import optimize, special
 
-from ..errors import BayescredError
+from ..errors import BayescredError, BoundaryWarning
 from .families import tweedie
 from .fit import fit_arrays
 from .irls import irls
@@ -134,6 +136,9 @@ def glm_tweedie(y, X, names, *, weights, offset, var_power=None, link=None, powe
     r = optimize.minimize_scalar(lambda p: profile(p)[0], bounds=(lo, hi), method="bounded",
                                  options={"xatol": 1e-6})
     p_hat = float(r.x)
+    if min(p_hat - lo, hi - p_hat) < 1e-3:
+        warnings.warn(f"the Tweedie power estimate {p_hat:.4f} sits at the edge of var_power_range {power_range}; "
+                      "the likelihood may peak outside it", BoundaryWarning, stacklevel=3)
     nll, res, phi = profile(p_hat)
     fit = fit_arrays(y, X, names, tweedie(p_hat, link_power), res=res, **common)
     fit.loglik = -float(nll)
