@@ -23,14 +23,13 @@
 # %%
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import bayescred as bc
 from bayescred.lmm.poisson_gamma import poisson_gamma_eb
 
-matplotlib.use("Agg")
 FAST = os.environ.get("BAYESCRED_FAST") == "1"
 DRAWS, TUNE, CHAINS = (300, 300, 2) if FAST else (2000, 1000, 4)
 SEED = 20261202
@@ -64,8 +63,7 @@ print(f"k = {seed.k:,.0f} ALCCL (regression through the origin of 1/Z - 1 on 1/e
 table.round(4)
 
 # %%
-ax = seed.plot()
-ax.figure
+seed.plot();
 
 # %% [markdown]
 # ## 2. The Swedish bus fleet, zone as the thin factor
@@ -192,15 +190,12 @@ pd.DataFrame({name: {"k": fit.k, "k 90% lower": (fit.k_interval or (np.nan, np.n
                      "k 90% upper": (fit.k_interval or (np.nan, np.nan))[1]} for name, fit in implied.items()}).T
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
-
 fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
 for ax, (name, fit) in zip(axes, implied.items()):
     fit.plot(ax=ax)
     ax.set_title(name, fontsize=10)
     ax.set_ylim(-0.5, 2.0)
 fig.tight_layout()
-fig
 
 # %% [markdown]
 # Reading the picture: the big zones keep their GLM relativities (Z ≈ 1), the small ones
