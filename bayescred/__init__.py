@@ -14,6 +14,7 @@ from . import credibility, datasets, errors, portfolio
 # import of a submodule finds it in sys.modules and leaves these names alone).
 from .compare import compare  # noqa: E402
 from .glm import glm  # noqa: E402
+from .glmm import glmm  # noqa: E402
 from .lmm import lmm  # noqa: E402
 from .report import report  # noqa: E402
 
@@ -26,7 +27,7 @@ _LAZY = {
     "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "glmm", "lmm", "report", *_LAZY]
 
 
 def __getattr__(name):

@@ -96,6 +96,8 @@ def test_diabetes_joint_glm(diabetes, model):
     dm = fit.dispersion_model
     assert np.all(np.abs(dm["Estimate"].to_numpy() - gamma) <= 0.03 * np.array(gamma_se))
     np.testing.assert_allclose(dm["Std. Error"], gamma_se, rtol=2e-3)
+    # printed "scaled deviance 431.000 / 437.000" = df: with REML weights sum d_i / phi_i = n - p
+    assert fit.deviance == pytest.approx(fit.df_residual, abs=5e-4)
     # the dispersion intercept's SE is sqrt(2 / (n - p)): REML weights 1 - h sum to n - p
     assert dm["Std. Error"].iloc[0] == pytest.approx(np.sqrt(2 / fit.df_residual), rel=2e-3)
 

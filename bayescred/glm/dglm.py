@@ -8,6 +8,7 @@ at 2, since d_i = w_i (y_i - mu_i)^2 ~ phi_i chi^2_1) on the unit deviances. Wit
 1 - h_i, h the leverages of the mean fit; ``"ml"`` uses d_i with weights 1. The two steps
 alternate until -2 log-likelihood changes by less than 1e-10 relative.
 Standard errors: (X' diag(w/phi) X)^-1 for beta; 2 (Z' diag(prior) Z)^-1 for gamma.
+The mean model's residuals are standardised by phi_i (its prior weights are w_i / phi_i).
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ def double_glm(y, X, names, Z, znames, family, *, weights, offset, method="reml"
     k = int(mean.keep.sum() + disp.keep.sum())
     fit.aic = cur + 2 * k
     fit.bic = cur + np.log(n) * k
-    fit.prior_weights = np.asarray(weights, float)
     fit.extra = {"m2loglik": cur}
     fit.phi = phi
     return fit
