@@ -432,3 +432,40 @@ def test_binomial_logitnormal_flat_prior_mode_is_glmers_agq_fit(rscript, tmp_pat
     ours = {"(Intercept)": theta[0], "x1": theta[1], "sd": np.exp(theta[2])}
     for key, value in {**r["fixef"], "sd": r["sd"]}.items():
         assert ours[key] == pytest.approx(value, abs=2e-4, rel=2e-4), (key, ours[key], value)
+
+
+def test_poisson_lognormal_flat_prior_mode_vs_bc_glmm():
+    """The same check against bc.glmm, without R: the factory's flat-prior posterior mode
+    (its own loglik, integrated by AGQ) equals bc.glmm's nAGQ = 25 fit, and differs from
+    bc.glmm's Laplace fit (nAGQ = 1) by the Laplace error measured against glmer above
+    (bc.glmm's Laplace fit is glmer's to 1e-4 by its own parity tests)."""
+    d = poisson_data(seed=11, J=30, sd=0.5)
+    m = poisson_lognormal(d, group="co", claims="y", exposure="e", fixed=["zone"],
+                          priors={"log_collective": FLAT, "fixef": FLAT, "between_sd": FLAT})
+    theta, _ = posterior_mode_flat(m, np.r_[np.log(d["y"].sum() / d["e"].sum()), np.zeros(2), np.log(0.3)])
+    ours = pd.Series(np.r_[theta[:-1], np.exp(theta[-1])], index=["(Intercept)", *m.coords["coef"], "sd"])
+
+    def fitted(nagq):
+        f = bc.glmm("y ~ zone + offset(log(e)) + (1 | co)", d, family="poisson", nAGQ=nagq)
+        return pd.concat([f.fixef, pd.Series({"sd": float(f.varcorr["sdcor"].iloc[0])})])
+
+    agq, laplace = fitted(25), fitted(1)
+    np.testing.assert_allclose(ours, agq[ours.index], atol=2e-4, rtol=2e-4)
+    gap = ours - laplace[ours.index]
+    print("posterior mode (flat) - bc.glmm Laplace:", gap.to_dict())
+    assert np.all(np.abs(gap.drop("sd")) < 3e-3) and abs(gap["sd"]) / laplace["sd"] < 3e-2, gap
+
+
+def test_compare_with_bc_glmm(sampled):
+    d, tree = sampled
+    fit = bc.glmm("y ~ zone + offset(log(e)) + (1 | co)", d, family="poisson")
+    cmp = bc.compare(fit, tree)
+    re = fit.ranef().set_index("level")
+    t = cmp.premiums
+    np.testing.assert_allclose(t["eblup"], np.exp(re["value"].reindex(t.index.map(str))))
+    np.testing.assert_allclose(t["cond_sd"], t["eblup"] * re["cond_sd"].reindex(t.index.map(str)).to_numpy())
+    assert cmp.variance_components.loc["between", "reml"] == pytest.approx(float(fit.varcorr["vcov"].iloc[0]))
+    # the posterior median relativities follow the conditional modes
+    assert np.corrcoef(np.log(t["eblup"]), np.log(t["post_mean"]))[0, 1] > 0.95
+    # the posterior SD counts the uncertainty about the variance: not below the plug-in SD
+    assert t["sd_ratio_cond_sd"].median() > 0.95
