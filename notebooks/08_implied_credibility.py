@@ -104,6 +104,8 @@ pd.DataFrame({"coef": glm.coef, "se": glm.se}).round(5)
 # %% [markdown]
 # ### The mixed models: zone random
 #
+# * **Poisson–lognormal**, empirical Bayes: `bc.glmm` (glmer parity, Laplace), the seed's
+#   GLMM: u_j ~ N(0, s²) on the log scale, b_j its conditional mode.
 # * **Poisson–gamma**, empirical Bayes: exact marginal ML (the negative binomial per zone),
 #   `poisson_gamma_eb`; the zone's frailty u_j has mean 1 and variance λ, and its EB value is
 #   the Bühlmann credibility estimate with Z_j = μ_j/(μ_j + 1/λ).
@@ -118,6 +120,8 @@ pd.DataFrame({"coef": glm.coef, "se": glm.se}).round(5)
 
 # %%
 args = {"group": FACTOR, "claims": CLAIMS, "exposure": EXPOSURE}
+others = "".join(f" + factor(`{c}`)" for c in OTHERS)
+glmm = bc.glmm(f"`{CLAIMS}` ~ 1{others} + offset(log(`{EXPOSURE}`)) + (1 | {FACTOR})", data, family="poisson")
 pg_eb = poisson_gamma_eb(data, **args, fixed=" + ".join(f"C(`{c}`)" for c in OTHERS) or None)
 pg_model = bc.models.poisson_gamma(data, **args, fixed=OTHERS or None)
 # seven zones: a wide, skewed posterior of the between variance; a smaller step size avoids divergences
@@ -132,7 +136,9 @@ def ptile(tree, name, q=0.5):
 
 s2 = ln_post["posterior"]["between"]
 var_rel = np.exp(s2) * np.expm1(s2)  # Var exp(u) of the lognormal, comparable with lam
+s2_eb = float(glmm.varcorr["vcov"].iloc[0])
 pd.DataFrame({
+    "Poisson-lognormal EB (glmm)": [np.exp(s2_eb) * np.expm1(s2_eb), np.exp(-s2_eb / 2) / np.expm1(s2_eb)],
     "Poisson-gamma EB": [pg_eb.lam, 1 / pg_eb.lam],
     "Poisson-gamma posterior median": [float(ptile(pg_post, "lam")), float(ptile(pg_post, "k"))],
     "Poisson-lognormal posterior median": [float(var_rel.median()), float(ptile(ln_post, "k"))],
@@ -156,6 +162,7 @@ glm_effect = pd.Series([glm.coef.get(f"{FACTOR}{lev}", 0.0) for lev in e.index],
 side = pd.DataFrame({
     "exposure": e,
     "GLM": relativity(glm_effect.to_numpy()),
+    "Poisson-lognormal EB": relativity(glmm.ranef().set_index("level")["value"].reindex(e.index.map(str)).to_numpy()),
     "Poisson-gamma EB": relativity(np.log(pg_eb.ranef()["u"].reindex(e.index).to_numpy())),
     "Poisson-gamma Bayes": relativity(np.log(ptile(pg_post, "u").to_numpy())),
     "Poisson-lognormal Bayes": relativity(ptile(ln_post, "u").to_numpy()),
@@ -163,9 +170,24 @@ side = pd.DataFrame({
 side.round(4)
 
 # %% [markdown]
+# `bc.compare` sets the glmm's plug-in answer beside the Poisson–lognormal posterior: per zone
+# the relativity exp(u_j) (EB: exp(b_j) with the conditional SD carried by the delta method),
+# and the between variance, the variance of the log-scale zone effect. The posterior SD of
+# exp(u_j) also counts the intercept's uncertainty (with seven zones, u_j and the intercept
+# trade off), so the like-for-like plug-in measure is the PEV SD, which counts the fixed
+# effects too; what is left of the ratio is the uncertainty about s², which the EBLUP treats
+# as known.
+
+# %%
+cmp = bc.compare(glmm, ln_post)
+print(cmp.variance_components[["unit", "reml", "post_median", "post_lower", "post_upper"]].round(4).to_string())
+cmp.premiums[["eblup", "cond_sd", "pev_sd", "post_mean", "post_sd", "sd_ratio_pev_sd"]].round(3)
+
+# %% [markdown]
 # ## 3. Implied credibility against exposure
 #
-# The GLM against each mixed model. For the posteriors every draw of the zone effects gives
+# The GLM against each mixed model: `bc.glmm`'s conditional modes are the seed's own
+# computation; the Poisson–gamma's random effect is log û_j. For the posteriors every draw of the zone effects gives
 # a Z_j (and a k): the columns `Z_lower`, `Z_upper` are 90 % equal-tailed intervals. Where a
 # zone's GLM relativity is close to 1 (zones 1, 4, 5 and 6 on the bus data: within 0.1 of 1)
 # Z is a ratio of two small numbers and its interval is very wide — the seed's class 06
@@ -175,12 +197,14 @@ side.round(4)
 
 # %%
 implied = {
+    "Poisson-lognormal EB (glmm)": bc.implied_credibility(glm, glmm, factor=FACTOR, exposure=e),
     "Poisson-gamma EB": bc.implied_credibility(glm, np.log(pg_eb.ranef()["u"]), factor=FACTOR, exposure=e),
     "Poisson-gamma Bayes": bc.implied_credibility(glm, pg_post, factor=FACTOR, exposure=e),
     "Poisson-lognormal Bayes": bc.implied_credibility(glm, ln_post, factor=FACTOR, exposure=e),
 }
 # the Poisson-gamma's implied credibility tracks its own Bühlmann Z = mu/(mu + 1/lam)
-pd.concat({"implied Z (EB)": implied["Poisson-gamma EB"].table["Z"], "Buhlmann Z (EB)": pg_eb.ranef()["Z"],
+pd.concat({"implied Z, glmm": implied["Poisson-lognormal EB (glmm)"].table["Z"],
+           "implied Z, PG EB": implied["Poisson-gamma EB"].table["Z"], "Buhlmann Z, PG EB": pg_eb.ranef()["Z"],
            "implied Z, lognormal (median)": implied["Poisson-lognormal Bayes"].table["Z_median"],
            "90% lower": implied["Poisson-lognormal Bayes"].table["Z_lower"],
            "90% upper": implied["Poisson-lognormal Bayes"].table["Z_upper"]}, axis=1).round(3)
@@ -190,7 +214,8 @@ pd.DataFrame({name: {"k": fit.k, "k 90% lower": (fit.k_interval or (np.nan, np.n
                      "k 90% upper": (fit.k_interval or (np.nan, np.nan))[1]} for name, fit in implied.items()}).T
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+axes = axes.ravel()
 for ax, (name, fit) in zip(axes, implied.items()):
     fit.plot(ax=ax)
     ax.set_title(name, fontsize=10)
