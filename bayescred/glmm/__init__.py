@@ -1,6 +1,6 @@
 """Empirical Bayes for non-Gaussian responses: GLMMs at lme4 ``glmer`` parity (``bc.glmm``).
 
-* :mod:`.family` the exponential families (link, variance, deviance, aic);
+* :mod:`.family` the families (bayescred.glm's, with glmer's default links);
 * :mod:`.pirls` penalised IRLS, the Laplace and adaptive Gauss–Hermite deviances;
 * :mod:`.optimise` glmer's two optimisation stages;
 * :mod:`.model` :func:`glmm` and :class:`GLMMFit`; :mod:`.uncertainty` prediction,

@@ -151,6 +151,14 @@ def newton_polish(f, x, lower, iters: int = 4):
     return x, fx, H, decrement
 
 
+def _minimum(H, x, lower) -> bool:
+    """The Hessian is positive definite on the components not at a bound."""
+    free = ~(x <= lower)
+    if not free.any():
+        return True
+    return bool(np.linalg.eigvalsh(H[np.ix_(free, free)])[0] > 0)
+
+
 @dataclass
 class Optimum:
     theta: np.ndarray
@@ -198,11 +206,27 @@ def fit(problem: Problem, n_agq: int = 1, start: tuple | None = None, polish: bo
     if not polish:
         return Optimum(x[:nt], x[nt:], float(res.fun), None, None)
     x, fx, H, decrement = newton_polish(problem.deviance, x, lower)
+    if not _minimum(H, x, lower) or decrement > 1e-4:
+        # L-BFGS-B stopped off a minimum (a line search across a failed PIRLS, or a saddle
+        # of the AGQ surface): a bounded Nelder–Mead from there, then L-BFGS-B and Newton again
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            simplex = np.vstack([x] + [x + np.eye(len(x))[i] * 0.1 * max(abs(x[i]), 0.5) for i in range(len(x))])
+            nm = minimize(problem.deviance, x, method="Nelder-Mead",
+                          bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
+                          options={"initial_simplex": simplex, "xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
+        if nm.fun < fx:
+            x2, _ = _lbfgs(problem.deviance, nm.x, lower)
+            x2, fx2, H2, dec2 = newton_polish(problem.deviance, x2, lower)
+            if fx2 < fx:
+                x, fx, H, decrement = x2, fx2, H2, dec2
     message = None
     if not np.isfinite(fx):
         message = "the deviance is not finite at the optimum"
     elif decrement > 1e-4 and np.isfinite(decrement):
         message = f"Newton decrement {decrement:.2g} > 1e-4 at the optimum: not converged"
+    elif not _minimum(H, x, lower):
+        message = "the Hessian of the deviance is not positive definite at the optimum"
     if message:
         warnings.warn(f"glmm: {message}", ConvergenceWarning, stacklevel=3)
     problem.deviance(x)  # leave the warm state at the optimum
