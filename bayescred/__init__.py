@@ -13,6 +13,7 @@ from . import credibility, datasets, errors, portfolio
 # hold them; importing them here, eagerly, binds the names to the functions for good (a later
 # import of a submodule finds it in sys.modules and leaves these names alone).
 from .compare import compare  # noqa: E402
+from .compare_models import compare_models  # noqa: E402
 from .glm import glm  # noqa: E402
 from .glmm import glmm  # noqa: E402
 from .lmm import lmm  # noqa: E402
@@ -27,7 +28,8 @@ _LAZY = {
     "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "glmm", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "report",
+           *_LAZY]
 
 
 def __getattr__(name):

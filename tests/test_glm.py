@@ -309,13 +309,21 @@ def test_separation_warns_naming_the_coefficient():
     ({"family": "Gamma"}, BayescredError),  # y has zeros
     ({"family": "poisson", "link": "logit"}, BayescredError),
     ({"family": "poisson", "dispersion": "huge"}, BayescredError),
+    ({"family": "negbin", "formula": "cbind(y, y) ~ x"}, BayescredError),
 ])
 def test_user_errors(kwargs, error):
     d = _counts(12)
+    kwargs = dict(kwargs)
+    formula = kwargs.pop("formula", "y ~ x")
     with pytest.raises(error):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bc.glm("y ~ x", d, **kwargs)
+            bc.glm(formula, d, **kwargs)
+
+
+def test_data_must_be_a_frame():
+    with pytest.raises(bc.errors.NotAFrameError):
+        bc.glm("y ~ x", {"y": [1, 2], "x": [0, 1]})
 
 
 def test_cli_glm_json(tmp_path, capsys, fabric):

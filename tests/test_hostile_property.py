@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bayescred import filters, runner
@@ -86,6 +86,9 @@ def _no_canary():
 
 @SETTINGS
 @given(formulas)
+@example("y ~ " + "x + " * 2_400 + "x")  # long chains: no RecursionError anywhere
+@example("y ~ " + "(" * 4_000 + "x" + ")" * 4_000)
+@example("y ~ I(x" + " + x" * 2_400 + ")")
 def test_formulas_never_run_code(text):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,6 +103,9 @@ def test_formulas_never_run_code(text):
 
 @SETTINGS
 @given(filter_texts)
+@example(" and ".join(["x > 1"] * 990))
+@example(" or ".join(["(x > 1)"] * 900))
+@example("x in [" + ", ".join(["1"] * 3_000) + "]")
 def test_filters_never_run_code(text):
     try:
         filters.apply(DATA, text)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
+    ArgumentError,
     BoundaryWarning,
     DataError,
     MissingColumnError,
@@ -328,6 +329,56 @@ class LMMFit:
             "nobs": int(self.nobs),
             "ranef": [{k: clean(v) for k, v in row.items()} for row in ranef.to_dict("records")],
         }
+
+    # -- residuals, fitted values and information criteria (issue 12)
+    def _response_residuals(self) -> np.ndarray:
+        """y - (offset + Xβ̂ + Zb̂) per row; the offset cancels against the design's response."""
+        d = self._design
+        zb = sum(np.einsum("nk,nk->n", t.X, b[t.codes]) for t, b in zip(d.terms, self._modes))
+        return d.y + d.X @ (d.beta0 - self.fixef.to_numpy()) - zb
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Conditional residuals as lme4's ``residuals(fit, type, scaled)``: ``"response"`` and
+        ``"working"`` y - μ̂ with μ̂ = offset + Xβ̂ + Zb̂; ``"pearson"`` and ``"deviance"``
+        √w (y - μ̂) (w the caller's weights); ``scaled=True`` divides by σ̂ — lme4's "scaled
+        residuals" of ``summary()`` are ``residuals("pearson", scaled=True)``."""
+        if type not in ("response", "working", "pearson", "deviance"):
+            raise ArgumentError(f"type must be 'response', 'working', 'pearson' or 'deviance', got {type!r}")
+        r = self._response_residuals()
+        if type in ("pearson", "deviance"):
+            r = r * np.sqrt(self._design.w * self._design.scale)
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self._data.index, name=f"{type} residual")
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values offset + Xβ̂ + Zb̂ for the rows of the fit (lme4's ``fitted()``)."""
+        y = np.asarray(self._fixed.y, dtype=float)
+        return pd.Series(y - self._response_residuals(), index=self._data.index, name="fitted")
+
+    def information_criteria(self, convention: str = "lme4") -> pd.Series:
+        """logLik, AIC and BIC with the number of parameters k = p + variance parameters + 1.
+
+        ``"lme4"`` (default, the ``aic``/``bic`` attributes): BIC = -2ℓ + k log N.
+        ``"nlme"``: for a REML fit nlme's BIC uses N - p observations, BIC = -2ℓ + k log(N - p)
+        (seed 004 Table 6.2 prints 1328.41 where lme4 gives 1328.58); ML fits agree.
+        logLik and AIC are the same in both (−½ × the REML criterion or ML deviance)."""
+        if convention not in ("lme4", "nlme"):
+            raise ArgumentError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
+        n = self.nobs - (self._design.p if convention == "nlme" and self.reml else 0)
+        k = self.n_params
+        return pd.Series(
+            {"loglik": self.loglik, "aic": self.aic, "bic": self.criterion + k * math.log(n), "n_params": k, "nobs": n},
+            name=f"{self.method} ({convention})",
+        )
+
+    def summary(self):
+        """The fit laid out as lme4's ``summary(lmer(...))``: criterion, scaled residuals,
+        random effects, fixed effects with SE and t value, their correlation. ``print()`` it;
+        its tables are attributes (:class:`~bayescred.lmm.summary.LMMSummary`)."""
+        from .summary import summarise
+
+        return summarise(self)
 
     def __repr__(self) -> str:
         return (
