@@ -469,3 +469,28 @@ def test_compare_with_bc_glmm(sampled):
     assert np.corrcoef(np.log(t["eblup"]), np.log(t["post_mean"]))[0, 1] > 0.95
     # the posterior SD counts the uncertainty about the variance: not below the plug-in SD
     assert t["sd_ratio_cond_sd"].median() > 0.95
+
+
+def test_compare_matches_the_gamma_dispersion_by_name():
+    """Gamma: glmer's residual variance is the dispersion (squared CV of one claim); it is
+    matched with the factory's ``dispersion``. A hand-made posterior stands in for bc.sample."""
+    import xarray as xr
+
+    d = gamma_data()
+    fit = bc.glmm("sev ~ factor(zone) + (1 | co)", d, family="Gamma", weights="n")
+    rng = np.random.default_rng(0)
+    levels = sorted(d["co"].unique())
+    u = 0.3 * rng.standard_normal((2, 50, len(levels)))
+    dims = ("chain", "draw")
+    post = xr.Dataset({"u": xr.DataArray(u, dims=(*dims, "co"), coords={"co": levels}),
+                       "relativity": xr.DataArray(np.exp(u), dims=(*dims, "co"), coords={"co": levels}),
+                       "between": xr.DataArray(rng.gamma(5, 0.02, (2, 50)), dims=dims),
+                       "dispersion": xr.DataArray(rng.gamma(20, 0.05, (2, 50)), dims=dims)},
+                      attrs={"bayescred_factory": "gamma_lognormal"})
+    cmp = bc.compare(fit, xr.DataTree.from_dict({"posterior": post}))
+    vc = cmp.variance_components
+    resid = fit.varcorr[fit.varcorr["grp"] == "Residual"]["vcov"].iloc[0]
+    assert vc.loc["dispersion", "reml"] == pytest.approx(resid)
+    assert vc.loc["dispersion", "unit"] == "squared coefficient of variation of one claim"
+    assert vc.loc["dispersion", "post_mean"] == pytest.approx(float(post["dispersion"].mean()))
+    assert list(cmp.premiums.index) == levels
