@@ -187,7 +187,6 @@ def marginal_loglik_fn(model, nodes: int = 25):
     each risk's own, exactly): the marginal likelihood under flat priors, as a function of
     (intercept, fixef..., log between_sd). glmer's nAGQ = 25 computes the same integral."""
     import pytensor
-    import pytensor.tensor as pt
 
     vv = {v.name: v for v in model.value_vars}
     ll = model.replace_rvs_by_values([model["loglik"]])[0]
@@ -494,3 +493,11 @@ def test_compare_matches_the_gamma_dispersion_by_name():
     assert vc.loc["dispersion", "unit"] == "squared coefficient of variation of one claim"
     assert vc.loc["dispersion", "post_mean"] == pytest.approx(float(post["dispersion"].mean()))
     assert list(cmp.premiums.index) == levels
+
+
+def test_a_column_cannot_be_factor_and_covariate_or_group():
+    d = poisson_data()
+    with pytest.raises(DataError, match="'zone'"):
+        poisson_lognormal(d, group="co", claims="y", exposure="e", fixed=["zone"], covariates=["zone"])
+    with pytest.raises(DataError, match="'co'"):
+        poisson_lognormal(d, group="co", claims="y", exposure="e", fixed=["co"])

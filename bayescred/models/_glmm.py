@@ -64,8 +64,9 @@ def check_latent(likelihood: str, factory: str) -> None:
 
 
 def check_columns(group: str, fixed: list, covariates: list) -> None:
-    if set(fixed) & set(covariates) or group in fixed + covariates:
-        raise DataError("a column cannot be both a factor and a covariate, nor the group")
+    clash = sorted(set(fixed) & set(covariates)) + [group] * (group in fixed + covariates)
+    if clash:
+        raise DataError("a column cannot be both a factor and a covariate, nor the group", column=clash[0])
 
 
 def design(cells: pd.DataFrame, fixed: list, covariates: list, base: dict | None, weight: np.ndarray):
