@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
 __all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "report",
