@@ -124,8 +124,17 @@ def test_offset_argument_equals_offset_term():
 
 
 @pytest.mark.parametrize("formula", ["y ~ x + (1 + x | g)", "y ~ x + (1 | g) + (0 + x | g)"])
-def test_block_and_sparse_paths_agree(formula):
-    """The per-level block solver and the general sparse one give the same Laplace deviance."""
+@pytest.mark.parametrize("path", ["pairs", "dense", "sparse LU"])
+def test_block_and_general_paths_agree(formula, path, monkeypatch):
+    """The per-level block solver and each general one (Z'WZ by bincount, by sparse products
+    with a dense Cholesky, or a sparse LU) give the same Laplace deviance."""
+    import importlib
+
+    pirls_module = importlib.import_module("bayescred.glmm.pirls")
+    if path != "pairs":
+        monkeypatch.setattr(pirls_module, "PAIRS_MAX", 0)
+    if path == "sparse LU":
+        monkeypatch.setattr(pirls_module, "DENSE_MAX", 0)
     fit = _quiet(formula, _poisson_data(), family="poisson", offset="logexpo")
     prob = fit._problem
     sparse = RandomEffects(prob.re.terms, block=False)

@@ -36,6 +36,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 DENSE_MAX = 3000  # largest q factored as one dense matrix in the general (crossed) case
+PAIRS_MAX = 1000  # up to this q, Z'WZ is accumulated densely by bincount (no sparse products)
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -77,6 +78,10 @@ class RandomEffects:
             self.q = q
             self.Z = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                    shape=(self.n_rows, q))
+            if q <= PAIRS_MAX:  # each row has the same m nonzeros: Z'WZ = Σ_rows w z z' by bincount
+                c, v = np.column_stack(cols), np.column_stack(vals)
+                self.pair_index = (c[:, :, None] * q + c[:, None, :]).reshape(self.n_rows, -1)
+                self.pair_value = (v[:, :, None] * v[:, None, :]).reshape(self.n_rows, -1)
         self.set_theta(np.array([1.0 if lo == 0 else 0.0 for lo in self.theta_lower]))
 
     # ---------------------------------------------------------------- θ
@@ -139,6 +144,15 @@ class RandomEffects:
                 return float(np.sum(np.log(self.Mdiag)))
             self.L = np.linalg.cholesky(M)
             return 2.0 * float(np.sum(np.log(np.diagonal(self.L, axis1=1, axis2=2))))
+        if self.q <= PAIRS_MAX:
+            A = np.bincount(self.pair_index.ravel(), (self.pair_value * w[:, None]).ravel(),
+                            minlength=self.q * self.q).reshape(self.q, self.q)
+            M = np.asarray(self.Lam.T @ np.asarray(self.Lam.T @ A).T)  # Λ'AΛ (A symmetric)
+            M[np.diag_indices(self.q)] += 1.0
+            self.M = M
+            self.chol = sla.cho_factor(M, lower=True)
+            self.lu = None
+            return 2.0 * float(np.sum(np.log(np.diag(self.chol[0]))))
         M = (self.ZL.T @ self.ZL.multiply(w[:, None]).tocsc() + sp.identity(self.q)).tocsc()
         self.M = M
         if self.q <= DENSE_MAX:
