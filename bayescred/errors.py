@@ -146,3 +146,12 @@ class TooManyLevelsError(DataError):
     """A random-effects term has as many levels (times effects) as observations, so it
     cannot be separated from the residual (lme4's "number of levels ... must be <
     number of observations")."""
+
+
+class RunFolderError(BayescredError):
+    """A run folder cannot be written (unwritable, busy with another run, not a run folder) or
+    read (incomplete or damaged: its manifest does not match its files)."""
+
+
+class SamplerError(BayescredError):
+    """The sampler stopped with an error instead of returning draws."""
