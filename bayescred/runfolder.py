@@ -56,14 +56,20 @@ def check_writable(out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _fail(out.parent, "create the folder", exc) from None
-    if not os.access(out.parent, os.W_OK | os.X_OK):
+    if not os.access(out.parent, os.W_OK | os.X_OK, effective_ids=True):
         raise RunFolderError(f"cannot write into {out.parent} (permission denied): choose a writable --out")
+    probe = _sibling(out, f"probe-{secrets.token_hex(4)}")  # what permissions do not tell: a read-only disk
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise RunFolderError(f"cannot write into {out.parent} ({exc.strerror}): choose a writable --out") from None
     if out.is_symlink():
         raise RunFolderError(f"{out} is a symbolic link: give a real folder as --out (runs are never written through links)")
     if out.exists():
         if not out.is_dir():
             raise RunFolderError(f"{out} exists and is not a folder: choose another --out")
-        if not os.access(out, os.W_OK | os.X_OK):
+        if not os.access(out, os.W_OK | os.X_OK, effective_ids=True):
             raise RunFolderError(f"{out} is read-only: the new run could not replace it; choose a writable --out")
         foreign = sorted(p.name for p in out.iterdir() if p.name not in ARTEFACTS or p.is_dir() and not p.is_symlink())
         if foreign:
