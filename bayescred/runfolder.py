@@ -169,13 +169,13 @@ def _exchange(a: Path, b: Path) -> bool:
 def _swap_in(new: Path, out: Path) -> None:
     if not os.path.lexists(out):
         os.rename(new, out)
-    elif _exchange(new, out):  # ``new`` now holds the previous run
-        shutil.rmtree(new)
+    elif _exchange(new, out):  # ``new`` now holds the previous run (what is left: the next writer's)
+        shutil.rmtree(new, ignore_errors=True)
     else:
         aside = _sibling(out, f"old-{secrets.token_hex(4)}")
         os.rename(out, aside)
         os.rename(new, out)
-        shutil.rmtree(aside)
+        shutil.rmtree(aside, ignore_errors=True)
     dir_fd = os.open(out.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -221,6 +221,10 @@ def commit(out: Path, fill: Callable[[Path], None], *, keep: dict | None = None)
         fill(new)
         _seal(new, keep)
         _swap_in(new, out)
+    except OSError as exc:  # a full disk, a quota: the previous run stays
+        shutil.rmtree(new, ignore_errors=True)
+        raise RunFolderError(f"could not write the run into {out} ({exc.strerror or exc}); "
+                             "the folder holds the previous run, unchanged") from exc
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise

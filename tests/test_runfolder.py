@@ -81,7 +81,7 @@ def test_a_failed_write_leaves_the_previous_run_whole(tmp_path):
         (folder / "spec.toml").write_text("new")
         raise OSError(28, "No space left on device")
 
-    with runfolder.lock(out), pytest.raises(OSError):
+    with runfolder.lock(out), pytest.raises(RunFolderError, match="No space left on device.*previous run, unchanged"):
         runfolder.commit(out, half)
     runfolder.verify(out)
     assert (out / "spec.toml").read_text() == "old"
