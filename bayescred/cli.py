@@ -3,7 +3,7 @@
     bayescred fit SPEC [--out DIR] [--fast] [--data-dir DIR]   classical + REML + Bayes + report
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
-    bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] --json
+    bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
     bayescred --version;  bayescred --debug COMMAND ...         (--debug: show tracebacks)
 
 A mistake is reported in one line on stderr, without a traceback (``--debug`` shows it), and
@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 
 from . import errors
-from .errors import BayescredError
+from .errors import BayescredError, FormulaError
 
 EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MISSED, EXIT_SAMPLER, EXIT_RUN_FOLDER = 1, 2, 3, 4, 5, 6
 
@@ -79,7 +79,14 @@ def _lmm(args) -> int:
     from .lmm import lmm
 
     data = pd.read_csv(args.data)
-    fit = lmm(args.formula, data, weights=args.weights, offset=args.offset, method="ML" if args.ml else "REML")
+    base_levels = {}
+    for item in args.base or []:
+        column, sep, level = item.partition("=")
+        if not sep or not column:
+            raise FormulaError(f"--base takes COLUMN=LEVEL, got {item!r}")
+        base_levels[column] = level
+    fit = lmm(args.formula, data, weights=args.weights, offset=args.offset, method="ML" if args.ml else "REML",
+              factors=args.factor or (), base_levels=base_levels)
     if args.json:
         print(json.dumps(fit.to_dict(), indent=1))
     else:
@@ -120,6 +127,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--offset", help="column of offsets")
     m.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     m.add_argument("--json", action="store_true", help="print LMMFit.to_dict() as JSON")
+    m.add_argument("--factor", action="append", metavar="COL",
+                   help="treat this numeric column as categorical, as factor(COL) (repeatable)")
+    m.add_argument("--base", action="append", metavar="COL=LEVEL",
+                   help="reference level of a factor, as R's relevel (repeatable; makes COL a factor)")
     m.set_defaults(func=_lmm)
     return p
 

@@ -148,6 +148,10 @@ class TooManyLevelsError(DataError):
     number of observations")."""
 
 
+class FilterError(SpecError):
+    """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""
+
+
 class RunFolderError(BayescredError):
     """A run folder cannot be written (unwritable, busy with another run, not a run folder) or
     read (incomplete or damaged: its manifest does not match its files)."""

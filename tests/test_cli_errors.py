@@ -62,6 +62,10 @@ SPEC_MISTAKES = [
      "spec field arguments.within: Input should be greater than or equal to 0", 2),
     ("unknown prior", ("[sampler]", "[priors]\nnope = 1\n[sampler]"), "unknown prior name(s) 'nope'", 2),
     ("column not in the data", ('group = "class"', 'group = "klass"'), "column 'klass'", 2),
+    ("filter grammar", ('dataset = "buhlmann_table31"', 'dataset = "buhlmann_table31"\nfilter = "loss >"'),
+     "filter: expected", 2),  # read by bayescred.filters as the data loads, before any fit
+    ("filter column", ('dataset = "buhlmann_table31"', 'dataset = "buhlmann_table31"\nfilter = "los > 0"'),
+     "'los'", 2),
 ]
 
 
