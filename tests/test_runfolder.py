@@ -365,3 +365,9 @@ def test_sigkill_during_save_leaves_the_previous_or_the_new_run(base, tmp_path):
     assert outcomes.count("previous") >= 3 and outcomes.count("new") >= 3, outcomes
     assert refused >= 1  # some kills left a half-written folder behind, and it was refused
     assert main(["report", str(out), "--out", str(tmp_path / "final.html")]) == 0
+
+
+def test_report_of_a_saved_run_object_keeps_the_manifest_true(base):
+    """bc.report(run) for a saved Run rewrites its folder's report.html in a transaction too."""
+    assert report(base) == base.out / "report.html"
+    runfolder.verify(base.out)

@@ -178,22 +178,26 @@ def report(run, out=None) -> Path:
     """Write the HTML report of a Run (or of a saved run folder); return its path.
 
     A run folder is verified against its manifest first (a damaged or incomplete one raises
-    :class:`~bayescred.errors.RunFolderError`); rebuilt in place, its ``report.html`` and
-    manifest are replaced in one transaction, under the folder's lock.
+    :class:`~bayescred.errors.RunFolderError`). Without ``out`` the report goes into the run's
+    folder: its ``report.html`` and manifest are replaced in one transaction, under the lock.
     """
-    if isinstance(run, (str, Path)):
-        folder = Path(run)
-        if out is not None and Path(out).resolve().parent == folder.resolve():
-            if Path(out).name not in REBUILT:
-                raise RunFolderError(f"write the report outside the run folder {folder}, or as its report.html")
-            out = None
-        if out is not None or not folder.is_dir():  # (_load_run refuses a missing folder)
-            return write_report(_load_run(folder), Path(out))
-        with runfolder.lock(folder) as locked:
-            loaded = _load_run(locked, regenerate=REBUILT)
-            kept = {k: v for k, v in loaded.manifest.items() if k not in REBUILT}
-            runfolder.commit(locked, lambda new: write_report(loaded, new / "report.html"), keep=kept)
-        return locked / "report.html"
-    if out is None and run.out is None:
+    folder, loaded = (Path(run), None) if isinstance(run, (str, Path)) else (run.out, run)
+    if folder is None and out is None:
         raise ValueError("give out= (an HTML path) for a run that was not saved")
-    return write_report(run, Path(out) if out else run.out / "report.html")
+    if folder is not None and out is not None and Path(out).resolve().parent == folder.resolve():
+        if Path(out).name not in REBUILT:
+            raise RunFolderError(f"write the report outside the run folder {folder}, or as its report.html")
+        out = None
+    if out is not None:
+        return write_report(loaded or _load_run(folder), Path(out))
+    if not Path(folder).is_dir():  # refused here: the lock would create the folder's parents
+        runfolder.verify(folder)
+    with runfolder.lock(folder) as locked:
+        if loaded is None:
+            loaded = _load_run(locked, regenerate=REBUILT)
+            files = loaded.manifest
+        else:
+            files = runfolder.verify(locked, regenerate=REBUILT)
+        kept = {k: v for k, v in files.items() if k not in REBUILT}
+        runfolder.commit(locked, lambda new: write_report(loaded, new / "report.html"), keep=kept)
+    return locked / "report.html"
