@@ -124,7 +124,8 @@ class PoissonGammaArguments(_Strict):
     claims: Name
     exposure: Name
     fixed: list[Name] | None = None
-    base: dict[str, StrictInt | StrictStr | Number] | None = None  # base level of each rating factor (EB fit)
+    # base level of each rating factor, for the EB fit only (the factory takes the largest-exposure level)
+    base: dict[str, StrictInt | StrictStr | Number] | None = None
     covariates: list[Name] | None = None
     alpha: Positive | None = None
     beta: Positive | None = None
