@@ -4,6 +4,7 @@
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
+    bayescred glm FORMULA --data CSV --family F [--link L] [--weights COL] [--offset COL] [--json]
     bayescred --version;  bayescred --debug COMMAND ...         (--debug: show tracebacks)
 
 A mistake is reported in one line on stderr, without a traceback (``--debug`` shows it), and
@@ -95,6 +96,23 @@ def _lmm(args) -> int:
     return 0
 
 
+def _glm(args) -> int:
+    import pandas as pd
+
+    from .glm import glm
+
+    data = pd.read_csv(args.data)
+    dispersion = args.dispersion
+    try:
+        dispersion = float(dispersion)
+    except (TypeError, ValueError):
+        pass
+    fit = glm(args.formula, data, family=args.family, link=args.link, weights=args.weights, offset=args.offset,
+              var_power=args.var_power, theta=args.theta, dispersion=dispersion)
+    print(json.dumps(fit.to_dict(), indent=1) if args.json else fit.summary())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -132,6 +150,22 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--base", action="append", metavar="COL=LEVEL",
                    help="reference level of a factor, as R's relevel (repeatable; makes COL a factor)")
     m.set_defaults(func=_lmm)
+
+    g = sub.add_parser("glm", help="fit a generalised linear model as R's glm / MASS::glm.nb")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + offset(log(exposure))' or 'cbind(s, f) ~ x'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", default="gaussian",
+                   help="gaussian, poisson, quasipoisson, binomial, quasibinomial, Gamma, inverse.gaussian, "
+                        "negbin, tweedie, ztpoisson (default gaussian)")
+    g.add_argument("--link", help="link function (default: the family's canonical link; log for negbin, tweedie)")
+    g.add_argument("--weights", help="column of prior weights")
+    g.add_argument("--offset", help="column of offsets (added to offset() terms of the formula)")
+    g.add_argument("--var-power", type=float, help="Tweedie variance power (profiled when omitted)")
+    g.add_argument("--theta", type=float, help="negative binomial theta (estimated when omitted)")
+    g.add_argument("--dispersion", help="'pearson' (default), 'deviance', a number (fixed), or a formula '~ x' "
+                                        "(double GLM)")
+    g.add_argument("--json", action="store_true", help="print GLMFit.to_dict() as JSON")
+    g.set_defaults(func=_glm)
     return p
 
 
