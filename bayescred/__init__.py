@@ -6,6 +6,7 @@ by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on fir
 """
 
 from importlib import import_module
+from importlib import metadata as _metadata
 
 from . import credibility, datasets, errors, portfolio
 
@@ -19,7 +20,10 @@ from .glmm import glmm  # noqa: E402
 from .lmm import lmm  # noqa: E402
 from .report import report  # noqa: E402
 
-__version__ = "0.1.0"
+try:  # the single source of the version is pyproject.toml, through the installed metadata
+    __version__ = _metadata.version("bayescred")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # PyMC and its compiler load on first use only
 _LAZY = {

@@ -159,3 +159,12 @@ class ComparabilityWarning(UserWarning):
 
 class ArgumentError(BayescredError, ValueError):
     """An argument outside its allowed values (a method, convention or residual type name)."""
+
+
+class RunFolderError(BayescredError):
+    """A run folder cannot be written (unwritable, busy with another run, not a run folder) or
+    read (incomplete or damaged: its manifest does not match its files)."""
+
+
+class SamplerError(BayescredError):
+    """The sampler stopped with an error instead of returning draws."""
