@@ -221,7 +221,7 @@ class _Parser:
         if self.peek().text != ")":
             while True:
                 tok = self.peek()
-                nxt = self.tokens[self.i + 1]
+                nxt = self.tokens[min(self.i + 1, len(self.tokens) - 1)]
                 if tok.kind == "name" and nxt.kind == "op" and nxt.text == "=":
                     self.i += 2
                     kwargs.append((tok.text, self.expression()))

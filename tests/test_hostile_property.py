@@ -89,6 +89,7 @@ def _no_canary():
 @example("y ~ " + "x + " * 2_400 + "x")  # long chains: no RecursionError anywhere
 @example("y ~ " + "(" * 4_000 + "x" + ")" * 4_000)
 @example("y ~ I(x" + " + x" * 2_400 + ")")
+@example(" ~ as.factor(")  # once an IndexError
 def test_formulas_never_run_code(text):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
