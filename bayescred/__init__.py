@@ -15,6 +15,7 @@ from . import credibility, datasets, errors, portfolio
 from .compare import compare  # noqa: E402
 from .compare_models import compare_models  # noqa: E402
 from .glm import glm  # noqa: E402
+from .glmm import glmm  # noqa: E402
 from .lmm import lmm  # noqa: E402
 from .report import report  # noqa: E402
 
@@ -24,9 +25,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "report",
+           *_LAZY]
 
 
 def __getattr__(name):

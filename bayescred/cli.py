@@ -5,6 +5,7 @@
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
     bayescred glm FORMULA --data CSV --family F [--link L] [--weights COL] [--offset COL] [--json]
+    bayescred glmm FORMULA --data CSV --family F [--weights COL] [--offset COL] [--nagq N] --json
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def _lmm(args) -> int:
     return 0
 
 
+def _glmm(args) -> int:
+    import pandas as pd
+
+    from .glmm import glmm
+
+    data = pd.read_csv(args.data)
+    fit = glmm(args.formula, data, family=args.family, weights=args.weights, offset=args.offset, nAGQ=args.nagq)
+    if args.json:
+        print(json.dumps(fit.to_dict(), indent=1))
+    else:
+        print(fit.summary())
+    return 0
+
+
 def _glm(args) -> int:
     import pandas as pd
 
@@ -113,6 +128,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--base", action="append", metavar="COL=LEVEL",
                    help="reference level of a factor, as R's relevel (repeatable; makes COL a factor)")
     m.set_defaults(func=_lmm)
+
+    g = sub.add_parser("glmm", help="fit a generalised linear mixed model (lme4 glmer syntax) by Laplace or AGQ")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + (1 | company)' or 'cbind(s, f) ~ x + (1 | g)'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", required=True, choices=["poisson", "binomial", "Gamma", "negative_binomial"],
+                   help="response family (canonical link; log link for Gamma)")
+    g.add_argument("--weights", help="column of prior weights (binomial: number of trials)")
+    g.add_argument("--offset", help="column of offsets (e.g. log exposure)")
+    g.add_argument("--nagq", type=int, default=1, help="1 = Laplace (default), >1 adaptive Gauss-Hermite nodes")
+    g.add_argument("--json", action="store_true", help="print GLMMFit.to_dict() as JSON")
+    g.set_defaults(func=_glmm)
 
     g = sub.add_parser("glm", help="fit a generalised linear model as R's glm / MASS::glm.nb")
     g.add_argument("formula", help="e.g. 'claims ~ zone + offset(log(exposure))' or 'cbind(s, f) ~ x'")
