@@ -25,23 +25,11 @@ from .pirls import RandomEffects, Response
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 
 
-def _cbind_columns(fixed, data, y) -> np.ndarray:
-    """Work-around: bayescred.formula materialises each cbind() argument as term algebra, so
-    ``size - incidence`` comes back as ``size``; an arithmetic argument is re-evaluated here
-    as ``I(...)`` (the parsed, checked tree; nothing is evaluated as Python)."""
-    out = y.copy()
-    for j, node in enumerate(fixed.formula._response):
-        if not isinstance(node, fm.Name):
-            out[:, j] = fm._Expression(fm.Call("I", (node,), ()), data, fm.deparse(node)).values
-    return out
-
-
 def _response(fixed, data, family: Family, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, n, wt) as R's family()$initialize leaves them (binomial: proportions, trials)."""
     name = fixed.response_name
     y = np.asarray(fixed.y, dtype=float)
     if y.ndim == 2:  # cbind(successes, failures)
-        y = _cbind_columns(fixed, data, y)
         if family.name != "binomial":
             raise FormulaError(f"a cbind() response needs family='binomial', not {family.display}")
         bad = np.any(y < 0, axis=1)
