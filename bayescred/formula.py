@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -220,7 +221,7 @@ class _Parser:
         if self.peek().text != ")":
             while True:
                 tok = self.peek()
-                nxt = self.tokens[self.i + 1]
+                nxt = self.tokens[min(self.i + 1, len(self.tokens) - 1)]
                 if tok.kind == "name" and nxt.kind == "op" and nxt.text == "=":
                     self.i += 2
                     kwargs.append((tok.text, self.expression()))
@@ -990,7 +991,10 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     """
     parsed = formula if isinstance(formula, Formula) else parse(formula)
     data = _to_pandas(data)
-    factors, base_levels = tuple(factors or ()), dict(base_levels or {})
+    factors = (factors,) if isinstance(factors, str) else tuple(factors or ())
+    if base_levels is not None and not isinstance(base_levels, Mapping):
+        raise FormulaError(f"base_levels must map columns to levels, e.g. {{'zone': 'B'}}, got {type(base_levels).__name__}")
+    base_levels = dict(base_levels or {})
     for col in (*factors, *base_levels):
         if col not in data.columns:
             raise MissingColumnError(f"declared a factor but not in the data; available columns: {', '.join(map(str, data.columns))}", col)

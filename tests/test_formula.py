@@ -85,6 +85,9 @@ def test_data_errors_name_the_column():
         fm.fixed_design("y ~ f", d, base_levels={"f": "q"})
     with pytest.raises(MissingColumnError, match="'w'"):
         fm.fixed_design("y ~ x", d, factors=["w"])
+    with pytest.raises(FormulaError, match="base_levels must map"):
+        fm.fixed_design("y ~ f", d, base_levels=["f"])
+    assert fm.fixed_design("y ~ x", d, factors="x").names == ["(Intercept)", "x1", "x2"]  # one column as text
 
 
 def test_numeric_codes_stay_numeric_unless_declared(cake):
