@@ -14,7 +14,7 @@ from . import credibility, datasets, errors, portfolio
 # import of a submodule finds it in sys.modules and leaves these names alone).
 from .compare import compare  # noqa: E402
 from .glm import glm  # noqa: E402
-from .lmm import lmm  # noqa: E402
+from .lmm import lmm, lrt  # noqa: E402
 from .report import report  # noqa: E402
 
 __version__ = "0.1.0"
@@ -25,7 +25,7 @@ _LAZY = {
     "sample": ("bayescred.sampling", "sample"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "lmm", "lrt", "report", *_LAZY]
 
 
 def __getattr__(name):

@@ -150,3 +150,8 @@ class TooManyLevelsError(DataError):
 
 class FilterError(SpecError):
     """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""
+
+
+class NewLevelError(DataError):
+    """New data has a level of a grouping factor that the fit did not see (lme4's
+    ``allow.new.levels = FALSE``)."""
