@@ -25,13 +25,13 @@ def enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate over ``items`` with a rich progress bar on stderr when :func:`enabled`."""
     if not enabled():
         yield from items
         return
     from rich.console import Console
-    from rich.progress import track
+    from rich import progress as rich_progress
 
     console = Console(file=sys.stderr, force_terminal=True)
-    yield from track(items, description=description, total=total, console=console, transient=True)
+    yield from rich_progress.track(items, description=description, total=total, console=console, transient=True)

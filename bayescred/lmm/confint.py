@@ -32,7 +32,7 @@ from scipy import stats
 from scipy.optimize import brentq, minimize
 
 from ..errors import DataError
-from ..progress import progress
+from ..progress import track
 from .fit import optimise, tri_index
 from .inference import profile_intervals
 
@@ -123,22 +123,25 @@ def confint(fit, level=0.95, method="profile", parm=None, nsim=500, seed=None) -
 # -- profile
 def _profile(fit, table, out, level):
     cut = stats.chi2.ppf(level, 1)
-    kinds = set(table.kind)
-    if kinds & {"sd", "sigma"}:
-        sds = profile_intervals(fit, level)
-        for name, row in table[table.kind.isin(["sd", "sigma"])].iterrows():
-            hit = sds[(sds.grp == row.grp) & ((sds.var1 == row.var1) | (row.kind == "sigma"))].iloc[0]
-            out.loc[name, ["lower", "upper"]] = hit.lower, hit.upper
-    for name, row in table[table.kind == "cor"].iterrows():
-        out.loc[name, ["lower", "upper"]] = _profile_correlation(fit, int(row.term), int(row.i), int(row.j),
-                                                                 row.estimate, cut)
-    beta_rows = table[table.kind == "beta"]
-    if len(beta_rows):
-        d = fit._design
-        theta_ml = fit._sol.theta if not fit.reml else optimise(d, False)[0]
-        dmin = d.deviance(theta_ml, False)
-        for name, row in beta_rows.iterrows():
-            out.loc[name, ["lower", "upper"]] = _profile_beta(fit, int(row.j), theta_ml, dmin, cut)
+    sd_rows = table[table.kind.isin(["sd", "sigma"])]
+    tasks = ([("sd", None, None)] if len(sd_rows) else []) + [(row.kind, name, row) for name, row in
+                                                              table[table.kind.isin(["cor", "beta"])].iterrows()]
+    ml = {}
+    for kind, name, row in track(tasks, "profiling"):
+        if kind == "sd":
+            sds = profile_intervals(fit, level)
+            for sd_name, r in sd_rows.iterrows():
+                hit = sds[(sds.grp == r.grp) & ((sds.var1 == r.var1) | (r.kind == "sigma"))].iloc[0]
+                out.loc[sd_name, ["lower", "upper"]] = hit.lower, hit.upper
+        elif kind == "cor":
+            out.loc[name, ["lower", "upper"]] = _profile_correlation(fit, int(row.term), int(row.i), int(row.j),
+                                                                     row.estimate, cut)
+        else:
+            if not ml:  # the ML optimum, where the profile of β starts
+                d = fit._design
+                ml["theta"] = fit._sol.theta if not fit.reml else optimise(d, False)[0]
+                ml["dmin"] = d.deviance(ml["theta"], False)
+            out.loc[name, ["lower", "upper"]] = _profile_beta(fit, int(row.j), ml["theta"], ml["dmin"], cut)
 
 
 def _term_factor(s, R):
@@ -250,7 +253,7 @@ def bootstrap_parameters(fit, table, nsim, seed) -> np.ndarray:
     boot = copy.copy(d)
     names = list(fit.fixef.index)
     draws = np.empty((nsim, len(table)))
-    for n in progress(range(nsim), "parametric bootstrap (confint)"):
+    for n in track(range(nsim), "parametric bootstrap (confint)"):
         us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
               for t, S in zip(d.terms, fit.covariances)]
         y = base + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))
