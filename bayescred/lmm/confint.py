@@ -1,4 +1,4 @@
-"""``LMMFit.confint``: intervals for every parameter, as lme4's ``confint.merMod``.
+"""``LMMFit.confint``: intervals for every parameter, as lme4's ``confint.merMod`` (docs/formulas.md §8.4).
 
 Rows, in the order of ``fit.varcorr`` then the fixed effects: the SD of each random effect,
 the correlations, the residual SD, each β_j. The index holds lme4's ``oldNames = FALSE``

@@ -3,7 +3,7 @@
 The target of a row is μ = x₀'β + Σ_{terms in re_form} z₀'u (lme4's ``re.form``): all
 random terms by default, none for ``re_form="~0"`` (lme4's ``re.form = NA``), or the terms
 a formula such as ``"~ (1 | Subject)"`` names. Its prediction x₀'β̂ + Σ z₀'û carries the three
-measures of the EBLUPs (docs/formulas.md, "uncertainty of the EBLUPs"): ``cond_sd`` (β, θ
+measures of the EBLUPs (docs/formulas.md §9): ``cond_sd`` (β, θ
 known), ``pev_sd`` (also β̂), ``mse_sd`` (also θ̂). A level not seen in the fit is an error
 unless ``allow_new_levels=True``; then û = 0 (the collective premium, as lme4) and the new
 risk's own deviation z₀'u adds Var(z₀'u) = z₀'Σz₀ to every measure. ``interval`` adds the
