@@ -89,7 +89,7 @@ def summary(fit, max_rows: int | None = None) -> str:
             lines.append(f"  Between {level} variance: " + format_column([between])[0])
     lines.append(f"  Within {level} variance: " + format_column([s["within"]])[0])
     if fit.boundary:
-        lines.append(f"  BOUNDARY: {', '.join(fit.boundary_parameters)} truncated at 0")
+        lines.append(f"  BOUNDARY: {', '.join(fit.boundary_parameters)} at 0")
     lines += ["", "Detailed premiums", ""]
     table = fit.table if max_rows is None else fit.table.head(max_rows)
     labels = [str(i) if not isinstance(i, tuple) else ":".join(map(str, i)) for i in table.index]
