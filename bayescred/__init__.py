@@ -17,7 +17,7 @@ from .compare import compare  # noqa: E402
 from .compare_models import compare_models  # noqa: E402
 from .glm import glm  # noqa: E402
 from .glmm import glmm  # noqa: E402
-from .lmm import lmm  # noqa: E402
+from .lmm import lmm, lrt  # noqa: E402
 from .report import report  # noqa: E402
 
 try:  # the single source of the version is pyproject.toml, through the installed metadata
@@ -32,8 +32,8 @@ _LAZY = {
     "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "report",
-           *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "lrt",
+           "report", *_LAZY]
 
 
 def __getattr__(name):

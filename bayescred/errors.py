@@ -168,3 +168,8 @@ class RunFolderError(BayescredError):
 
 class SamplerError(BayescredError):
     """The sampler stopped with an error instead of returning draws."""
+
+
+class NewLevelError(DataError):
+    """New data has a level of a grouping factor that the fit did not see (lme4's
+    ``allow.new.levels = FALSE``)."""

@@ -160,7 +160,7 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
     prem.index = _index(newdata, cols)
     vc = fit.varcorr
     comps = {"within": fit.sigma2}
-    intervals = fit.confint(prob)  # profile-likelihood intervals of the SDs; squared below
+    intervals = fit.confint(prob, parm="theta_")  # profile-likelihood intervals of the SDs; squared below
     lower, upper = {}, {}
     res = intervals[intervals["grp"] == "Residual"].iloc[0]
     lower["within"], upper["within"] = res["lower"] ** 2, res["upper"] ** 2

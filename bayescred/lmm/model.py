@@ -287,20 +287,31 @@ class LMMFit:
             out["boot_sd"] = np.concatenate([b.ravel() for b in boot])
         return out
 
-    def predict(self, newdata=None, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
-        """Group-level premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the
-        fitted data), with cond_sd, pev_sd and mse_sd of the premium (FORMULAS §9, target
-        l'β + m'u). Levels not seen in the fit get û = 0 (the collective premium)."""
-        return self._measures().predict(newdata, bootstrap=bootstrap, seed=seed)
+    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False, interval=None,
+                level: float = 0.95, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the fitted data) with
+        cond_sd, pev_sd and mse_sd (FORMULAS §9, target l'β + m'u), as lme4's ``predict``:
+        ``re_form`` (None: every random term; "~0" or False: fixed effects only; or a
+        formula naming some terms), ``allow_new_levels`` (else an unseen level raises
+        NewLevelError; allowed, it gets û = 0, the collective premium), ``interval``
+        ("cond", "pev", "mse" or a list: normal ``<m>_lower``/``<m>_upper`` at ``level``).
+        ``bootstrap=B`` with a ``seed`` adds ``boot_sd``. See :mod:`bayescred.lmm.predict`."""
+        from .predict import predict
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Profile-likelihood intervals for the standard deviations of the variance
-        components (and the residual). The profile is of this fit's own criterion (REML
-        for REML fits); lme4's ``confint(method = "profile")`` profiles the ML deviance
-        for REML fits too, so it equals ours for the ML fit."""
-        from .inference import profile_intervals
+        return predict(self, newdata, re_form, allow_new_levels, interval, level, bootstrap, seed)
 
-        return profile_intervals(self, level)
+    def confint(self, level: float = 0.95, method: str = "profile", parm=None, nsim: int = 500,
+                seed: int | None = None) -> pd.DataFrame:
+        """Intervals for every parameter as lme4's ``confint``: SDs and correlations of the
+        random effects, the residual SD, the fixed effects (``parm``: None for all,
+        "theta_", "beta_" or names). ``method``: "profile" (the fit's own criterion for the
+        variance parameters, REML for REML fits where lme4 profiles the ML deviance; the ML
+        deviance for β as lme4), "wald" (β only, NaN elsewhere as lme4) or "boot"
+        (parametric bootstrap percentiles of ``nsim`` refits, needs ``seed``). Rows follow
+        ``varcorr`` then ``fixef``; see :mod:`bayescred.lmm.confint` for names and formulas."""
+        from .confint import confint
+
+        return confint(self, level, method, parm, nsim, seed)
 
     def to_dict(self) -> dict:
         """The JSON-ready summary fixed in DESIGN.md (CLI ``bayescred lmm --json``)."""

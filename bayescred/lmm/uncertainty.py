@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from ..progress import track
 from .fit import tri_index
 
 DENSE_LIMIT = 6000  # largest q handled as one dense block (crossed/nested designs)
@@ -323,7 +324,7 @@ class Uncertainty:
         base = d.X @ fit.fixef.to_numpy()
         acc = None
         boot = copy.copy(d)
-        for _ in range(B):
+        for _ in track(range(B), "parametric bootstrap"):
             us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
                   for t, S in zip(d.terms, fit.covariances)]
             y = base + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))
