@@ -146,3 +146,13 @@ class TooManyLevelsError(DataError):
     """A random-effects term has as many levels (times effects) as observations, so it
     cannot be separated from the residual (lme4's "number of levels ... must be <
     number of observations")."""
+
+
+class InvalidArgumentError(BayescredError, ValueError):
+    """An override argument (a fixed variance, a tolerance, a prior parameter, an array
+    passed instead of a column) is not a valid value; ``column`` names the argument."""
+
+    def __init__(self, message: str, column: str | None = None):
+        self.column = column
+        self.rows = []
+        super().__init__(message)

@@ -14,6 +14,7 @@ import pandas as pd
 from ..errors import (
     BoundaryWarning,
     ConvergenceWarning,
+    InvalidArgumentError,
     NonPositiveError,
     TooFewPeriodsError,
     TooFewRisksError,
@@ -23,8 +24,13 @@ from ..portfolio import offending_rows, as_list, summarise, validate
 
 __all__ = [
     "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
-    "between_unbiased", "bichsel_straub", "truncate",
+    "between_unbiased", "bichsel_straub", "truncate", "location", "zero_within", "flag_zero_within",
+    "check_variance", "check_number",
 ]
+
+# A variance below (ZERO_SD x the data's magnitude)^2 is below double-precision resolution of
+# the data themselves (their spacing is ~2.2e-16 x magnitude), so it is treated as exactly 0.
+ZERO_SD = 64 * np.finfo(float).eps
 
 
 @dataclass(repr=False)
@@ -98,7 +104,10 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
     Weights must be non-negative; rows with zero weight carry no information and are
     dropped (so they do not count as periods). A risk whose total weight is zero raises
     :class:`ZeroWeightError` naming its rows. Returns ``(frame, stats)``: the narwhals
-    frame actually used and :func:`bayescred.portfolio.summarise` of it by ``keys``.
+    frame actually used, with the response centred (see :func:`location`), and
+    :func:`bayescred.portfolio.summarise` of it by ``keys``. ``stats.attrs["location"]`` is
+    the constant subtracted (every estimator adds it back to means and premiums) and
+    ``stats.attrs["magnitude"]`` the largest |response| before centring.
     """
     keys = as_list(keys)
     numeric = [response, *regressors] + ([weight] if weight is not None else [])
@@ -117,7 +126,10 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
             raise ZeroWeightError(f"risk(s) {', '.join(map(str, zero))} have zero total weight", weight, bad)
         if offending_rows(frame, nw.col(weight) == 0):
             frame = frame.filter(nw.col(weight) > 0)
+    frame, c = location(frame, response)
     stats = summarise(frame, by=keys, response=response, weight=weight, check=False)
+    stats.attrs["location"] = c
+    stats.attrs["magnitude"] = _magnitude(frame, response, c)
     if len(stats) < min_risks:
         raise TooFewRisksError(
             f"needs at least {min_risks} risks, found {len(stats)} ({', '.join(map(str, stats.index))})",
@@ -125,6 +137,66 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
             rows=all_rows(frame, keys),
         )
     return frame, stats
+
+
+def location(frame, response):
+    """Centre the response before anything is computed: returns the frame with
+    ``response`` replaced by ``response − c`` and ``c``, the mean response.
+
+    Every estimator is equivariant under a shift of the response (variances unchanged,
+    means and premiums moved by the shift), but sums of squares of un-centred data lose
+    the digits that carry the variances: at +1e10 the Hachemeister within variance came
+    out 57% off. ``y − c`` is exact in floating point when y and c are close (Sterbenz), so
+    the centred data carry every digit of the original ones."""
+    out = frame.select(nw.col(response).cast(nw.Float64).mean().alias("__c"))
+    c = float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__c"))
+    return frame.with_columns((nw.col(response).cast(nw.Float64) - c).alias(response)), c
+
+
+def _magnitude(frame, response, c) -> float:
+    out = frame.select(nw.col(response).abs().max().alias("__m"))
+    return float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__m")) + abs(c)
+
+
+def zero_within(within: float, stats) -> bool:
+    """True when the within variance is 0 at the resolution of the data: all responses of
+    each risk equal (or, for regression, exactly on each risk's line)."""
+    return within <= (ZERO_SD * stats.attrs.get("magnitude", 0.0)) ** 2
+
+
+def flag_zero_within(flagged: list, what: str = "within") -> None:
+    """Record and warn: a zero within variance is the boundary of full credibility."""
+    flagged.append(what)
+    warnings.warn(
+        f"the estimate of {what} is 0 (every risk's observations agree exactly); "
+        "limiting premium: full credibility (Z = 1) where the between variance is positive, "
+        "the collective where it is 0",
+        BoundaryWarning,
+        stacklevel=3,
+    )
+
+
+def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
+                 integer: bool = False, allow_none: bool = True):
+    """Validate an override argument like data: a finite real number (optionally >= or >
+    ``minimum``, optionally whole). Raises :class:`InvalidArgumentError` naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"{name}= must be a number, got {value!r}", column=name)
+    value = float(value)
+    if not np.isfinite(value):
+        raise InvalidArgumentError(f"{name}= must be finite, got {value!r}", column=name)
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise InvalidArgumentError(f"{name}= must be {'>' if strict else '>='} {minimum:g}, got {value!r}", column=name)
+    if integer and value != round(value):
+        raise InvalidArgumentError(f"{name}= must be a whole number, got {value!r}", column=name)
+    return value
+
+
+def check_variance(value, name: str):
+    """A variance override: None, or a finite number >= 0."""
+    return check_number(value, name, minimum=0.0)
 
 
 def all_rows(frame, keys) -> list:
@@ -178,7 +250,20 @@ def between_unbiased(mean, weight, within) -> float:
     mean, weight = np.asarray(mean, float), np.asarray(weight, float)
     total = weight.sum()
     centre = weight @ mean / total
-    return float((weight @ (mean - centre) ** 2 - (len(mean) - 1) * within) / (total - weight @ weight / total))
+    denominator = _spread_of_weights(weight)
+    if not denominator > 0:
+        return 0.0  # one risk carries all the weight: no information on the between variance
+    return float((weight @ (mean - centre) ** 2 - (len(mean) - 1) * within) / denominator)
+
+
+def _spread_of_weights(weight) -> float:
+    """w − Σ w_j²/w = Σ_j w_j (w − w_j)/w without cancellation when one weight dominates
+    (the largest risk's complement is summed from the others, not subtracted)."""
+    total = weight.sum()
+    others = total - weight
+    top = int(np.argmax(weight))
+    others[top] = np.delete(weight, top).sum()
+    return float(weight @ others / total)
 
 
 def bichsel_straub(mean, weight, within, start, tol: float = 1e-13, maxit: int = 10_000) -> float:

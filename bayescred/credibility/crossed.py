@@ -20,7 +20,16 @@ from scipy import optimize
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
 from ..portfolio import as_list
-from ._common import CredibilityFit, all_rows, prepare, truncate
+from ._common import (
+    CredibilityFit,
+    all_rows,
+    check_number,
+    check_variance,
+    flag_zero_within,
+    prepare,
+    truncate,
+    zero_within,
+)
 
 __all__ = ["crossed", "CrossedFit"]
 
@@ -79,6 +88,13 @@ def crossed(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     fa, fb = factors
+    within = check_variance(within, "within")
+    within_ss = check_number(within_ss, "within_ss", minimum=0.0)
+    within_df = check_number(within_df, "within_df", minimum=0.0, integer=True)
+    if between is not None:
+        if not isinstance(between, dict):
+            raise SummaryError(f"between= must be a dict of component name -> variance, got {between!r}", column="between")
+        between = {k: check_number(v, f"between[{k}]", minimum=0.0, allow_none=False) for k, v in between.items()}
     summary_input = within_ss is not None or within_df is not None
     if summary_input and (within_ss is None or within_df is None or weight is None):
         raise SummaryError(
@@ -86,6 +102,7 @@ def crossed(
             column=weight,
         )
     frame, cells = prepare(data, factors, response, weight, min_risks=1)
+    location = cells.attrs["location"]
     if summary_input:
         if (cells["n"] > 1).any():
             dup = [c for c in cells.index[cells["n"] > 1]]
@@ -120,8 +137,12 @@ def crossed(
             raise SummaryError("no within-cell degrees of freedom: give within= or within_ss=/within_df=",
                                column=response, rows=all_rows(frame, factors))
         within = ssw / dfw
+        if zero_within(within, cells):
+            within = 0.0
     within = float(within)
     flagged: list = []
+    if within == 0:
+        flag_zero_within(flagged)
     used = method
     if between is not None:
         comps = np.array([float(between.get(n, 0.0)) for n in names])
@@ -129,30 +150,34 @@ def crossed(
         used = "fixed structure"
     else:
         comps = _moments(y, w, I, J, within, interaction)
-        if method == "reml":
+        if method == "reml" and within == 0:
+            used = "moments (REML has no optimum at a zero within variance)"
+        elif method == "reml":
             n_total = dfw + I * J  # N = within df + number of cells
             comps, within = _reml(y, w, K, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
         comps = np.array([truncate(v, f"between[{n}]", flagged) if (interaction or i < 2) else 0.0
                           for i, (n, v) in enumerate(zip(names, comps))])
 
-    Vm = sum(c * k for c, k in zip(comps, K)) + within * np.diag(1 / w)
-    Vi = np.linalg.inv(Vm)
+    C = sum(c * k for c, k in zip(comps, K))
+    Vi = np.linalg.inv(C + _limiting_within(within, comps, w) * np.diag(1 / w))
     one = np.ones(I * J)
     m = float(one @ Vi @ y / (one @ Vi @ one))
     r = Vi @ (y - m)
-    premium = m + (Vm - within * np.diag(1 / w)) @ r
+    premium = m + C @ r + location
     effects = {
         fa: pd.Series(comps[0] * A.T @ r, index=la, name=fa),
         fb: pd.Series(comps[1] * B.T @ r, index=lb, name=fb),
         names[2]: pd.Series(comps[2] * r, index=full, name=names[2]),
     }
+    with np.errstate(invalid="ignore"):
+        Z = np.where(w * comps[2] + within > 0, w * comps[2] / (w * comps[2] + within), 0.0)
     table = pd.DataFrame(
-        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y,
-         "Z": w * comps[2] / (w * comps[2] + within), "premium": premium},
+        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y + location,
+         "Z": Z, "premium": premium},
         index=full,
     )
     structure = {
-        "collective": m,
+        "collective": m + location,
         "between": dict(zip(names, map(float, comps))),
         "within": float(within),
         "k": {n: float(within / c) if c > 0 else np.inf for n, c in zip(names, comps)},
@@ -163,6 +188,15 @@ def crossed(
                      boundary=bool(flagged), boundary_parameters=flagged)
     fit.effects = effects
     return fit
+
+
+def _limiting_within(within, comps, w):
+    """σ² used in V_m. At the boundary σ² = 0 the premium is the limit σ² → 0+, computed
+    at σ² = 1e-10 of the between scale (V_m stays invertible when a component is 0)."""
+    if within > 0:
+        return within
+    scale = comps.sum() * w.min()
+    return 1e-10 * scale if scale > 0 else 1.0
 
 
 def _moments(y, w, I, J, within, interaction):
