@@ -156,3 +156,8 @@ class InvalidArgumentError(BayescredError, ValueError):
         self.column = column
         self.rows = []
         super().__init__(message)
+
+
+class DegenerateResponseError(DataError):
+    """The response has no variation left for a model to explain: every value equal, or
+    exactly fitted by the model's effects (zero residual variance, no likelihood maximum)."""

@@ -14,12 +14,12 @@ import pandas as pd
 from ..errors import (
     BoundaryWarning,
     ConvergenceWarning,
-    InvalidArgumentError,
     NonPositiveError,
     TooFewPeriodsError,
     TooFewRisksError,
     ZeroWeightError,
 )
+from .._arguments import check_number, check_variance
 from ..portfolio import offending_rows, as_list, summarise, validate
 
 __all__ = [
@@ -174,29 +174,6 @@ def flag_zero_within(flagged: list, what: str = "within") -> None:
         BoundaryWarning,
         stacklevel=3,
     )
-
-
-def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
-                 integer: bool = False, allow_none: bool = True):
-    """Validate an override argument like data: a finite real number (optionally >= or >
-    ``minimum``, optionally whole). Raises :class:`InvalidArgumentError` naming ``name``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentError(f"{name}= must be a number, got {value!r}", column=name)
-    value = float(value)
-    if not np.isfinite(value):
-        raise InvalidArgumentError(f"{name}= must be finite, got {value!r}", column=name)
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise InvalidArgumentError(f"{name}= must be {'>' if strict else '>='} {minimum:g}, got {value!r}", column=name)
-    if integer and value != round(value):
-        raise InvalidArgumentError(f"{name}= must be a whole number, got {value!r}", column=name)
-    return value
-
-
-def check_variance(value, name: str):
-    """A variance override: None, or a finite number >= 0."""
-    return check_number(value, name, minimum=0.0)
 
 
 def all_rows(frame, keys) -> list:
