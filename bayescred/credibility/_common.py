@@ -25,7 +25,7 @@ from ..portfolio import offending_rows, as_list, summarise, validate
 __all__ = [
     "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
     "between_unbiased", "bichsel_straub", "truncate", "location", "zero_within", "flag_zero_within",
-    "check_variance", "check_number",
+    "check_variance", "check_number", "magnitude",
 ]
 
 # A variance below (ZERO_SD x the data's magnitude)^2 is below double-precision resolution of
@@ -129,7 +129,7 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
     frame, c = location(frame, response)
     stats = summarise(frame, by=keys, response=response, weight=weight, check=False)
     stats.attrs["location"] = c
-    stats.attrs["magnitude"] = _magnitude(frame, response, c)
+    stats.attrs["magnitude"] = magnitude(frame, response, c)
     if len(stats) < min_risks:
         raise TooFewRisksError(
             f"needs at least {min_risks} risks, found {len(stats)} ({', '.join(map(str, stats.index))})",
@@ -153,7 +153,7 @@ def location(frame, response):
     return frame.with_columns((nw.col(response).cast(nw.Float64) - c).alias(response)), c
 
 
-def _magnitude(frame, response, c) -> float:
+def magnitude(frame, response, c) -> float:
     out = frame.select(nw.col(response).abs().max().alias("__m"))
     return float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__m")) + abs(c)
 

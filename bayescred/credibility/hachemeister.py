@@ -327,7 +327,7 @@ def _residual_ss(frame, group, response, regressors, weight) -> np.ndarray:
         for b in range(a, k):
             S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
     syy, s, Sxx = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]
-    rss = syy - np.einsum("ja,ja->j", s, np.linalg.solve(Sxx, s[..., None])[..., 0])
+    rss = syy - np.einsum("ja,ja->j", s, np.einsum("jab,jb->ja", np.linalg.pinv(Sxx), s))
     return np.where(rss <= 1e-12 * syy, 0.0, rss)
 
 
