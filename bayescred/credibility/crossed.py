@@ -225,6 +225,35 @@ def _moments(y, w, I, J, within, interaction):
     return np.linalg.solve(coef, [r1, r2, r3])
 
 
+def _newton_polish(grad, x, steps: int = 5):
+    """A few Newton steps on the interior coordinates (Hessian from central differences of
+    the exact gradient), each kept only while the gradient shrinks: L-BFGS-B stops at ~1e-8
+    relative on these flat surfaces, Newton converges quadratically from there."""
+    x = np.array(x, float)
+    for _ in range(steps):
+        free = x > 0
+        if not free.any():
+            break
+        g = grad(x)[free]
+        h = 1e-5 * x[free]
+        H = np.empty((free.sum(), free.sum()))
+        for i, (k, hk) in enumerate(zip(np.flatnonzero(free), h)):
+            up, down = x.copy(), x.copy()
+            up[k] += hk
+            down[k] -= hk
+            H[:, i] = (grad(up)[free] - grad(down)[free]) / (2 * hk)
+        H = (H + H.T) / 2
+        if np.linalg.eigvalsh(H)[0] <= 0:
+            break
+        trial = x.copy()
+        trial[free] = x[free] - np.linalg.solve(H, g)
+        # near the optimum fun is flat below its rounding; the gradient still shrinks
+        if np.any(trial < 0) or not np.linalg.norm(grad(trial)[free]) < np.linalg.norm(g):
+            break
+        x = trial
+    return x
+
+
 def _reml(y, w, K, ssw, n_total, start, interaction):
     """REML of the cell summaries with σ² profiled out (FORMULAS §6):
     −2ℓ_R = (N − 1) log σ̂² + log|H| + log(1′H⁻¹1) + const, H = Σ γ_k K_k + diag(1/w),
@@ -240,16 +269,25 @@ def _reml(y, w, K, ssw, n_total, start, interaction):
         m = one @ Hiy / s
         quad = y @ Hiy - m * m * s
         sigma2 = (ssw + quad) / (n_total - 1)
-        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2
+        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2, (H, Hi1, s, Hiy - m * Hi1, quad)
+
+    def gradient(g):
+        """d/dγ_k = tr(H⁻¹K_k) − a′K_k a/s − (N − 1) r′K_k r/(SSW + r′H r), a = H⁻¹1,
+        r = H⁻¹(y − m1): exact, so the optimum is found to the last digits (a finite-difference
+        gradient stopped it at 1e-6 relative, which a shift of the response could move)."""
+        H, a, s, r, quad = parts(g)[2]
+        Hinv = np.linalg.inv(H)
+        return np.array([np.sum(Hinv * K[k]) - a @ K[k] @ a / s - (n_total - 1) * (r @ K[k] @ r) / (ssw + quad)
+                         for k in active])
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None
     for scale in (1.0, 0.1, 10.0):  # a few starts: the surface is flat with few levels
-        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, method="L-BFGS-B",
-                                bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-10})
+        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, jac=gradient, method="L-BFGS-B",
+                                bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-12})
         if best is None or res.fun < best.fun:
             best = res
-    g = best.x
+    g = _newton_polish(gradient, best.x)
     sigma2 = parts(g)[1]
     comps = np.zeros(3)
     comps[active] = g * sigma2

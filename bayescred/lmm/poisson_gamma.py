@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import linalg, optimize, sparse, special
 
 from .. import errors
+from .._arguments import check_number
 from ..portfolio import _to_pandas, as_frame, validate
 
 __all__ = ["poisson_gamma_eb", "PoissonGammaFit"]
@@ -814,7 +815,8 @@ def poisson_gamma_eb(
         beta = np.asarray(fixef, float)
         if beta.shape != (len(names),):
             raise errors.FormulaError(f"fixef needs {len(names)} values in the order {names}")
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    lam = check_number(lam, "lam", minimum=0.0, allow_none=False)
+    if not np.all(np.isfinite(beta)):
+        raise errors.InvalidArgumentError(f"fixef= must be finite, got {list(beta)}", column="fixef")
     a = math.inf if lam == 0 else -math.log(lam)
     return PoissonGammaFit(design, d, np.asarray(levels), beta, a, converged=True, estimated=False)

@@ -157,12 +157,12 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         else:
             ua = pm.Deterministic(f"u_{a}", sd[0] * pm.Normal(f"u_raw_{a}", 0.0, 1.0, dims=a), dims=a)
             ub = pm.Deterministic(f"u_{b}", sd[1] * pm.Normal(f"u_raw_{b}", 0.0, 1.0, dims=b), dims=b)
-            theta = m + ua[ia] + ub[ib]
+            theta = m_c + ua[ia] + ub[ib]  # centred, as the cell means
             if interaction:
                 theta = theta + pm.Deterministic(f"u_{a}:{b}", sd[2] * pm.Normal(f"u_raw_{a}:{b}", 0.0, 1.0, dims="cell"),
                                                  dims="cell")
-            premium = pm.Deterministic("premium", theta, dims="cell")
-            ll = -0.5 * (LOG2PI + pt.log(within / d["weight"]) + (d["mean"] - (premium - loc)) ** 2 * d["weight"] / within)
+            pm.Deterministic("premium", theta + loc, dims="cell")
+            ll = -0.5 * (LOG2PI + pt.log(within / d["weight"]) + (d["mean"] - theta) ** 2 * d["weight"] / within)
             within_part = -0.5 * (d["within_df"] * (LOG2PI + pt.log(within)) - d["log_w_const"] + d["within_ss"] / within)
             pm.Deterministic("loglik", ll, dims="cell")
             pm.Potential("conditional_likelihood", ll.sum() + within_part)

@@ -163,8 +163,8 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         else:
             z = pm.Normal("u_raw", 0.0, 1.0, dims=(group, "coef"))
             u = pm.Deterministic("u", z @ chol.T, dims=(group, "coef"))
-            theta = (beta[0] + u[:, 0], beta[1] + u[:, 1])
-            tc = (theta[0] - loc, theta[1])
+            tc = ((beta[0] - loc) + u[:, 0], beta[1] + u[:, 1])  # centred, as the cross-products
+            theta = (tc[0] + loc, tc[1])
             Mt = mv2(Me, tc)
             quad = d["c"] - 2 * (tc[0] * bstats["b"][0] + tc[1] * bstats["b"][1]) + tc[0] * Mt[0] + tc[1] * Mt[1]
             ll = -0.5 * (d["n"] * (LOG2PI + pt.log(within)) - d["sum_log_w"] + quad / within)
