@@ -9,7 +9,7 @@ import pandas as pd
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_number", "check_variance", "aligned_values"]
+__all__ = ["check_number", "check_variance", "aligned_values", "column_arguments"]
 
 
 def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
@@ -56,3 +56,28 @@ def aligned_values(values, index: pd.Index, name: str) -> np.ndarray:
     if out.shape != (len(index),):
         raise InvalidArgumentError(f"{name}= must have one value per row ({len(index)}), got shape {out.shape}", column=name)
     return out
+
+
+def column_arguments(**columns) -> None:
+    """Arguments that name columns (``group=``, ``response=``, ``weight=``, ...) must be
+    column labels, or lists of them: an array or Series passed there is refused with an
+    error naming the argument (the classical and Bayesian functions take columns only)."""
+    for name, value in columns.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is None:
+                continue
+            if isinstance(v, (pd.Series, pd.Index, np.ndarray, list, dict, set)) or not _hashable(v):
+                raise InvalidArgumentError(
+                    f"{name}= must name a column of the data, got a {type(v).__name__}; "
+                    "add the values to the frame as a column and pass its name",
+                    column=name,
+                )
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

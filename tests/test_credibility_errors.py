@@ -342,3 +342,16 @@ def test_override_arguments_are_validated_like_data(call, argument):
     with pytest.raises(errors.InvalidArgumentError, match=argument.replace("[", r"\[").replace("]", r"\]")) as info:
         call(portfolio(n_risks=4))
     assert info.value.column == argument
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", weight=d["w"]), "weight"),
+    (lambda d: cred.buhlmann(d, "risk", d["y"]), "response"),
+    (lambda d: cred.hachemeister(d, "risk", d["period"].to_numpy(), "y"), "regressors"),
+    (lambda d: cred.poisson_gamma(d.assign(n=1), "risk", "n", exposure=d["w"]), "exposure"),
+])
+def test_series_instead_of_a_column_name_is_refused(call, argument):
+    """Classical functions take column names; a Series there was a TypeError traceback."""
+    with pytest.raises(errors.InvalidArgumentError, match="must name a column") as info:
+        call(portfolio(n_risks=4))
+    assert info.value.column == argument

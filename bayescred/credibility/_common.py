@@ -19,7 +19,7 @@ from ..errors import (
     TooFewRisksError,
     ZeroWeightError,
 )
-from .._arguments import check_number, check_variance
+from .._arguments import check_number, check_variance, column_arguments
 from ..portfolio import offending_rows, as_list, summarise, validate
 
 __all__ = [
@@ -40,7 +40,9 @@ class CredibilityFit:
     ``structure``: dict of structure parameters ("collective", "between" (VHM), "within"
     (EPV), "k" = within/between, plus model-specific entries); ``table``: one row per risk
     (weight, mean = stand-alone estimate, Z, premium); ``boundary``: True when a variance
-    estimate was negative and truncated to 0 (a :class:`BoundaryWarning` was issued).
+    estimate was negative and truncated to 0, or the within variance is 0 (every risk's
+    observations agree exactly); a :class:`BoundaryWarning` was issued and the premiums are
+    the limiting ones (Z = 0 for a zero between variance, Z = 1 for a zero within variance).
     """
 
     model: str
@@ -74,7 +76,7 @@ class CredibilityFit:
         head = f"{self.model} credibility ({self.method}), {len(self.table)} {self._rows}"
         lines = [head, "Structure parameters:", *self._structure_lines()]
         if self.boundary:
-            lines.append(f"  BOUNDARY: {', '.join(self.boundary_parameters)} truncated at 0")
+            lines.append(f"  BOUNDARY: {', '.join(self.boundary_parameters)} at 0")
         shown = self.table.head(max_rows).to_string(float_format=lambda v: f"{v:.6g}")
         lines += ["Risks:", shown]
         if len(self.table) > max_rows:
@@ -109,6 +111,7 @@ def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
     the constant subtracted (every estimator adds it back to means and premiums) and
     ``stats.attrs["magnitude"]`` the largest |response| before centring.
     """
+    column_arguments(group=keys, response=response, weight=weight, regressors=list(regressors))
     keys = as_list(keys)
     numeric = [response, *regressors] + ([weight] if weight is not None else [])
     frame = validate(data, groups=keys, numeric=numeric, min_groups=1)

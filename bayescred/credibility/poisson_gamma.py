@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import TooFewRisksError
 from ..portfolio import summarise, validate
+from .._arguments import column_arguments
 from ._common import CredibilityFit, all_rows, between_unbiased, check_number, flag_zero_within, truncate
 
 __all__ = ["poisson_gamma"]
@@ -44,6 +45,7 @@ def poisson_gamma(
         raise ValueError("give both alpha= and beta= (gamma shape and rate), or neither")
     alpha = check_number(alpha, "alpha", minimum=0.0, strict=True)
     beta = check_number(beta, "beta", minimum=0.0, strict=True)
+    column_arguments(group=group, claims=claims, exposure=exposure)
     frame = validate(data, groups=group, counts=claims, positive=exposure, min_groups=1)
     count = summarise(frame, by=group, response=claims, check=False)
     if len(count) < 2:

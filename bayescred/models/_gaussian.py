@@ -14,6 +14,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .._arguments import column_arguments
 from ..credibility._common import ZERO_SD, location, magnitude
 from ..errors import DegenerateResponseError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
@@ -41,6 +42,7 @@ def check_likelihood(likelihood: str) -> None:
 
 def nested_data(data, levels: list[str], response: str, weight: str | None):
     """Validate and reduce: innermost-risk statistics, the nesting and every level's labels."""
+    column_arguments(group=levels, response=response, weight=weight)
     frame = validate(data, groups=levels, numeric=response, positive=weight, min_groups=2)
     frame, centre = location(frame, response)
     table = summarise(frame, by=levels, response=response, weight=weight, check=False)

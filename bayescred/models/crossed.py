@@ -9,7 +9,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from .._arguments import check_number
+from .._arguments import check_number, column_arguments
 from ..credibility._common import ZERO_SD, location, magnitude
 from ..errors import DataError, DegenerateResponseError, EmptyDataError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
@@ -24,6 +24,7 @@ def _cells(data, factors, response, weight, within_ss, within_df):
     (``response`` = cell mean, ``weight`` = cell count or weight, plus the pooled
     ``within_ss`` on ``within_df`` degrees of freedom)."""
     a, b = factors
+    column_arguments(factors=factors, response=response, weight=weight)
     if within_ss is None and within_df is None:
         frame = validate(data, groups=factors, numeric=response, positive=weight, min_groups=2)
         frame, loc = location(frame, response)  # centred response: sums of squares keep every digit

@@ -10,6 +10,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .._arguments import column_arguments
 from ..credibility._common import location
 from ..credibility.hachemeister import _residual_ss
 from ..errors import ConstantCovariateError, DegenerateResponseError, TooFewPeriodsError
@@ -25,6 +26,7 @@ CENTERINGS = ("origin", "global", "group")
 def _stats(data, group, time, response, weight, centering):
     if centering not in CENTERINGS:
         raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
+    column_arguments(group=group, time=time, response=response, weight=weight)
     frame = validate(data, groups=group, numeric=[response, time], positive=weight, min_groups=2)
     frame, loc = location(frame, response)  # centred response: the quadratic forms keep every digit
     cp = cross_products(frame, group, response, [time], weight, check=False)
