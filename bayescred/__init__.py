@@ -13,6 +13,9 @@ from . import credibility, datasets, errors, portfolio
 # hold them; importing them here, eagerly, binds the names to the functions for good (a later
 # import of a submodule finds it in sys.modules and leaves these names alone).
 from .compare import compare  # noqa: E402
+from .compare_models import compare_models  # noqa: E402
+from .glm import glm  # noqa: E402
+from .glmm import glmm  # noqa: E402
 from .lmm import lmm  # noqa: E402
 from .report import report  # noqa: E402
 
@@ -22,9 +25,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "implied_credibility": ("bayescred.implied", "implied_credibility"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "report",
+           *_LAZY]
 
 
 def __getattr__(name):

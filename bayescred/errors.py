@@ -148,7 +148,20 @@ class TooManyLevelsError(DataError):
     number of observations")."""
 
 
-class InvalidArgumentError(BayescredError, ValueError):
+class FilterError(SpecError):
+    """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""
+
+
+class ComparabilityWarning(UserWarning):
+    """Fits compared side by side whose likelihoods are on different bases (REML vs ML, or REML
+    with different fixed effects), so their AIC/BIC cannot be compared."""
+
+
+class ArgumentError(BayescredError, ValueError):
+    """An argument outside its allowed values (a method, convention or residual type name)."""
+
+
+class InvalidArgumentError(ArgumentError):
     """An override argument (a fixed variance, a tolerance, a prior parameter, an array
     passed instead of a column) is not a valid value; ``column`` names the argument."""
 

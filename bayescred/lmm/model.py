@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
+    ArgumentError,
     BoundaryWarning,
     DataError,
     DegenerateResponseError,
@@ -24,8 +25,8 @@ from ..errors import (
     TooFewRisksError,
     TooManyLevelsError,
 )
+from .. import formula as fm
 from .._arguments import aligned_values, check_number
-from . import formula as fm
 from .fit import Design, optimise
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -85,7 +86,10 @@ def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
         )
 
 
-def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, within_ss=None, within_df=None):
+def lmm(
+    formula: str, data, weights=None, offset=None, method: str = "REML", *, within_ss=None, within_df=None,
+    factors=(), base_levels=None,
+):
     """Fit ``formula`` (lme4 syntax) by REML (default) or ML.
 
     ``weights``: precision weights (column name or array), Var(ε_i) = σ²/w_i as lme4.
@@ -94,6 +98,9 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     Aggregated input: rows are cell means, ``weights`` the cell counts, and
     ``within_ss``/``within_df`` the pooled within-cell sum of squares and its degrees of
     freedom; the fit equals the fit to the raw (unit-weight) rows (FORMULAS §6).
+    ``factors``: numeric columns to treat as categorical (as ``factor(x)``); ``base_levels``:
+    ``{column: level}``, the reference level of a factor (R's ``relevel``). The formula
+    language is bayescred.formula's.
     """
     method = method.upper()
     if method not in ("REML", "ML"):
@@ -101,7 +108,7 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     data = _to_pandas(data)
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
-    used = fm.variables(parsed)
+    used = parsed.variables
     w, wname = _column_or_array(weights, data, "weights")
     off, offname = _column_or_array(offset, data, "offset")
     _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
@@ -112,16 +119,11 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
         raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
     w = np.ones(n) if w is None else w
-    y = fm.evaluate(parsed.response, data)
-    if isinstance(y, pd.Series):
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            raise NotNumericError(f"response must be numeric, found dtype {y.dtype}", column=parsed.response)
-        y = y.to_numpy(dtype=float)
-    if not np.all(np.isfinite(y)):
-        raise NonFiniteError("response has non-finite values", parsed.response, list(data.index[~np.isfinite(y)]))
-    total_offset = np.zeros(n) if off is None else off.copy()
-    for expr in parsed.offsets:
-        total_offset += np.asarray(fm.evaluate(expr, data), dtype=float)
+    if len(parsed.response_parts) != 1:
+        raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
+    fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
+    y = fixed.y
+    total_offset = fixed.offset + (0.0 if off is None else off)
     if (within_ss is None) != (within_df is None):
         raise SummaryError("give both within_ss and within_df (pooled within-cell SS and its df), or neither")
     aggregated = within_ss is not None
@@ -130,12 +132,11 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
             raise SummaryError("aggregated input needs weights = the cell counts")
         within_ss = check_number(within_ss, "within_ss", minimum=0.0)
         within_df = check_number(within_df, "within_df", minimum=0.0, integer=True)
-    fixed_levels: dict = {}
-    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, fixed_levels)
+    X, xnames = fixed.X, fixed.names
     _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
-    terms = fm.random_terms(parsed, data)
+    terms = fm.random_terms(parsed, data, factors=factors, base_levels=base_levels)
     N = n + (int(within_df) if aggregated else 0)
     for t in terms:
         if t.n_levels < 2:
@@ -156,7 +157,7 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     _check_residual(fit, y - total_offset, parsed.response)
     for w_ in caught:  # the fit's own warnings, once the response is known to be fit for it
         warnings.warn(w_.message, w_.category, stacklevel=2)
-    fit._data, fit._parsed, fit._fixed_levels = data, parsed, fixed_levels
+    fit._data, fit._fixed = data, fixed
     fit._offset_name = offset if isinstance(offset, str) else None
     return fit
 
@@ -261,7 +262,7 @@ class LMMFit:
         For plug-in checks against published fits."""
         internal = np.asarray(theta, float) * np.sqrt(self._design.scale)
         out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None, location=self._location)
-        out._data, out._parsed, out._fixed_levels = self._data, self._parsed, self._fixed_levels
+        out._data, out._fixed = self._data, self._fixed
         out._offset_name = self._offset_name
         return out
 
@@ -367,6 +368,57 @@ class LMMFit:
             "nobs": int(self.nobs),
             "ranef": [{k: clean(v) for k, v in row.items()} for row in ranef.to_dict("records")],
         }
+
+    # -- residuals, fitted values and information criteria (issue 12)
+    def _response_residuals(self) -> np.ndarray:
+        """y - (offset + Xβ̂ + Zb̂) per row; the offset cancels against the design's response."""
+        d = self._design
+        zb = sum(np.einsum("nk,nk->n", t.X, b[t.codes]) for t, b in zip(d.terms, self._modes))
+        beta0 = d.beta0 + (self._location if self._location is not None else 0.0)  # the centring, undone
+        return d.y + d.X @ (beta0 - self.fixef.to_numpy()) - zb
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Conditional residuals as lme4's ``residuals(fit, type, scaled)``: ``"response"`` and
+        ``"working"`` y - μ̂ with μ̂ = offset + Xβ̂ + Zb̂; ``"pearson"`` and ``"deviance"``
+        √w (y - μ̂) (w the caller's weights); ``scaled=True`` divides by σ̂ — lme4's "scaled
+        residuals" of ``summary()`` are ``residuals("pearson", scaled=True)``."""
+        if type not in ("response", "working", "pearson", "deviance"):
+            raise ArgumentError(f"type must be 'response', 'working', 'pearson' or 'deviance', got {type!r}")
+        r = self._response_residuals()
+        if type in ("pearson", "deviance"):
+            r = r * np.sqrt(self._design.w * self._design.scale)
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self._data.index, name=f"{type} residual")
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values offset + Xβ̂ + Zb̂ for the rows of the fit (lme4's ``fitted()``)."""
+        y = np.asarray(self._fixed.y, dtype=float)
+        return pd.Series(y - self._response_residuals(), index=self._data.index, name="fitted")
+
+    def information_criteria(self, convention: str = "lme4") -> pd.Series:
+        """logLik, AIC and BIC with the number of parameters k = p + variance parameters + 1.
+
+        ``"lme4"`` (default, the ``aic``/``bic`` attributes): BIC = -2ℓ + k log N.
+        ``"nlme"``: for a REML fit nlme's BIC uses N - p observations, BIC = -2ℓ + k log(N - p)
+        (seed 004 Table 6.2 prints 1328.41 where lme4 gives 1328.58); ML fits agree.
+        logLik and AIC are the same in both (−½ × the REML criterion or ML deviance)."""
+        if convention not in ("lme4", "nlme"):
+            raise ArgumentError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
+        n = self.nobs - (self._design.p if convention == "nlme" and self.reml else 0)
+        k = self.n_params
+        return pd.Series(
+            {"loglik": self.loglik, "aic": self.aic, "bic": self.criterion + k * math.log(n), "n_params": k, "nobs": n},
+            name=f"{self.method} ({convention})",
+        )
+
+    def summary(self):
+        """The fit laid out as lme4's ``summary(lmer(...))``: criterion, scaled residuals,
+        random effects, fixed effects with SE and t value, their correlation. ``print()`` it;
+        its tables are attributes (:class:`~bayescred.lmm.summary.LMMSummary`)."""
+        from .summary import summarise
+
+        return summarise(self)
 
     def __repr__(self) -> str:
         return (
