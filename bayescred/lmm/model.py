@@ -12,7 +12,6 @@ import pandas as pd
 from ..errors import (
     ArgumentError,
     BoundaryWarning,
-    DataError,
     DegenerateResponseError,
     MissingColumnError,
     MissingValueError,
