@@ -173,3 +173,18 @@ class SamplerError(BayescredError):
 class NewLevelError(DataError):
     """New data has a level of a grouping factor that the fit did not see (lme4's
     ``allow.new.levels = FALSE``)."""
+
+
+class InvalidArgumentError(ArgumentError):
+    """An override argument (a fixed variance, a tolerance, a prior parameter, an array
+    passed instead of a column) is not a valid value; ``column`` names the argument."""
+
+    def __init__(self, message: str, column: str | None = None):
+        self.column = column
+        self.rows = []
+        super().__init__(message)
+
+
+class DegenerateResponseError(DataError):
+    """The response has no variation left for a model to explain: every value equal, or
+    exactly fitted by the model's effects (zero residual variance, no likelihood maximum)."""

@@ -229,3 +229,129 @@ def test_duckdb_relation_gives_the_same_fit():
         lambda d: cred.hachemeister(d, group="risk", time="period", response="y", weight="w", centering="global"),
     ):
         pd.testing.assert_frame_equal(call(relation).table, call(data).table)
+
+
+# ---------------------------------------------------------------- issue 10: degenerate data, overrides
+
+
+@pytest.fixture(scope="module")
+def hach():
+    return bc.datasets.load("hachemeister")
+
+
+def test_all_equal_responses_are_flagged_boundaries_not_zero_division(hach):
+    """Issue 10: buhlmann_straub and buhlmann raised ZeroDivisionError on all-equal responses.
+    Now both variances are 0, flagged, and every premium is the common value."""
+    data = hach.assign(severity=1234.0)
+    with pytest.warns(errors.BoundaryWarning, match="within is 0"):
+        bs = cred.buhlmann_straub(data, "state", "severity", "claims")
+    with pytest.warns(errors.BoundaryWarning):
+        bu = cred.buhlmann(data, "state", "severity")
+    for fit in (bs, bu):
+        assert fit.boundary and fit.boundary_parameters == ["within", "between"]
+        assert fit.structure["within"] == 0 and fit.structure["between"] == 0
+        assert np.all(fit.table["premium"] == 1234.0)
+        assert fit.structure["icc"] == 0.0
+    assert np.isnan(bu.anova["F"])  # 0/0: no variation at all
+
+
+def test_constant_within_risks_is_full_credibility(hach):
+    """σ̂² = 0 with τ̂² > 0: Z = 1 (the limit σ² → 0), flagged; F infinite."""
+    data = hach.assign(severity=100.0 * hach["state"])
+    with pytest.warns(errors.BoundaryWarning):
+        bu = cred.buhlmann(data, "state", "severity")
+    assert bu.boundary_parameters == ["within"] and bu.anova["F"] == np.inf and bu.anova["p_value"] == 0.0
+    assert np.all(bu.table["Z"] == 1.0)
+    np.testing.assert_allclose(bu.table["premium"], 100.0 * bu.table.index.to_numpy())
+
+
+@pytest.mark.parametrize("method", ["unbiased", "iterative"])
+def test_hachemeister_all_equal_is_flagged_not_linalg_error(hach, method):
+    """Issue 10: the iterative method raised LinAlgError on all-equal responses."""
+    with pytest.warns(errors.BoundaryWarning):
+        fit = cred.hachemeister(hach.assign(severity=7.0), "state", "period", "severity", "claims", method=method)
+    assert fit.boundary and "within" in fit.boundary_parameters
+    np.testing.assert_allclose(fit.table["premium"], 7.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("centering", ["origin", "global", "group"])
+def test_hachemeister_exactly_linear_response_is_full_credibility(hach, centering):
+    """Issue 10: a response exactly on a line per risk gave within = -3.05e-7 and credibility
+    factors down to -5.66 with boundary=False. Now within is exactly 0, flagged, every
+    credibility factor lies in [0, 1] and the premium is each risk's own line."""
+    lines = hach.groupby("state")["severity"].transform(
+        lambda s: np.polyval(np.polyfit(np.arange(len(s)), s, 1), np.arange(len(s))))
+    data = hach.assign(severity=lines)
+    with pytest.warns(errors.BoundaryWarning, match="within is 0"):
+        fit = cred.hachemeister(data, "state", "period", "severity", "claims", centering=centering)
+    assert fit.structure["within"] == 0.0 and fit.boundary
+    A = fit.table[["A_intercept", "A_slope"]].to_numpy()
+    assert A.min() >= -1e-9 and A.max() <= 1 + 1e-9
+    np.testing.assert_allclose(fit.table["premium"], fit.table["mean"], rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["moments", "reml"])
+def test_crossed_all_equal_is_flagged_not_linalg_error_or_nan(method):
+    """Issue 10: crossed moments raised LinAlgError and crossed REML returned NaN premiums."""
+    data = pd.DataFrame({"a": np.repeat([0, 1, 2], 8), "b": np.tile([0, 0, 1, 1], 6), "y": 5.0, "w": 2.0})
+    with pytest.warns(errors.BoundaryWarning):
+        fit = cred.crossed(data, ["a", "b"], "y", "w", method=method)
+    assert fit.boundary and "within" in fit.boundary_parameters
+    assert np.all(np.isfinite(fit.table["premium"])) and np.allclose(fit.table["premium"], 5.0)
+
+
+def test_poisson_gamma_without_claims_is_flagged():
+    data = pd.DataFrame({"risk": [0, 0, 1, 1, 2, 2], "n": 0, "e": [1.0, 2, 1, 3, 2, 2]})
+    with pytest.warns(errors.BoundaryWarning):
+        fit = cred.poisson_gamma(data, "risk", "n", "e")
+    assert fit.boundary and np.all(fit.table["premium"] == 0.0)
+
+
+def test_extreme_weight_ratio_gives_finite_premiums():
+    """A risk carrying 1e24 times the weight of the others: the unbiased τ̂² denominator
+    w − Σw²/w is computed without cancellation (it was 0/0 before)."""
+    data = portfolio(n_risks=3).assign(w=lambda d: np.where(d["risk"] == 0, 1e12, 1e-12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", errors.BoundaryWarning)
+        fit = cred.buhlmann_straub(data, "risk", "y", "w")
+    assert np.all(np.isfinite(fit.table["premium"])) and np.isfinite(fit.structure["between_raw"])
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", "w", within=-1), "within"),
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", "w", between=float("nan")), "between"),
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", "w", collective=float("inf")), "collective"),
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", "w", tol=0), "tol"),
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", "w", within="5"), "within"),
+    (lambda d: cred.buhlmann(d, "risk", "y", between=-2.0), "between"),
+    (lambda d: cred.hierarchical(d.assign(o=d["risk"] // 2), ["o", "risk"], "y", "w", between={"o": float("nan")}),
+     "between[o]"),
+    (lambda d: cred.hierarchical(d.assign(o=d["risk"] // 2), ["o", "risk"], "y", "w", maxit=2.5), "maxit"),
+    (lambda d: cred.hachemeister(d, "risk", "period", "y", "w", within=-1.0), "within"),
+    (lambda d: cred.hachemeister(d, "risk", "period", "y", "w", between=[[1.0, 2.0], [2.0, 1.0]]), "between"),
+    (lambda d: cred.hachemeister(d, "risk", "period", "y", "w", between=[[1.0, 0.0], [1.0, 1.0]]), "between"),
+    (lambda d: cred.hachemeister(d, "risk", "period", "y", "w", future=float("nan")), "future"),
+    (lambda d: cred.crossed(d.assign(a=d["risk"] % 2), ["a", "period"], "y", "w", within_ss=-1.0, within_df=3), "within_ss"),
+    (lambda d: cred.crossed(d.assign(a=d["risk"] % 2), ["a", "period"], "y", "w", within_ss=1.0, within_df=2.5), "within_df"),
+    (lambda d: cred.crossed(d.assign(a=d["risk"] % 2), ["a", "period"], "y", "w", between={"a": -1.0}), "between[a]"),
+    (lambda d: cred.poisson_gamma(d.assign(n=1), "risk", "n", "w", alpha=float("nan"), beta=1.0), "alpha"),
+    (lambda d: cred.poisson_gamma(d.assign(n=1), "risk", "n", "w", alpha=1.0, beta=0.0), "beta"),
+])
+def test_override_arguments_are_validated_like_data(call, argument):
+    """Issue 10: within=-1, between=nan, alpha=nan, negative within_ss... were accepted."""
+    with pytest.raises(errors.InvalidArgumentError, match=argument.replace("[", r"\[").replace("]", r"\]")) as info:
+        call(portfolio(n_risks=4))
+    assert info.value.column == argument
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda d: cred.buhlmann_straub(d, "risk", "y", weight=d["w"]), "weight"),
+    (lambda d: cred.buhlmann(d, "risk", d["y"]), "response"),
+    (lambda d: cred.hachemeister(d, "risk", d["period"].to_numpy(), "y"), "regressors"),
+    (lambda d: cred.poisson_gamma(d.assign(n=1), "risk", "n", exposure=d["w"]), "exposure"),
+])
+def test_series_instead_of_a_column_name_is_refused(call, argument):
+    """Classical functions take column names; a Series there was a TypeError traceback."""
+    with pytest.raises(errors.InvalidArgumentError, match="must name a column") as info:
+        call(portfolio(n_risks=4))
+    assert info.value.column == argument

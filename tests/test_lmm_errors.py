@@ -85,3 +85,53 @@ def test_caller_frame_not_mutated(data):
     fit.ranef()
     fit.predict(data)
     pd.testing.assert_frame_equal(data, before)
+
+
+# ---------------------------------------------------------------- issue 10
+
+
+def test_weights_series_aligns_on_the_index(data):
+    """Issue 10: a shuffled Series changed fixef (1688.76 -> 1679.85 there); it is aligned."""
+    by_name = bc.lmm("y ~ x + (1 | g)", data, weights="w")
+    shuffled = bc.lmm("y ~ x + (1 | g)", data, weights=data["w"].sample(frac=1.0, random_state=3))
+    np.testing.assert_allclose(shuffled.fixef, by_name.fixef, rtol=1e-12)
+    assert shuffled.criterion == pytest.approx(by_name.criterion, rel=1e-12)
+
+
+@pytest.mark.parametrize("argument", ["weights", "offset"])
+def test_series_with_other_labels_is_refused(data, argument):
+    other = pd.Series(np.ones(len(data)), index=np.arange(len(data)) + 100)
+    with pytest.raises(errors.InvalidArgumentError, match=f"{argument}=") as info:
+        bc.lmm("y ~ x + (1 | g)", data, **{argument: other})
+    assert info.value.column == argument
+
+
+def test_array_of_wrong_length_is_refused(data):
+    with pytest.raises(errors.InvalidArgumentError, match="one value per row"):
+        bc.lmm("y ~ x + (1 | g)", data, weights=np.ones(3))
+
+
+@pytest.mark.parametrize("ss, df, argument", [(-1.0, 10, "within_ss"), (float("nan"), 10, "within_ss"),
+                                              (5.0, 2.5, "within_df"), (5.0, -1, "within_df")])
+def test_summary_overrides_are_validated(data, ss, df, argument):
+    with pytest.raises(errors.InvalidArgumentError, match=argument):
+        bc.lmm("y ~ 1 + (1 | g)", data, weights="w", within_ss=ss, within_df=df)
+
+
+@pytest.mark.parametrize("response", ["all_equal", "constant_within_groups"])
+def test_exactly_fitted_response_is_refused_not_zero_division(data, response):
+    """Issue 10: all-equal responses made ranef()/predict()/to_dict() raise ZeroDivisionError
+    (and the CLI crash). The likelihood has no maximum there: a specific error, up front."""
+    y = 3.0 if response == "all_equal" else 10.0 * data["g"]
+    with pytest.raises(errors.DegenerateResponseError, match="residual variance 0"):
+        bc.lmm("y ~ 1 + (1 | g)", data.assign(y=y))
+
+
+def test_poisson_gamma_eb_overrides_are_validated():
+    from bayescred.lmm import poisson_gamma_eb
+
+    d = pd.DataFrame({"risk": np.repeat([0, 1, 2], 3), "n": [0, 1, 2, 1, 3, 0, 2, 2, 1], "e": 1.0})
+    with pytest.raises(errors.InvalidArgumentError, match="lam"):
+        poisson_gamma_eb(d, group="risk", claims="n", exposure="e", fixef=[0.0], lam=float("nan"))
+    with pytest.raises(errors.InvalidArgumentError, match="fixef"):
+        poisson_gamma_eb(d, group="risk", claims="n", exposure="e", fixef=[float("inf")], lam=0.5)

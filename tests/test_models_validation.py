@@ -193,3 +193,42 @@ def test_caller_frame_not_mutated(hach):
     before = hach.copy()
     hachemeister(hach, group="state", time="period", response="severity", weight="claims", centering="group")
     pd.testing.assert_frame_equal(hach, before)
+
+
+# ---------------------------------------------------------------- issue 10: data a sampler cannot take
+
+
+@pytest.mark.parametrize("factory", [
+    lambda d: buhlmann(d, "state", "severity"),
+    lambda d: buhlmann_straub(d, "state", "severity", "claims"),
+    lambda d: hierarchical(d.assign(region=d["state"] % 2), ["region", "state"], "severity", "claims"),
+    lambda d: hachemeister(d, "state", "period", "severity", "claims"),
+])
+def test_all_equal_responses_are_refused_before_sampling(hach, factory):
+    """Issue 10: the Bayesian model ended in a nutpie Rust backtrace on all-equal responses."""
+    with pytest.raises(errors.DegenerateResponseError, match="within variance"):
+        factory(hach.assign(severity=1500.0))
+
+
+def test_hachemeister_exact_lines_are_refused(hach):
+    lines = 1000.0 + 10 * hach["state"] + (5 + hach["state"]) * hach["period"]
+    with pytest.raises(errors.DegenerateResponseError, match="line in time"):
+        hachemeister(hach.assign(severity=lines), "state", "period", "severity", "claims")
+
+
+def test_crossed_all_equal_cells_are_refused(credit):
+    with pytest.raises(errors.DegenerateResponseError, match="within-cell variance 0"):
+        crossed(credit, ["status", "experience"], "mean_payment", "count", within_ss=0.0, within_df=392)
+
+
+@pytest.mark.parametrize("ss, df, argument", [(-1.0, 392, "within_ss"), (10.0, 391.5, "within_df"), (10.0, 0, "within_df")])
+def test_crossed_summary_overrides_are_validated(credit, ss, df, argument):
+    with pytest.raises(errors.InvalidArgumentError, match=argument):
+        crossed(credit, ["status", "experience"], "mean_payment", "count", within_ss=ss, within_df=df)
+
+
+def test_series_instead_of_a_column_name_is_refused(hach):
+    with pytest.raises(errors.InvalidArgumentError, match="weight= must name a column"):
+        buhlmann_straub(hach, "state", "severity", hach["claims"])
+    with pytest.raises(errors.InvalidArgumentError, match="exposure= must name a column"):
+        poisson_gamma(hach.assign(n=1), "state", "n", hach["claims"])

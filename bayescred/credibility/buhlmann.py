@@ -7,10 +7,11 @@ premium P_j = Z X̄_j + (1 − Z) X̄.
 
 from __future__ import annotations
 
+import numpy as np
 from scipy import stats as _stats
 
 from ..errors import UnbalancedError
-from ._common import CredibilityFit, all_rows, prepare, require_periods
+from ._common import CredibilityFit, all_rows, check_number, check_variance, prepare, require_periods, zero_within
 from .buhlmann_straub import fit_from_summary
 
 __all__ = ["buhlmann"]
@@ -32,8 +33,12 @@ def buhlmann(
     and whose ``.anova`` holds the one-way ANOVA (SSB, MSB, SSW, MSW, F, p_value: the
     homogeneity test F = MSB/MSW ~ F(J − 1, J(T − 1))). ``between=``, ``within=``,
     ``collective=`` fix those parameters. Unequal numbers of periods raise
-    :class:`UnbalancedError`; use :func:`buhlmann_straub` for those.
+    :class:`UnbalancedError`; use :func:`buhlmann_straub` for those. All-equal responses
+    within every risk give σ̂² = 0 (flagged, full credibility; F = inf, or NaN when the risks
+    agree too).
     """
+    between, within = check_variance(between, "between"), check_variance(within, "within")
+    collective = check_number(collective, "collective")
     frame, stats = prepare(data, group, response, None)
     require_periods(frame, group, stats, 2, "the within variance needs two periods in each risk")
     if stats["n"].nunique() > 1:
@@ -49,11 +54,15 @@ def buhlmann(
     msb, msw = ssb / (J - 1), ssw / (J * (T - 1))
     fit = fit_from_summary(
         stats, within=msw if within is None else within, between=between, collective=collective,
-        method="unbiased", tol=0.0, model="Bühlmann",
+        method="unbiased", tol=0.0, model="Bühlmann", fixed_within=within is not None,
     )
+    if not zero_within(msw, stats):
+        F = msb / msw
+    else:  # no within-risk variation: F is infinite (NaN when the risk means agree too)
+        F = np.inf if msb > 0 else np.nan
     fit.anova = {
         "SSB": ssb, "MSB": msb, "df_between": J - 1,
         "SSW": ssw, "MSW": msw, "df_within": J * (T - 1),
-        "F": msb / msw, "p_value": float(_stats.f.sf(msb / msw, J - 1, J * (T - 1))),
+        "F": F, "p_value": float(_stats.f.sf(F, J - 1, J * (T - 1))) if np.isfinite(F) else (0.0 if F > 0 else np.nan),
     }
     return fit

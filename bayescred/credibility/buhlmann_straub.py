@@ -11,7 +11,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import CredibilityFit, between_unbiased, bichsel_straub, pooled_within, prepare, truncate
+from ._common import (
+    CredibilityFit,
+    between_unbiased,
+    bichsel_straub,
+    check_number,
+    check_variance,
+    flag_zero_within,
+    pooled_within,
+    prepare,
+    truncate,
+    zero_within,
+)
 
 __all__ = ["buhlmann_straub"]
 
@@ -46,24 +57,38 @@ def buhlmann_straub(
     ``between=``, ``within=`` fix the structure parameters instead of estimating them;
     ``collective=`` gives a known collective premium m (inhomogeneous credibility,
     P_j = Z_j X_j + (1 − Z_j) m). Rows with zero weight are ignored.
+
+    Boundaries (``.boundary``, BoundaryWarning): τ̂² ≤ 0 gives Z = 0 (complete pooling);
+    σ̂² = 0 (every risk's observations equal) gives Z = 1 (full credibility) where τ̂² > 0.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    between, within = check_variance(between, "between"), check_variance(within, "within")
+    collective = check_number(collective, "collective")
+    tol = check_number(tol, "tol", minimum=0.0, strict=True)
     frame, stats = prepare(data, group, response, weight)
+    fixed_within = within is not None
     if within is None:
         within = pooled_within(stats, frame, group)
     return fit_from_summary(
         stats, within=within, between=between, collective=collective, method=method, tol=tol,
-        model="Bühlmann–Straub",
+        model="Bühlmann–Straub", fixed_within=fixed_within,
     )
 
 
-def fit_from_summary(stats, *, within, between, collective, method, tol, model) -> CredibilityFit:
-    """The Bühlmann–Straub fit from per-risk (weight, mean) and the within variance."""
+def fit_from_summary(stats, *, within, between, collective, method, tol, model, fixed_within=False) -> CredibilityFit:
+    """The Bühlmann–Straub fit from per-risk (weight, mean) and the within variance.
+
+    ``stats`` holds means centred at ``stats.attrs["location"]`` (see ``prepare``); the
+    location is added back to every mean and premium."""
+    c = float(stats.attrs.get("location", 0.0))
     w = stats["weight"].to_numpy(float)
     x = stats["mean"].to_numpy(float)
     flagged: list = []
     raw = None
+    if not fixed_within and zero_within(within, stats):
+        within = 0.0
+        flag_zero_within(flagged)
     if between is None:
         raw = between_unbiased(x, w, within)
         between = truncate(raw, "between", flagged)
@@ -77,19 +102,19 @@ def fit_from_summary(stats, *, within, between, collective, method, tol, model) 
     else:
         z = np.zeros_like(w)
         fitted_collective = float(w @ x / w.sum())
-    m = fitted_collective if collective is None else float(collective)
+    m = fitted_collective if collective is None else float(collective) - c
     table = pd.DataFrame(
-        {"n": stats["n"].to_numpy(), "weight": w, "mean": x, "Z": z, "premium": z * x + (1 - z) * m},
+        {"n": stats["n"].to_numpy(), "weight": w, "mean": x + c, "Z": z, "premium": z * x + (1 - z) * m + c},
         index=stats.index,
     )
     structure = {
-        "collective": m,
+        "collective": m + c,
         "between": between,
         "within": float(within),
         "k": float(within / between) if between > 0 else np.inf,
         "between_raw": raw,
-        "weighted_mean": float(w @ x / w.sum()),
-        "icc": between / (between + within),
+        "weighted_mean": float(w @ x / w.sum()) + c,
+        "icc": between / (between + within) if between + within > 0 else 0.0,
     }
     return CredibilityFit(
         model=model, method=method if raw is not None else "fixed structure", structure=structure,

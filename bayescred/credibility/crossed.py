@@ -20,7 +20,16 @@ from scipy import optimize
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
 from ..portfolio import as_list
-from ._common import CredibilityFit, all_rows, prepare, truncate
+from ._common import (
+    CredibilityFit,
+    all_rows,
+    check_number,
+    check_variance,
+    flag_zero_within,
+    prepare,
+    truncate,
+    zero_within,
+)
 
 __all__ = ["crossed", "CrossedFit"]
 
@@ -79,6 +88,13 @@ def crossed(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     fa, fb = factors
+    within = check_variance(within, "within")
+    within_ss = check_number(within_ss, "within_ss", minimum=0.0)
+    within_df = check_number(within_df, "within_df", minimum=0.0, integer=True)
+    if between is not None:
+        if not isinstance(between, dict):
+            raise SummaryError(f"between= must be a dict of component name -> variance, got {between!r}", column="between")
+        between = {k: check_number(v, f"between[{k}]", minimum=0.0, allow_none=False) for k, v in between.items()}
     summary_input = within_ss is not None or within_df is not None
     if summary_input and (within_ss is None or within_df is None or weight is None):
         raise SummaryError(
@@ -86,6 +102,7 @@ def crossed(
             column=weight,
         )
     frame, cells = prepare(data, factors, response, weight, min_risks=1)
+    location = cells.attrs["location"]
     if summary_input:
         if (cells["n"] > 1).any():
             dup = [c for c in cells.index[cells["n"] > 1]]
@@ -120,8 +137,12 @@ def crossed(
             raise SummaryError("no within-cell degrees of freedom: give within= or within_ss=/within_df=",
                                column=response, rows=all_rows(frame, factors))
         within = ssw / dfw
+        if zero_within(within, cells):
+            within = 0.0
     within = float(within)
     flagged: list = []
+    if within == 0:
+        flag_zero_within(flagged)
     used = method
     if between is not None:
         comps = np.array([float(between.get(n, 0.0)) for n in names])
@@ -129,30 +150,34 @@ def crossed(
         used = "fixed structure"
     else:
         comps = _moments(y, w, I, J, within, interaction)
-        if method == "reml":
+        if method == "reml" and within == 0:
+            used = "moments (REML has no optimum at a zero within variance)"
+        elif method == "reml":
             n_total = dfw + I * J  # N = within df + number of cells
             comps, within = _reml(y, w, K, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
         comps = np.array([truncate(v, f"between[{n}]", flagged) if (interaction or i < 2) else 0.0
                           for i, (n, v) in enumerate(zip(names, comps))])
 
-    Vm = sum(c * k for c, k in zip(comps, K)) + within * np.diag(1 / w)
-    Vi = np.linalg.inv(Vm)
+    C = sum(c * k for c, k in zip(comps, K))
+    Vi = np.linalg.inv(C + _limiting_within(within, comps, w) * np.diag(1 / w))
     one = np.ones(I * J)
     m = float(one @ Vi @ y / (one @ Vi @ one))
     r = Vi @ (y - m)
-    premium = m + (Vm - within * np.diag(1 / w)) @ r
+    premium = m + C @ r + location
     effects = {
         fa: pd.Series(comps[0] * A.T @ r, index=la, name=fa),
         fb: pd.Series(comps[1] * B.T @ r, index=lb, name=fb),
         names[2]: pd.Series(comps[2] * r, index=full, name=names[2]),
     }
+    with np.errstate(invalid="ignore"):
+        Z = np.where(w * comps[2] + within > 0, w * comps[2] / (w * comps[2] + within), 0.0)
     table = pd.DataFrame(
-        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y,
-         "Z": w * comps[2] / (w * comps[2] + within), "premium": premium},
+        {"n": cells["n"].to_numpy() if not summary_input else w, "weight": w, "mean": y + location,
+         "Z": Z, "premium": premium},
         index=full,
     )
     structure = {
-        "collective": m,
+        "collective": m + location,
         "between": dict(zip(names, map(float, comps))),
         "within": float(within),
         "k": {n: float(within / c) if c > 0 else np.inf for n, c in zip(names, comps)},
@@ -163,6 +188,15 @@ def crossed(
                      boundary=bool(flagged), boundary_parameters=flagged)
     fit.effects = effects
     return fit
+
+
+def _limiting_within(within, comps, w):
+    """σ² used in V_m. At the boundary σ² = 0 the premium is the limit σ² → 0+, computed
+    at σ² = 1e-10 of the between scale (V_m stays invertible when a component is 0)."""
+    if within > 0:
+        return within
+    scale = comps.sum() * w.min()
+    return 1e-10 * scale if scale > 0 else 1.0
 
 
 def _moments(y, w, I, J, within, interaction):
@@ -191,6 +225,35 @@ def _moments(y, w, I, J, within, interaction):
     return np.linalg.solve(coef, [r1, r2, r3])
 
 
+def _newton_polish(grad, x, steps: int = 5):
+    """A few Newton steps on the interior coordinates (Hessian from central differences of
+    the exact gradient), each kept only while the gradient shrinks: L-BFGS-B stops at ~1e-8
+    relative on these flat surfaces, Newton converges quadratically from there."""
+    x = np.array(x, float)
+    for _ in range(steps):
+        free = x > 0
+        if not free.any():
+            break
+        g = grad(x)[free]
+        h = 1e-5 * x[free]
+        H = np.empty((free.sum(), free.sum()))
+        for i, (k, hk) in enumerate(zip(np.flatnonzero(free), h)):
+            up, down = x.copy(), x.copy()
+            up[k] += hk
+            down[k] -= hk
+            H[:, i] = (grad(up)[free] - grad(down)[free]) / (2 * hk)
+        H = (H + H.T) / 2
+        if np.linalg.eigvalsh(H)[0] <= 0:
+            break
+        trial = x.copy()
+        trial[free] = x[free] - np.linalg.solve(H, g)
+        # near the optimum fun is flat below its rounding; the gradient still shrinks
+        if np.any(trial < 0) or not np.linalg.norm(grad(trial)[free]) < np.linalg.norm(g):
+            break
+        x = trial
+    return x
+
+
 def _reml(y, w, K, ssw, n_total, start, interaction):
     """REML of the cell summaries with σ² profiled out (FORMULAS §6):
     −2ℓ_R = (N − 1) log σ̂² + log|H| + log(1′H⁻¹1) + const, H = Σ γ_k K_k + diag(1/w),
@@ -206,16 +269,25 @@ def _reml(y, w, K, ssw, n_total, start, interaction):
         m = one @ Hiy / s
         quad = y @ Hiy - m * m * s
         sigma2 = (ssw + quad) / (n_total - 1)
-        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2
+        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2, (H, Hi1, s, Hiy - m * Hi1, quad)
+
+    def gradient(g):
+        """d/dγ_k = tr(H⁻¹K_k) − a′K_k a/s − (N − 1) r′K_k r/(SSW + r′H r), a = H⁻¹1,
+        r = H⁻¹(y − m1): exact, so the optimum is found to the last digits (a finite-difference
+        gradient stopped it at 1e-6 relative, which a shift of the response could move)."""
+        H, a, s, r, quad = parts(g)[2]
+        Hinv = np.linalg.inv(H)
+        return np.array([np.sum(Hinv * K[k]) - a @ K[k] @ a / s - (n_total - 1) * (r @ K[k] @ r) / (ssw + quad)
+                         for k in active])
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None
     for scale in (1.0, 0.1, 10.0):  # a few starts: the surface is flat with few levels
-        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, method="L-BFGS-B",
-                                bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-10})
+        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, jac=gradient, method="L-BFGS-B",
+                                bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-12})
         if best is None or res.fun < best.fun:
             best = res
-    g = best.x
+    g = _newton_polish(gradient, best.x)
     sigma2 = parts(g)[1]
     comps = np.zeros(3)
     comps[active] = g * sigma2

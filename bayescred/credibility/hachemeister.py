@@ -22,7 +22,18 @@ import pandas as pd
 
 from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
 from ..portfolio import as_list, cross_products
-from ._common import CredibilityFit, between_unbiased, prepare, require_periods, rows_of, truncate
+from ..errors import InvalidArgumentError
+from ._common import (
+    CredibilityFit,
+    between_unbiased,
+    check_number,
+    check_variance,
+    flag_zero_within,
+    prepare,
+    require_periods,
+    rows_of,
+    truncate,
+)
 
 __all__ = ["hachemeister", "HachemeisterFit"]
 
@@ -105,6 +116,10 @@ def hachemeister(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if tau_estimated_on not in ("centred", "uncentred"):
         raise ValueError("tau_estimated_on must be 'centred' or 'uncentred'")
+    within = check_variance(within, "within")
+    future = check_number(future, "future")
+    tol = check_number(tol, "tol", minimum=0.0, strict=True)
+    maxit = int(check_number(maxit, "maxit", minimum=1, integer=True))
     extra = as_list(regressors)
     if extra and method == "unbiased" and between is None:
         raise ValueError("extra regressors need method='iterative' (the unbiased estimators are for intercept + time)")
@@ -129,11 +144,17 @@ def hachemeister(
             column=", ".join([time, *extra]), rows=rows_of(frame, group, bad),
         )
 
-    # stand-alone fits on the un-centred design; residual SS is origin-free
+    if between is not None:
+        between = _check_between(between, p)
+    flagged: list = []
+    # stand-alone fits on the un-centred design; residual SS is origin-free and computed
+    # from products centred at each risk's means, so it cannot cancel below 0
     B0 = np.linalg.solve(M0, q0[..., None])[..., 0]
-    rss = yy - np.einsum("jp,jp->j", B0, q0)
     if within is None:
+        rss = _residual_ss(frame, group, response, [time, *extra], weight)
         within = float(np.mean(rss / (stats["n"].to_numpy() - p)))
+        if within == 0.0:
+            flag_zero_within(flagged)
 
     centre = {"origin": np.zeros(J), "global": np.full(J, tbar @ w / w.sum()), "group": tbar}[centering]
     T = np.tile(np.eye(p), (J, 1, 1))
@@ -144,7 +165,6 @@ def hachemeister(
     B = np.einsum("jab,jb->ja", Tinv, B0)  # B_c = T_j⁻¹ B_j
     Minv = np.linalg.inv(M)
 
-    flagged: list = []
     names = ["intercept", "slope"] + extra
     if between is not None:
         U = np.asarray(between, float).reshape(p, p)
@@ -162,10 +182,14 @@ def hachemeister(
             flagged.append("between (singular U)")
             warnings.warn("the estimated between matrix U is singular", BoundaryWarning, stacklevel=2)
 
-    P = np.linalg.inv(U[None] + within * Minv)  # precision of B_j
+    P = np.linalg.inv(U[None] + _limiting_within(within, U, Minv) * Minv)  # precision of B_j
     A = np.einsum("ab,jbc->jac", U, P)
     collective = np.linalg.solve(P.sum(axis=0), np.einsum("jab,jb->a", P, B))
     cw = collective + np.einsum("jab,jb->ja", A, B - collective)
+    c = stats.attrs["location"]  # the response was centred at c: intercepts move back by c
+    B[:, 0] += c
+    collective[0] += c
+    cw[:, 0] += c
 
     index = pd.Index(cp["levels"], name=group)
     lo, hi = np.minimum(B, collective), np.maximum(B, collective)
@@ -219,10 +243,14 @@ def hachemeister(
 
 
 def _iterative(B, Minv, within, tol, maxit):
-    """actuar's ``hache.origin`` iteration for the full between matrix U."""
+    """actuar's ``hache.origin`` iteration for the full between matrix U. With σ² = 0 the
+    credibility matrices are I and U is the spread of the stand-alone coefficients."""
     J, p = B.shape
     cred = np.tile(np.eye(p), (J, 1, 1))
     coll = B.mean(axis=0)
+    if within == 0:
+        d = B - coll
+        return d.T @ d / (J - 1)
 
     def update(coll, cred):
         d = B - coll
@@ -231,10 +259,14 @@ def _iterative(B, Minv, within, tol, maxit):
         cred = np.einsum("ab,jbc->jac", U, np.linalg.inv(U[None] + within * Minv))
         return U, cred
 
+    scale = np.maximum(np.abs(coll), B.std(axis=0))  # shift-free: B is centred at the response mean
     for _ in range(maxit):
         U, cred = update(coll, cred)
-        new = np.linalg.solve(cred.sum(axis=0), np.einsum("jab,jb->a", cred, B))
-        done = np.max(np.abs((new - coll) / coll)) < tol
+        total = cred.sum(axis=0)
+        if np.linalg.matrix_rank(total) < p:  # U = 0: every A_j = 0, nothing more to iterate
+            break
+        new = np.linalg.solve(total, np.einsum("jab,jb->a", cred, B))
+        done = np.all(np.abs(new - coll) <= tol * scale)
         coll = new
         if done:
             break
@@ -245,6 +277,59 @@ def _iterative(B, Minv, within, tol, maxit):
         )
     U, _ = update(coll, cred)
     return U
+
+
+def _check_between(between, p):
+    """A fixed between matrix U: p × p, finite, symmetric, positive semi-definite."""
+    try:
+        U = np.asarray(between, float).reshape(p, p)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"between= must be a {p} x {p} matrix, got {between!r}", column="between") from None
+    if not np.all(np.isfinite(U)):
+        raise InvalidArgumentError("between= must be finite", column="between")
+    if not np.allclose(U, U.T, rtol=1e-12, atol=0):
+        raise InvalidArgumentError("between= must be a symmetric matrix", column="between")
+    if np.linalg.eigvalsh(U)[0] < -1e-12 * max(np.abs(U).max(), 1e-300):
+        raise InvalidArgumentError("between= must be positive semi-definite (a covariance matrix)", column="between")
+    return U
+
+
+def _limiting_within(within, U, Minv):
+    """σ² used in (U + σ²M_j⁻¹)⁻¹. At the boundary σ² = 0 the premium is the limit
+    σ² → 0+, computed at σ² = 1e-10 of the between scale (so the matrix stays invertible
+    when U is singular); with U invertible that is A_j = I to 1e-10."""
+    if within > 0:
+        return within
+    scale = np.trace(U) / max(np.trace(Minv, axis1=1, axis2=2).max(), 1e-300)
+    return 1e-10 * scale if scale > 0 else 1.0
+
+
+def _residual_ss(frame, group, response, regressors, weight) -> np.ndarray:
+    """Per-risk weighted residual SS of the stand-alone WLS fits, from cross-products
+    centred at each risk's weighted means (two passes, as ``portfolio.summarise``):
+    rss_j = S_yy − s′S⁻¹s. A fit exact to 12 digits (rss below 1e-12 S_yy) is exact: 0."""
+    cols = [response, *regressors]
+    w = (nw.col(weight) if weight is not None else nw.lit(1.0)).cast(nw.Float64)
+    base = frame.select(nw.col(group), w.alias("__w"), *[nw.col(c).cast(nw.Float64).alias(f"__v{i}") for i, c in enumerate(cols)])
+    k = len(cols)
+    base = base.with_columns(*[(nw.col("__w") * nw.col(f"__v{i}")).alias(f"__wv{i}") for i in range(k)])
+    means = base.group_by(group).agg(nw.col("__w").sum(), *[nw.col(f"__wv{i}").sum() for i in range(k)])
+    means = means.select(nw.col(group), *[(nw.col(f"__wv{i}") / nw.col("__w")).alias(f"__m{i}") for i in range(k)])
+    dev = base.join(means, on=group, how="left").select(
+        nw.col(group), nw.col("__w"), *[(nw.col(f"__v{i}") - nw.col(f"__m{i}")).alias(f"__d{i}") for i in range(k)]
+    )
+    prods = [(nw.col("__w") * nw.col(f"__d{a}") * nw.col(f"__d{b}")).alias(f"__s{a}_{b}") for a in range(k) for b in range(a, k)]
+    sums = dev.select(nw.col(group), *prods).group_by(group).agg(
+        *[nw.col(f"__s{a}_{b}").sum() for a in range(k) for b in range(a, k)]
+    )
+    table = (sums.collect() if isinstance(sums, nw.LazyFrame) else sums).to_pandas().sort_values(group)
+    S = np.empty((len(table), k, k))
+    for a in range(k):
+        for b in range(a, k):
+            S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
+    syy, s, Sxx = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]
+    rss = syy - np.einsum("ja,ja->j", s, np.einsum("jab,jb->ja", np.linalg.pinv(Sxx), s))
+    return np.where(rss <= 1e-12 * syy, 0.0, rss)
 
 
 def _last_time(frame, time) -> float:

@@ -17,7 +17,16 @@ import pandas as pd
 
 from ..errors import ConvergenceWarning, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import as_list
-from ._common import CredibilityFit, all_rows, prepare, truncate
+from ._common import (
+    CredibilityFit,
+    all_rows,
+    check_number,
+    check_variance,
+    flag_zero_within,
+    prepare,
+    truncate,
+    zero_within,
+)
 
 __all__ = ["hierarchical", "HierarchicalFit"]
 
@@ -66,7 +75,12 @@ def hierarchical(
     unknown = set(between) - set(levels)
     if unknown:
         raise ValueError(f"between= names levels {sorted(unknown)} not in {levels}")
+    between = {level: check_number(v, f"between[{level}]", minimum=0.0, allow_none=False) for level, v in between.items()}
+    within = check_variance(within, "within")
+    tol = check_number(tol, "tol", minimum=0.0, strict=True)
+    maxit = int(check_number(maxit, "maxit", minimum=1, integer=True))
     frame, stats = prepare(data, levels, response, weight, min_risks=1)
+    location = stats.attrs["location"]
     L = len(levels)
     nodes = stats.reset_index()
     n_obs = int(stats["n"].sum())
@@ -97,6 +111,8 @@ def hierarchical(
                 column=levels[-1], rows=all_rows(frame, levels),
             )
         within = float(stats["within_ss"].sum()) / (n_obs - len(inner_keys))
+        if zero_within(within, stats):
+            within = 0.0
 
     # bottom up: tw[i + 1], wm[i + 1] = weights and means of the nodes of level i
     # (tw[L] = the raw inner weights, tw[0] = the portfolio); cred[i] = their factors
@@ -117,16 +133,21 @@ def hierarchical(
     if method == "iterative":
         _iterate(b, cred, tw, wm, parent_of, counts, fixed=[lev in between for lev in levels], tol=tol, maxit=maxit)
     flagged: list = []
+    if within == 0:
+        flag_zero_within(flagged)
     for i in raw:
         if b[i] <= 0:
             truncate(min(raw[i], 0.0), f"between[{levels[i]}]", flagged)
     collective = float(wm[0][0])
 
-    # top down: premiums
+    # top down: premiums (on the centred scale, then the location is added back)
     premium, prev = [None] * L, np.array([collective])
     for i in range(L):
         premium[i] = prev[parent_of[i]] + cred[i] * (wm[i + 1] - prev[parent_of[i]])
         prev = premium[i]
+    collective += location
+    premium = [p + location for p in premium]
+    wm = [m + location for m in wm]
 
     level_tables = {}
     for i in range(L):

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import TooFewRisksError
 from ..portfolio import summarise, validate
-from ._common import CredibilityFit, all_rows, between_unbiased, truncate
+from .._arguments import column_arguments
+from ._common import CredibilityFit, all_rows, between_unbiased, check_number, flag_zero_within, truncate
 
 __all__ = ["poisson_gamma"]
 
@@ -42,6 +43,9 @@ def poisson_gamma(
     """
     if (alpha is None) != (beta is None):
         raise ValueError("give both alpha= and beta= (gamma shape and rate), or neither")
+    alpha = check_number(alpha, "alpha", minimum=0.0, strict=True)
+    beta = check_number(beta, "beta", minimum=0.0, strict=True)
+    column_arguments(group=group, claims=claims, exposure=exposure)
     frame = validate(data, groups=group, counts=claims, positive=exposure, min_groups=1)
     count = summarise(frame, by=group, response=claims, check=False)
     if len(count) < 2:
@@ -53,13 +57,13 @@ def poisson_gamma(
     flagged: list = []
     raw = None
     if alpha is not None:
-        if alpha <= 0 or beta <= 0:
-            raise ValueError("alpha and beta must be positive")
         m, between, within = alpha / beta, alpha / beta**2, alpha / beta
         z = E / (E + beta)
         collective, method = m, "conjugate prior"
     else:
         within = N.sum() / E.sum()
+        if within == 0:  # no claims anywhere: the limiting premium is 0 for every risk
+            flag_zero_within(flagged, "within (no claims in the portfolio)")
         raw = between_unbiased(f, E, within)
         between = truncate(raw, "between", flagged)
         if between > 0:

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import (
     ArgumentError,
     BoundaryWarning,
-    DataError,
+    DegenerateResponseError,
     MissingColumnError,
     MissingValueError,
     NonFiniteError,
@@ -25,6 +25,7 @@ from ..errors import (
     TooManyLevelsError,
 )
 from .. import formula as fm
+from .._arguments import aligned_values, check_number
 from .fit import Design, optimise
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -52,10 +53,7 @@ def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | N
         if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
             raise NotNumericError(f"{what} must be numeric, found dtype {series.dtype}", column=arg)
         return series.to_numpy(dtype=float), arg
-    values = np.asarray(arg, dtype=float)
-    if values.shape != (len(data),):
-        raise DataError(f"{what} must have one value per row ({len(data)}), got shape {values.shape}")
-    return values, what
+    return aligned_values(arg, data.index, what), what
 
 
 def _check_missing(data: pd.DataFrame, columns: list[str]) -> None:
@@ -131,8 +129,8 @@ def lmm(
     if aggregated:
         if weights is None:
             raise SummaryError("aggregated input needs weights = the cell counts")
-        if within_df < 0 or within_ss < 0 or int(within_df) != within_df:
-            raise SummaryError(f"within_ss must be >= 0 and within_df a whole number >= 0, got {within_ss}, {within_df}")
+        within_ss = check_number(within_ss, "within_ss", minimum=0.0)
+        within_df = check_number(within_df, "within_df", minimum=0.0, integer=True)
     X, xnames = fixed.X, fixed.names
     _rank_check(X, xnames, w)
     if not parsed.random:
@@ -148,13 +146,51 @@ def lmm(
                 "observations: not separable from the residual",
                 column=t.group,
             )
-    design = Design(y - total_offset, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
+    response, location = _centre(y - total_offset, X, w)
+    design = Design(response, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
     reml = method == "REML"
-    theta, message = optimise(design, reml)
-    fit = LMMFit(design, theta, reml, xnames, formula, message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theta, message = optimise(design, reml)
+        fit = LMMFit(design, theta, reml, xnames, formula, message, location=location)
+    _check_residual(fit, y - total_offset, parsed.response)
+    for w_ in caught:  # the fit's own warnings, once the response is known to be fit for it
+        warnings.warn(w_.message, w_.category, stacklevel=2)
     fit._data, fit._fixed = data, fixed
     fit._offset_name = offset if isinstance(offset, str) else None
     return fit
+
+
+def _centre(y, X, w):
+    """Centre the response at its weighted mean c before fitting when the intercept lies in
+    the column space of X (X γ = 1): the fit of y − c equals the fit of y with β moved by
+    c γ, and the criterion is unchanged. Without centring, cross-products of a response at
+    1e12 lose the digits that carry the variances. Returns (y − c, c γ or None)."""
+    if X.shape[1] == 0:
+        return y, None
+    sw = np.sqrt(w)
+    gamma = np.linalg.lstsq(X * sw[:, None], sw, rcond=None)[0]
+    if np.max(np.abs(X @ gamma - 1.0)) > 1e-10:
+        return y, None
+    exact = np.round(gamma)  # the usual codings: an intercept column, or one dummy per level
+    if np.array_equal(X @ exact, np.ones(len(y))):
+        gamma = exact
+    c = float(w @ y / w.sum())
+    return y - c, c * gamma
+
+
+def _check_residual(fit, y, name) -> None:
+    """Refuse a response that the fixed and random effects fit exactly (all-equal responses,
+    responses constant within every group or exactly on each group's line): the residual
+    variance is 0 at the resolution of the data and the REML/ML criterion has no optimum."""
+    magnitude = float(np.max(np.abs(y))) if len(y) else 0.0
+    if fit.sigma2 <= (64 * np.finfo(float).eps * magnitude) ** 2:
+        raise DegenerateResponseError(
+            "the fixed and random effects fit the response exactly (residual variance 0, e.g. all "
+            "responses equal or constant within every group), so the likelihood has no maximum; "
+            "there is nothing random left to estimate",
+            column=name if isinstance(name, str) else None,
+        )
 
 
 def conditional_modes(d: Design, sol) -> list[np.ndarray]:
@@ -176,8 +212,9 @@ def conditional_modes(d: Design, sol) -> list[np.ndarray]:
 class LMMFit:
     """A fitted linear mixed model (names as lme4: fixef, vcov, varcorr, ranef)."""
 
-    def __init__(self, design: Design, theta, reml: bool, xnames, formula, message):
+    def __init__(self, design: Design, theta, reml: bool, xnames, formula, message, *, location=None):
         self._design = design
+        self._location = location
         self.formula = formula
         self.method = "REML" if reml else "ML"
         self.reml = reml
@@ -195,7 +232,8 @@ class LMMFit:
         self.n_params = design.p + design.n_theta + 1
         self.aic = sol.deviance + 2 * self.n_params
         self.bic = sol.deviance + self.n_params * math.log(design.N)
-        self.fixef = pd.Series(design.beta0 + sol.beta, index=xnames, name="fixef")
+        beta = design.beta0 + sol.beta + (location if location is not None else 0.0)
+        self.fixef = pd.Series(beta, index=xnames, name="fixef")
         vcov = sol.sigma2 * np.linalg.inv(sol.Qxx) if design.p else np.zeros((0, 0))
         self.vcov = pd.DataFrame(vcov, index=xnames, columns=xnames)
         self.fixef_se = pd.Series(np.sqrt(np.diag(vcov)), index=xnames, name="se")
@@ -222,7 +260,7 @@ class LMMFit:
         factors, lme4's order); β̂, σ̂² and the conditional modes are profiled at that θ.
         For plug-in checks against published fits."""
         internal = np.asarray(theta, float) * np.sqrt(self._design.scale)
-        out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None)
+        out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None, location=self._location)
         out._data, out._fixed = self._data, self._fixed
         out._offset_name = self._offset_name
         return out
@@ -346,7 +384,8 @@ class LMMFit:
         """y - (offset + Xβ̂ + Zb̂) per row; the offset cancels against the design's response."""
         d = self._design
         zb = sum(np.einsum("nk,nk->n", t.X, b[t.codes]) for t, b in zip(d.terms, self._modes))
-        return d.y + d.X @ (d.beta0 - self.fixef.to_numpy()) - zb
+        beta0 = d.beta0 + (self._location if self._location is not None else 0.0)  # the centring, undone
+        return d.y + d.X @ (beta0 - self.fixef.to_numpy()) - zb
 
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
         """Conditional residuals as lme4's ``residuals(fit, type, scaled)``: ``"response"`` and

@@ -54,6 +54,7 @@ from scipy import linalg, optimize, sparse, special
 
 from .. import errors
 from .. import formula as fm
+from .._arguments import check_number
 from . import hlik
 from ..portfolio import _to_pandas, as_frame, validate
 
@@ -787,7 +788,8 @@ def poisson_gamma_eb(
         beta = np.asarray(fixef, float)
         if beta.shape != (len(names),):
             raise errors.FormulaError(f"fixef needs {len(names)} values in the order {names}")
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    lam = check_number(lam, "lam", minimum=0.0, allow_none=False)
+    if not np.all(np.isfinite(beta)):
+        raise errors.InvalidArgumentError(f"fixef= must be finite, got {list(beta)}", column="fixef")
     a = math.inf if lam == 0 else -math.log(lam)
     return PoissonGammaFit(design, d, np.asarray(levels), beta, a, converged=True, estimated=False)

@@ -14,7 +14,9 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from ..errors import TooFewPeriodsError, TooFewRisksError
+from .._arguments import column_arguments
+from ..credibility._common import ZERO_SD, location, magnitude
+from ..errors import DegenerateResponseError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
@@ -40,7 +42,9 @@ def check_likelihood(likelihood: str) -> None:
 
 def nested_data(data, levels: list[str], response: str, weight: str | None):
     """Validate and reduce: innermost-risk statistics, the nesting and every level's labels."""
+    column_arguments(group=levels, response=response, weight=weight)
     frame = validate(data, groups=levels, numeric=response, positive=weight, min_groups=2)
+    frame, centre = location(frame, response)
     table = summarise(frame, by=levels, response=response, weight=weight, check=False)
     keys = table.index.to_frame(index=False) if len(levels) > 1 else pd.DataFrame({levels[0]: table.index})
     codes, names, parents = [], [], []
@@ -69,13 +73,29 @@ def nested_data(data, levels: list[str], response: str, weight: str | None):
         "within_ss": table["within_ss"].to_numpy(float),
         "sum_log_w": sum_log_weight(frame, levels, weight, table.index),
     }
-    return stats, names, parents
+    check_within(stats["within_ss"], stats["n"], stats["mean"], magnitude(frame, response, centre), response)
+    return stats, names, parents, centre
 
 
-def default_params(stats, levels: list[str]) -> list[P.Param]:
-    """Weakly informative defaults scaled to the data (see the factories' docstrings)."""
+def check_within(within_ss, n, means, size, response) -> None:
+    """Refuse data whose within variance is 0 at the resolution of the data (``size`` =
+    largest |response|): every risk's observations equal. The likelihood is unbounded as
+    sigma2 -> 0 and a sampler would fail on it."""
+    if np.sum(within_ss) > (ZERO_SD * size) ** 2 * np.sum(n):
+        return
+    what = "every response is equal" if np.ptp(means) == 0 else "every risk's observations are equal"
+    raise DegenerateResponseError(
+        f"{what}, so the within variance is 0 and the Bayesian model has no proper posterior "
+        "(the likelihood is unbounded as sigma2 -> 0); the classical fit gives the boundary answer",
+        column=response,
+    )
+
+
+def default_params(stats, levels: list[str], location: float = 0.0) -> list[P.Param]:
+    """Weakly informative defaults scaled to the data (see the factories' docstrings);
+    ``stats`` holds means centred at ``location``."""
     w, x = stats["weight"], stats["mean"]
-    centre = float(np.sum(w * x) / np.sum(w))
+    centre = float(np.sum(w * x) / np.sum(w)) + location
     df = stats["n"].sum() - len(x)
     sigma_hat = float(np.sqrt(stats["within_ss"].sum() / df))
     spread = P.scale_of(x) if len(x) > 1 else sigma_hat
@@ -95,8 +115,8 @@ def default_params(stats, levels: list[str]) -> list[P.Param]:
 def build(factory: str, data, levels: list[str], response: str, weight: str | None, priors, likelihood: str):
     """Validate data and priors, then build the PyMC model (marginal or latent)."""
     check_likelihood(likelihood)
-    stats, names, parents = nested_data(data, levels, response, weight)
-    params = default_params(stats, levels)
+    stats, names, parents, centre = nested_data(data, levels, response, weight)
+    params = default_params(stats, levels, centre)
     chosen = P.resolve(priors, params, factory)
     L = len(levels)
     sizes = [len(n) for n in names]
@@ -107,6 +127,7 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
 
     with pm.Model(coords=coords) as model:
         data_vars = {k: pm.Data(k, v, dims=inner) for k, v in stats.items()}
+        loc = pm.Data("location", centre)  # the response is centred at it (shift-exact algebra)
         spec = {p.name: p for p in params}
         m = P.register("collective", chosen["collective"], spec["collective"])
         sd = P.register("between_sd", chosen["between_sd"], spec["between_sd"])
@@ -127,22 +148,23 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
             suffix = "" if lv == L - 1 else f"_{level}"
             pm.Deterministic("Z" + suffix, credibility_factor(tau2[lv], A[lv]), dims=level)
 
+        m_c = m - loc
         if likelihood == "marginal":
-            ll, A_, B_ = nested_collapse(pt, pt_segsum, m, tau2, within, data_vars, parents, sizes)
-            means = nested_conditional_means(m, tau2, A_, B_, parents)
+            ll, A_, B_ = nested_collapse(pt, pt_segsum, m_c, tau2, within, data_vars, parents, sizes)
+            means = nested_conditional_means(m_c, tau2, A_, B_, parents)
             for lv, level in enumerate(levels):
                 suffix = "" if lv == L - 1 else f"_{level}"
-                pm.Deterministic("premium" + suffix, means[lv], dims=level)
+                pm.Deterministic("premium" + suffix, means[lv] + loc, dims=level)
             pm.Deterministic("loglik", ll, dims=top)
             pm.Potential("marginal_likelihood", ll.sum())
         else:
-            node = m
+            node = m_c
             for lv, level in enumerate(levels):
                 suffix = "" if lv == L - 1 else f"_{level}"
                 z = pm.Normal("u_raw" + suffix, 0.0, 1.0, dims=level)
                 u = pm.Deterministic("u" + suffix, (sd[lv] if L > 1 else sd) * z, dims=level)
                 node = (node if lv == 0 else node[parents[lv - 1]]) + u
-                pm.Deterministic("premium" + suffix, node, dims=level)
+                pm.Deterministic("premium" + suffix, node + loc, dims=level)
             x, w = data_vars["mean"], data_vars["weight"]
             ll = within_term(pt, within, data_vars["n"], w, data_vars["within_ss"], data_vars["sum_log_w"]) - 0.5 * (
                 np.log(2 * np.pi) + pt.log(within / w) + (x - node) ** 2 * w / within
@@ -168,8 +190,9 @@ def _augmenter(levels, response, parents, sizes, likelihood):
 
     def augment(model, posterior: xr.Dataset, rng, log_likelihood: bool, predictive: bool) -> dict:
         stats = {k: np.asarray(model[k].get_value()) for k in ("n", "weight", "mean", "within_ss", "sum_log_w")}
+        loc = float(model["location"].get_value())
         coords = {lv: list(model.coords[lv]) for lv in levels}
-        m = stack_draws(posterior, "collective")[:, None]
+        m = stack_draws(posterior, "collective")[:, None] - loc
         between = stack_draws(posterior, "between")
         tau2 = [between[:, i:i + 1] for i in range(L)] if L > 1 else [between[:, None]]
         within = stack_draws(posterior, "within")[:, None]
@@ -188,17 +211,17 @@ def _augmenter(levels, response, parents, sizes, likelihood):
                 suffix = "" if lv == L - 1 else f"_{level}"
                 parent = m if lv == 0 else node[lv - 1][:, parents[lv - 1]]
                 out["posterior"]["Z" + suffix] = unstack_draws(Z[lv], posterior, [level], coords)
-                out["posterior"][f"premium{suffix}_conditional_mean"] = unstack_draws(means[lv], posterior, [level], coords)
-                out["posterior"]["premium" + suffix] = unstack_draws(node[lv], posterior, [level], coords)
+                out["posterior"][f"premium{suffix}_conditional_mean"] = unstack_draws(means[lv] + loc, posterior, [level], coords)
+                out["posterior"]["premium" + suffix] = unstack_draws(node[lv] + loc, posterior, [level], coords)
                 out["posterior"]["u" + suffix] = unstack_draws(node[lv] - parent, posterior, [level], coords)
-            theta = node[-1]
+            theta = node[-1] + loc
         else:
             theta = stack_draws(posterior, "premium")
         if predictive:
             sd = np.sqrt(within / stats["weight"])
             rep = theta + sd * rng.standard_normal(theta.shape)
             out["posterior_predictive"] = {response: unstack_draws(rep, posterior, [inner], coords)}
-            out["observed_data"] = {response: xr.DataArray(stats["mean"], dims=(inner,), coords={inner: coords[inner]})}
+            out["observed_data"] = {response: xr.DataArray(stats["mean"] + loc, dims=(inner,), coords={inner: coords[inner]})}
         return out
 
     return augment

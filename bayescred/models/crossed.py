@@ -9,7 +9,9 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from ..errors import DataError, EmptyDataError, TooFewPeriodsError, TooFewRisksError
+from .._arguments import check_number, column_arguments
+from ..credibility._common import ZERO_SD, location, magnitude
+from ..errors import DataError, DegenerateResponseError, EmptyDataError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
@@ -22,8 +24,11 @@ def _cells(data, factors, response, weight, within_ss, within_df):
     (``response`` = cell mean, ``weight`` = cell count or weight, plus the pooled
     ``within_ss`` on ``within_df`` degrees of freedom)."""
     a, b = factors
+    column_arguments(factors=factors, response=response, weight=weight)
     if within_ss is None and within_df is None:
         frame = validate(data, groups=factors, numeric=response, positive=weight, min_groups=2)
+        frame, loc = location(frame, response)  # centred response: sums of squares keep every digit
+        size = magnitude(frame, response, loc)
         table = summarise(frame, by=factors, response=response, weight=weight, check=False)
         ss, df = float(table["within_ss"].sum()), int(table["n"].sum() - len(table))
         log_w = sum_log_weight(frame, factors, weight, table.index).sum() - np.log(table["weight"]).sum()
@@ -32,8 +37,8 @@ def _cells(data, factors, response, weight, within_ss, within_df):
             raise DataError("cell summaries need both within_ss= and within_df=")
         if weight is None:
             raise DataError("cell summaries need weight= (the cell counts or weights)")
-        if not (np.isfinite(within_ss) and within_ss >= 0 and within_df >= 1):
-            raise DataError(f"within_ss must be >= 0 and within_df >= 1, got {within_ss!r}, {within_df!r}")
+        within_ss = check_number(within_ss, "within_ss", minimum=0.0)
+        within_df = check_number(within_df, "within_df", minimum=1.0, integer=True)
         frame = validate(data, groups=factors, numeric=response, positive=weight, min_groups=2)
         table = (frame.collect() if isinstance(frame, nw.LazyFrame) else frame).to_pandas()
         if table.duplicated(factors).any():
@@ -41,6 +46,9 @@ def _cells(data, factors, response, weight, within_ss, within_df):
             raise DataError("cell summaries must have one row per cell", column=", ".join(factors), rows=rows)
         table = table.sort_values(factors).set_index(factors)
         table = table.rename(columns={response: "mean", weight: "weight"})
+        size = float(table["mean"].abs().max())
+        loc = float(np.sum(table["weight"] * table["mean"]) / table["weight"].sum())
+        table["mean"] = table["mean"] - loc
         ss, df = float(within_ss), int(within_df)
         log_w = -np.log(table["weight"]).sum()  # each observation has unit weight: w_c = n_c
     if len(table) == 0:
@@ -48,6 +56,13 @@ def _cells(data, factors, response, weight, within_ss, within_df):
     if df < 1:
         raise TooFewPeriodsError("every cell has a single observation: the within variance is not identified",
                                  column=", ".join(factors))
+    if ss <= (ZERO_SD * size) ** 2 * (df + len(table)):
+        raise DegenerateResponseError(
+            "every cell's observations are equal (within-cell variance 0), so the Bayesian model has no "
+            "proper posterior (the likelihood is unbounded as sigma2 -> 0); the classical fit gives the "
+            "boundary answer",
+            column=response,
+        )
     keys = table.index.to_frame(index=False)
     out = {}
     for f in (a, b):
@@ -57,7 +72,7 @@ def _cells(data, factors, response, weight, within_ss, within_df):
         out[f] = (labels(levels), index)
     cells = [f"{x}:{y}" for x, y in zip(labels(keys[a]), labels(keys[b]))]
     stats = {"mean": table["mean"].to_numpy(float), "weight": table["weight"].to_numpy(float),
-             "within_ss": ss, "within_df": df, "log_w_const": float(log_w)}
+             "within_ss": ss, "within_df": df, "log_w_const": float(log_w), "location": loc}
     return stats, out, cells
 
 
@@ -97,7 +112,7 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
     x, w = stats["mean"], stats["weight"]
     spread = P.scale_of(x)
     sigma_hat = float(np.sqrt(stats["within_ss"] / stats["within_df"])) or spread
-    centre = float(np.sum(w * x) / np.sum(w))
+    centre = float(np.sum(w * x) / np.sum(w)) + stats["location"]
     params = [
         P.Param("collective", (), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
                                                          sigma=P.from_data("collective_sigma", 10 * spread))),
@@ -117,9 +132,11 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
              "within_ss": pm.Data("within_ss", stats["within_ss"]), "within_df": stats["within_df"],
              "log_w_const": stats["log_w_const"], "index_a": ia, "index_b": ib,
              "size_a": len(levels[a][0]), "size_b": len(levels[b][0])}
+        loc = pm.Data("location", stats["location"])  # cell means are centred at it
         m = P.register("collective", chosen["collective"], spec["collective"])
         if "collective" not in model.named_vars:
             m = pm.Deterministic("collective", m)
+        m_c = m - loc
         sd = P.register("between_sd", chosen["between_sd"], spec["between_sd"])
         between = pm.Deterministic("between", sd**2, dims="term")
         sigma = P.register("within_sd", chosen["within_sd"], spec["within_sd"])
@@ -135,18 +152,18 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         CVinv = pt.linalg.solve(V, C, assume_a="pos").T
         pm.Deterministic("Z", pt.diag(CVinv), dims="cell")
         if likelihood == "marginal":
-            ll = crossed_loglik(m, between[0], between[1], var_ab, within, d)
+            ll = crossed_loglik(m_c, between[0], between[1], var_ab, within, d)
             pm.Potential("marginal_likelihood", ll)
-            pm.Deterministic("premium", m + CVinv @ (d["mean"] - m), dims="cell")
+            pm.Deterministic("premium", m + CVinv @ (d["mean"] - m_c), dims="cell")
         else:
             ua = pm.Deterministic(f"u_{a}", sd[0] * pm.Normal(f"u_raw_{a}", 0.0, 1.0, dims=a), dims=a)
             ub = pm.Deterministic(f"u_{b}", sd[1] * pm.Normal(f"u_raw_{b}", 0.0, 1.0, dims=b), dims=b)
-            theta = m + ua[ia] + ub[ib]
+            theta = m_c + ua[ia] + ub[ib]  # centred, as the cell means
             if interaction:
                 theta = theta + pm.Deterministic(f"u_{a}:{b}", sd[2] * pm.Normal(f"u_raw_{a}:{b}", 0.0, 1.0, dims="cell"),
                                                  dims="cell")
-            premium = pm.Deterministic("premium", theta, dims="cell")
-            ll = -0.5 * (LOG2PI + pt.log(within / d["weight"]) + (d["mean"] - premium) ** 2 * d["weight"] / within)
+            pm.Deterministic("premium", theta + loc, dims="cell")
+            ll = -0.5 * (LOG2PI + pt.log(within / d["weight"]) + (d["mean"] - theta) ** 2 * d["weight"] / within)
             within_part = -0.5 * (d["within_df"] * (LOG2PI + pt.log(within)) - d["log_w_const"] + d["within_ss"] / within)
             pm.Deterministic("loglik", ll, dims="cell")
             pm.Potential("conditional_likelihood", ll.sum() + within_part)
@@ -164,6 +181,7 @@ def _augmenter(a, b, interaction, ia, ib, response, likelihood):
     def augment(model, posterior: xr.Dataset, rng, log_likelihood: bool, predictive: bool) -> dict:
         x = np.asarray(model["mean"].get_value())
         w = np.asarray(model["weight"].get_value())
+        loc = float(model["location"].get_value())
         coords = {dim: list(model.coords[dim]) for dim in (a, b, "cell")}
         within = stack_draws(posterior, "within")
         out = {"posterior": {}}
@@ -172,7 +190,7 @@ def _augmenter(a, b, interaction, ia, ib, response, likelihood):
             between = stack_draws(posterior, "between")
             var_ab = between[:, 2] if interaction else np.zeros(len(m))
             stats = {"index_a": ia, "index_b": ib, "size_a": len(coords[a]), "size_b": len(coords[b]), "weight": w, "mean": x}
-            ua, ub, uab = crossed_effect_draws(rng, m, between[:, 0], between[:, 1], var_ab, within, stats)
+            ua, ub, uab = crossed_effect_draws(rng, m - loc, between[:, 0], between[:, 1], var_ab, within, stats)
             theta = m[:, None] + ua[:, ia] + ub[:, ib] + uab
             out["posterior"][f"u_{a}"] = unstack_draws(ua, posterior, [a], coords)
             out["posterior"][f"u_{b}"] = unstack_draws(ub, posterior, [b], coords)
@@ -180,14 +198,14 @@ def _augmenter(a, b, interaction, ia, ib, response, likelihood):
                 out["posterior"][f"u_{a}:{b}"] = unstack_draws(uab, posterior, ["cell"], coords)
             out["posterior"]["premium"] = unstack_draws(theta, posterior, ["cell"], coords)
             if log_likelihood:
-                ll = -0.5 * (LOG2PI + np.log(within[:, None] / w) + (x - theta) ** 2 * w / within[:, None])
+                ll = -0.5 * (LOG2PI + np.log(within[:, None] / w) + (x - (theta - loc)) ** 2 * w / within[:, None])
                 out["log_likelihood"] = {response: unstack_draws(ll, posterior, ["cell"], coords)}
         else:
             theta = stack_draws(posterior, "premium")
         if predictive:
             rep = theta + np.sqrt(within[:, None] / w) * rng.standard_normal(theta.shape)
             out["posterior_predictive"] = {response: unstack_draws(rep, posterior, ["cell"], coords)}
-            out["observed_data"] = {response: xr.DataArray(x, dims=("cell",), coords={"cell": coords["cell"]})}
+            out["observed_data"] = {response: xr.DataArray(x + loc, dims=("cell",), coords={"cell": coords["cell"]})}
         return out
 
     return augment

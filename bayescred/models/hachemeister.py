@@ -10,7 +10,10 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from ..errors import ConstantCovariateError, TooFewPeriodsError
+from .._arguments import column_arguments
+from ..credibility._common import location
+from ..credibility.hachemeister import _residual_ss
+from ..errors import ConstantCovariateError, DegenerateResponseError, TooFewPeriodsError
 from ..portfolio import cross_products, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
@@ -23,7 +26,9 @@ CENTERINGS = ("origin", "global", "group")
 def _stats(data, group, time, response, weight, centering):
     if centering not in CENTERINGS:
         raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
+    column_arguments(group=group, time=time, response=response, weight=weight)
     frame = validate(data, groups=group, numeric=[response, time], positive=weight, min_groups=2)
+    frame, loc = location(frame, response)  # centred response: the quadratic forms keep every digit
     cp = cross_products(frame, group, response, [time], weight, check=False)
     M, b, w = cp["QWQ"], cp["QWy"], cp["weight"]
     t_mean = M[:, 0, 1] / w
@@ -32,6 +37,12 @@ def _stats(data, group, time, response, weight, centering):
         raise ConstantCovariateError("time is constant over the whole portfolio: the trend is not identified", time)
     if np.sum(np.maximum(cp["n"] - 2, 0)) < 1:
         raise TooFewPeriodsError("no risk has more than 2 periods: the within variance is not identified", group)
+    if not np.any(_residual_ss(frame, group, response, [time], weight)[cp["n"] > 2] > 0):
+        raise DegenerateResponseError(
+            "every risk's responses lie exactly on a line in time (within variance 0), so the Bayesian "
+            "model has no proper posterior; the classical fit gives the boundary answer",
+            column=response,
+        )
     centre = {"origin": np.zeros_like(w), "global": np.full_like(w, M[:, 0, 1].sum() / w.sum()), "group": t_mean}[centering]
     # Q' = Q T_j, T_j = [[1, -c_j], [0, 1]]: centring transforms the cross-products exactly
     T = np.zeros_like(M)
@@ -47,17 +58,17 @@ def _stats(data, group, time, response, weight, centering):
         "sum_log_w": sum_log_weight(frame, group, weight, index),
         "t_next": (t_last + 1.0) - centre,
     }
-    return stats, labels(cp["levels"])
+    return stats, labels(cp["levels"]), loc
 
 
-def _default_params(stats) -> list[P.Param]:
+def _default_params(stats, loc: float = 0.0) -> list[P.Param]:
     M, b, n = stats["M"], stats["b"], stats["n"]
     ok = (n >= 3) & (np.abs(np.linalg.det(M)) > 1e-12 * np.abs(M[:, 0, 0] * M[:, 1, 1]))
     B = np.linalg.solve(M[ok], b[ok][..., None])[..., 0]
     rss = stats["c"][ok] - np.einsum("ja,ja->j", b[ok], B)
     sigma_hat = float(np.sqrt(max(rss.sum(), 0.0) / (n[ok] - 2).sum())) or 1.0
     w = stats["weight"][ok]
-    centre = (w[:, None] * B).sum(0) / w.sum()
+    centre = (w[:, None] * B).sum(0) / w.sum() + np.array([loc, 0.0])
     spread = np.array([P.scale_of(B[:, k]) for k in range(2)])
     return [
         P.Param("collective", (2,), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
@@ -107,8 +118,8 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
     ``between_corr`` and ``lkj_eta`` can only be fixed (numbers).
     """
     check_likelihood(likelihood)
-    stats, names = _stats(data, group, time, response, weight, centering)
-    params = _default_params(stats)
+    stats, names, loc = _stats(data, group, time, response, weight, centering)
+    params = _default_params(stats, loc)
     chosen = P.resolve(priors, params, "hachemeister")
     corr_fixed = chosen["between_corr"] is not None
     eta = float(chosen["lkj_eta"]) if chosen["lkj_eta"] is not None else 2.0
@@ -119,6 +130,7 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
     with pm.Model(coords=coords) as model:
         d = {k: pm.Data(k, v, dims={"M": (group, "coef", "coef_"), "b": (group, "coef")}.get(k, group))
              for k, v in stats.items()}
+        loc = pm.Data("location", loc)  # the response is centred at it: intercepts move by it
         beta = P.register("collective", chosen["collective"], spec["collective"])
         if "collective" not in model.named_vars:
             beta = pm.Deterministic("collective", beta, dims="coef")
@@ -145,7 +157,7 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         x_next = (1.0, d["t_next"])
         bstats = {"M": Me, "b": (d["b"][:, 0], d["b"][:, 1]), "c": d["c"], "n": d["n"], "sum_log_w": d["sum_log_w"]}
         if likelihood == "marginal":
-            ll, _, _, dev = regression_loglik(pt, (beta[0], beta[1]), Ue, within, bstats)
+            ll, _, _, dev = regression_loglik(pt, (beta[0] - loc, beta[1]), Ue, within, bstats)
             shift = mv2(E, dev)
             theta = (beta[0] + shift[0], beta[1] + shift[1])
             pm.Deterministic("loglik", ll, dims=group)
@@ -153,9 +165,10 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         else:
             z = pm.Normal("u_raw", 0.0, 1.0, dims=(group, "coef"))
             u = pm.Deterministic("u", z @ chol.T, dims=(group, "coef"))
-            theta = (beta[0] + u[:, 0], beta[1] + u[:, 1])
-            Mt = mv2(Me, theta)
-            quad = d["c"] - 2 * (theta[0] * bstats["b"][0] + theta[1] * bstats["b"][1]) + theta[0] * Mt[0] + theta[1] * Mt[1]
+            tc = ((beta[0] - loc) + u[:, 0], beta[1] + u[:, 1])  # centred, as the cross-products
+            theta = (tc[0] + loc, tc[1])
+            Mt = mv2(Me, tc)
+            quad = d["c"] - 2 * (tc[0] * bstats["b"][0] + tc[1] * bstats["b"][1]) + tc[0] * Mt[0] + tc[1] * Mt[1]
             ll = -0.5 * (d["n"] * (LOG2PI + pt.log(within)) - d["sum_log_w"] + quad / within)
             pm.Deterministic("loglik", ll, dims=group)
             pm.Potential("conditional_likelihood", ll.sum())
@@ -176,6 +189,7 @@ def _augmenter(group, response, likelihood):
         b = np.asarray(model["b"].get_value())
         w = np.asarray(model["weight"].get_value())
         t_next = np.asarray(model["t_next"].get_value())
+        loc = float(model["location"].get_value())
         coords = {group: list(model.coords[group]), "coef": list(model.coords["coef"])}
         beta = stack_draws(posterior, "collective")
         within = stack_draws(posterior, "within")[:, None]
@@ -185,7 +199,7 @@ def _augmenter(group, response, likelihood):
             Ue = tuple(x[:, None] for x in _mat(U))
             Me = _mat(M)
             _, E = regression_blocks(Ue, within, Me)
-            Mb = mv2(Me, (beta[:, :1], beta[:, 1:]))
+            Mb = mv2(Me, (beta[:, :1] - loc, beta[:, 1:]))
             dev = (b[:, 0] - Mb[0], b[:, 1] - Mb[1])
             shift = mv2(E, dev)
             mean = (beta[:, :1] + shift[0], beta[:, 1:] + shift[1])
@@ -204,10 +218,10 @@ def _augmenter(group, response, likelihood):
             theta = (coef[..., 0], coef[..., 1])
         if predictive:
             # the weighted mean response of each risk: N((M_j[0, :]/w_j) beta_j, sigma2/w_j)
-            mu = (M[:, 0, 0] * theta[0] + M[:, 0, 1] * theta[1]) / w
+            mu = (M[:, 0, 0] * (theta[0] - loc) + M[:, 0, 1] * theta[1]) / w + loc
             rep = mu + np.sqrt(within / w) * rng.standard_normal(mu.shape)
             out["posterior_predictive"] = {response: unstack_draws(rep, posterior, [group], coords)}
-            out["observed_data"] = {response: xr.DataArray(b[:, 0] / w, dims=(group,), coords={group: coords[group]})}
+            out["observed_data"] = {response: xr.DataArray(b[:, 0] / w + loc, dims=(group,), coords={group: coords[group]})}
         return out
 
     return augment

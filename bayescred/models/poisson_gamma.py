@@ -10,6 +10,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.special import gammaln
 
+from .._arguments import column_arguments
 from ..errors import DataError
 from ..portfolio import as_list, validate
 from . import priors as P
@@ -22,6 +23,7 @@ def _cells(data, group, claims, exposure, fixed, covariates):
     """Validate, then sum claims and exposure by (company, fixed-effect levels, covariates):
     the Poisson likelihood depends on the rows only through these cell totals, plus a
     parameter-free constant sum(y log e - log y!) kept for the exact log density."""
+    column_arguments(group=group, claims=claims, exposure=exposure, fixed=fixed, covariates=covariates)
     frame = validate(data, groups=[group, *fixed], numeric=covariates, positive=exposure, counts=claims, min_groups=2)
     keys = [group, *fixed, *covariates]
     rows = frame.select(*[nw.col(k) for k in keys], nw.col(claims).cast(nw.Float64).alias("y"),
