@@ -527,11 +527,16 @@ def _newton_polish(f, x, lower, grad=None, iters: int = 6):
             return x, fx, 0.0, True
         g, H = _derivatives_from_gradient(grad, x, free) if grad else _derivatives(f, x, free, fx)
         try:
-            ev = np.linalg.eigvalsh(H)
-            hess_ok = bool(ev[0] > 0)
-            s = -np.linalg.solve(H, g) if hess_ok else -g / max(abs(ev).max(), 1e-12)
+            ev, vec = np.linalg.eigh(H)
         except np.linalg.LinAlgError:
             return x, fx, np.inf, False
+        flat = 1e-7 * max(abs(ev).max(), 1e-12)  # curvature below this is rounding noise
+        hess_ok = bool(ev[0] > -flat)
+        if hess_ok:  # Newton step, not along directions the criterion does not identify
+            keep = ev > flat
+            s = -vec[:, keep] @ ((vec[:, keep].T @ g) / ev[keep])
+        else:
+            s = -g / max(abs(ev).max(), 1e-12)
         step = float(np.max(np.abs(s)))
         improved = False
         t = 1.0
