@@ -381,9 +381,6 @@ def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
     return Solution(np.asarray(theta, float), float(dev), beta, r2, r2 / dof, Qxx, u1, u2, Ts)
 
 
-Design.solve = _solve
-
-
 @functools.cache
 def _blas_controller():
     try:
@@ -397,6 +394,14 @@ def _single_thread():
     """BLAS on one thread: the matrices here are small, and threads only contend."""
     controller = _blas_controller()
     return contextlib.nullcontext() if controller is None else controller.limit(limits=1)
+
+
+def _solve_one_thread(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
+    with _single_thread():
+        return _solve(design, theta, reml, gradient)
+
+
+Design.solve = _solve_one_thread
 
 
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
