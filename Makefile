@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUT ?= runs/hachemeister
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast test-py313 bench docs notebooks clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -16,8 +16,19 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not r"
 
+# the second supported Python: the fast tests in their own environment
+test-py313:
+	@VENV=.venv313 PYTHON=python3.13 bash scripts/bootstrap.sh
+	.venv313/bin/python -m pytest -q -m "not slow and not r"
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+notebooks: setup
+	$(PY) notebooks/_build.py
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -13,6 +13,7 @@ from . import credibility, datasets, errors, portfolio
 # hold them; importing them here, eagerly, binds the names to the functions for good (a later
 # import of a submodule finds it in sys.modules and leaves these names alone).
 from .compare import compare  # noqa: E402
+from .glm import glm  # noqa: E402
 from .lmm import lmm  # noqa: E402
 from .report import report  # noqa: E402
 
@@ -24,7 +25,7 @@ _LAZY = {
     "sample": ("bayescred.sampling", "sample"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "lmm", "report", *_LAZY]
 
 
 def __getattr__(name):

@@ -3,7 +3,8 @@
     bayescred fit SPEC [--out DIR] [--fast] [--data-dir DIR]   classical + REML + Bayes + report
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
-    bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] --json
+    bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
+    bayescred glm FORMULA --data CSV --family F [--link L] [--weights COL] [--offset COL] [--json]
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import BayescredError
+from .errors import BayescredError, FormulaError
 
 
 def _fit(args) -> int:
@@ -48,12 +49,36 @@ def _lmm(args) -> int:
     from .lmm import lmm
 
     data = pd.read_csv(args.data)
-    fit = lmm(args.formula, data, weights=args.weights, offset=args.offset, method="ML" if args.ml else "REML")
+    base_levels = {}
+    for item in args.base or []:
+        column, sep, level = item.partition("=")
+        if not sep or not column:
+            raise FormulaError(f"--base takes COLUMN=LEVEL, got {item!r}")
+        base_levels[column] = level
+    fit = lmm(args.formula, data, weights=args.weights, offset=args.offset, method="ML" if args.ml else "REML",
+              factors=args.factor or (), base_levels=base_levels)
     if args.json:
         print(json.dumps(fit.to_dict(), indent=1))
     else:
         print(fit)
         print(fit.varcorr.to_string(index=False))
+    return 0
+
+
+def _glm(args) -> int:
+    import pandas as pd
+
+    from .glm import glm
+
+    data = pd.read_csv(args.data)
+    dispersion = args.dispersion
+    try:
+        dispersion = float(dispersion)
+    except (TypeError, ValueError):
+        pass
+    fit = glm(args.formula, data, family=args.family, link=args.link, weights=args.weights, offset=args.offset,
+              var_power=args.var_power, theta=args.theta, dispersion=dispersion)
+    print(json.dumps(fit.to_dict(), indent=1) if args.json else fit.summary())
     return 0
 
 
@@ -83,7 +108,27 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--offset", help="column of offsets")
     m.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     m.add_argument("--json", action="store_true", help="print LMMFit.to_dict() as JSON")
+    m.add_argument("--factor", action="append", metavar="COL",
+                   help="treat this numeric column as categorical, as factor(COL) (repeatable)")
+    m.add_argument("--base", action="append", metavar="COL=LEVEL",
+                   help="reference level of a factor, as R's relevel (repeatable; makes COL a factor)")
     m.set_defaults(func=_lmm)
+
+    g = sub.add_parser("glm", help="fit a generalised linear model as R's glm / MASS::glm.nb")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + offset(log(exposure))' or 'cbind(s, f) ~ x'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", default="gaussian",
+                   help="gaussian, poisson, quasipoisson, binomial, quasibinomial, Gamma, inverse.gaussian, "
+                        "negbin, tweedie, ztpoisson (default gaussian)")
+    g.add_argument("--link", help="link function (default: the family's canonical link; log for negbin, tweedie)")
+    g.add_argument("--weights", help="column of prior weights")
+    g.add_argument("--offset", help="column of offsets (added to offset() terms of the formula)")
+    g.add_argument("--var-power", type=float, help="Tweedie variance power (profiled when omitted)")
+    g.add_argument("--theta", type=float, help="negative binomial theta (estimated when omitted)")
+    g.add_argument("--dispersion", help="'pearson' (default), 'deviance', a number (fixed), or a formula '~ x' "
+                                        "(double GLM)")
+    g.add_argument("--json", action="store_true", help="print GLMFit.to_dict() as JSON")
+    g.set_defaults(func=_glm)
     return p
 
 

@@ -146,3 +146,7 @@ class TooManyLevelsError(DataError):
     """A random-effects term has as many levels (times effects) as observations, so it
     cannot be separated from the residual (lme4's "number of levels ... must be <
     number of observations")."""
+
+
+class FilterError(SpecError):
+    """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import datasets
+from . import datasets, filters
 from .compare import Comparison, EBSummary, compare
 from .spec import Spec, load_spec
 
@@ -55,7 +55,7 @@ def load_data(spec: Spec, data_dir=None) -> pd.DataFrame:
     """The spec's dataset (bundled, or real from ``data_dir``), with its ``filter`` applied."""
     data = datasets.load(spec.dataset, data_dir=data_dir)
     if spec.filter:
-        data = data.query(spec.filter).reset_index(drop=True)
+        data = filters.apply(data, spec.filter)
     return data
 
 

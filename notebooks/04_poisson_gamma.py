@@ -41,7 +41,7 @@ pd.set_option("display.width", 160)
 # `sim_poisson_gamma` is bundled: 150 companies × 5 years simulated by
 # `bc.datasets.simulate.poisson_gamma` (seed 20261121), annual frequency 0.10 in zone 1,
 # zone relativities exp(0, 0.3, −0.2, 0.5) and frailties u_i with Var u = λ = 0.4
-# (`data/README.md`). The true frailties are stored with it.
+# (`bayescred/datasets/data/README.md`). The true frailties are stored with it.
 
 # %%
 sim = bc.datasets.load("sim_poisson_gamma")

@@ -166,14 +166,14 @@ def test_sim_poisson_gamma_is_reproducible_from_its_script():
     assert df.shape == (750, 5) and df.company.nunique() == 150 and df.claims.sum() == 1781
     assert truth["seed"] == 20261121 and truth["between"] == 0.4 and truth["collective"] == 0.1
     assert df.groupby("company").zone.nunique().max() == 1  # zone is a company attribute
-    spec = importlib.util.spec_from_file_location("make_sim", ROOT / "data" / "make_sim_poisson_gamma.py")
+    spec = importlib.util.spec_from_file_location("make_sim", ROOT / "bayescred" / "datasets" / "data" / "make_sim_poisson_gamma.py")
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
     sim = bc.datasets.simulate.poisson_gamma(**make.PARAMS, seed=make.SEED)
     np.testing.assert_array_equal(sim.data.claims, df.claims)
     np.testing.assert_allclose(sim.data.exposure, df.exposure, atol=5e-5)
     np.testing.assert_allclose(sim.effects.u, truth["u"], rtol=1e-9)
-    assert json.loads((ROOT / "data" / "sim_poisson_gamma.json").read_text()) == truth
+    assert json.loads((ROOT / "bayescred" / "datasets" / "data" / "sim_poisson_gamma.json").read_text()) == truth
 
 
 # ---- external datasets --------------------------------------------------------------------

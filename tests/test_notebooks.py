@@ -1,7 +1,9 @@
-"""The teaching notebooks: built from their sources, and executed end to end in fast mode.
+"""The teaching notebooks: built from their sources, stored executed, and executed end to end in fast mode.
 
-Each ``notebooks/NN_*.py`` (jupytext percent format) is the source of ``NN_*.ipynb``; the
-build check fails when a notebook drifted from its source (run ``python notebooks/_build.py``).
+Each ``notebooks/NN_*.py`` (jupytext percent format) is the source of ``NN_*.ipynb``, which is
+stored with its outputs (``make notebooks``); the build check fails when a notebook drifted
+from its source, was not executed, or holds an error output; the execution check also
+compares the cells that draw a figure in the stored notebook with those of the fresh run.
 Execution runs every notebook (as built from its source, which the build check ties to the
 stored .ipynb) in a fresh Jupyter kernel with ``BAYESCRED_FAST=1`` (short chains, a small
 coverage study); the published values a notebook shows are asserted in its
@@ -51,30 +53,37 @@ def test_notebook_is_built_from_its_source(source):
     target = source.with_suffix(".ipynb")
     assert target.is_file(), f"{target.name} missing: run python notebooks/_build.py"
     on_disk = nbformat.read(target, as_version=4)
-    assert _cells(on_disk) == _cells(built), f"{target.name} drifted from {source.name}: run python notebooks/_build.py"
-    assert all(not c.get("outputs") for c in on_disk.cells if c.cell_type == "code"), (
-        f"{target.name} is stored with outputs; rebuild it from {source.name}"
-    )
+    assert _cells(on_disk) == _cells(built), f"{target.name} drifted from {source.name}: run make notebooks"
+    code = [c for c in on_disk.cells if c.cell_type == "code"]
+    counts = [c.get("execution_count") for c in code]
+    assert None not in counts and counts == sorted(counts), f"{target.name} is not stored executed: run make notebooks"
+    errors = [c.id for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{target.name} stored with errors in cells {errors}"
     assert on_disk.metadata.get("kernelspec") == built.metadata["kernelspec"]
+
+
+def _figure_cells(nb) -> list[str]:
+    return [c.id for c in nb.cells if c.cell_type == "code"
+            and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
 
 
 def _execute(source: Path, monkeypatch, data_dir: Path | None = None):
     """Run the notebook built from ``source`` (identical to the stored .ipynb, see the build
     check) in a fresh kernel, in fast mode, from the notebooks folder."""
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("BAYESCRED_FAST", "1")
     if data_dir is not None:
         monkeypatch.setenv("BAYESCRED_DATA", str(data_dir))
-    nb = _builder().build(source)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()  # raises CellExecutionError naming the cell and its traceback
-    return nb
+    return _builder().execute(_builder().build(source), timeout=600)  # a failing cell raises, named
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_executes_in_fast_mode(source, monkeypatch):
-    _execute(source, monkeypatch)
+    fresh = _execute(source, monkeypatch)
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert _figure_cells(fresh), f"{source.stem} draws no figure"
+    assert _figure_cells(stored) == _figure_cells(fresh), (
+        f"{source.stem}: the stored notebook's figures are not those a fresh run draws: run make notebooks"
+    )
 
 
 @pytest.mark.slow

@@ -1,18 +1,22 @@
-"""Datasets: the bundled ones (typed in from the seeds, provenance in data/README.md), the
+"""Datasets: the bundled ones (typed in from the seeds, provenance in bayescred/datasets/data/README.md), the
 public real datasets the package may not ship (read from a folder you point to), cleaning
 rules the references use, and simulators with known truth (:mod:`.simulate`).
 
 ``load(name)`` returns a fresh pandas DataFrame every call; ``names()`` lists what
 ``load`` accepts. Real datasets are read from ``data_dir=``, else from the folder in the
 environment variable ``BAYESCRED_DATA``, else from ``../shared/data`` next to the
-repository; when the file is not there, :class:`~bayescred.errors.DatasetNotFoundError`
-says where the public copy lives.
+repository (in a source checkout); when the file is not there,
+:class:`~bayescred.errors.DatasetNotFoundError` says where the public copy lives.
+
+The bundled files are package data, read with :mod:`importlib.resources`, so an installed
+wheel loads them as a source checkout does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +27,9 @@ from . import simulate
 
 __all__ = ["load", "names", "clean_bus", "split_workers_comp", "simulate", "DATA_DIR", "shared_dir"]
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = ROOT / "data"
+DATA_DIR = resources.files(__name__) / "data"
+# a source checkout (pyproject.toml beside the package) finds the shared data folder next to it
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 # Pooled within-cell sum of squares of the credit-insurance payments: DERIVED, not printed
 # (REFERENCE-VALUES.md §6: the value for which the REML optimum reproduces the printed
@@ -78,22 +83,28 @@ def names(kind: str | None = None) -> list[str]:
 
 
 def shared_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Folder of the external datasets: ``data_dir``, else $BAYESCRED_DATA, else ../shared/data."""
+    """Folder of the external datasets: ``data_dir``, else $BAYESCRED_DATA, else ../shared/data
+    next to a source checkout, else ``./shared_data`` (a name that says nothing is configured)."""
     if data_dir is not None:
         return Path(data_dir)
     env = os.environ.get("BAYESCRED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
+    if env:
+        return Path(env)
+    if (_CHECKOUT / "pyproject.toml").is_file():
+        return _CHECKOUT.parent / "shared" / "data"
+    return Path("shared_data")
 
 
 def load(name: str, *, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Load a dataset as a fresh pandas DataFrame (see data/README.md for each one's provenance).
+    """Load a dataset as a fresh pandas DataFrame (see bayescred/datasets/data/README.md for each one's provenance).
 
     ``credit_insurance`` carries the derived pooled within-cell SS and its df in
     ``.attrs["within_ss"]`` / ``.attrs["within_df"]`` (``.attrs["derived"]`` says so);
     ``sim_poisson_gamma`` carries its generating parameters in ``.attrs["truth"]``.
     """
     if name in _BUNDLED:
-        frame = pd.read_csv(DATA_DIR / _BUNDLED[name])
+        with (DATA_DIR / _BUNDLED[name]).open("rb") as file:
+            frame = pd.read_csv(file)
         if name == "credit_insurance":
             frame.attrs.update(
                 within_ss=CREDIT_WITHIN_SS,

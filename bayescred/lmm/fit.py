@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from ..errors import ConvergenceWarning
-from .formula import RandomTerm
+from ..formula import RandomTerm
 
 LOG2PI = np.log(2 * np.pi)
 SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)

@@ -23,7 +23,7 @@ from ..errors import (
     TooFewRisksError,
     TooManyLevelsError,
 )
-from . import formula as fm
+from .. import formula as fm
 from .fit import Design, optimise
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -86,7 +86,10 @@ def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
         )
 
 
-def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, within_ss=None, within_df=None):
+def lmm(
+    formula: str, data, weights=None, offset=None, method: str = "REML", *, within_ss=None, within_df=None,
+    factors=(), base_levels=None,
+):
     """Fit ``formula`` (lme4 syntax) by REML (default) or ML.
 
     ``weights``: precision weights (column name or array), Var(ε_i) = σ²/w_i as lme4.
@@ -95,6 +98,9 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     Aggregated input: rows are cell means, ``weights`` the cell counts, and
     ``within_ss``/``within_df`` the pooled within-cell sum of squares and its degrees of
     freedom; the fit equals the fit to the raw (unit-weight) rows (FORMULAS §6).
+    ``factors``: numeric columns to treat as categorical (as ``factor(x)``); ``base_levels``:
+    ``{column: level}``, the reference level of a factor (R's ``relevel``). The formula
+    language is bayescred.formula's.
     """
     method = method.upper()
     if method not in ("REML", "ML"):
@@ -102,7 +108,7 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     data = _to_pandas(data)
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
-    used = fm.variables(parsed)
+    used = parsed.variables
     w, wname = _column_or_array(weights, data, "weights")
     off, offname = _column_or_array(offset, data, "offset")
     _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
@@ -113,16 +119,11 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
         raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
     w = np.ones(n) if w is None else w
-    y = fm.evaluate(parsed.response, data)
-    if isinstance(y, pd.Series):
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            raise NotNumericError(f"response must be numeric, found dtype {y.dtype}", column=parsed.response)
-        y = y.to_numpy(dtype=float)
-    if not np.all(np.isfinite(y)):
-        raise NonFiniteError("response has non-finite values", parsed.response, list(data.index[~np.isfinite(y)]))
-    total_offset = np.zeros(n) if off is None else off.copy()
-    for expr in parsed.offsets:
-        total_offset += np.asarray(fm.evaluate(expr, data), dtype=float)
+    if parsed.response is None or parsed.response.startswith("cbind("):
+        raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
+    fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
+    y = fixed.y
+    total_offset = fixed.offset + (0.0 if off is None else off)
     if (within_ss is None) != (within_df is None):
         raise SummaryError("give both within_ss and within_df (pooled within-cell SS and its df), or neither")
     aggregated = within_ss is not None
@@ -131,12 +132,11 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
             raise SummaryError("aggregated input needs weights = the cell counts")
         if within_df < 0 or within_ss < 0 or int(within_df) != within_df:
             raise SummaryError(f"within_ss must be >= 0 and within_df a whole number >= 0, got {within_ss}, {within_df}")
-    fixed_levels: dict = {}
-    X, xnames = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, fixed_levels)
+    X, xnames = fixed.X, fixed.names
     _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
-    terms = fm.random_terms(parsed, data)
+    terms = fm.random_terms(parsed, data, factors=factors, base_levels=base_levels)
     N = n + (int(within_df) if aggregated else 0)
     for t in terms:
         if t.n_levels < 2:
@@ -151,7 +151,7 @@ def lmm(formula: str, data, weights=None, offset=None, method: str = "REML", *, 
     reml = method == "REML"
     theta, message = optimise(design, reml)
     fit = LMMFit(design, theta, reml, xnames, formula, message)
-    fit._data, fit._parsed, fit._fixed_levels = data, parsed, fixed_levels
+    fit._data, fit._fixed = data, fixed
     fit._offset_name = offset if isinstance(offset, str) else None
     return fit
 
@@ -222,7 +222,7 @@ class LMMFit:
         For plug-in checks against published fits."""
         internal = np.asarray(theta, float) * np.sqrt(self._design.scale)
         out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None)
-        out._data, out._parsed, out._fixed_levels = self._data, self._parsed, self._fixed_levels
+        out._data, out._fixed = self._data, self._fixed
         out._offset_name = self._offset_name
         return out
 

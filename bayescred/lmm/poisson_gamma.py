@@ -42,17 +42,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, sparse, special
 
 from .. import errors
+from .. import formula as fm
 from ..portfolio import _to_pandas, as_frame, validate
 
 __all__ = ["poisson_gamma_eb", "PoissonGammaFit"]
@@ -63,103 +62,37 @@ _LOG_ALPHA_MAX = 30.0  # lam < 1e-13: numerically the Poisson boundary
 # --------------------------------------------------------------------------- design
 
 
-@dataclass(frozen=True)
-class _Term:
-    """One fixed-effect term: a numeric column, log of a column, or a treatment-coded factor."""
-
-    column: str
-    kind: str  # "numeric" | "log" | "categorical"
-    levels: tuple = ()
-    base: object = None
-
-    @property
-    def names(self) -> list[str]:
-        if self.kind == "numeric":
-            return [self.column]
-        if self.kind == "log":
-            return [f"log({self.column})"]
-        return [f"{self.column}{lev}" for lev in self.levels if lev != self.base]
-
-    def columns(self, frame: pd.DataFrame) -> np.ndarray:
-        values = frame[self.column]
-        if self.kind == "numeric":
-            return values.to_numpy(float)[:, None]
-        if self.kind == "log":
-            return np.log(values.to_numpy(float))[:, None]
-        unknown = ~values.isin(self.levels)
-        if unknown.any():
-            raise errors.DataError(
-                f"levels not seen in the fit (known: {list(self.levels)})",
-                self.column,
-                list(frame.index[unknown.to_numpy()]),
-            )
-        kept = [lev for lev in self.levels if lev != self.base]
-        return np.column_stack([(values == lev).to_numpy(float) for lev in kept]) if kept else np.empty((len(frame), 0))
-
-
-_TERM = re.compile(r"^(?:(C|log)\((.+)\)|(.+))$")
-
-
-def _parse_fixed(fixed) -> tuple[bool, list[tuple[str, str | None]]]:
-    """``fixed`` -> (intercept?, [(column, "C" | "log" | None)]).
-
-    Accepts None (intercept only), a list of column names, or the right-hand side of a
-    formula: ``"zone + bus.age"``, ``"~ C(zone) + log(x)"``, ``"0 + C(zone)"`` / ``"... - 1"``.
-    """
+def _fixed_formula(fixed) -> tuple[fm.Formula, list[str]]:
+    """``fixed`` (None, column names or a right-hand side) as a formula of bayescred.formula,
+    and the columns it declares factors: a bare ``C(col)`` makes ``col`` a factor whose
+    coefficients are named as R names those of a factor column (``zone2``)."""
     if fixed is None:
-        return True, []
-    if isinstance(fixed, str):
-        rhs = fixed.split("~", 1)[1] if "~" in fixed else fixed
-        if "|" in rhs:
-            raise errors.FormulaError(
-                "the random intercept is given by group=, not in fixed=; write only the fixed effects, e.g. 'zone + age'"
-            )
-        if any(op in rhs for op in (":", "*", "/", "^")):
+        text = "1"
+    elif isinstance(fixed, str):
+        text = fixed.split("~", 1)[1] if "~" in fixed else fixed
+    else:
+        text = " + ".join(f"`{c}`" for c in fixed) or "1"
+    parsed = fm.parse(f"~ {text}")
+    if parsed.random:
+        raise errors.FormulaError(
+            "the random intercept is given by group=, not in fixed=; write only the fixed effects, e.g. 'zone + age'"
+        )
+    factors, pieces = [], []
+    for sign, piece in parsed._fixed:
+        if isinstance(piece, fm.Call) and piece.func == "C" and len(piece.args) == 1 and isinstance(piece.args[0], fm.Name):
+            factors.append(piece.args[0].id)
+            piece = piece.args[0]
+        elif not isinstance(piece, fm.Name | fm.Call | fm.Num):
             raise errors.FormulaError(
                 f"only main effects are supported in {fixed!r}; build interaction columns in the data first"
             )
-        tokens = re.split(r"\s*([+-])\s*", "+" + rhs.strip())[1:]
-        signs, terms = tokens[0::2], [t.strip() for t in tokens[1::2]]
-    else:
-        terms = list(fixed)
-        signs = ["+"] * len(terms)
-    intercept, out = True, []
-    for sign, term in zip(signs, terms):
-        if term in ("0", "1"):
-            intercept = (term == "1") == (sign == "+")
-            continue
-        if sign == "-" or not term:
-            raise errors.FormulaError(f"cannot read the term {sign}{term!r} in fixed={fixed!r}")
-        m = _TERM.match(term)
-        out.append((m.group(2).strip(), m.group(1)) if m.group(1) else (m.group(3).strip(), None))
-    return intercept, out
-
-
-def _levels(values: pd.Series) -> list:
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        present = set(values.unique())
-        return [c for c in values.cat.categories if c in present]
-    uniq = list(pd.unique(values))
-    try:
-        return sorted(uniq)
-    except TypeError:
-        return uniq
-
-
-def _match_base(column: str, levels: list, wanted):
-    for lev in levels:
-        if lev == wanted:
-            return lev
-    for lev in levels:
-        if str(lev) == str(wanted):
-            return lev
-    raise errors.DataError(f"base level {wanted!r} is not a level of the factor (levels: {levels})", column)
+        pieces.append(f"{sign} {fm.deparse(piece)}")
+    return fm.parse("~ " + " ".join(pieces)), factors
 
 
 @dataclass
 class _Design:
-    intercept: bool
-    terms: list[_Term]
+    fixed: fm.FixedDesign
     group: str
     claims: str
     exposure: str | None
@@ -167,11 +100,10 @@ class _Design:
 
     @property
     def names(self) -> list[str]:
-        return (["(Intercept)"] if self.intercept else []) + [n for t in self.terms for n in t.names]
+        return self.fixed.names
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        blocks = ([np.ones((len(frame), 1))] if self.intercept else []) + [t.columns(frame) for t in self.terms]
-        return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
+        return self.fixed.transform(frame)
 
     def log_offset(self, frame: pd.DataFrame) -> np.ndarray:
         off = np.zeros(len(frame))
@@ -181,63 +113,41 @@ class _Design:
             off += frame[self.offset].to_numpy(float)
         return off
 
-    @property
-    def columns(self) -> list[str]:
-        cols = [self.group, *(t.column for t in self.terms), self.exposure, self.offset]
-        return list(dict.fromkeys(c for c in cols if c is not None))
-
     def check(self, data, *, fitting: bool):
         """Validate ``data`` for this design (claims only when fitting); return it as pandas."""
-        numeric = [t.column for t in self.terms if t.kind == "numeric"]
-        positive = [t.column for t in self.terms if t.kind == "log"]
-        frame = validate(
-            data,
-            groups=self.group,
-            counts=self.claims if fitting else None,
-            positive=[c for c in (self.exposure, *positive) if c is not None],
-            numeric=numeric + ([self.offset] if self.offset else []),
-            min_groups=2 if fitting else 1,
-        )
-        categorical = [t.column for t in self.terms if t.kind == "categorical"]
-        if categorical:
-            validate(frame, groups=categorical, min_groups=1)
-        table = _to_pandas(frame.select(*dict.fromkeys(self.columns + ([self.claims] if fitting else []))))
-        if isinstance(data, pd.DataFrame):
-            table.index = data.index  # report the caller's row labels
-        return table
+        return _table(data, self.fixed.formula, self.group, self.claims if fitting else None, self.exposure, self.offset)
+
+
+def _table(data, formula: fm.Formula, group, claims, exposure, offset) -> pd.DataFrame:
+    """The columns of one fit or prediction, validated, as pandas (caller's row labels)."""
+    frame = validate(
+        data,
+        groups=group,
+        counts=claims,
+        positive=[c for c in (exposure,) if c is not None],
+        numeric=[offset] if offset else [],
+        min_groups=2 if claims is not None else 1,
+    )
+    columns = [group, *formula.variables, exposure, offset, claims]
+    table = _to_pandas(frame.select(*dict.fromkeys(c for c in columns if c is not None)))
+    if isinstance(data, pd.DataFrame):
+        table.index = data.index  # report the caller's row labels
+    return table
 
 
 def _build_design(data, group, claims, exposure, offset, fixed, base) -> tuple[_Design, pd.DataFrame]:
-    intercept, spec = _parse_fixed(fixed)
+    formula, factors = _fixed_formula(fixed)
     base = dict(base or {})
-    stray = set(base) - {c for c, _ in spec}
+    stray = set(base) - set(formula.variables)
     if stray:
         raise errors.FormulaError(f"base levels given for columns not among the fixed effects: {sorted(stray)}")
-    # unknown columns first; the full validation runs in _Design.check before any computation
+    # unknown columns first; the full validation runs before any computation
     frame = as_frame(data)
     schema = frame.collect_schema() if hasattr(frame, "collect_schema") else frame.schema
-    for col, _ in spec:
-        if col not in schema:
-            raise errors.MissingColumnError(f"not in the data; available columns: {', '.join(map(str, schema))}", col)
-    kinds = {}
-    for col, how in spec:
-        if how == "log":
-            kinds[col] = "log"
-        elif how == "C" or col in base or not (schema[col].is_numeric() and schema[col] != nw.Boolean):
-            kinds[col] = "categorical"
-        else:
-            kinds[col] = "numeric"
-    pre = _Design(intercept, [_Term(c, kinds[c]) for c, _ in spec], group, claims, exposure, offset)
-    table = pre.check(data, fitting=True)
-    terms = []
-    for col, _ in spec:
-        if kinds[col] != "categorical":
-            terms.append(_Term(col, kinds[col]))
-            continue
-        levels = _levels(table[col])
-        chosen = _match_base(col, levels, base[col]) if col in base else levels[0]
-        terms.append(_Term(col, "categorical", tuple(levels), chosen))
-    return _Design(intercept, terms, group, claims, exposure, offset), table
+    fm.check_columns(formula, list(schema))
+    table = _table(data, formula, group, claims, exposure, offset)
+    design = fm.fixed_design(formula, table, factors=factors, base_levels=base)
+    return _Design(design, group, claims, exposure, offset), table
 
 
 def _check_rank(X: np.ndarray, names: list[str]) -> None:
@@ -258,16 +168,14 @@ def _check_rank(X: np.ndarray, names: list[str]) -> None:
 def _check_claims(design: _Design, table: pd.DataFrame, y: np.ndarray) -> None:
     if y.sum() == 0:
         raise errors.NoClaimsError("the data has no claims at all; frequencies cannot be estimated", design.claims)
-    for term in design.terms:
-        if term.kind != "categorical":
-            continue
-        totals = pd.Series(y).groupby(table[term.column].to_numpy()).sum()
-        empty = [lev for lev in term.levels if totals.get(lev, 0) == 0]
+    for column, levels in design.fixed.levels.items():
+        totals = pd.Series(y).groupby(table[column].to_numpy()).sum()
+        empty = [lev for lev in levels if totals.get(lev, 0) == 0]
         if empty:
-            rows = list(table.index[table[term.column].isin(empty).to_numpy()])
+            rows = list(table.index[table[column].isin(empty).to_numpy()])
             raise errors.NoClaimsError(
                 f"levels {empty} have no claims, so their coefficients are -infinity; merge them with another level",
-                term.column,
+                column,
                 rows,
             )
 
@@ -765,10 +673,11 @@ def poisson_gamma_eb(
     claims : claim counts (non-negative whole numbers).
     exposure : exposure column (> 0); log(exposure) is the offset. None: exposure 1.
     fixed : fixed effects besides the intercept: a list of columns or a right-hand-side
-        formula, ``"zone + bus.age"``, ``"C(zone) + log(x)"``, ``"0 + C(zone)"``. Text and
-        categorical columns, columns wrapped in ``C()`` and columns named in ``base`` are
-        treatment-coded factors (coefficient names as R: ``zone1``); other numeric columns
-        enter linearly; ``log(col)`` takes logs. Main effects only.
+        formula in bayescred.formula's language (main effects only), ``"zone + bus.age"``,
+        ``"C(zone) + log(x)"``, ``"0 + C(zone)"``, ``"factor(zone) + poly(age, 2)"``. Text and
+        categorical columns, columns wrapped in a bare ``C()`` and columns named in ``base``
+        are treatment-coded factors (coefficient names as R names a factor column: ``zone1``);
+        other numeric columns enter linearly.
     base : base (reference) level per factor, e.g. ``{"zone": 4, "bus.age": 4}``; default
         the first level in sorted order (R's default).
     offset : an extra log-scale offset column, added to log(exposure).

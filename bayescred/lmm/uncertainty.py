@@ -30,7 +30,6 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import formula as fm
 from .blockmatrix import BlockMatrix, ProductSum
 from .fit import _single_thread, tri_index
 
@@ -276,12 +275,9 @@ class Uncertainty:
         from .model import _to_pandas
 
         data = _to_pandas(data)
-        parsed = fit._parsed
-        X, _ = fm.model_matrix(parsed.fixed_terms, parsed.intercept, data, dict(fit._fixed_levels))
+        X = fit._fixed.transform(data)
         zs = [t.design_for(data) for t in self.design.terms]
-        off = np.zeros(len(data))
-        for expr in parsed.offsets:
-            off += np.asarray(fm.evaluate(expr, data), dtype=float)
+        off = fit._fixed.offset_for(data)
         if isinstance(fit._offset_name, str) and fit._offset_name in data.columns:
             off += data[fit._offset_name].to_numpy(dtype=float)
         return data, X, zs, off

@@ -1,6 +1,6 @@
-"""Regenerate data/sim_poisson_gamma.csv and its truth (data/sim_poisson_gamma.json).
+"""Regenerate bayescred/datasets/data/sim_poisson_gamma.csv and its truth (sim_poisson_gamma.json beside it).
 
-Run from the repository root:  .venv/bin/python data/make_sim_poisson_gamma.py
+Run from the repository root:  .venv/bin/python bayescred/datasets/data/make_sim_poisson_gamma.py
 The portfolio is drawn by bayescred's own simulator (bayescred.datasets.simulate.poisson_gamma)
 with a fixed seed, so the same command always writes the same files.
 """

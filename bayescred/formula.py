@@ -1,0 +1,1121 @@
+"""One formula language for every bayescred model: R / lme4 formulas, never run as Python.
+
+``response ~ fixed + (effects | group) + offset(expr)``, read by our own tokenizer and
+parser (no ``eval`` of user text anywhere). The grammar and operator precedence are R's
+(R Language Definition §10.4.2; lme4: Bates et al. 2015, §2.1):
+
+* response: a column, a whitelisted transform (``log(y)``) or ``cbind(successes, failures)``;
+* fixed part (Wilkinson-Rogers algebra): ``a + b``, ``a:b``, ``a*b`` = ``a + b + a:b``,
+  ``a/b`` = ``a + a:b``, ``b %in% a`` = ``b:a``, ``(a + b)^2``, ``- term``, ``0``/``-1``/``+0``;
+* factor expressions, from a whitelist only: ``factor(x)``, ``as.factor(x)``,
+  ``C(x, Treatment(reference = "B"))``, ``C(x, Sum)``, ``C(x, Poly)``, ``C(x, Helmert)``
+  (R spellings ``contr.sum`` etc. too), ``poly(x, k)`` (orthogonal, as R), ``scale(x)``,
+  ``I(arithmetic)``, ``log``/``exp``/``sqrt``/``abs``/``log1p``/``log10``/``log2``;
+  arithmetic is ``+ - * / ^`` on columns and numbers; backquotes for any column name;
+* random part (lme4): ``(1 | g)``, ``(1 + x | g)``, ``(x || g)`` (uncorrelated),
+  ``(1 | a/b)`` = ``(1 | a) + (1 | b:a)``, ``(1 | a:b)``.
+
+Every name is checked against the whitelist and the data before anything is computed, and
+the validated tree (not the user's text) is what reaches formulaic, which materialises the
+fixed part (contrasts, ``poly``, ``scale`` with their learned state, for ``transform`` on
+new data). Columns are coded and named as R's ``model.matrix``: a categorical factor gets
+treatment contrasts when the term without it is already in the model, full indicators
+otherwise; names such as ``(Intercept)``, ``zoneB``, ``x:zoneB``, ``poly(x, 2)1``,
+``factor(temperature)175``, ``C(a, Sum)1``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import formulaic
+import numpy as np
+import pandas as pd
+from formulaic.materializers import PandasMaterializer
+from formulaic.materializers.types import ScopedFactor, ScopedTerm
+from formulaic.parser.types import Factor
+from formulaic.transforms import C as _formulaic_C
+from formulaic.transforms import poly as _poly
+from formulaic.transforms import scale as _scale
+from formulaic.transforms.contrasts import HelmertContrasts, PolyContrasts, SumContrasts, TreatmentContrasts
+from formulaic.utils.layered_mapping import LayeredMapping
+from interface_meta import override
+
+from .errors import (
+    BayescredError,
+    DataError,
+    FormulaError,
+    MissingColumnError,
+    MissingValueError,
+    NonFiniteError,
+    NotNumericError,
+)
+
+MAX_LENGTH = 10_000  # characters of a formula
+MAX_DEPTH = 50  # nesting of parentheses and calls
+
+# --------------------------------------------------------------------------- tokens
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z.][A-Za-z0-9._]*)
+  | (?P<quoted>`[^`\\]+`)
+  | (?P<string>"[^"\\]*"|'[^'\\]*')
+  | (?P<op>\|\||%in%|\*\*|[~+\-*/:^(),|=])
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+
+class _Token(NamedTuple):
+    kind: str  # number | name | string | op | end
+    text: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            ch = text[pos]
+            hint = "; write non-ASCII column names in backquotes" if ord(ch) > 127 else ""
+            if ch in "`\\":
+                hint = "; a backquoted name needs a closing backquote and no backslash"
+            raise FormulaError(f"unexpected character {ch!r} at position {pos} of the formula{hint}")
+        kind = m.lastgroup
+        if kind == "quoted":
+            out.append(_Token("name", m.group()[1:-1], pos))
+        elif kind == "string":
+            out.append(_Token("string", m.group()[1:-1], pos))
+        elif kind != "space":
+            out.append(_Token(kind, m.group(), pos))
+        pos = m.end()
+    out.append(_Token("end", "", len(text)))
+    return out
+
+
+# --------------------------------------------------------------------------- syntax tree
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple
+    kwargs: tuple  # ((name, node), ...)
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # + - * / : %in% ^ | ||
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str
+    operand: object
+
+
+@dataclass(frozen=True)
+class Paren:
+    inner: object
+
+
+# binding powers, R's precedence (R Language Definition §10.4.2): | < +- < */ < %in% < : < unary < ^
+_BINARY = {"|": 1, "||": 1, "+": 2, "-": 2, "*": 3, "/": 3, "%in%": 4, ":": 5, "^": 7, "**": 7}
+_UNARY_BP = 6
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = _tokenize(text)
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self) -> _Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, text: str) -> None:
+        tok = self.take()
+        if tok.text != text or tok.kind not in ("op",):
+            raise FormulaError(f"expected {text!r} at position {tok.pos} of the formula, found {tok.text or 'the end'!r}")
+
+    def expression(self, min_bp: int = 0):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FormulaError(f"the formula nests deeper than {MAX_DEPTH} levels")
+        tok = self.take()
+        if tok.kind == "op" and tok.text in "+-":
+            left = Unary(tok.text, self.expression(_UNARY_BP))
+        else:
+            left = self.primary(tok)
+        while True:
+            op = self.peek()
+            if op.kind != "op" or op.text not in _BINARY:
+                break
+            bp = _BINARY[op.text]
+            if bp <= min_bp and not (op.text in ("^", "**") and bp == min_bp):
+                break
+            self.take()
+            right = self.expression(bp if op.text not in ("^", "**") else bp - 1)
+            left = BinOp("^" if op.text == "**" else op.text, left, right)
+        self.depth -= 1
+        return left
+
+    def primary(self, tok: _Token):
+        if tok.kind == "number":
+            return Num(float(tok.text))
+        if tok.kind == "string":
+            return Str(tok.text)
+        if tok.kind == "name":
+            if self.peek().text == "(" and self.peek().kind == "op":
+                self.take()
+                return self.call(tok.text)
+            return Name(tok.text)
+        if tok.kind == "op" and tok.text == "(":
+            inner = self.expression()
+            self.expect(")")
+            return Paren(inner)
+        where = f"at position {tok.pos}" if tok.kind != "end" else "at the end"
+        raise FormulaError(f"unexpected {tok.text or 'end of formula'!r} {where} of the formula")
+
+    def call(self, func: str) -> Call:
+        args, kwargs = [], []
+        if self.peek().text != ")":
+            while True:
+                tok = self.peek()
+                nxt = self.tokens[self.i + 1]
+                if tok.kind == "name" and nxt.kind == "op" and nxt.text == "=":
+                    self.i += 2
+                    kwargs.append((tok.text, self.expression()))
+                else:
+                    if kwargs:
+                        raise FormulaError(f"positional argument after a named one in {func}() at position {tok.pos}")
+                    args.append(self.expression())
+                if self.peek().text == ",":
+                    self.take()
+                    continue
+                break
+        self.expect(")")
+        return Call(func, tuple(args), tuple(kwargs))
+
+
+# --------------------------------------------------------------------------- R deparse
+
+
+def _r_name(name: str) -> str:
+    """A column name as R prints it: backquoted unless syntactic."""
+    if re.fullmatch(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.", name) and name not in _R_RESERVED:
+        return name
+    return f"`{name}`"
+
+
+_R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
+               "NULL", "Inf", "NaN", "NA", "in"}
+
+
+def _r_number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.15g}"
+
+
+def deparse(node) -> str:
+    """R's deparse of a formula piece (the text R uses in model-matrix column names)."""
+    if isinstance(node, Num):
+        return _r_number(node.value)
+    if isinstance(node, Str):
+        return f'"{node.value}"'
+    if isinstance(node, Name):
+        return node.id if node.id in _BOOL else _r_name(node.id)
+    if isinstance(node, Paren):
+        return f"({deparse(node.inner)})"
+    if isinstance(node, Unary):
+        return f"{node.op}{deparse(node.operand)}"
+    if isinstance(node, BinOp):
+        if node.op in ("^", ":"):
+            return f"{deparse(node.left)}{node.op}{deparse(node.right)}"
+        return f"{deparse(node.left)} {node.op} {deparse(node.right)}"
+    args = [deparse(a) for a in node.args] + [f"{k} = {deparse(v)}" for k, v in node.kwargs]
+    return f"{node.func}({', '.join(args)})"
+
+
+# --------------------------------------------------------------------------- whitelist
+
+_NUMERIC = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p,
+            "log10": np.log10, "log2": np.log2, "I": lambda v: v}
+_CONTRASTS = {"Treatment": "Treatment", "treatment": "Treatment", "contr.treatment": "Treatment",
+              "Sum": "Sum", "sum": "Sum", "contr.sum": "Sum", "Poly": "Poly", "poly": "Poly",
+              "contr.poly": "Poly", "Helmert": "Helmert", "helmert": "Helmert", "contr.helmert": "Helmert"}
+_BOOL = {"TRUE": True, "FALSE": False}
+_FACTOR_FUNCS = ("factor", "as.factor", "C")
+_STATEFUL = ("poly", "scale")
+
+
+def _check_arith(node, where: str, columns: list) -> None:
+    """Arithmetic inside a call: columns, numbers, + - * / ^, unary signs, numeric functions."""
+    if isinstance(node, Num):
+        return
+    if isinstance(node, Name):
+        _check_name(node.id)
+        columns.append(node.id)
+        return
+    if isinstance(node, Paren):
+        return _check_arith(node.inner, where, columns)
+    if isinstance(node, Unary):
+        return _check_arith(node.operand, where, columns)
+    if isinstance(node, BinOp) and node.op in ("+", "-", "*", "/", "^"):
+        _check_arith(node.left, where, columns)
+        return _check_arith(node.right, where, columns)
+    if isinstance(node, Call) and node.func in _NUMERIC:
+        if len(node.args) != 1 or node.kwargs:
+            raise FormulaError(f"{node.func}() takes exactly one argument, in {where}")
+        return _check_arith(node.args[0], where, columns)
+    if isinstance(node, Call) and node.func in _STATEFUL + _FACTOR_FUNCS:
+        raise FormulaError(f"{node.func}() must stand on its own as a term, not inside an expression: {where}")
+    if isinstance(node, Call):
+        raise FormulaError(f"unknown function {node.func!r} in {where}; allowed: {', '.join(_allowed())}")
+    if isinstance(node, Str):
+        raise FormulaError(f"text literal {node.value!r} is not a number, in {where}")
+    raise FormulaError(f"operator {getattr(node, 'op', '?')!r} cannot be used inside {where}")
+
+
+def _allowed() -> list[str]:
+    return sorted(set(_NUMERIC) | set(_STATEFUL) | {"factor", "as.factor", "C", "offset", "cbind"})
+
+
+def _check_name(name: str) -> None:
+    if name.startswith("__") or name == ".":
+        raise FormulaError(f"{name!r} is not a usable column name in a formula")
+
+
+def _literal(node):
+    if isinstance(node, Num | Str):
+        return node.value
+    if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Num):
+        return -node.operand.value
+    if isinstance(node, Name) and node.id in _BOOL:
+        return _BOOL[node.id]
+    raise FormulaError(f"expected a number, text or TRUE/FALSE, found {deparse(node)!r}")
+
+
+def _check_factor(node, columns: list) -> None:
+    """A factor expression (a leaf of the formula algebra): column or whitelisted call."""
+    where = deparse(node)
+    if isinstance(node, Name):
+        _check_name(node.id)
+        columns.append(node.id)
+        return
+    if not isinstance(node, Call):
+        return _check_arith(node, where, columns)
+    kw = dict(node.kwargs)
+    if node.func in ("factor", "as.factor"):
+        if len(node.args) != 1 or kw or not isinstance(node.args[0], Name):
+            raise FormulaError(f"{node.func}() takes one column name, in {where}")
+        return _check_factor(node.args[0], columns)
+    if node.func == "C":
+        if not 1 <= len(node.args) <= 2 or kw or not isinstance(node.args[0], Name | Call):
+            raise FormulaError(f"C() takes a column and a contrast, e.g. C(x, Sum), in {where}")
+        if isinstance(node.args[0], Call) and node.args[0].func not in ("factor", "as.factor"):
+            raise FormulaError(f"C() takes a column (or factor(column)), in {where}")
+        _check_factor(node.args[0], columns)
+        if len(node.args) == 2:
+            _contrast(node.args[1], where)
+        return
+    if node.func == "poly":
+        if len(node.args) != 2 or set(kw) - {"raw"}:
+            raise FormulaError(f"poly() takes a column and a degree, e.g. poly(x, 2), in {where}")
+        degree = _literal(node.args[1])
+        if not (isinstance(degree, float) and degree == int(degree) and 1 <= degree <= 20):
+            raise FormulaError(f"the degree of poly() must be a whole number from 1 to 20, in {where}")
+        if "raw" in kw and not isinstance(_literal(kw["raw"]), bool):
+            raise FormulaError(f"raw = must be TRUE or FALSE, in {where}")
+        return _check_arith(node.args[0], where, columns)
+    if node.func == "scale":
+        if len(node.args) != 1 or set(kw) - {"center", "scale"}:
+            raise FormulaError(f"scale() takes one column (center =, scale = TRUE/FALSE), in {where}")
+        for v in kw.values():
+            if not isinstance(_literal(v), bool):
+                raise FormulaError(f"center = and scale = must be TRUE or FALSE, in {where}")
+        return _check_arith(node.args[0], where, columns)
+    return _check_arith(node, where, columns)
+
+
+def _contrast(node, where: str) -> tuple[str, object]:
+    """(contrast kind, reference level or None) of C()'s second argument."""
+    if isinstance(node, Name) and node.id in _CONTRASTS:
+        return _CONTRASTS[node.id], None
+    if isinstance(node, Call) and _CONTRASTS.get(node.func) == "Treatment":
+        kw = dict(node.kwargs)
+        if len(node.args) + len(kw) != 1 or set(kw) - {"reference", "base"}:
+            raise FormulaError(f"write the base level as Treatment(reference = \"B\"), in {where}")
+        return "Treatment", _literal(node.args[0] if node.args else next(iter(kw.values())))
+    raise FormulaError(
+        f"unknown contrast {deparse(node)!r} in {where}; use Treatment, Treatment(reference = ...), Sum, Poly or Helmert"
+    )
+
+
+# --------------------------------------------------------------------------- formula structure
+
+
+class RandomSpec(NamedTuple):
+    """One random-effects term ``(expr | group)``; ``group`` is ``"a"`` or ``"b:a"``."""
+
+    expr: str
+    group: str
+    correlated: bool
+
+
+@dataclass
+class Formula:
+    """A parsed formula: texts as R deparses them, plus the checked syntax trees."""
+
+    text: str
+    response: str | None
+    fixed: str
+    random: list[RandomSpec]
+    offsets: list[str]
+    variables: list[str]  # every data column used, in order of appearance (response first)
+    _response: object = field(repr=False, default=None)
+    _fixed: list = field(repr=False, default_factory=list)  # (sign, node)
+    _random: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
+    _offsets: list = field(repr=False, default_factory=list)
+
+
+def _split_sum(node, sign: str = "+") -> list[tuple[str, object]]:
+    """Top-level ``+``/``-`` pieces of an expression, with their signs."""
+    if isinstance(node, BinOp) and node.op in "+-":
+        right_sign = node.op if sign == "+" else ("+" if node.op == "-" else "-")
+        return _split_sum(node.left, sign) + _split_sum(node.right, right_sign)
+    if isinstance(node, Unary):
+        return _split_sum(node.operand, node.op if sign == "+" else ("+" if node.op == "-" else "-"))
+    return [(sign, node)]
+
+
+def _bar(node):
+    inner = node.inner if isinstance(node, Paren) else None
+    return inner if isinstance(inner, BinOp) and inner.op in ("|", "||") else None
+
+
+def _group_columns(node, where: str) -> list[list[str]]:
+    """``a`` -> [[a]]; ``a:b`` -> [[a, b]]; ``a/b/c`` -> [[a], [b, a], [c, b, a]] (lme4)."""
+    if isinstance(node, Paren):
+        return _group_columns(node.inner, where)
+    if isinstance(node, Name):
+        _check_name(node.id)
+        return [[node.id]]
+    if isinstance(node, BinOp) and node.op == ":":
+        (left,), (right,) = _group_columns(node.left, where), _group_columns(node.right, where)
+        if len(_group_columns(node.left, where)) != 1:
+            raise FormulaError(f"cannot read the grouping factor in ({where})")
+        return [left + right]
+    if isinstance(node, BinOp) and node.op == "/":
+        outer = _group_columns(node.left, where)
+        inner = _group_columns(node.right, where)
+        if len(inner) != 1:
+            raise FormulaError(f"cannot read the grouping factor in ({where})")
+        return outer + [inner[0] + outer[-1]]
+    raise FormulaError(f"the grouping factor of ({where}) must be column names joined by ':' or '/'")
+
+
+def _formula_leaves(node, where: str, columns: list, leaves: list) -> None:
+    """Walk the term algebra; check each factor expression and collect them in order."""
+    if isinstance(node, Paren):
+        return _formula_leaves(node.inner, where, columns, leaves)
+    if isinstance(node, Unary):
+        return _formula_leaves(node.operand, where, columns, leaves)
+    if isinstance(node, BinOp):
+        if node.op in ("|", "||"):
+            raise FormulaError(f"a random-effects term must be a whole term in parentheses: ({deparse(node)})")
+        if node.op == "^":
+            power = node.right.inner if isinstance(node.right, Paren) else node.right
+            if not (isinstance(power, Num) and power.value == int(power.value) and power.value >= 1):
+                raise FormulaError(f"the power in {deparse(node)!r} must be a whole number")
+            return _formula_leaves(node.left, where, columns, leaves)
+        _formula_leaves(node.left, where, columns, leaves)
+        return _formula_leaves(node.right, where, columns, leaves)
+    if isinstance(node, Num):
+        if node.value not in (0, 1):
+            raise FormulaError(f"a number other than 0 or 1 cannot be a term: {deparse(node)!r} in {where!r}")
+        return
+    if isinstance(node, Str):
+        raise FormulaError(f"text {node.value!r} cannot be a term of {where!r}")
+    if isinstance(node, Call) and node.func in ("offset", "cbind"):
+        raise FormulaError(f"{node.func}() cannot be used inside a term, in {where!r}")
+    _check_factor(node, columns)
+    leaves.append(node)
+
+
+def parse(formula: str) -> Formula:
+    """Parse and check ``formula`` (no data needed); raise FormulaError naming the problem."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"a formula must be text, got {type(formula).__name__}")
+    if len(formula) > MAX_LENGTH:
+        raise FormulaError(f"the formula is {len(formula)} characters long; at most {MAX_LENGTH} are read")
+    parser = _Parser(formula)
+    if not any(t.kind == "op" and t.text == "~" for t in parser.tokens):
+        raise FormulaError(f"formula needs a '~' between response and predictors: {formula!r}")
+    lhs = None
+    if not (parser.peek().kind == "op" and parser.peek().text == "~"):
+        lhs = parser.expression()
+    if not (parser.peek().kind == "op" and parser.peek().text == "~"):
+        tok = parser.peek()
+        if tok.kind == "end":
+            raise FormulaError(f"formula needs a '~' between response and predictors: {formula!r}")
+        raise FormulaError(f"unexpected {tok.text!r} at position {tok.pos} of the formula")
+    parser.take()
+    rhs = parser.expression()
+    tok = parser.peek()
+    if tok.kind != "end":
+        raise FormulaError(f"unexpected {tok.text!r} at position {tok.pos} of the formula")
+
+    columns: list[str] = []
+    response, response_nodes = None, []
+    if lhs is not None:
+        response = deparse(lhs)
+        if isinstance(lhs, Call) and lhs.func == "cbind":
+            if len(lhs.args) != 2 or lhs.kwargs:
+                raise FormulaError(f"cbind() takes two columns (successes, failures), in {response!r}")
+            response_nodes = list(lhs.args)
+        else:
+            response_nodes = [lhs]
+        for node in response_nodes:
+            _check_arith(node, f"the response {response!r}", columns)
+
+    fixed, random, offsets = [], [], []
+    for sign, piece in _split_sum(rhs):
+        bar = _bar(piece)
+        if bar is not None:
+            if sign == "-":
+                raise FormulaError(f"cannot subtract a random-effects term: {deparse(piece)}")
+            where = deparse(bar)
+            for group in _group_columns(bar.right, where):
+                random.append((bar.left, group, bar.op == "|"))
+            continue
+        if isinstance(piece, Call) and piece.func == "offset":
+            if sign == "-" or len(piece.args) != 1 or piece.kwargs:
+                raise FormulaError(f"write an offset as + offset(expression): {deparse(piece)}")
+            _check_arith(piece.args[0], deparse(piece), columns)
+            offsets.append(piece.args[0])
+            continue
+        fixed.append((sign, piece))
+
+    leaves: list = []
+    fixed_text = _join(fixed) if fixed else "1"
+    for _, piece in fixed:
+        _formula_leaves(piece, fixed_text, columns, leaves)
+    specs = []
+    for effects, group, correlated in random:
+        where = f"{deparse(effects)} | {':'.join(group)}"
+        _formula_leaves(effects, where, columns, leaves)
+        columns += group
+        if correlated:
+            specs.append((effects, group, True))
+        else:  # lme4's ||: one term per effect, intercept first
+            pieces = _split_sum(effects)
+            if any(isinstance(p, Num) and p.value == 1 and s == "+" for s, p in pieces) or not any(
+                isinstance(p, Num) for s, p in pieces
+            ):
+                specs.append((Num(1), group, False))
+            for s, p in pieces:
+                if isinstance(p, Num):
+                    continue
+                if s == "-":
+                    raise FormulaError(f"cannot subtract {deparse(p)!r} inside ({where})")
+                specs.append((BinOp("+", Num(0), p), group, False))
+    return Formula(
+        text=formula,
+        response=response,
+        fixed=fixed_text,
+        random=[RandomSpec(deparse(e), ":".join(g), c) for e, g, c in specs],
+        offsets=[deparse(o) for o in offsets],
+        variables=list(dict.fromkeys(columns)),
+        _response=response_nodes,
+        _fixed=fixed,
+        _random=specs,
+        _offsets=offsets,
+    )
+
+
+def _join(pieces: list[tuple[str, object]]) -> str:
+    text = ""
+    for sign, node in pieces:
+        body = deparse(node)
+        text = (f"{text} {sign} {body}" if text else (body if sign == "+" else f"-{body}"))
+    return text
+
+
+# --------------------------------------------------------------------------- to formulaic
+
+
+def _py_name(name: str) -> str:
+    """A column reference formulaic reads as that column (backquoted unless a plain identifier)."""
+    if name.isidentifier() and name.isascii() and not _is_keyword(name):
+        return name
+    return f"`{name}`"
+
+
+def _is_keyword(name: str) -> bool:
+    import keyword
+
+    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
+
+
+def _py(node, formula_level: bool) -> str:
+    """The checked tree as formulaic input: term algebra at formula level, Python inside calls."""
+    if isinstance(node, Num):
+        return _r_number(node.value) if formula_level else repr(node.value)
+    if isinstance(node, Str):
+        return repr(node.value)
+    if isinstance(node, Name):
+        if not formula_level and node.id in _BOOL:
+            return repr(_BOOL[node.id])
+        return _py_name(node.id)
+    if isinstance(node, Paren):
+        return f"({_py(node.inner, formula_level)})"
+    if isinstance(node, Unary):
+        return f"{node.op}{_py(node.operand, formula_level)}"
+    if isinstance(node, BinOp):
+        op = {"%in%": ":", "^": "**"}.get(node.op, node.op) if formula_level else ("**" if node.op == "^" else node.op)
+        return f"({_py(node.left, formula_level)} {op} {_py(node.right, formula_level)})"
+    if node.func in ("factor", "as.factor"):
+        return f"r_factor({_py(node.args[0], False)})"
+    if node.func == "C":
+        kind, reference = _contrast(node.args[1], deparse(node)) if len(node.args) == 2 else ("Treatment", None)
+        return f"r_C({_py(node.args[0], False)}, {kind!r}, {reference!r})"
+    if node.func == "poly":
+        raw = _literal(dict(node.kwargs)["raw"]) if node.kwargs else False
+        return f"poly({_py(node.args[0], False)}, {int(node.args[1].value)}, raw={raw!r})"
+    if node.func == "scale":
+        kw = {k: _literal(v) for k, v in node.kwargs}
+        return f"scale({_py(node.args[0], False)}, center={kw.get('center', True)!r}, scale={kw.get('scale', True)!r})"
+    return f"{node.func}({_py(node.args[0], False)})"
+
+
+def _factor_expr(node) -> str:
+    """The expression formulaic records for a factor (its normalised text)."""
+    if isinstance(node, Name):
+        return node.id
+    for term in formulaic.Formula(_py(node, True)):
+        for factor in term.factors:
+            if factor.eval_method is not Factor.EvalMethod.LITERAL:
+                return factor.expr
+    raise FormulaError(f"cannot read the term {deparse(node)!r}")  # pragma: no cover - every leaf is a factor
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def r_levels(values: pd.Series) -> list:
+    """Levels as R's ``factor()`` sets them: a categorical's own order (levels present),
+    otherwise the sorted distinct values."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.dropna().unique())
+        return [c for c in values.cat.categories if c in present]
+    distinct = pd.unique(values.dropna())
+    try:
+        return sorted(distinct)
+    except TypeError:
+        return sorted(distinct, key=lambda v: (type(v).__name__, str(v)))
+
+
+def _as_categorical(values) -> pd.Series:
+    s = pd.Series(getattr(values, "__wrapped__", values))
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s
+    return pd.Series(pd.Categorical(s, categories=r_levels(s)), index=s.index)
+
+
+class _RTreatment(TreatmentContrasts):
+    """Treatment contrasts whose base level may be given as the level's text (``"175"``)."""
+
+    @override
+    def _find_base_index(self, levels):
+        if self.base is None or self.base is TreatmentContrasts.base:
+            return 0
+        for i, lev in enumerate(levels):
+            if lev == self.base:
+                return i
+        for i, lev in enumerate(levels):
+            if r_level(lev) == r_level(self.base):
+                return i
+        raise DataError(f"base level {self.base!r} is not a level of the factor (levels: {[r_level(v) for v in levels]})")
+
+
+_CONTRAST_CLASSES = {"Sum": SumContrasts, "Poly": PolyContrasts, "Helmert": HelmertContrasts}
+
+
+def _r_factor(values):
+    return _formulaic_C(_as_categorical(values), contrasts=_RTreatment())
+
+
+def _r_C(values, kind: str, reference):
+    contrasts = _RTreatment(base=reference) if kind == "Treatment" else _CONTRAST_CLASSES[kind]()
+    return _formulaic_C(_as_categorical(values), contrasts=contrasts)
+
+
+SAFE_CONTEXT = {**_NUMERIC, "r_factor": _r_factor, "r_C": _r_C, "poly": _poly, "scale": _scale}
+
+
+def r_level(value) -> str:
+    """A level as R prints it in a column name: ``175``, ``1.5``, ``TRUE``, ``B``."""
+    if isinstance(value, bool | np.bool_):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float | np.floating):
+        return _r_number(float(value)) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- materializer
+
+
+class _RMaterializer(PandasMaterializer):
+    """formulaic's pandas materializer with R's coding rule and R's column names, and a
+    context holding only the data and our whitelisted transforms (no numpy module)."""
+
+    REGISTER_NAME = "bayescred-r"  # registered by name only, never picked for plain pandas input
+
+    @override
+    def __init__(self, data, context=None, *, display=None, order=None, **params):
+        super().__init__(data, context=context, display=display, order=order, **params)
+        self.display = display or {}
+        self.order = order or []
+        self.layered_context = LayeredMapping(
+            LayeredMapping(self.data_context, name="data"), LayeredMapping(SAFE_CONTEXT, name="transforms")
+        )
+
+    def _name(self, expr: str) -> str:
+        return self.display.get(expr, expr)
+
+    def _rank(self, evaled) -> int:
+        name = self._name(evaled.expr)
+        return self.order.index(name) if name in self.order else len(self.order)
+
+    @override
+    def _get_scoped_terms(self, terms, ensure_full_rank=True):
+        """R's rule (Chambers & Hastie 1992, §2.4.1; model.matrix): a factor F in term T
+        is coded by contrasts when T without F is already in the model (the intercept is
+        the empty term), otherwise by indicators of all its levels."""
+        present: set[frozenset] = set()
+        for term in terms:
+            evaled = [self.factor_cache[f.expr] for f in term.factors]
+            evaled = [e for e in evaled if e.values.__wrapped__ is not None]
+            scale = 1
+            for e in evaled:
+                if e.metadata.kind is Factor.Kind.CONSTANT:
+                    scale *= e.values
+            factors = sorted((e for e in evaled if e.metadata.kind is not Factor.Kind.CONSTANT), key=self._rank)
+            names = frozenset(e.expr for e in factors)
+            scoped = []
+            for e in factors:
+                if e.metadata.spans_intercept:
+                    rest = names - {e.expr}
+                    reduced = rest in present
+                    if not rest:
+                        present.add(frozenset())  # only the first main effect of a no-intercept model is full
+                    scoped.append(ScopedFactor(e, reduced=reduced))
+                else:
+                    scoped.append(ScopedFactor(e))
+            present.add(names)
+            yield term, [ScopedTerm(factors=scoped, scale=scale)]
+
+    @override
+    def _flatten_encoded_evaled_factor(self, name, values):
+        label = self._name(name)
+        if not isinstance(values, dict):
+            return {label: values}
+        metadata = getattr(values, "__formulaic_metadata__", None)
+        fmt = metadata.get_format() if metadata is not None else ""
+        # R numbers the columns of sum and Helmert contrasts and of matrices (poly) 1, 2, ...
+        numbered = "[S." in fmt or "[H." in fmt or (metadata is not None and metadata.kind is not Factor.Kind.CATEGORICAL)
+        fields = [f for f in values if not (isinstance(f, str) and f.startswith("__"))]
+        return {f"{label}{i if numbered else r_level(f)}": values[f] for i, f in enumerate(fields, 1)}
+
+
+# --------------------------------------------------------------------------- designs
+
+
+def _to_pandas(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    import narwhals.stable.v2 as nw
+
+    from .errors import NotAFrameError
+
+    try:
+        frame = nw.from_native(data)
+    except TypeError as exc:
+        raise NotAFrameError(f"expected a data frame (pandas, polars, DuckDB, ...), got {type(data).__name__}") from exc
+    if isinstance(frame, nw.LazyFrame):
+        frame = frame.collect()
+    return frame.to_pandas()
+
+
+def check_columns(parsed: Formula, columns) -> None:
+    """MissingColumnError for the first formula variable not among ``columns``."""
+    cols = set(map(str, columns))
+    for name in parsed.variables:
+        if name not in cols:
+            raise MissingColumnError(
+                f"used in the formula but not in the data; available columns: {', '.join(map(str, columns))}",
+                column=name,
+            )
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, levels: dict | None) -> tuple[pd.DataFrame, dict]:
+    """Copy of the used columns with every factor column an R-ordered categorical (the base
+    level first); ``levels`` fixes them (new data), otherwise they are learned."""
+    learned = {}
+    out = {}
+    for col in used:
+        s = data[col]
+        if levels is not None:
+            if col in levels:
+                known = levels[col]
+                unseen = ~s.isin(known) & s.notna()
+                if unseen.any():
+                    raise DataError(
+                        f"levels not seen in the fit (known: {[r_level(v) for v in known]})",
+                        col,
+                        list(data.index[unseen.to_numpy()]),
+                    )
+                s = pd.Series(pd.Categorical(s, categories=known), index=s.index)
+        elif col in factors or col in base_levels or not _is_numeric(s):
+            levs = r_levels(s)
+            if col in base_levels:
+                base = _match_level(col, levs, base_levels[col])
+                levs = [base] + [v for v in levs if v != base]
+            learned[col] = levs
+            s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
+        out[col] = s.reset_index(drop=True)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
+
+
+def _match_level(column: str, levels: list, wanted):
+    for lev in levels:
+        if lev == wanted:
+            return lev
+    for lev in levels:
+        if r_level(lev) == r_level(wanted):
+            return lev
+    raise DataError(f"base level {wanted!r} is not a level of the factor (levels: {[r_level(v) for v in levels]})", column)
+
+
+def _check_missing(data: pd.DataFrame, columns: list[str]) -> None:
+    for col in columns:
+        bad = data[col].isna().to_numpy()
+        if bad.any():
+            raise MissingValueError("has missing values", col, list(data.index[bad]))
+
+
+def _materialise_error(exc: Exception, what: str) -> BayescredError:
+    if isinstance(exc, BayescredError):
+        return exc
+    cause = exc
+    while cause.__cause__ is not None and not isinstance(cause, BayescredError):
+        cause = cause.__cause__
+    if isinstance(cause, BayescredError):
+        return cause
+    return FormulaError(f"cannot compute {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def _materialise(spec, frame: pd.DataFrame, what: str):
+    """``spec``'s model matrix on ``frame``, or a BayescredError naming ``what`` (values such
+    as log(0) are left for the caller, which names the rows)."""
+    try:
+        with np.errstate(all="ignore"):
+            return spec.get_model_matrix(frame, context={})
+    except Exception as exc:
+        raise _materialise_error(exc, what) from exc
+
+
+class _Expression:
+    """One numeric expression (response part, offset), materialised by formulaic."""
+
+    def __init__(self, node, frame: pd.DataFrame, display: str):
+        self.display = display
+        spec = formulaic.ModelSpec(
+            formulaic.Formula(f"0 + {_py(node, True)}"),
+            materializer=_RMaterializer,
+            materializer_params={"display": {_factor_expr(node): display}},
+            na_action="raise",
+            output="pandas",
+        )
+        mm = self._evaluate(spec, frame)
+        self.spec, self.values = mm.model_spec, mm.iloc[:, 0].to_numpy(dtype=float)
+
+    def _evaluate(self, spec, frame: pd.DataFrame):
+        mm = _materialise(spec, frame, self.display)
+        if mm.shape[1] != 1:
+            raise NotNumericError("must be numeric, not categorical", column=self.display)
+        return mm
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._evaluate(self.spec, frame).iloc[:, 0].to_numpy(dtype=float)
+
+
+def _finite(values: np.ndarray, name: str, index) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise NonFiniteError("is infinite or undefined (e.g. log of a value <= 0)", name, list(index[bad]))
+
+
+@dataclass
+class FixedDesign:
+    """The fixed-effects design of a formula on one data set (R's model.frame + model.matrix).
+
+    ``y``: response, (n,) or (n, 2) for ``cbind``; None without a response. ``X``: (n, p)
+    with R's column ``names``. ``offset``: sum of the ``offset()`` terms (zeros if none).
+    ``transform(newdata)`` rebuilds X on new rows with the learned levels, contrasts and
+    ``scale``/``poly`` state; ``offset_for(newdata)`` the offsets.
+    """
+
+    formula: Formula
+    y: np.ndarray | None
+    X: np.ndarray
+    names: list[str]
+    offset: np.ndarray
+    response_name: str | None
+    levels: dict  # factor column -> its levels (base first)
+    _spec: object = field(repr=False, default=None)
+    _offsets: list = field(repr=False, default_factory=list)
+
+    def _frame(self, newdata) -> pd.DataFrame:
+        data = _to_pandas(newdata)
+        needed = _fixed_columns(self.formula)
+        for col in needed:
+            if col not in data.columns:
+                raise MissingColumnError("needed for prediction but not in the new data", column=col)
+        _check_missing(data, needed)
+        frame, _ = _prepare(data, needed, (), {}, self.levels)
+        return frame
+
+    def transform(self, newdata) -> np.ndarray:
+        """X for the rows of ``newdata`` (same columns, coding and names as the fit)."""
+        frame = self._frame(newdata)
+        if self._spec is None:
+            return np.ones((len(frame), 0))
+        return _materialise(self._spec, frame, "the fixed effects on the new data").to_numpy(dtype=float)
+
+    def offset_for(self, newdata) -> np.ndarray:
+        frame = self._frame(newdata)
+        total = np.zeros(len(frame))
+        for expression in self._offsets:
+            total += expression(frame)
+        return total
+
+
+def _fixed_columns(parsed: Formula) -> list[str]:
+    cols: list[str] = []
+    for _, piece in parsed._fixed:
+        _formula_leaves(piece, parsed.fixed, cols, [])
+    for node in parsed._offsets:
+        _check_arith(node, "offset", cols)
+    return list(dict.fromkeys(cols))
+
+
+def _rhs_design(parsed: Formula, pieces, frame: pd.DataFrame, what: str):
+    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names."""
+    leaves: list = []
+    for _, piece in pieces:
+        _formula_leaves(piece, what, [], leaves)
+    display = {_factor_expr(leaf): deparse(leaf) for leaf in leaves}
+    order = list(dict.fromkeys(deparse(leaf) for leaf in leaves))
+    text = " ".join(f"{sign} {_py(node, True)}" for sign, node in pieces) if pieces else "1"
+    text = text[2:] if text.startswith("+ ") else text
+    if text.startswith("- "):
+        text = "1 " + text  # R: a leading '- term' still keeps the intercept
+    spec = formulaic.ModelSpec(
+        formulaic.Formula(text),
+        materializer=_RMaterializer,
+        materializer_params={"display": display, "order": order},
+        na_action="raise",
+        output="pandas",
+    )
+    mm = _materialise(spec, frame, what)
+    names = []
+    for s in mm.model_spec.structure:
+        intercept = all(f.eval_method is Factor.EvalMethod.LITERAL for f in s.term.factors)
+        names += ["(Intercept)"] if intercept and s.columns else list(s.columns)
+    return mm.model_spec, mm.to_numpy(dtype=float), names
+
+
+def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
+    """Response, fixed-effects design and offsets of ``formula`` on ``data``.
+
+    ``factors``: numeric columns to treat as categorical (as ``factor(x)`` would);
+    ``base_levels``: ``{column: level}``, the reference level of a factor (R's ``relevel``);
+    naming a column here makes it a factor too.
+    """
+    parsed = formula if isinstance(formula, Formula) else parse(formula)
+    data = _to_pandas(data)
+    factors, base_levels = tuple(factors or ()), dict(base_levels or {})
+    for col in (*factors, *base_levels):
+        if col not in data.columns:
+            raise MissingColumnError(f"declared a factor but not in the data; available columns: {', '.join(map(str, data.columns))}", col)
+    check_columns(parsed, data.columns)
+    used = list(dict.fromkeys([*parsed.variables, *factors, *base_levels]))
+    _check_missing(data, used)
+    frame, levels = _prepare(data, used, factors, base_levels, None)
+
+    for what, nodes in (("the response", parsed._response), ("an offset", parsed._offsets)):
+        cols: list[str] = []
+        for node in nodes:
+            _check_arith(node, what, cols)
+        for col in cols:
+            if not _is_numeric(data[col]):
+                raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
+    y = None
+    if parsed._response:
+        parts = [_Expression(node, frame, deparse(node)).values for node in parsed._response]
+        for part, node in zip(parts, parsed._response):
+            _finite(part, deparse(node), data.index)
+        y = parts[0] if len(parts) == 1 else np.column_stack(parts)
+    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed._offsets]
+    total = np.zeros(len(frame))
+    for expression in offsets:
+        _finite(expression.values, expression.display, data.index)
+        total += expression.values
+    spec, X, names = _rhs_design(parsed, parsed._fixed, frame, parsed.fixed)
+    for j, name in enumerate(names):
+        _finite(X[:, j], name, data.index)
+    return FixedDesign(parsed, y, X, names, total, parsed.response, levels, spec, offsets)
+
+
+# --------------------------------------------------------------------------- random terms
+
+
+@dataclass
+class RandomTerm:
+    """One random-effects term ``(expr | group)``: its design ``X`` (n x k) per row and
+    the grouping factor (integer ``codes`` into ``levels``)."""
+
+    group: str
+    names: list[str]
+    X: np.ndarray
+    codes: np.ndarray
+    levels: list[str]
+    columns: tuple = ()  # the grouping columns
+    effects: FixedDesign | None = field(default=None, repr=False)
+
+    def design_for(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """The term's effects design and level codes (-1 for unseen levels) on new data."""
+        data = _to_pandas(data)
+        X = self.effects.transform(data)
+        index = {lev: i for i, lev in enumerate(self.levels)}
+        codes = group_labels(self.columns, data).map(index).fillna(-1).to_numpy(dtype=np.int64)
+        return X, codes
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+
+def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and labels of a grouping factor; several columns are the interaction
+    of the observed combinations (labels ``"a_level:b_level"``, ordered as R's
+    ``interaction()`` with the first factor varying fastest)."""
+    code, stride, keys = np.zeros(len(data), dtype=np.int64), 1, []
+    for p in columns:
+        levs = r_levels(data[p])
+        c = pd.Categorical(data[p], categories=levs).codes.astype(np.int64)
+        code += stride * c
+        stride *= max(len(levs), 1)
+        keys.append(levs)
+    observed, codes = np.unique(code, return_inverse=True)
+    if len(columns) == 1:
+        return codes.astype(np.int64), [str(keys[0][c]) for c in observed]
+    labels = []
+    for oc in observed:
+        bits = []
+        for levs in keys:
+            bits.append(str(levs[oc % len(levs)]))
+            oc //= len(levs)
+        labels.append(":".join(bits))
+    return codes.astype(np.int64), labels
+
+
+def group_labels(columns, data: pd.DataFrame) -> pd.Series:
+    """Level labels of a grouping factor per row (``"a:b"`` for interactions)."""
+    labels = None
+    for p in columns:
+        if p not in data.columns:
+            raise MissingColumnError("grouping factor needed for prediction but not in the new data", column=p)
+        s = data[p].astype(str)
+        labels = s if labels is None else labels + ":" + s
+    return labels
+
+
+def _effects_formula(effects) -> Formula:
+    """The effects of a random term as a formula of its own (``~ 1 + x``)."""
+    text = deparse(effects)
+    pieces = _split_sum(effects)
+    columns: list[str] = []
+    for _, piece in pieces:
+        _formula_leaves(piece, text, columns, [])
+    return Formula(f"~ {text}", None, text, [], [], list(dict.fromkeys(columns)), [], pieces)
+
+
+def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomTerm]:
+    """The random-effects terms of ``formula`` on ``data``, ordered as lme4 (decreasing
+    number of levels, ties in reverse formula order), so the variance-component table
+    lines up with ``as.data.frame(VarCorr(fit))`` and θ with ``getME(fit, "theta")``."""
+    parsed = formula if isinstance(formula, Formula) else parse(formula)
+    data = _to_pandas(data)
+    check_columns(parsed, data.columns)
+    out = []
+    for (effects, group, _), spec in zip(parsed._random, parsed.random):
+        sub = _effects_formula(effects)
+        design = fixed_design(
+            sub,
+            data,
+            factors=[c for c in factors if c in sub.variables],
+            base_levels={c: v for c, v in (base_levels or {}).items() if c in sub.variables},
+        )
+        if design.X.shape[1] == 0:
+            raise FormulaError(f"random term ({spec.expr} | {spec.group}) has no effects")
+        _check_missing(data, group)
+        codes, levels = grouping_factor(group, data)
+        out.append(RandomTerm(spec.group, design.names, design.X, codes, levels, tuple(group), design))
+    # lme4 (mkReTrms): if the numbers of levels are not already non-increasing, reorder
+    # by rev(order(nl)), i.e. decreasing with ties in reverse formula order.
+    nl = [t.n_levels for t in out]
+    if any(b > a for a, b in zip(nl, nl[1:])):
+        order = sorted(range(len(out)), key=lambda i: (nl[i], i))[::-1]
+        out = [out[i] for i in order]
+    return out

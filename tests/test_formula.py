@@ -1,0 +1,153 @@
+"""bayescred.formula without R: structure of parsed formulas, errors that name the problem,
+factors / base levels through bc.lmm and the CLI, new data, engines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescred as bc
+from bayescred import formula as fm
+from bayescred.errors import DataError, FormulaError, MissingColumnError, NonFiniteError, NotNumericError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cake():
+    """A cake-like design: temperature read from CSV as numbers (lme4's cake layout)."""
+    rng = np.random.default_rng(5)
+    rows = [(r, rep, t) for r in "ABC" for rep in range(1, 6) for t in (175, 185, 195, 205)]
+    d = pd.DataFrame(rows, columns=["recipe", "replicate", "temperature"])
+    d["angle"] = 30 + 0.05 * d["temperature"] + rng.normal(0, 2, 5)[d["replicate"] - 1] + rng.normal(0, 1, len(d))
+    return d
+
+
+def test_parse_structure():
+    p = fm.parse("log(y) ~ x*f + poly(z, 2) + (1 + x | g) + (1 | a/b) + (0 + x || h) + offset(log(e)) - 1")
+    assert p.response == "log(y)"
+    assert p.fixed == "x * f + poly(z, 2) - 1"
+    assert p.random == [("1 + x", "g", True), ("1", "a", True), ("1", "b:a", True), ("0 + x", "h", False)]
+    assert p.offsets == ["log(e)"]
+    assert p.variables == ["y", "e", "x", "f", "z", "g", "a", "b", "h"]
+    q = fm.parse("cbind(s, n - s) ~ `my x` + (1 | `my group`:b)")
+    assert q.response == "cbind(s, n - s)" and q.fixed == "`my x`"
+    assert q.random == [("1", "my group:b", True)]
+    assert fm.parse("~ x").response is None
+
+
+@pytest.mark.parametrize(
+    "formula, message",
+    [
+        ("y x", "needs a '~'"),
+        ("y ~ (x", "expected '\\)'"),
+        ("y ~ x +", "unexpected 'end of formula'"),
+        ("y ~ foo(x)", "unknown function 'foo'"),
+        ("y ~ x + 2", "number other than 0 or 1"),
+        ("y ~ 'x'", "cannot be a term"),
+        ("y ~ log(x, 2)", "exactly one argument"),
+        ("y ~ poly(x, 2.5)", "whole number"),
+        ("y ~ C(f, Bogus)", "unknown contrast 'Bogus'"),
+        ("y ~ x - (1 | g)", "cannot subtract a random-effects term"),
+        ("y ~ x + (1 | log(g))", "grouping factor"),
+        ("y ~ I(x ~ z)", "found '~'"),
+        ("y ~ `__class__`", "not a usable column name"),
+        ("y ~ é", "backquotes"),
+        ("y ~ `x\\`", "closing backquote"),
+        ("y ~ " + "(" * 60 + "x" + ")" * 60, "nests deeper"),
+        ("y ~ " + " + ".join(f"x{i}" for i in range(3000)), "at most"),
+        ("y ~ I(f:x)", "cannot be used inside"),
+        ("y ~ log(scale(x))", "must stand on its own"),
+    ],
+)
+def test_parse_errors_name_the_problem(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        fm.parse(formula)
+
+
+def test_data_errors_name_the_column():
+    d = pd.DataFrame({"y": [1.0, 2, 3], "x": [1.0, 0, 2], "f": ["a", "b", "a"]})
+    with pytest.raises(MissingColumnError, match="'z'.*available columns: y, x, f"):
+        fm.fixed_design("y ~ z", d)
+    with pytest.raises(NonFiniteError, match=r"'log\(x\)'.*rows 1"):
+        fm.fixed_design("y ~ log(x)", d)
+    with pytest.raises(NotNumericError, match="'f'"):
+        fm.fixed_design("f ~ x", d)
+    with pytest.raises(DataError, match="base level 'q'"):
+        fm.fixed_design("y ~ f", d, base_levels={"f": "q"})
+    with pytest.raises(MissingColumnError, match="'w'"):
+        fm.fixed_design("y ~ x", d, factors=["w"])
+
+
+def test_numeric_codes_stay_numeric_unless_declared(cake):
+    assert fm.fixed_design("angle ~ temperature", cake).names == ["(Intercept)", "temperature"]
+    declared = fm.fixed_design("angle ~ temperature", cake, factors=["temperature"])
+    assert declared.names == ["(Intercept)", "temperature185", "temperature195", "temperature205"]
+    rebased = fm.fixed_design("angle ~ temperature", cake, base_levels={"temperature": "205"})
+    assert rebased.names == ["(Intercept)", "temperature175", "temperature185", "temperature195"]
+    called = fm.fixed_design("angle ~ C(temperature, Treatment(reference = 195))", cake)
+    assert called.names[1:] == [f"C(temperature, Treatment(reference = 195)){t}" for t in (175, 185, 205)]
+    # the same column space whichever way the factor is declared
+    for other in (rebased, called):
+        coef = np.linalg.lstsq(other.X, declared.X, rcond=None)[0]
+        np.testing.assert_allclose(other.X @ coef, declared.X, atol=1e-10)
+
+
+def test_lmm_factors_base_levels_and_predict(cake):
+    before = cake.copy()
+    a = bc.lmm("angle ~ recipe + factor(temperature) + (1 | recipe:replicate)", cake)
+    b = bc.lmm("angle ~ recipe + temperature + (1 | recipe:replicate)", cake, factors=["temperature"],
+               base_levels={"recipe": "C"})
+    pd.testing.assert_frame_equal(cake, before)
+    assert list(a.fixef.index)[3:] == ["factor(temperature)185", "factor(temperature)195", "factor(temperature)205"]
+    assert list(b.fixef.index)[:3] == ["(Intercept)", "recipeA", "recipeB"]
+    assert a.criterion == pytest.approx(b.criterion, rel=1e-10)
+    pa, pb = a.predict(cake.iloc[:6]), b.predict(cake.iloc[:6])
+    np.testing.assert_allclose(pa.iloc[:, 0], pb.iloc[:, 0], rtol=1e-9)
+
+
+def test_poly_and_scale_state_is_kept_for_prediction():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(10), 6)
+    d = pd.DataFrame({"y": rng.normal(size=60) + g, "x": rng.uniform(0, 10, 60), "z": rng.normal(size=60), "g": g})
+    fit = bc.lmm("y ~ poly(x, 2) + scale(z) + (1 | g)", d)
+    whole = fit.predict(d).iloc[:, 0].to_numpy()
+    part = fit.predict(d.iloc[[5, 17, 40]]).iloc[:, 0].to_numpy()  # a few rows: same state, same premiums
+    np.testing.assert_allclose(part, whole[[5, 17, 40]], rtol=1e-12)
+
+
+def test_engines_give_the_same_design(cake):
+    pl = pytest.importorskip("polars")
+    pandas_design = fm.fixed_design("angle ~ recipe * poly(temperature, 2)", cake)
+    polars_design = fm.fixed_design("angle ~ recipe * poly(temperature, 2)", pl.from_pandas(cake))
+    assert polars_design.names == pandas_design.names
+    np.testing.assert_allclose(polars_design.X, pandas_design.X)
+
+
+def test_cli_lmm_factor_and_base(tmp_path, cake):
+    csv = tmp_path / "cake.csv"
+    cake.to_csv(csv, index=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-m", "bayescred", "lmm", "angle ~ recipe + temperature + (1 | recipe:replicate)",
+         "--data", str(csv), "--factor", "temperature", "--base", "temperature=205", "--base", "recipe=B", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    names = [row["term"] if isinstance(row, dict) else row for row in _fixef_names(json.loads(res.stdout))]
+    assert names == ["(Intercept)", "recipeA", "recipeC", "temperature175", "temperature185", "temperature195"]
+    bad = subprocess.run([sys.executable, "-m", "bayescred", "lmm", "angle ~ recipe + (1 | replicate)",
+                          "--data", str(csv), "--base", "recipe"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "--base takes COLUMN=LEVEL" in bad.stderr
+
+
+def _fixef_names(out: dict) -> list:
+    fixef = out["fixef"]
+    return list(fixef) if isinstance(fixef, dict) else [row["term"] for row in fixef]
