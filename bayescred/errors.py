@@ -150,3 +150,7 @@ class TooManyLevelsError(DataError):
 
 class FilterError(SpecError):
     """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""
+
+
+class OptionError(BayescredError, ValueError):
+    """An argument names an option that does not exist (the message lists the valid ones)."""

@@ -18,6 +18,7 @@ from ..errors import (
     NonPositiveError,
     NotAFrameError,
     NotNumericError,
+    OptionError,
     RankDeficientError,
     SummaryError,
     TooFewRisksError,
@@ -278,7 +279,7 @@ class LMMFit:
         measures = tuple(measures)
         unknown = [m for m in measures if m not in MEASURES]
         if unknown:
-            raise ValueError(f"unknown ranef measure(s) {unknown}; choose from {list(MEASURES)}")
+            raise OptionError(f"unknown ranef measure(s) {unknown}; choose from {list(MEASURES)}")
         unc = self._measures()
         sds = unc.ranef_measures(measures)
         parts = []
