@@ -5,17 +5,31 @@ Classical moment estimators (``bc.credibility``), empirical Bayes by REML/ML
 by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on first use.
 """
 
+import sys
+import types
 from importlib import import_module
 
 from . import credibility, datasets, errors, portfolio
+from .compare import compare
+from .report import report
 
-# The functions bc.lmm, bc.compare and bc.report share their names with the subpackages that
-# hold them; importing them here, eagerly, binds the names to the functions for good (a later
-# import of a submodule finds it in sys.modules and leaves these names alone).
-from .compare import compare  # noqa: E402
-from .glm import glm  # noqa: E402
-from .lmm import lmm  # noqa: E402
-from .report import report  # noqa: E402
+# bc.glm and bc.lmm load on first use (they need scipy.optimize, scipy.sparse and formulaic;
+# a classical fit does not). They are functions that share their names with the subpackages
+# holding them: the import system sets a package attribute to each subpackage it imports,
+# so the package class below keeps those names for the functions (bc.compare and
+# bc.report, bound here eagerly, are kept the same way).
+_FUNCTIONS = {"compare": "bayescred.compare", "glm": "bayescred.glm", "lmm": "bayescred.lmm",
+              "report": "bayescred.report"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 
@@ -23,9 +37,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "glm": ("bayescred.glm", "glm"),
+    "lmm": ("bayescred.lmm", "lmm"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "glm", "lmm", "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "report", *_LAZY]
 
 
 def __getattr__(name):

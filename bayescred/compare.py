@@ -14,10 +14,10 @@ estimate ± z·SD, at the same probability, so like is compared with like.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 MEASURES = ("cond_sd", "pev_sd", "mse_sd")
 MEASURE_NAMES = {
@@ -188,7 +188,7 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
-    z = stats.norm.ppf(0.5 + prob / 2)
+    z = NormalDist().inv_cdf(0.5 + prob / 2)
     post = posterior_table(posterior, "premium", prob)
     risks = post.index
     eb_prem = by_risk(eb.premiums, risks)

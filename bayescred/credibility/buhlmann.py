@@ -7,7 +7,6 @@ premium P_j = Z X̄_j + (1 − Z) X̄.
 
 from __future__ import annotations
 
-from scipy import stats as _stats
 
 from ..errors import UnbalancedError
 from ._common import CredibilityFit, all_rows, prepare, require_periods
@@ -51,9 +50,11 @@ def buhlmann(
         stats, within=msw if within is None else within, between=between, collective=collective,
         method="unbiased", tol=0.0, model="Bühlmann",
     )
+    from scipy.special import fdtrc  # F survival function; scipy.stats would cost ~0.5 s of import
+
     fit.anova = {
         "SSB": ssb, "MSB": msb, "df_between": J - 1,
         "SSW": ssw, "MSW": msw, "df_within": J * (T - 1),
-        "F": msb / msw, "p_value": float(_stats.f.sf(msb / msw, J - 1, J * (T - 1))),
+        "F": msb / msw, "p_value": float(fdtrc(J - 1, J * (T - 1), msb / msw)),
     }
     return fit

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
 from ..portfolio import as_list
@@ -207,6 +206,8 @@ def _reml(y, w, K, ssw, n_total, start, interaction):
         quad = y @ Hiy - m * m * s
         sigma2 = (ssw + quad) / (n_total - 1)
         return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2
+
+    from scipy import optimize  # loaded only for the REML path
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None
