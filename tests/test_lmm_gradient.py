@@ -83,3 +83,25 @@ def test_aggregated_input_gradient():
     theta = fit._sol.theta * 1.3 + 0.05
     _, grad = fit._design.deviance_and_gradient(theta, True)
     np.testing.assert_allclose(grad, _fd_gradient(fit._design, theta, True), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::bayescred.errors.BoundaryWarning")
+@pytest.mark.parametrize("form", ["y ~ x + (1 + x|a) + (1|b)", "y ~ x + (1|b/c)", "y ~ x + (1|a) + (1 + x|b) + (1|c)"])
+def test_sparse_products_path_gives_the_same_criterion_and_gradient(form, monkeypatch):
+    """Large designs multiply Z₁'WZ₂ as a sparse matrix (fit.SPARSE_CELLS); small ones densely."""
+    from bayescred.lmm import fit as engine
+
+    data = _data(seed=21)
+    dense = bc.lmm(form, data, weights="w")
+    monkeypatch.setattr(engine, "SPARSE_CELLS", 0)
+    sparse = bc.lmm(form, data, weights="w")
+    from scipy import sparse as sps
+
+    assert sps.issparse(sparse._design.A12m) and not sps.issparse(dense._design.A12m)
+    theta = dense._sol.theta * 1.2 + 0.05
+    d1, g1 = dense._design.deviance_and_gradient(theta, True)
+    d2, g2 = sparse._design.deviance_and_gradient(theta, True)
+    assert d2 == pytest.approx(d1, rel=1e-12)
+    np.testing.assert_allclose(g2, g1, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(g2, _fd_gradient(sparse._design, theta, True), rtol=1e-6, atol=1e-6)
+    assert sparse.criterion == pytest.approx(dense.criterion, rel=1e-10)

@@ -39,6 +39,7 @@ from ..formula import RandomTerm
 LOG2PI = np.log(2 * np.pi)
 SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
 SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
+SPARSE_CELLS = 2e5  # beyond this many cells of M12 its products run sparse
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -100,7 +101,10 @@ class Design:
         elif q2:
             Z1 = self._z1_sparse()
             WZ2 = self.Z2.multiply(ww).tocsc()
-            self.A12 = np.asarray((Z1.T @ WZ2).todense()).reshape(self.J1, self.k1, q2)
+            A12 = (Z1.T @ WZ2).tocsr()
+            self.A12 = A12.toarray().reshape(self.J1, self.k1, q2)
+            # the fit's Z₁'WZ₂: sparse once dense products would cost more than the nonzeros
+            self.A12m = A12 if self.J1 * self.k1 * q2 > SPARSE_CELLS else self.A12.reshape(-1, q2)
             self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
         self.set_response(y, within_ss)
 
@@ -164,6 +168,22 @@ class Design:
         if len(self.block1) == 1:
             return Ts[self.block1[0]]
         return sla.block_diag(*[Ts[i] for i in self.block1])
+
+    def block_diagonal(self, blocks) -> sp.csr_matrix:
+        """bd(blocks) for (J1, k1, k1) blocks, as a sparse q1×q1 matrix."""
+        J, k = self.J1, self.k1
+        if k == 1:
+            return sp.diags_array(np.broadcast_to(blocks, (J, 1, 1)).ravel(), format="csr")
+        rows = np.repeat(np.arange(J * k), k)
+        cols = (np.repeat(np.arange(J) * k, k * k) + np.tile(np.arange(k), J * k))
+        return sp.csr_matrix((np.broadcast_to(blocks, (J, k, k)).ravel(), (rows, cols)), shape=(J * k, J * k))
+
+    def bd_mul(self, blocks, X):
+        """bd(blocks) X for (J1, k1, k1) blocks and X of shape (q1, m), dense or sparse."""
+        if sp.issparse(X):
+            return (self.block_diagonal(blocks) @ X).tocsr()
+        J, k = self.J1, self.k1
+        return np.einsum("jab,jbm->jam", np.broadcast_to(blocks, (J, k, k)), X.reshape(J, k, -1)).reshape(X.shape)
 
     def Lam2(self, Ts):
         """Λ of the remaining terms as a sparse matrix (only for the uncertainty code)."""
@@ -233,6 +253,10 @@ class Solution:
     gradient: np.ndarray | None = None  # ∂ criterion / ∂θ when asked for
 
 
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
 def _solve_blocks(M, b):
     if M.shape[1] == 1:
         return b / M
@@ -270,15 +294,17 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
     x1 = _solve_blocks(M11, b1)
     x2 = Y = cS = None
     if d.q2:
-        M12 = np.einsum("ba,jbq->jaq", T1, d.A12).reshape(d.J1 * d.k1, d.q2)
-        M12 = d.lam2_t(Ts, np.ascontiguousarray(M12.T)).T
+        # M₁₂ = Λ₁'Z₁'WZ₂Λ₂ and Y = M₁₁⁻¹M₁₂ keep the sparsity of Z₁'WZ₂ (MixedModels.jl's
+        # blocked Cholesky): S costs the nonzeros, not J₁k₁q₂².
+        q1 = d.J1 * d.k1
+        M12 = d.bd_mul(T1.T, d.A12m) @ d.Lam2(Ts)
         M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
-        Y = _solve_blocks(M11, M12.reshape(d.J1, d.k1, d.q2)).reshape(d.J1 * d.k1, d.q2)
-        S = M22 - M12.T @ Y
+        Y = d.bd_mul(np.linalg.inv(M11), M12)
+        S = M22 - _dense(M12.T @ Y)
         cS = sla.cho_factor(S, lower=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cS[0]))))
         b2 = d.lam2_t(Ts, d.B2)
-        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(d.J1 * d.k1, -1))
+        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(q1, -1))
         x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
     else:
@@ -315,10 +341,9 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
     if d.q2:
         R2 = np.concatenate([sol.u_spherical2[:, None], x2[:, 1:]], axis=-1)
         L2 = d.lam2(Ts, R2)
-        A12 = d.A12.reshape(d.J1 * d.k1, d.q2)
-        E1 = E1 - (A12 @ L2).reshape(E1.shape)
+        E1 = E1 - (d.A12m @ L2).reshape(E1.shape)
         E2 = np.concatenate([(d.B2 @ coef)[:, None], d.B2[:, 1:]], axis=-1)
-        E2 = E2 - A12.T @ L1.reshape(d.J1 * d.k1, -1) - d.A22 @ L2
+        E2 = E2 - d.A12m.T @ L1.reshape(d.J1 * d.k1, -1) - d.A22 @ L2
     # weights of the r² and log|Q_xx| pairings: column 0 by dof/r², the rest by Q_xx⁻¹
     dof = d.N - p if reml else d.N
     mix = np.zeros((1 + p, 1 + p))
@@ -332,13 +357,23 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
     W1 = _solve_blocks(M11, TA11)
     W2 = None
     if d.q2:
-        q1 = d.J1 * d.k1
-        Yr = Y.reshape(d.J1, d.k1, d.q2)
-        LA21 = d.lam2_t(Ts, np.ascontiguousarray(A12.T))  # Λ₂'A₂₁ (q2, q1)
-        C = np.einsum("jaq,jab->qjb", Yr, TA11).reshape(d.q2, q1) - LA21
-        W1 = W1 + np.einsum("jaq,qjb->jab", Yr, sla.cho_solve(cS, C).reshape(d.q2, d.J1, d.k1))
-        TA12 = np.einsum("ba,jbq->jaq", T1, d.A12).reshape(q1, d.q2)
-        W2 = sla.cho_solve(cS, d.lam2_t(Ts, d.A22) - Y.T @ TA12)
+        k1 = d.k1
+        Si = sla.lapack.dpotri(cS[0], lower=True)[0]  # S⁻¹ from its Cholesky factor
+        Si = np.tril(Si) + np.tril(Si, -1).T
+        # W₁ += Y S⁻¹ C with C' = bd(T₁'A₁₁)'Y − A₁₂Λ₂, read on the nonzeros of C'
+        YSi = Y @ Si
+        Ct = d.bd_mul(np.swapaxes(TA11, 1, 2), Y) - d.A12m @ d.Lam2(Ts)
+        if sp.issparse(Ct):
+            Ct = Ct.tocoo()
+            j, b = np.divmod(Ct.row, k1)
+            for a in range(k1):
+                W1[:, a, :] += np.bincount(j * k1 + b, YSi[j * k1 + a, Ct.col] * Ct.data,
+                                           minlength=d.J1 * k1).reshape(d.J1, k1)
+        else:
+            W1 = W1 + np.einsum("jar,jbr->jab", YSi.reshape(d.J1, k1, -1), Ct.reshape(d.J1, k1, -1))
+        # W₂ = S⁻¹(Λ₂'A₂₂ − Y'Λ₁'A₁₂), its level-diagonal blocks only
+        B = d.lam2_t(Ts, d.A22) - _dense(Y.T @ d.bd_mul(T1.T, d.A12m))
+        W2 = (Si, B)
     g = np.empty(d.n_theta)
     Es, Rs = d.per_term(E1, E2), d.per_term(R1, R2)
     for i, t in enumerate(d.terms):
@@ -348,7 +383,8 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
         else:
             o = d.rest_offset[i]
             idx = o + np.arange(t.n_levels * t.k).reshape(t.n_levels, t.k)
-            Wi = W2[idx[:, :, None], idx[:, None, :]]
+            Si, B = W2
+            Wi = np.einsum("lar,rlb->lab", Si[idx], B[:, idx])
         trace = Wi.sum(axis=0)  # Σ_l W_(l,b),(l,a) read at [b, a]
         pair = np.einsum("lam,lbm->ab", Es[i], Rs[i])  # Σ_l E_(l,a)·R_(l,b)
         for n, (a, b) in enumerate(tri_index(t.k)):
