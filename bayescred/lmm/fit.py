@@ -18,7 +18,15 @@ eliminated in closed form (cost linear in the number of risks); the remaining fa
 (crossed or nested) enter through the dense Schur complement S = M22 − M21 M11⁻¹ M12.
 This is a sparse Cholesky with the fill-reducing ordering "largest factor first", exact
 for two crossed factors (no fill in the eliminated block); see the module docstring of
-``bayescred.lmm`` for why not CHOLMOD.
+``bayescred.lmm`` for why not CHOLMOD. On large designs M12 = Λ₁'Z₁'WZ₂Λ₂ and
+Y = M11⁻¹M12 stay sparse, so S costs the nonzeros of Z₁'WZ₂ (MixedModels.jl's blocked
+Cholesky); below ``SPARSE_CELLS`` dense products are faster.
+
+Optimiser: L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three
+trace/pairing terms read off the same two-block factor), then a Newton polish whose
+Hessian is the central difference of that gradient: a model with m θ costs about
+20 + 2m factorisations instead of the O(m²) criterion evaluations of a finite-difference
+Hessian.
 """
 
 from __future__ import annotations
