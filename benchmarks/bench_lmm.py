@@ -15,8 +15,9 @@ fit is printed so the timings compare like with like.
     portfolio (6,000 risks in 50 sectors), the classical-fit median on Hachemeister and the
     whole-process import ratio; all against R in the same run.
 
-    .venv/bin/python benchmarks/bench_lmm.py            # sections "lmm" and "lmm_perf"
-    .venv/bin/python benchmarks/bench_lmm.py perf       # only "lmm_perf"
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py        # sections "lmm" and "lmm_perf"
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py perf   # only "lmm_perf"
+    (PYTHONPATH: the shared venv's editable install may point at another checkout)
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def main():
               f"on (b), eliminating the 500-level factor per level and factoring the 200 × 200 Schur complement "
               f"densely took {fmt(ours_b)}; the same fit through a general sparse LU of M (SuperLU, symmetric "
               f"mode, minimum-degree ordering) took {fmt(lu_b)} (criteria differ by {crit_b - lu_crit_b:.1e}).",
-              "", "Command: `.venv/bin/python benchmarks/bench_lmm.py` (machine shared with other jobs; "
+              "", "Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py` (machine shared with other jobs; "
               "BLAS limited to one thread inside bc.lmm)."]
     write_section("lmm", "## Linear mixed models: fit time (bench_lmm.py)\n\n" + "\n".join(lines))
     print("\n".join(lines))
@@ -378,7 +379,7 @@ def perf():
         f"- whole process `import bayescred; bc.datasets.load('hachemeister'); buhlmann_straub(...)`: {ours:.2f} s "
         f"against `import numpy, pandas` {bare:.2f} s (ratio {ours / bare:.2f}; best of 7 each)",
         "",
-        f"Command: `.venv/bin/python benchmarks/bench_lmm.py perf` (R part {t_r:.0f} s).",
+        f"Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py [perf]` (R part {t_r:.0f} s).",
     ]
     write_section("lmm_perf", "## Linear mixed models against lme4: classic fits, InstEval, Jewell; classical "
                   "fits and imports (bench_lmm.py perf)\n\n" + "\n".join(text))
