@@ -8,18 +8,18 @@ by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on fir
 import sys
 import types
 from importlib import import_module
+from importlib import metadata as _metadata
 
 from . import credibility, datasets, errors, portfolio
 from .compare import compare
 from .report import report
 
-# bc.glm and bc.lmm load on first use (they need scipy.optimize, scipy.sparse and formulaic;
-# a classical fit does not). They are functions that share their names with the subpackages
-# holding them: the import system sets a package attribute to each subpackage it imports,
-# so the package class below keeps those names for the functions (bc.compare and
-# bc.report, bound here eagerly, are kept the same way).
-_FUNCTIONS = {"compare": "bayescred.compare", "glm": "bayescred.glm", "lmm": "bayescred.lmm",
-              "report": "bayescred.report"}
+# bc.compare_models, bc.glm, bc.glmm, bc.lmm and bc.lrt load on first use (they need
+# scipy.optimize, scipy.sparse and formulaic; a classical fit does not). Several are
+# functions that share their names with the subpackages holding them: the import system
+# sets a package attribute to each subpackage it imports, so the package class below keeps
+# those names for the functions (bc.compare and bc.report, bound eagerly, the same way).
+_FUNCTIONS = {"compare", "compare_models", "glm", "glmm", "lmm", "report"}
 
 
 class _Package(types.ModuleType):
@@ -31,14 +31,21 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__version__ = "0.1.0"
+try:  # the single source of the version is pyproject.toml, through the installed metadata
+    __version__ = _metadata.version("bayescred")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
-# PyMC and its compiler load on first use only
+# Loaded on first use: PyMC and its compiler, the REML/GLM/GLMM engines
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
+    "implied_credibility": ("bayescred.implied", "implied_credibility"),
+    "compare_models": ("bayescred.compare_models", "compare_models"),
     "glm": ("bayescred.glm", "glm"),
+    "glmm": ("bayescred.glmm", "glmm"),
     "lmm": ("bayescred.lmm", "lmm"),
+    "lrt": ("bayescred.lmm", "lrt"),
 }
 
 __all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "report", *_LAZY]

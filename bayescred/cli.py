@@ -5,6 +5,19 @@
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
     bayescred glm FORMULA --data CSV --family F [--link L] [--weights COL] [--offset COL] [--json]
+    bayescred glmm FORMULA --data CSV --family F [--weights COL] [--offset COL] [--nagq N] --json
+    bayescred --version;  bayescred --debug COMMAND ...         (--debug: show tracebacks)
+
+A mistake is reported in one line on stderr, without a traceback (``--debug`` shows it), and
+the exit status says what kind it was:
+
+    0  done (fit: every reference value reproduced)
+    1  internal error: a bug in bayescred (please report it with the --debug output)
+    2  usage error: the command line, the spec, a formula, a prior, or a column it names
+    3  data error: the data cannot be fitted (missing values, negative weights, too few risks, ...)
+    4  fit: one or more published reference values were missed (listed on stdout)
+    5  the sampler failed
+    6  run folder refused: unwritable, locked by another run, not a run folder, incomplete or damaged
 """
 
 from __future__ import annotations
@@ -12,9 +25,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
+from . import errors
 from .errors import BayescredError, FormulaError
+
+EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MISSED, EXIT_SAMPLER, EXIT_RUN_FOLDER = 1, 2, 3, 4, 5, 6
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit status of an exception (see the module docstring)."""
+    if isinstance(exc, errors.RunFolderError):
+        return EXIT_RUN_FOLDER
+    if isinstance(exc, errors.SamplerError):
+        return EXIT_SAMPLER
+    if isinstance(exc, errors.MissingColumnError):  # a column the user named: a usage error
+        return EXIT_USAGE
+    if isinstance(exc, (errors.DataError, errors.DatasetNotFoundError, errors.RankDeficientError)):
+        return EXIT_DATA
+    if isinstance(exc, (BayescredError, OSError)):  # spec, formula, prior; a file the user named
+        return EXIT_USAGE
+    return EXIT_INTERNAL
 
 
 def _fit(args) -> int:
@@ -24,7 +56,7 @@ def _fit(args) -> int:
     run = run_spec(args.spec, out=out, fast=args.fast or None, data_dir=args.data_dir,
                    progress=lambda msg: print(msg, flush=True))
     print(f"report: {out / 'report.html'}")
-    return 0 if run.ok else 1
+    return 0 if run.ok else EXIT_MISSED
 
 
 def _report(args) -> int:
@@ -65,6 +97,20 @@ def _lmm(args) -> int:
     return 0
 
 
+def _glmm(args) -> int:
+    import pandas as pd
+
+    from .glmm import glmm
+
+    data = pd.read_csv(args.data)
+    fit = glmm(args.formula, data, family=args.family, weights=args.weights, offset=args.offset, nAGQ=args.nagq)
+    if args.json:
+        print(json.dumps(fit.to_dict(), indent=1))
+    else:
+        print(fit.summary())
+    return 0
+
+
 def _glm(args) -> int:
     import pandas as pd
 
@@ -83,7 +129,13 @@ def _glm(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bayescred", description=__doc__.split("\n\n")[0])
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="bayescred", description=__doc__.split("\n\n")[0],
+                                epilog="exit status:\n" + __doc__.split("exit status says what kind it was:\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"bayescred {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="run a catalogue spec: classical + REML + Bayes + comparison + report")
@@ -114,6 +166,17 @@ def parser() -> argparse.ArgumentParser:
                    help="reference level of a factor, as R's relevel (repeatable; makes COL a factor)")
     m.set_defaults(func=_lmm)
 
+    g = sub.add_parser("glmm", help="fit a generalised linear mixed model (lme4 glmer syntax) by Laplace or AGQ")
+    g.add_argument("formula", help="e.g. 'claims ~ zone + (1 | company)' or 'cbind(s, f) ~ x + (1 | g)'")
+    g.add_argument("--data", required=True, help="CSV file")
+    g.add_argument("--family", required=True, choices=["poisson", "binomial", "Gamma", "negative_binomial"],
+                   help="response family (canonical link; log link for Gamma)")
+    g.add_argument("--weights", help="column of prior weights (binomial: number of trials)")
+    g.add_argument("--offset", help="column of offsets (e.g. log exposure)")
+    g.add_argument("--nagq", type=int, default=1, help="1 = Laplace (default), >1 adaptive Gauss-Hermite nodes")
+    g.add_argument("--json", action="store_true", help="print GLMMFit.to_dict() as JSON")
+    g.set_defaults(func=_glmm)
+
     g = sub.add_parser("glm", help="fit a generalised linear model as R's glm / MASS::glm.nb")
     g.add_argument("formula", help="e.g. 'claims ~ zone + offset(log(exposure))' or 'cbind(s, f) ~ x'")
     g.add_argument("--data", required=True, help="CSV file")
@@ -132,13 +195,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BayescredError, FileNotFoundError, KeyError) as exc:
-        print(f"bayescred {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"bayescred {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        code = exit_code(exc)
+        if args.debug:
+            traceback.print_exc()
+        if code == EXIT_INTERNAL:
+            print(f"bayescred {args.command}: internal error ({type(exc).__name__}): {_one_line(exc)}; "
+                  "this is a bug: please report it with the output of `bayescred --debug ...`", file=sys.stderr)
+        else:
+            print(f"bayescred {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ not know. The ratios posterior SD / EBLUP measure show how much the plug-in unde
 
 Intervals: posterior intervals are equal-tailed (ETI); EBLUP intervals are normal,
 estimate ± z·SD, at the same probability, so like is compared with like.
+
+GLMMs (``bc.glmm`` against ``bc.models.poisson_lognormal`` and its siblings) are compared
+on what both define per risk without the data: the relativity exp(u_j) — the
+credibility-weighted part of the premium, which is the relativity times the rating-factor
+rate — with the EB measures carried from the link scale by the delta method
+(SD(exp û) = exp(û) SD(û)); and the components by name: ``between`` = Var(u), the variance
+of the link-scale effect, ``dispersion`` = the Gamma dispersion (glmer's residual variance).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+
+from .errors import DataError
 
 MEASURES = ("cond_sd", "pev_sd", "mse_sd")
 MEASURE_NAMES = {
@@ -101,7 +110,7 @@ def _entries(name: str, value, labels=None) -> dict:
 def _posterior_components(posterior) -> dict:
     """Draws (S,) of each variance parameter: between/within/lam, per term or diagonal entry."""
     post, out = posterior["posterior"], {}
-    for var in ("between", "within", "lam"):
+    for var in ("between", "within", "lam", "dispersion"):
         if var not in post:
             continue
         da = _draws(posterior, var)
@@ -145,6 +154,8 @@ def _components(eb: EBSummary, posterior, classical, prob: float) -> pd.DataFram
         if name in eb_comp.index:
             row = eb_comp.loc[name]
             entry.update(reml=row.get("estimate"), reml_lower=row.get("lower"), reml_upper=row.get("upper"))
+            if "unit" in row.index:
+                entry["unit"] = row["unit"]
         if name in classical_values:
             entry["classical"] = float(classical_values[name])
         if name in post:
@@ -167,6 +178,7 @@ class Comparison:
     posterior: object = None
     eb: EBSummary | None = None
     classical: object = None
+    quantity: str = "premium"
 
     @property
     def interval_label(self) -> str:
@@ -178,18 +190,66 @@ class Comparison:
         return self.premiums[cols].median()
 
 
+GLMM_FACTORIES = {"poisson_lognormal": "log", "gamma_lognormal": "log", "binomial_logitnormal": "logit"}
+UNITS = {"log": "variance of the log-scale effect (log relativity)",
+         "logit": "variance of the logit-scale effect (log odds ratio)"}
+
+
+def glmm_summary(fit, posterior, prob: float = 0.9) -> EBSummary:
+    """An :class:`EBSummary` of a GLMM fit (``bc.glmm``'s protocol: ``ranef()`` with
+    ``grp, level, term, value, cond_sd[, pev_sd, mse_sd]``, ``varcorr`` as lme4's
+    as.data.frame(VarCorr)) for the posterior of a GLMM factory: per risk of the factory's
+    group, the relativity exp(û_j) and its SDs by the delta method; components ``between``
+    (the group's random-intercept variance) and, where glmer has a residual, ``dispersion``,
+    each with its unit."""
+    attrs = posterior["posterior"].attrs
+    factory = attrs.get("bayescred_factory")
+    if factory not in GLMM_FACTORIES:
+        raise DataError(f"a GLMM fit compares with the posterior of a GLMM factory ({', '.join(GLMM_FACTORIES)}); "
+                        f"this posterior is from {factory!r}: pass an EBSummary (bayescred.runner.fit_eb)")
+    group = posterior["posterior"]["u"].dims[-1]
+    risks = list(posterior["posterior"][group].to_numpy())
+    re = fit.ranef()
+    rows = re[(re["grp"] == group) & (re["term"] == "(Intercept)")]
+    if rows.empty:
+        raise DataError(f"the GLMM fit has no random intercept (1 | {group}), the posterior's group", column=group)
+    label = {str(r): r for r in risks}
+    rows = rows.set_index(rows["level"].map(lambda v: label.get(str(v), v)))
+    rel = np.exp(rows["value"].astype(float))
+    prem = pd.DataFrame({"premium": rel}, index=pd.Index(rows.index, name=group))
+    for m in MEASURES:
+        if m in rows:
+            prem[m] = rel * rows[m].astype(float)
+    vc = fit.varcorr
+    comps = {}
+    own = vc[(vc["grp"] == group) & (vc["var1"] == "(Intercept)") & vc["var2"].isna()]
+    if len(own):
+        comps["between"] = (float(own["vcov"].iloc[0]), UNITS[GLMM_FACTORIES[factory]])
+    resid = vc[vc["grp"] == "Residual"]
+    if len(resid) and factory == "gamma_lognormal":
+        comps["dispersion"] = (float(resid["vcov"].iloc[0]), "squared coefficient of variation of one claim")
+    components = pd.DataFrame({"estimate": [v for v, _ in comps.values()], "lower": np.nan, "upper": np.nan,
+                               "unit": [u for _, u in comps.values()]}, index=list(comps))
+    return EBSummary(prem, components, method="Laplace", prob=prob, singular=bool(getattr(fit, "singular", False)),
+                     extra={"quantity": "relativity"})
+
+
 def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
     """Side-by-side tables of classical, EBLUP and posterior answers.
 
     ``eb`` is an :class:`EBSummary` (``bayescred.runner.eb_summary`` builds one from an
-    ``LMMFit`` or a Poisson–gamma EB fit); ``posterior`` the DataTree of ``bc.sample``
-    with variables "premium", "Z", "between", "within"; ``classical`` a fit of
-    ``bc.credibility`` (its ``.structure`` and ``.table``).
+    ``LMMFit`` or a Poisson–gamma EB fit) or a GLMM fit (``bc.glmm``, summarised by
+    :func:`glmm_summary`; then the per-risk quantity compared is the relativity);
+    ``posterior`` the DataTree of ``bc.sample`` with variables "premium", "Z", "between",
+    "within"; ``classical`` a fit of ``bc.credibility`` (its ``.structure`` and ``.table``).
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    if not isinstance(eb, EBSummary):
+        eb = glmm_summary(eb, posterior, prob)
+    quantity = eb.extra.get("quantity", "premium")
     z = NormalDist().inv_cdf(0.5 + prob / 2)
-    post = posterior_table(posterior, "premium", prob)
+    post = posterior_table(posterior, quantity, prob)
     risks = post.index
     eb_prem = by_risk(eb.premiums, risks)
     if eb_prem["premium"].isna().all():
@@ -223,4 +283,4 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
         cred["post_median"] = zt["median"].to_numpy()
         cred["post_lower"] = zt["lower"].to_numpy()
         cred["post_upper"] = zt["upper"].to_numpy()
-    return Comparison(components, tab, cred, prob, posterior, eb, classical)
+    return Comparison(components, tab, cred, prob, posterior, eb, classical, quantity)

@@ -51,6 +51,7 @@ from scipy import stats
 
 from . import errors
 from .datasets import simulate
+from .progress import track
 
 __all__ = [
     "MODELS",
@@ -395,7 +396,9 @@ def coverage_replicates(
     arms (EBLUP and, with ``bayes``, the posterior) by your own functions
     ``(sim, prob, random_seed) -> intervals`` (columns method, estimate, lower, upper, index
     risk), e.g. to check the harness with known-variance intervals. ``truth`` overrides the
-    simulator's hyperparameters (see ``bayescred.datasets.simulate``).
+    simulator's hyperparameters (see ``bayescred.datasets.simulate``). ``progress``: a
+    callback given one message per replicate; by default a progress bar on a terminal
+    (:mod:`bayescred.progress`).
     """
     s = _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, tune, chains, truth)
     simulator = getattr(simulate, s.model)
@@ -403,7 +406,10 @@ def coverage_replicates(
     for J in s.n_risks:
         pilot_seed, seeds = _replicate_seeds(seed, s.model, J, s.replicates)
         arms_j = arms or _default_arms(s, lambda: simulator(J, seed=np.random.default_rng(pilot_seed), **s.truth))
-        for r, (sim_seed, sampler_seed) in enumerate(seeds):
+        replicates_j = enumerate(seeds)
+        if progress is None:  # the default: a progress bar on a terminal, silence elsewhere
+            replicates_j = track(replicates_j, f"coverage {s.model} J={J}", total=len(seeds))
+        for r, (sim_seed, sampler_seed) in replicates_j:
             sim = simulator(J, seed=np.random.default_rng(sim_seed), **s.truth)
             truth_j = true_premium(s.model, sim)
             scores, boundary = [], False

@@ -152,5 +152,24 @@ class FilterError(SpecError):
     """A row filter (a spec's ``filter``) cannot be read or names a column the data lacks."""
 
 
-class OptionError(BayescredError, ValueError):
-    """An argument names an option that does not exist (the message lists the valid ones)."""
+class ComparabilityWarning(UserWarning):
+    """Fits compared side by side whose likelihoods are on different bases (REML vs ML, or REML
+    with different fixed effects), so their AIC/BIC cannot be compared."""
+
+
+class ArgumentError(BayescredError, ValueError):
+    """An argument outside its allowed values (a method, convention or residual type name)."""
+
+
+class RunFolderError(BayescredError):
+    """A run folder cannot be written (unwritable, busy with another run, not a run folder) or
+    read (incomplete or damaged: its manifest does not match its files)."""
+
+
+class SamplerError(BayescredError):
+    """The sampler stopped with an error instead of returning draws."""
+
+
+class NewLevelError(DataError):
+    """New data has a level of a grouping factor that the fit did not see (lme4's
+    ``allow.new.levels = FALSE``)."""

@@ -82,8 +82,7 @@ class In:
 @dataclass(frozen=True)
 class Logic:
     op: str  # and | or
-    left: object
-    right: object
+    operands: tuple
 
 
 @dataclass(frozen=True)
@@ -137,11 +136,11 @@ class _Parser:
         raise FilterError(f"filter: expected {what}, found {found}")
 
     def logic(self, op: str, operand):
-        left = operand()
+        operands = [operand()]
         while self.is_("keyword", op):
             self.take()
-            left = Logic(op, left, operand())
-        return left
+            operands.append(operand())
+        return operands[0] if len(operands) == 1 else Logic(op, tuple(operands))
 
     def or_(self):
         self.depth += 1
@@ -275,9 +274,9 @@ class _Compiler:
         return nw.lit(node.value), _literal_kind(node.value), repr(node.value)
 
     def __call__(self, node) -> nw.Expr:
-        if isinstance(node, Logic):
-            left, right = self(node.left), self(node.right)
-            return (left & right) if node.op == "and" else (left | right)
+        if isinstance(node, Logic):  # flat, however long the chain (Kleene logic on nulls)
+            combine = nw.all_horizontal if node.op == "and" else nw.any_horizontal
+            return combine(*(self(operand) for operand in node.operands), ignore_nulls=False)
         if isinstance(node, Not):
             return ~self(node.operand)
         if isinstance(node, Compare):
@@ -317,7 +316,9 @@ def apply(frame, text: str):
     try:
         out = nw_frame.filter(expr).to_native()
     except Exception as exc:  # the engine's own message, e.g. an unsupported comparison
-        raise FilterError(f"filter {text!r} cannot run on this data: {str(exc).splitlines()[0]}") from exc
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise FilterError(f"filter {shown!r} cannot run on this data: {reason}") from exc
     if isinstance(out, pd.DataFrame):
         out = out.reset_index(drop=True)
     return out

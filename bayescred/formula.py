@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -55,7 +56,7 @@ from .errors import (
 )
 
 MAX_LENGTH = 10_000  # characters of a formula
-MAX_DEPTH = 50  # nesting of parentheses and calls
+MAX_DEPTH = 200  # depth of the syntax tree: nested parentheses, calls and chained operators
 
 # --------------------------------------------------------------------------- tokens
 
@@ -153,6 +154,14 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.depths: dict[int, int] = {}  # id(node) -> depth of its subtree
+
+    def node(self, node, *children):
+        depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise FormulaError(f"the formula nests or chains more than {MAX_DEPTH} operations; split it up")
+        self.depths[id(node)] = depth
+        return node
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -170,10 +179,11 @@ class _Parser:
     def expression(self, min_bp: int = 0):
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise FormulaError(f"the formula nests deeper than {MAX_DEPTH} levels")
+            raise FormulaError(f"the formula nests or chains more than {MAX_DEPTH} operations; split it up")
         tok = self.take()
         if tok.kind == "op" and tok.text in "+-":
-            left = Unary(tok.text, self.expression(_UNARY_BP))
+            operand = self.expression(_UNARY_BP)
+            left = self.node(Unary(tok.text, operand), operand)
         else:
             left = self.primary(tok)
         while True:
@@ -185,7 +195,7 @@ class _Parser:
                 break
             self.take()
             right = self.expression(bp if op.text not in ("^", "**") else bp - 1)
-            left = BinOp("^" if op.text == "**" else op.text, left, right)
+            left = self.node(BinOp("^" if op.text == "**" else op.text, left, right), left, right)
         self.depth -= 1
         return left
 
@@ -202,7 +212,7 @@ class _Parser:
         if tok.kind == "op" and tok.text == "(":
             inner = self.expression()
             self.expect(")")
-            return Paren(inner)
+            return self.node(Paren(inner), inner)
         where = f"at position {tok.pos}" if tok.kind != "end" else "at the end"
         raise FormulaError(f"unexpected {tok.text or 'end of formula'!r} {where} of the formula")
 
@@ -211,7 +221,7 @@ class _Parser:
         if self.peek().text != ")":
             while True:
                 tok = self.peek()
-                nxt = self.tokens[self.i + 1]
+                nxt = self.tokens[min(self.i + 1, len(self.tokens) - 1)]
                 if tok.kind == "name" and nxt.kind == "op" and nxt.text == "=":
                     self.i += 2
                     kwargs.append((tok.text, self.expression()))
@@ -224,7 +234,7 @@ class _Parser:
                     continue
                 break
         self.expect(")")
-        return Call(func, tuple(args), tuple(kwargs))
+        return self.node(Call(func, tuple(args), tuple(kwargs)), *args, *(v for _, v in kwargs))
 
 
 # --------------------------------------------------------------------------- R deparse
@@ -403,10 +413,11 @@ class Formula:
     random: list[RandomSpec]
     offsets: list[str]
     variables: list[str]  # every data column used, in order of appearance (response first)
-    _response: object = field(repr=False, default=None)
-    _fixed: list = field(repr=False, default_factory=list)  # (sign, node)
-    _random: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
-    _offsets: list = field(repr=False, default_factory=list)
+    # the checked syntax trees behind the texts
+    response_parts: list = field(repr=False, default_factory=list)  # one node, two for cbind()
+    terms: list = field(repr=False, default_factory=list)  # (sign, node) of each fixed term
+    random_parts: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
+    offset_parts: list = field(repr=False, default_factory=list)
 
 
 def _split_sum(node, sign: str = "+") -> list[tuple[str, object]]:
@@ -432,10 +443,10 @@ def _group_columns(node, where: str) -> list[list[str]]:
         _check_name(node.id)
         return [[node.id]]
     if isinstance(node, BinOp) and node.op == ":":
-        (left,), (right,) = _group_columns(node.left, where), _group_columns(node.right, where)
-        if len(_group_columns(node.left, where)) != 1:
-            raise FormulaError(f"cannot read the grouping factor in ({where})")
-        return [left + right]
+        left, right = _group_columns(node.left, where), _group_columns(node.right, where)
+        if len(left) != 1 or len(right) != 1:
+            raise FormulaError(f"cannot read the grouping factor in ({where}); write a/b or a:b")
+        return [left[0] + right[0]]
     if isinstance(node, BinOp) and node.op == "/":
         outer = _group_columns(node.left, where)
         inner = _group_columns(node.right, where)
@@ -557,10 +568,10 @@ def parse(formula: str) -> Formula:
         random=[RandomSpec(deparse(e), ":".join(g), c) for e, g, c in specs],
         offsets=[deparse(o) for o in offsets],
         variables=list(dict.fromkeys(columns)),
-        _response=response_nodes,
-        _fixed=fixed,
-        _random=specs,
-        _offsets=offsets,
+        response_parts=response_nodes,
+        terms=fixed,
+        random_parts=specs,
+        offset_parts=offsets,
     )
 
 
@@ -575,17 +586,14 @@ def _join(pieces: list[tuple[str, object]]) -> str:
 # --------------------------------------------------------------------------- to formulaic
 
 
-def _py_name(name: str) -> str:
-    """A column reference formulaic reads as that column (backquoted unless a plain identifier)."""
-    if name.isidentifier() and name.isascii() and not _is_keyword(name):
-        return name
-    return f"`{name}`"
+def _alias(column: str) -> str:
+    """The identifier a column goes by inside formulaic: the hex of its UTF-8 bytes, so no
+    character of a column name reaches formulaic's expression evaluator either."""
+    return "_v" + str(column).encode().hex()
 
 
-def _is_keyword(name: str) -> bool:
-    import keyword
-
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
+def _unalias(text: str) -> str:
+    return re.sub(r"_v((?:[0-9a-f]{2})+)", lambda m: bytes.fromhex(m.group(1)).decode(errors="replace"), text)
 
 
 def _py(node, formula_level: bool) -> str:
@@ -597,7 +605,7 @@ def _py(node, formula_level: bool) -> str:
     if isinstance(node, Name):
         if not formula_level and node.id in _BOOL:
             return repr(_BOOL[node.id])
-        return _py_name(node.id)
+        return _alias(node.id)
     if isinstance(node, Paren):
         return f"({_py(node.inner, formula_level)})"
     if isinstance(node, Unary):
@@ -622,7 +630,7 @@ def _py(node, formula_level: bool) -> str:
 def _factor_expr(node) -> str:
     """The expression formulaic records for a factor (its normalised text)."""
     if isinstance(node, Name):
-        return node.id
+        return _alias(node.id)
     for term in formulaic.Formula(_py(node, True)):
         for factor in term.factors:
             if factor.eval_method is not Factor.EvalMethod.LITERAL:
@@ -794,7 +802,7 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, levels: dict | None) -> tuple[pd.DataFrame, dict]:
-    """Copy of the used columns with every factor column an R-ordered categorical (the base
+    """Copy of the used columns, under their aliases, every factor column an R-ordered categorical (the base
     level first); ``levels`` fixes them (new data), otherwise they are learned."""
     learned = {}
     out = {}
@@ -818,7 +826,7 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                 levs = [base] + [v for v in levs if v != base]
             learned[col] = levs
             s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
-        out[col] = s.reset_index(drop=True)
+        out[_alias(col)] = s.reset_index(drop=True)
     return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
 
 
@@ -847,7 +855,8 @@ def _materialise_error(exc: Exception, what: str) -> BayescredError:
         cause = cause.__cause__
     if isinstance(cause, BayescredError):
         return cause
-    return FormulaError(f"cannot compute {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    reason = _unalias(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+    return FormulaError(f"cannot compute {what}: {reason}")
 
 
 def _materialise(spec, frame: pd.DataFrame, what: str):
@@ -865,6 +874,8 @@ class _Expression:
 
     def __init__(self, node, frame: pd.DataFrame, display: str):
         self.display = display
+        if not isinstance(node, Name | Call):  # arithmetic such as n - s, not term algebra
+            node = Call("I", (node,), ())
         spec = formulaic.ModelSpec(
             formulaic.Formula(f"0 + {_py(node, True)}"),
             materializer=_RMaterializer,
@@ -938,14 +949,14 @@ class FixedDesign:
 
 def _fixed_columns(parsed: Formula) -> list[str]:
     cols: list[str] = []
-    for _, piece in parsed._fixed:
+    for _, piece in parsed.terms:
         _formula_leaves(piece, parsed.fixed, cols, [])
-    for node in parsed._offsets:
+    for node in parsed.offset_parts:
         _check_arith(node, "offset", cols)
     return list(dict.fromkeys(cols))
 
 
-def _rhs_design(parsed: Formula, pieces, frame: pd.DataFrame, what: str):
+def _rhs_design(pieces, frame: pd.DataFrame, what: str):
     """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names."""
     leaves: list = []
     for _, piece in pieces:
@@ -980,7 +991,10 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     """
     parsed = formula if isinstance(formula, Formula) else parse(formula)
     data = _to_pandas(data)
-    factors, base_levels = tuple(factors or ()), dict(base_levels or {})
+    factors = (factors,) if isinstance(factors, str) else tuple(factors or ())
+    if base_levels is not None and not isinstance(base_levels, Mapping):
+        raise FormulaError(f"base_levels must map columns to levels, e.g. {{'zone': 'B'}}, got {type(base_levels).__name__}")
+    base_levels = dict(base_levels or {})
     for col in (*factors, *base_levels):
         if col not in data.columns:
             raise MissingColumnError(f"declared a factor but not in the data; available columns: {', '.join(map(str, data.columns))}", col)
@@ -989,7 +1003,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     _check_missing(data, used)
     frame, levels = _prepare(data, used, factors, base_levels, None)
 
-    for what, nodes in (("the response", parsed._response), ("an offset", parsed._offsets)):
+    for what, nodes in (("the response", parsed.response_parts), ("an offset", parsed.offset_parts)):
         cols: list[str] = []
         for node in nodes:
             _check_arith(node, what, cols)
@@ -997,17 +1011,17 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
             if not _is_numeric(data[col]):
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
     y = None
-    if parsed._response:
-        parts = [_Expression(node, frame, deparse(node)).values for node in parsed._response]
-        for part, node in zip(parts, parsed._response):
+    if parsed.response_parts:
+        parts = [_Expression(node, frame, deparse(node)).values for node in parsed.response_parts]
+        for part, node in zip(parts, parsed.response_parts):
             _finite(part, deparse(node), data.index)
         y = parts[0] if len(parts) == 1 else np.column_stack(parts)
-    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed._offsets]
+    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed.offset_parts]
     total = np.zeros(len(frame))
     for expression in offsets:
         _finite(expression.values, expression.display, data.index)
         total += expression.values
-    spec, X, names = _rhs_design(parsed, parsed._fixed, frame, parsed.fixed)
+    spec, X, names = _rhs_design(parsed.terms, frame, parsed.fixed)
     for j, name in enumerate(names):
         _finite(X[:, j], name, data.index)
     return FixedDesign(parsed, y, X, names, total, parsed.response, levels, spec, offsets)
@@ -1088,7 +1102,8 @@ def _effects_formula(effects) -> Formula:
     columns: list[str] = []
     for _, piece in pieces:
         _formula_leaves(piece, text, columns, [])
-    return Formula(f"~ {text}", None, text, [], [], list(dict.fromkeys(columns)), [], pieces)
+    return Formula(text=f"~ {text}", response=None, fixed=text, random=[], offsets=[],
+                   variables=list(dict.fromkeys(columns)), terms=pieces)
 
 
 def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomTerm]:
@@ -1099,7 +1114,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
     data = _to_pandas(data)
     check_columns(parsed, data.columns)
     out = []
-    for (effects, group, _), spec in zip(parsed._random, parsed.random):
+    for (effects, group, _), spec in zip(parsed.random_parts, parsed.random):
         sub = _effects_formula(effects)
         design = fixed_design(
             sub,

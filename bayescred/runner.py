@@ -9,11 +9,15 @@
    marginal ML), with each risk's premium and its three uncertainty measures;
 4. the posterior of ``bc.models.<model>(data, **arguments)`` sampled by ``bc.sample``;
 5. the comparison tables, the check of the spec's published reference values;
-6. everything saved under ``out`` (posterior NetCDF, tables CSV) and the HTML report.
+6. everything saved under ``out`` (posterior NetCDF, tables CSV, the HTML report and a
+   manifest) as one transaction (:mod:`bayescred.runfolder`).
+
+The spec, the out folder, the data and the priors are all checked before step 2.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -23,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import datasets, filters
+from . import datasets, filters, runfolder
 from .compare import Comparison, EBSummary, compare
+from .errors import BayescredError, SamplerError
 from .spec import Spec, load_spec
 
 FAST_SAMPLER = {"draws": 300, "tune": 300, "chains": 2}
@@ -155,7 +160,7 @@ def fit_eb(model: str, data: pd.DataFrame, args: dict, method: str = "REML", pro
     prem.index = _index(newdata, cols)
     vc = fit.varcorr
     comps = {"within": fit.sigma2}
-    intervals = fit.confint(prob)  # profile-likelihood intervals of the SDs; squared below
+    intervals = fit.confint(prob, parm="theta_")  # profile-likelihood intervals of the SDs; squared below
     lower, upper = {}, {}
     res = intervals[intervals["grp"] == "Residual"].iloc[0]
     lower["within"], upper["within"] = res["lower"] ** 2, res["upper"] ** 2
@@ -230,11 +235,30 @@ def check_references(spec: Spec, parts: dict) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, progress=print) -> Run:
-    """Run a catalogue spec end to end and (with ``out``) save it and write its report."""
+    """Run a catalogue spec end to end and (with ``out``) save it and write its report.
+
+    Everything a user can get wrong is refused before the first fit: the spec against its
+    schema, the out folder (writable, not locked by another run: the lock is held until the run
+    is saved), the data and the priors (the Bayesian model is built first).
+    """
+    spec = load_spec(spec_path)
+    if out is None:
+        return _run(spec, None, fast, data_dir, progress)
+    with runfolder.lock(out) as folder:
+        return _run(spec, folder, fast, data_dir, progress)
+
+
+def _accepted(fn, args: dict) -> dict:
+    """The arguments ``fn`` takes (the spec's schema knows each key belongs to the classical
+    function, the factory or the empirical-Bayes fit of its model)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in args.items() if k in params}
+
+
+def _run(spec: Spec, out: Path | None, fast, data_dir, progress) -> Run:
     from . import credibility, models
     from .sampling import sample
 
-    spec = load_spec(spec_path)
     fast = os.environ.get("BAYESCRED_FAST") == "1" if fast is None else fast
     sampler = {**spec.sampler, **(FAST_SAMPLER if fast else {})}
     steps, timings = 6, {}
@@ -243,14 +267,16 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
         progress(f"[{i}/{steps}] {spec.name}: {what}")
         return time.perf_counter()
 
-    t = step(1, f"data '{spec.dataset}'")
+    t = step(1, f"data '{spec.dataset}' and the Bayesian model")
     data = load_data(spec, data_dir)
     args = dict(spec.arguments)
+    factory = getattr(models, spec.model)
+    model = factory(data, priors=spec.priors, **_accepted(factory, args))  # checks data and priors
     timings["data"] = time.perf_counter() - t
 
     t = step(2, f"classical credibility ({spec.model})")
-    classical = getattr(credibility, spec.model)(
-        data, **{k: v for k, v in args.items() if k not in _NOT_CLASSICAL.get(spec.model, ())})
+    estimator = getattr(credibility, spec.model)
+    classical = estimator(data, **_accepted(estimator, args))
     timings["classical"] = time.perf_counter() - t
 
     t = step(3, "empirical Bayes (" + ("exact marginal ML" if spec.model == "poisson_gamma" else spec.eb_method) + ")")
@@ -258,10 +284,13 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
     timings["empirical_bayes"] = time.perf_counter() - t
 
     t = step(4, f"full Bayes: {sampler['chains']} chains x {sampler['draws']} draws")
-    factory_args = {k: v for k, v in args.items() if k not in _CLASSICAL_ONLY.get(spec.model, ())
-                    and k not in _EB_ONLY.get(spec.model, ())}
-    model = getattr(models, spec.model)(data, priors=spec.priors, **factory_args)
-    posterior = sample(model, **sampler)
+    try:
+        posterior = sample(model, **sampler)
+    except BayescredError:
+        raise
+    except Exception as exc:  # a sampler crash (e.g. a panic in its compiled code) is one sentence too
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SamplerError(f"the sampler stopped with {type(exc).__name__}: {first}") from exc
     timings["bayes"] = time.perf_counter() - t
 
     t = step(5, "comparison and reference values")
@@ -272,7 +301,7 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
     run = Run(spec, data, classical, eb, eb_summary, posterior, comparison, checks, timings)
     if out is not None:
         t = step(6, f"saving to {out} and writing the report")
-        save(run, Path(out))
+        _save(run, out)
         timings["report"] = time.perf_counter() - t
     failed = checks[~checks["ok"]]
     for _, row in failed.iterrows():
@@ -282,36 +311,32 @@ def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, pr
     return run
 
 
-# rating factors: the classical Poisson–gamma estimator has none (it credibility-weights raw
-# frequencies); the EB fit and the factory take them
-_NOT_CLASSICAL = {"poisson_gamma": ("fixed", "base")}
-_EB_ONLY = {"poisson_gamma": ("base",)}  # the factory's base level is the largest-exposure level
-
-# arguments that only the classical estimator takes
-_CLASSICAL_ONLY = {
-    "buhlmann_straub": ("method",),
-    "hachemeister": ("method", "tau_estimated_on", "future"),
-}
+def save(run: Run, out) -> Path:
+    """Save the run under ``out`` as one transaction (see :mod:`bayescred.runfolder`): its
+    artefacts, HTML report and manifest appear together, or the previous run stays."""
+    with runfolder.lock(out) as folder:
+        return _save(run, folder)
 
 
-def save(run: Run, out: Path) -> Path:
-    """Write the run's artefacts and its HTML report under ``out``."""
+def _save(run: Run, out: Path) -> Path:
     from .report import write_report
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.toml").write_text(run.spec.path.read_text())
-    run.posterior.to_netcdf(out / "posterior.nc", engine="h5netcdf")
-    run.classical.table.to_csv(out / "classical_table.csv")
-    run.eb_summary.premiums.to_csv(out / "eb_premiums.csv")
-    run.eb_summary.components.to_csv(out / "eb_components.csv")
-    run.comparison.premiums.to_csv(out / "compare_premiums.csv")
-    run.comparison.variance_components.to_csv(out / "compare_variance_components.csv")
-    run.comparison.credibility.to_csv(out / "compare_credibility.csv")
-    run.checks.to_csv(out / "reference_checks.csv", index=False)
-    (out / "eb.json").write_text(json.dumps(_eb_dict(run.eb), indent=1, default=str))
-    (out / "timings.json").write_text(json.dumps(run.timings, indent=1))
+    def fill(folder: Path) -> None:
+        (folder / "spec.toml").write_bytes(run.spec.path.read_bytes())
+        run.posterior.to_netcdf(folder / "posterior.nc", engine="h5netcdf")
+        run.classical.table.to_csv(folder / "classical_table.csv")
+        run.eb_summary.premiums.to_csv(folder / "eb_premiums.csv")
+        run.eb_summary.components.to_csv(folder / "eb_components.csv")
+        run.comparison.premiums.to_csv(folder / "compare_premiums.csv")
+        run.comparison.variance_components.to_csv(folder / "compare_variance_components.csv")
+        run.comparison.credibility.to_csv(folder / "compare_credibility.csv")
+        run.checks.to_csv(folder / "reference_checks.csv", index=False)
+        (folder / "eb.json").write_text(json.dumps(_eb_dict(run.eb), indent=1, default=str))
+        (folder / "timings.json").write_text(json.dumps(run.timings, indent=1))
+        write_report(run, folder / "report.html")
+
+    runfolder.commit(out, fill)
     run.out = out
-    write_report(run, out / "report.html")
     return out
 
 

@@ -17,10 +17,10 @@ import xarray as xr
 
 from .errors import ConvergenceWarning
 from .models._base import info_of
+from .progress import enabled as show_progress
 
 __all__ = ["sample"]
 
-_LONG_RUN = 2e7  # (draws + tune) x chains x parameters above which progress is shown
 
 
 def _sampler(sampler: str | None) -> str:
@@ -108,7 +108,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     setting: 0.9 rather than 0.8 (with few risks the posterior of the between SD is wide and
     skewed; 0.8 gave a few divergences on Table 3.1, 3 classes, where 0.9 gave none), 0.95
     for the crossed model and for every ``likelihood="latent"`` model. Progress is shown when ``progressbar`` is True, or,
-    by default, on long runs.
+    by default, when standard error is a terminal (:mod:`bayescred.progress`).
 
     Groups: ``posterior`` (hyperparameters and the actuary's quantities; for a marginal
     model also ``premium`` and ``u``: exact draws of each risk's mean and effect from their
@@ -131,8 +131,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     sampler_seed = int(seeds[0].generate_state(1)[0])
     rng = np.random.default_rng(seeds[1])
     if progressbar is None:
-        size = sum(_size(model, rv) for rv in model.free_RVs)
-        progressbar = (draws + tune) * chains * size > _LONG_RUN
+        progressbar = show_progress()
 
     if _sampler(sampler) == "nutpie":
         tree = _run_nutpie(model, info, draws, tune, chains, sampler_seed, progressbar, cores, target_accept)

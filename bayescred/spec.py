@@ -19,26 +19,214 @@ published reference values the run must reproduce::
     random_seed = 20261121
 
     [[reference]]
-    quantity = "classical.premium"       # see ``lookup`` for the paths
+    quantity = "classical.premium"       # see ``runner.lookup`` for the paths
     risk = 1
     value = 2055.165
     tol = "abs 0.0005"
     source = "actuar cm(); REFERENCE-VALUES.md §5.1"
+
+The whole file is checked against a typed schema (pydantic) before anything is fitted: every
+key, every argument of the named model with its type, the sampler settings, each reference.
+A mistake raises :class:`~bayescred.errors.SpecError` naming the file and the field, e.g.
+``spec field sampler.chains: ...``.
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from . import datasets
 from .errors import SpecError
 
 MODELS = ("buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "crossed", "poisson_gamma")
 SAMPLER_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4, "random_seed": 1}
 
+# numbers: finite (TOML has nan and inf literals); an int is accepted where a float is meant, text is not
+Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Name = Annotated[StrictStr, Field(min_length=1)]
+Likelihood = Literal["marginal", "latent"]
 
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------- arguments, one class per model
+# The keys of the classical function and of the factory of the same name (docs: their docstrings).
+class BuhlmannArguments(_Strict):
+    group: Name
+    response: Name
+    between: NonNegative | None = None
+    within: NonNegative | None = None
+    collective: Number | None = None
+    likelihood: Likelihood = "marginal"
+
+
+class BuhlmannStraubArguments(BuhlmannArguments):
+    weight: Name
+    method: Literal["unbiased", "iterative"] = "unbiased"
+    tol: Positive = 1e-13
+
+
+class HierarchicalArguments(_Strict):
+    levels: Annotated[list[Name], Field(min_length=2)]
+    response: Name
+    weight: Name | None = None
+    method: Literal["Buhlmann-Gisler", "Ohlsson", "iterative"] = "Buhlmann-Gisler"
+    between: dict[str, NonNegative] | None = None
+    within: NonNegative | None = None
+    tol: Positive = 1e-13
+    maxit: Annotated[StrictInt, Field(ge=1)] = 10000
+    likelihood: Likelihood = "marginal"
+
+
+class HachemeisterArguments(_Strict):
+    group: Name
+    time: Name
+    response: Name
+    weight: Name | None = None
+    centering: Literal["origin", "global", "group"] = "origin"
+    method: Literal["unbiased", "iterative"] = "unbiased"
+    tau_estimated_on: Literal["centred", "uncentred"] = "centred"
+    between: list[list[Number]] | None = None
+    within: NonNegative | None = None
+    future: Number | None = None
+    tol: Positive = 1e-13
+    maxit: Annotated[StrictInt, Field(ge=1)] = 10000
+    likelihood: Likelihood = "marginal"
+
+
+class CrossedArguments(_Strict):
+    factors: Annotated[list[Name], Field(min_length=2, max_length=2)]
+    response: Name
+    weight: Name | None = None
+    interaction: StrictBool = True
+    within_ss: Positive | None = None
+    within_df: Annotated[StrictInt, Field(ge=1)] | None = None
+    method: Literal["reml", "moments"] = "reml"
+    between: dict[str, NonNegative] | None = None
+    within: NonNegative | None = None
+    likelihood: Likelihood = "marginal"
+
+
+class PoissonGammaArguments(_Strict):
+    group: Name
+    claims: Name
+    exposure: Name
+    fixed: list[Name] | None = None
+    # base level of each rating factor, for the EB fit only (the factory takes the largest-exposure level)
+    base: dict[str, StrictInt | StrictStr | Number] | None = None
+    covariates: list[Name] | None = None
+    alpha: Positive | None = None
+    beta: Positive | None = None
+    likelihood: Likelihood = "marginal"
+
+
+ARGUMENTS: dict[str, type[BaseModel]] = {
+    "buhlmann": BuhlmannArguments,
+    "buhlmann_straub": BuhlmannStraubArguments,
+    "hierarchical": HierarchicalArguments,
+    "hachemeister": HachemeisterArguments,
+    "crossed": CrossedArguments,
+    "poisson_gamma": PoissonGammaArguments,
+}
+
+
+# ------------------------------------------------------------------- the rest of the file
+class SamplerSettings(_Strict):
+    draws: Annotated[StrictInt, Field(ge=1)] = SAMPLER_DEFAULTS["draws"]
+    tune: Annotated[StrictInt, Field(ge=0)] = SAMPLER_DEFAULTS["tune"]
+    chains: StrictInt = SAMPLER_DEFAULTS["chains"]
+    random_seed: Annotated[StrictInt, Field(ge=0)] = SAMPLER_DEFAULTS["random_seed"]
+
+    @pydantic.field_validator("chains")
+    @classmethod
+    def _two_chains(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(f"at least 2 chains are needed (got {value}): the report's R-hat compares chains")
+        return value
+
+
+class EmpiricalBayes(_Strict):
+    method: Literal["REML", "ML"] = "REML"
+
+
+def parse_tol(text: str) -> tuple[str, float]:
+    """``"abs 0.005"`` or ``"rel 1e-9"`` -> (kind, amount); the amount positive and finite."""
+    kind, _, amount = str(text).strip().partition(" ")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = math.nan
+    if kind not in ("abs", "rel") or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"tol must read 'abs X' or 'rel X' with X a positive number, got {text!r}")
+    return kind, value
+
+
+def _check_tol(text: str) -> str:
+    parse_tol(text)
+    return text
+
+
+Risk = StrictInt | StrictStr | list[StrictInt | StrictStr]
+
+
+class ReferenceEntry(_Strict):
+    quantity: Name
+    value: Number
+    tol: Annotated[StrictStr, pydantic.AfterValidator(_check_tol)]
+    source: Name
+    risk: Risk | None = None
+
+
+def _check_prior(value):
+    """A prior from a TOML file: 'flat', or a fixed finite value (a number, vector or matrix)."""
+    if value == "flat":
+        return value
+    flat = value if isinstance(value, list) else [value]
+    flat = [x for row in flat for x in (row if isinstance(row, list) else [row])]
+    if flat and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in flat):
+        return value
+    raise ValueError(f"a prior in a spec is 'flat' or a finite number (or list of numbers) that fixes it, got {value!r}")
+
+
+Prior = Annotated[typing.Any, pydantic.AfterValidator(_check_prior)]
+
+
+class SpecFile(_Strict):
+    """The TOML file as written (the ``[[reference]]`` array is spelt in the singular there)."""
+
+    name: Name
+    title: StrictStr | None = None
+    description: StrictStr = ""
+    model: Literal[MODELS]
+    dataset: Name
+    filter: StrictStr | None = None
+    arguments: dict[str, typing.Any]
+    priors: dict[str, Prior] | None = None
+    sampler: SamplerSettings = SamplerSettings()
+    empirical_bayes: EmpiricalBayes = EmpiricalBayes()
+    reference: list[ReferenceEntry] = []
+
+    @pydantic.field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in datasets.names():
+            raise ValueError(f"unknown dataset {value!r}; `bayescred datasets` lists {', '.join(datasets.names())}")
+        return value
+
+
+# ------------------------------------------------------------------- what the runner uses
 @dataclass(frozen=True)
 class Reference:
     """One published value the run must reproduce."""
@@ -49,11 +237,14 @@ class Reference:
     source: str
     risk: object = None
 
+    def __post_init__(self):
+        try:
+            parse_tol(self.tol)
+        except ValueError as exc:
+            raise SpecError(f"reference {self.quantity!r}: {exc}") from None
+
     def tolerance(self) -> tuple[str, float]:
-        kind, _, amount = self.tol.partition(" ")
-        if kind not in ("abs", "rel") or not amount:
-            raise SpecError(f"reference {self.quantity!r}: tol must read 'abs X' or 'rel X', got {self.tol!r}")
-        return kind, float(amount)
+        return parse_tol(self.tol)
 
     def holds(self, got: float) -> bool:
         kind, amount = self.tolerance()
@@ -81,52 +272,70 @@ class Spec:
     description: str = ""
 
 
+def _field(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part + 1}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _allowed(schema: type[BaseModel], loc) -> list[str]:
+    """The keys allowed where ``loc`` (the path of an unknown key) points."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = schema.model_fields[part].annotation
+        inner = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        schema = inner[0]
+    return sorted(schema.model_fields)
+
+
+def _validate(schema: type[BaseModel], raw, path: Path, prefix=()):
+    try:
+        return schema.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = (*prefix, *err["loc"])
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key; allowed: {', '.join(_allowed(schema, err['loc']))}"
+            elif err["type"] == "missing":
+                msg = "missing (required)"
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] != "value_error":  # our own messages name the value already
+                    msg += f", got {err['input']!r}"
+            problems.append(f"spec field {_field(loc) or '(top level)'}: {msg}")
+        raise SpecError(f"{path}: " + "; ".join(problems)) from None
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec file; errors name the file and the offending key."""
+    """Read and check a spec file against the schema; errors name the file and the field."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from exc
-    known = {"name", "title", "model", "dataset", "arguments", "filter", "priors", "sampler",
-             "empirical_bayes", "reference", "description"}
-    unknown = set(raw) - known
-    if unknown:
-        raise SpecError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-    for key in ("name", "model", "dataset", "arguments"):
-        if key not in raw:
-            raise SpecError(f"{path}: missing required key {key!r}")
-    if raw["model"] not in MODELS:
-        raise SpecError(f"{path}: model {raw['model']!r} is not one of {', '.join(MODELS)}")
-    sampler = dict(SAMPLER_DEFAULTS)
-    extra = set(raw.get("sampler", {})) - set(SAMPLER_DEFAULTS)
-    if extra:
-        raise SpecError(f"{path}: unknown sampler settings {sorted(extra)}")
-    sampler.update(raw.get("sampler", {}))
-    refs = []
-    for i, r in enumerate(raw.get("reference", [])):
-        missing = {"quantity", "value", "tol", "source"} - set(r)
-        if missing:
-            raise SpecError(f"{path}: reference #{i + 1} lacks {sorted(missing)}")
-        ref = Reference(r["quantity"], float(r["value"]), r["tol"], r["source"], r.get("risk"))
-        ref.tolerance()
-        refs.append(ref)
-    method = raw.get("empirical_bayes", {}).get("method", "REML")
-    if method not in ("REML", "ML"):
-        raise SpecError(f"{path}: empirical_bayes.method must be REML or ML, got {method!r}")
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    spec = _validate(SpecFile, raw, path)
+    arguments = _validate(ARGUMENTS[spec.model], spec.arguments, path, prefix=("arguments",))
     return Spec(
-        name=raw["name"],
-        title=raw.get("title", raw["name"]),
-        model=raw["model"],
-        dataset=raw["dataset"],
-        arguments=dict(raw["arguments"]),
+        name=spec.name,
+        title=spec.title or spec.name,
+        model=spec.model,
+        dataset=spec.dataset,
+        arguments=arguments.model_dump(exclude_unset=True),
         path=path,
-        filter=raw.get("filter"),
-        priors=raw.get("priors"),
-        sampler=sampler,
-        eb_method=method,
-        references=tuple(refs),
-        description=raw.get("description", ""),
+        filter=spec.filter,
+        priors=spec.priors,
+        sampler=spec.sampler.model_dump(),
+        eb_method=spec.empirical_bayes.method,
+        references=tuple(Reference(r.quantity, r.value, r.tol, r.source, r.risk) for r in spec.reference),
+        description=spec.description,
     )

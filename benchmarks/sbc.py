@@ -26,7 +26,17 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 
 import bayescred as bc  # noqa: E402
-from bayescred.models import buhlmann, buhlmann_straub, crossed, hachemeister, hierarchical, poisson_gamma  # noqa: E402
+from bayescred.models import (  # noqa: E402
+    binomial_logitnormal,
+    buhlmann,
+    buhlmann_straub,
+    crossed,
+    gamma_lognormal,
+    hachemeister,
+    hierarchical,
+    poisson_gamma,
+    poisson_lognormal,
+)
 
 THIN = 99  # posterior draws kept per replicate: ranks take values 0..99
 
@@ -144,8 +154,80 @@ def case_crossed(rng):
     return simulate, factory
 
 
+# GLMM factories (latent, non-centred): one normal effect per risk on the link scale, one
+# rating factor with two levels (level 0 is R's base); priors tight enough that every
+# simulated portfolio is plausible (no empty or all-success risks by construction)
+_GLMM_PRIORS = {"fixef": pm.Normal.dist(0.0, 0.5), "between_sd": pm.HalfNormal.dist(sigma=0.5)}
+
+
+def _draw_glmm(rng, centre):
+    return rng.normal(centre, 0.5), rng.normal(0, 0.5), abs(rng.normal(0, 0.5))
+
+
+def case_poisson_lognormal(rng):
+    J, K = 30, 2
+    exposure = rng.uniform(1.0, 40.0, (J, K))
+    zone = np.tile(np.arange(K), (J, 1))
+    priors = {"log_collective": pm.Normal.dist(np.log(0.1), 0.5), **_GLMM_PRIORS}
+
+    def simulate(rng):
+        a, b, sd = _draw_glmm(rng, np.log(0.1))
+        u = sd * rng.normal(size=J)
+        y = rng.poisson(exposure * np.exp(a + b * zone + u[:, None]))
+        data = pd.DataFrame({"company": np.repeat(np.arange(J), K), "zone": zone.ravel(), "claims": y.ravel(),
+                             "exposure": exposure.ravel()})
+        return data, {"collective": np.exp(a), "fixef": np.array([b]), "between": sd**2}
+
+    factory = lambda d: poisson_lognormal(d, group="company", claims="claims", exposure="exposure", fixed=["zone"],
+                                          priors=priors)
+    return simulate, factory
+
+
+def case_gamma_lognormal(rng):
+    J, K = 20, 2
+    claims = rng.integers(1, 11, (J, K))
+    zone = np.tile(np.arange(K), (J, 1))
+    priors = {"log_collective": pm.Normal.dist(np.log(1000.0), 0.5), "dispersion": pm.HalfNormal.dist(sigma=1.0),
+              **_GLMM_PRIORS}
+
+    def simulate(rng):
+        a, b, sd = _draw_glmm(rng, np.log(1000.0))
+        phi = abs(rng.normal(0, 1.0))
+        u = sd * rng.normal(size=J)
+        mean = np.exp(a + b * zone + u[:, None])
+        y = rng.gamma(claims / phi, mean * phi / claims)
+        data = pd.DataFrame({"company": np.repeat(np.arange(J), K), "zone": zone.ravel(), "severity": y.ravel(),
+                             "claims": claims.ravel()})
+        return data, {"collective": np.exp(a), "fixef": np.array([b]), "between": sd**2, "dispersion": phi}
+
+    factory = lambda d: gamma_lognormal(d, group="company", severity="severity", claims="claims", fixed=["zone"],
+                                        priors=priors)
+    return simulate, factory
+
+
+def case_binomial_logitnormal(rng):
+    J, K = 20, 2
+    trials = rng.integers(5, 41, (J, K))
+    x = np.tile(np.arange(K), (J, 1))
+    priors = {"logit_collective": pm.Normal.dist(-1.0, 0.5), **_GLMM_PRIORS}
+
+    def simulate(rng):
+        a, b, sd = _draw_glmm(rng, -1.0)
+        u = sd * rng.normal(size=J)
+        p = 1 / (1 + np.exp(-(a + b * x + u[:, None])))
+        data = pd.DataFrame({"risk": np.repeat(np.arange(J), K), "x": x.ravel(),
+                             "successes": rng.binomial(trials, p).ravel(), "trials": trials.ravel()})
+        return data, {"collective": 1 / (1 + np.exp(-a)), "fixef": np.array([b]), "between": sd**2}
+
+    factory = lambda d: binomial_logitnormal(d, group="risk", successes="successes", trials="trials", fixed=["x"],
+                                             priors=priors)
+    return simulate, factory
+
+
 CASES = {"buhlmann": case_buhlmann, "buhlmann_straub": case_buhlmann_straub, "hierarchical": case_hierarchical,
-         "hachemeister": case_hachemeister, "poisson_gamma": case_poisson_gamma, "crossed": case_crossed}
+         "hachemeister": case_hachemeister, "poisson_gamma": case_poisson_gamma, "crossed": case_crossed,
+         "poisson_lognormal": case_poisson_lognormal, "gamma_lognormal": case_gamma_lognormal,
+         "binomial_logitnormal": case_binomial_logitnormal}
 
 
 # ---------------------------------------------------------------- the loop

@@ -83,6 +83,11 @@ def test_bad_filters_name_the_problem(frame, text, message):
     assert isinstance(info.value, SpecError)
 
 
+def test_long_chains_stay_flat(frame):
+    text = " or ".join(f"co.id == {i}" for i in range(500))
+    assert filters.apply(frame, text)["co.id"].tolist() == [1, 145, 3, 4]
+
+
 def test_filter_must_be_text(frame):
     with pytest.raises(FilterError, match="must be text"):
         filters.apply(frame, 3)

@@ -61,8 +61,9 @@ def test_parse_structure():
         ("y ~ `__class__`", "not a usable column name"),
         ("y ~ é", "backquotes"),
         ("y ~ `x\\`", "closing backquote"),
-        ("y ~ " + "(" * 60 + "x" + ")" * 60, "nests deeper"),
+        ("y ~ " + "(" * 300 + "x" + ")" * 300, "nests or chains more than 200"),
         ("y ~ " + " + ".join(f"x{i}" for i in range(3000)), "at most"),
+        ("y ~ " + " + ".join(f"x{i}" for i in range(300)), "chains more than 200"),
         ("y ~ I(f:x)", "cannot be used inside"),
         ("y ~ log(scale(x))", "must stand on its own"),
     ],
@@ -84,6 +85,9 @@ def test_data_errors_name_the_column():
         fm.fixed_design("y ~ f", d, base_levels={"f": "q"})
     with pytest.raises(MissingColumnError, match="'w'"):
         fm.fixed_design("y ~ x", d, factors=["w"])
+    with pytest.raises(FormulaError, match="base_levels must map"):
+        fm.fixed_design("y ~ f", d, base_levels=["f"])
+    assert fm.fixed_design("y ~ x", d, factors="x").names == ["(Intercept)", "x1", "x2"]  # one column as text
 
 
 def test_numeric_codes_stay_numeric_unless_declared(cake):
@@ -151,3 +155,13 @@ def test_cli_lmm_factor_and_base(tmp_path, cake):
 def _fixef_names(out: dict) -> list:
     fixef = out["fixef"]
     return list(fixef) if isinstance(fixef, dict) else [row["term"] for row in fixef]
+
+
+def test_offsets_and_cbind_response_on_new_rows():
+    d = pd.DataFrame({"s": [1.0, 2, 3, 5], "n": [4.0, 5, 6, 8], "x": [1.0, 2, 4, 3], "e": [1.0, 2, 3, 4]})
+    design = fm.fixed_design("cbind(s, n - s) ~ x + offset(log(e)) + offset(x)", d)
+    np.testing.assert_allclose(design.y, np.column_stack([d.s, d.n - d.s]))
+    np.testing.assert_allclose(design.offset, np.log(d.e) + d.x)
+    np.testing.assert_allclose(design.offset_for(d.iloc[[3, 1]]), (np.log(d.e) + d.x).to_numpy()[[3, 1]])
+    np.testing.assert_allclose(design.transform(d.iloc[[3, 1]]), design.X[[3, 1]])
+    assert design.response_name == "cbind(s, n - s)"

@@ -46,6 +46,8 @@ CASES = [
     ("y ~ `my col` + x:`my col`", {}, "y ~ `my col` + x:`my col`", ""),
     ("y ~ l + x", {}, "y ~ l + x", ""),
     ("log(y) ~ x + offset(log(z)) + offset(x)", {}, "log(y) ~ x + offset(log(z)) + offset(x)", ""),
+    ("y / z ~ x + offset(x - 2 * z)", {}, "y / z ~ x + offset(x - 2 * z)", ""),  # arithmetic, not term algebra
+    ("cbind(y, z - y) ~ a", {}, "cbind(y, z - y) ~ a", ""),
 ]
 
 R_SCRIPT = r"""
@@ -69,7 +71,11 @@ fits <- list(
   list(data = cake, f = angle ~ recipe * factor(temperature) + (1 | recipe:replicate)),
   list(data = cake, f = angle ~ recipe + C(factor(temperature), contr.sum) + (1 | recipe/replicate)),
   list(data = sleepstudy, f = Reaction ~ poly(Days, 2) + (Days | Subject)),
-  list(data = sleepstudy, f = Reaction ~ scale(Days) + (1 | Subject))
+  list(data = sleepstudy, f = Reaction ~ scale(Days) + (1 | Subject)),
+  list(data = cake, f = angle ~ recipe/temp + (1 | recipe:replicate)),
+  list(data = cake, f = angle ~ recipe + temp %in% recipe + (1 | recipe:replicate)),
+  list(data = setNames(sleepstudy, c("Reaction", "Days", "my subject")),
+       f = Reaction ~ Days + (Days | `my subject`))
 )
 out$fits <- lapply(fits, function(z) {
   m <- lmer(z$f, z$data, REML = TRUE)
@@ -116,7 +122,7 @@ def test_model_matrix_matches_r(r_results, i):
     design = fm.fixed_design(ours, data, **kwargs)
     assert design.names == r["names"]
     np.testing.assert_allclose(design.X, np.array(r["X"], dtype=float).reshape(design.X.shape), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(design.y, np.array(r["y"], dtype=float), rtol=1e-12)
+    np.testing.assert_allclose(design.y, np.array(r["y"], dtype=float).reshape(design.y.shape), rtol=1e-12)
     np.testing.assert_allclose(design.offset, np.array(r["offset"], dtype=float), rtol=1e-12, atol=1e-14)
 
 
@@ -134,6 +140,9 @@ FITS = [
     ("cake", "angle ~ recipe + C(factor(temperature), contr.sum) + (1 | recipe/replicate)"),
     ("sleep", "Reaction ~ poly(Days, 2) + (Days | Subject)"),
     ("sleep", "Reaction ~ scale(Days) + (1 | Subject)"),
+    ("cake", "angle ~ recipe/temp + (1 | recipe:replicate)"),
+    ("cake", "angle ~ recipe + temp %in% recipe + (1 | recipe:replicate)"),
+    ("sleep", "Reaction ~ Days + (Days | `my subject`)"),  # lme4 cannot expand || on a backquoted name
 ]
 
 
@@ -145,6 +154,8 @@ def test_lmer_fixed_effects_match_on_lme4_data(r_results, i):
     _, out, tmp = r_results
     name, formula = FITS[i]
     data = pd.read_csv(tmp / ("cake.csv" if name == "cake" else "sleep.csv"))
+    if "`my subject`" in formula:
+        data = data.rename(columns={"Subject": "my subject"})
     fit = bc.lmm(formula, data)
     r = out["fits"][i]
     assert list(fit.fixef.index) == r["names"]

@@ -96,6 +96,8 @@ def test_diabetes_joint_glm(diabetes, model):
     dm = fit.dispersion_model
     assert np.all(np.abs(dm["Estimate"].to_numpy() - gamma) <= 0.03 * np.array(gamma_se))
     np.testing.assert_allclose(dm["Std. Error"], gamma_se, rtol=2e-3)
+    # printed "scaled deviance 431.000 / 437.000" = df: with REML weights sum d_i / phi_i = n - p
+    assert fit.deviance == pytest.approx(fit.df_residual, abs=5e-4)
     # the dispersion intercept's SE is sqrt(2 / (n - p)): REML weights 1 - h sum to n - p
     assert dm["Std. Error"].iloc[0] == pytest.approx(np.sqrt(2 / fit.df_residual), rel=2e-3)
 
@@ -307,13 +309,21 @@ def test_separation_warns_naming_the_coefficient():
     ({"family": "Gamma"}, BayescredError),  # y has zeros
     ({"family": "poisson", "link": "logit"}, BayescredError),
     ({"family": "poisson", "dispersion": "huge"}, BayescredError),
+    ({"family": "negbin", "formula": "cbind(y, y) ~ x"}, BayescredError),
 ])
 def test_user_errors(kwargs, error):
     d = _counts(12)
+    kwargs = dict(kwargs)
+    formula = kwargs.pop("formula", "y ~ x")
     with pytest.raises(error):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bc.glm("y ~ x", d, **kwargs)
+            bc.glm(formula, d, **kwargs)
+
+
+def test_data_must_be_a_frame():
+    with pytest.raises(bc.errors.NotAFrameError):
+        bc.glm("y ~ x", {"y": [1, 2], "x": [0, 1]})
 
 
 def test_cli_glm_json(tmp_path, capsys, fabric):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import bayescred as bc
 from bayescred import filters, runner
-from bayescred import formula as fm
 from bayescred.errors import BayescredError
 from bayescred.spec import load_spec
 
@@ -86,13 +86,15 @@ def _no_canary():
 
 @SETTINGS
 @given(formulas)
+@example("y ~ " + "x + " * 2_400 + "x")  # long chains: no RecursionError anywhere
+@example("y ~ " + "(" * 4_000 + "x" + ")" * 4_000)
+@example("y ~ I(x" + " + x" * 2_400 + ")")
+@example(" ~ as.factor(")  # once an IndexError
 def test_formulas_never_run_code(text):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            parsed = fm.parse(text)
-            fm.fixed_design(parsed, DATA)
-            fm.random_terms(parsed, DATA)
+        try:  # the whole entry point: parse, fixed design, random terms, fit
+            bc.lmm(text, DATA)
         except BayescredError:
             pass
     _no_canary()
@@ -100,6 +102,9 @@ def test_formulas_never_run_code(text):
 
 @SETTINGS
 @given(filter_texts)
+@example(" and ".join(["x > 1"] * 990))
+@example(" or ".join(["(x > 1)"] * 900))
+@example("x in [" + ", ".join(["1"] * 3_000) + "]")
 def test_filters_never_run_code(text):
     try:
         filters.apply(DATA, text)

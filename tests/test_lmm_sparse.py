@@ -146,7 +146,7 @@ def test_measures_can_be_asked_for_one_at_a_time():
     only = fit.ranef(measures=("cond_sd",))
     assert list(only.columns) == ["grp", "level", "term", "value", "cond_sd"]
     np.testing.assert_array_equal(only.cond_sd, full.cond_sd)
-    with pytest.raises(bc.errors.OptionError, match="unknown ranef measure"):
+    with pytest.raises(bc.errors.ArgumentError, match="unknown ranef measure"):
         fit.ranef(measures=("posterior_sd",))
 
 

@@ -201,7 +201,7 @@ def test_predict_new_level_carries_the_between_variance():
     data = _data(seed=4)
     fit = _fit("y ~ x + (1|a)", data)
     new = pd.DataFrame({"x": [0.0], "a": [999]})
-    p = fit.predict(new)
+    p = fit.predict(new, allow_new_levels=True)
     tau2 = fit.varcorr.vcov[0]
     assert p.premium[0] == pytest.approx(fit.fixef["(Intercept)"])
     assert p.cond_sd[0] ** 2 == pytest.approx(tau2)

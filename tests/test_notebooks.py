@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
-USES_SHARED_DATA = ("02_buhlmann_straub", "04_poisson_gamma")
+USES_SHARED_DATA = ("02_buhlmann_straub", "04_poisson_gamma", "07_pooling", "08_implied_credibility")
 
 
 def _builder():
@@ -43,8 +43,9 @@ def _cells(nb) -> list[tuple[str, str]]:
 
 def test_every_notebook_is_there():
     """Issue 6: 01 teaching, 02 Bühlmann–Straub, 03 Hachemeister, 04 Poisson–gamma,
-    05 crossed credit insurance, 06 EBLUP understatement."""
-    assert [p.name[:2] for p in SOURCES] == ["01", "02", "03", "04", "05", "06"], [p.name for p in SOURCES]
+    05 crossed credit insurance, 06 EBLUP understatement; issue 12: 07 pooling; issue 13: 08 implied
+    credibility."""
+    assert [p.name[:2] for p in SOURCES] == ["01", "02", "03", "04", "05", "06", "07", "08"], [p.name for p in SOURCES]
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import bayescred as bc
+from bayescred import runfolder
 from bayescred.errors import DatasetNotFoundError
 from bayescred.runner import load_data, run_spec
 from bayescred.spec import load_spec
@@ -43,8 +44,9 @@ def test_catalogue_spec_reproduces_its_references(path, runs, tmp_path_factory):
     run = _run(runs, path, tmp_path_factory)
     missed = run.checks[~run.checks["ok"]]
     assert missed.empty, f"{path.name} missed:\n{missed.to_string()}"
-    for name in ("posterior.nc", "compare_premiums.csv", "reference_checks.csv", "report.html"):
+    for name in ("posterior.nc", "compare_premiums.csv", "reference_checks.csv", "report.html", "manifest.json"):
         assert (run.out / name).is_file()
+    assert set(runfolder.verify(run.out)) == runfolder.ARTEFACTS - {"manifest.json"}
 
 
 def test_report_is_self_contained_with_every_section(runs, tmp_path_factory):
@@ -78,3 +80,22 @@ def test_report_opens_in_headless_chromium(runs, tmp_path_factory, tmp_path):
     res = subprocess.run(["chromium", *flags, "--window-size=1200,2400", f"--screenshot={shot}", url],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.stat().st_size > 50_000
+
+
+def test_report_diagnostics_of_a_single_chain():
+    """Issue 10: one chain passed sampling and crashed the report (the rank plot compares chains).
+    Specs now need two chains; a one-chain posterior built by hand still gets its section."""
+    import numpy as np
+    import xarray as xr
+
+    from bayescred.report import diagnostics
+
+    rng = np.random.default_rng(1)
+    coords = {"chain": [0], "draw": np.arange(200)}
+    post = xr.Dataset({"between": (("chain", "draw"), rng.gamma(5.0, size=(1, 200)))}, coords=coords)
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 200), bool)),
+                        "energy": (("chain", "draw"), rng.normal(size=(1, 200)))}, coords=coords)
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    text = diagnostics.section_html(tree, ["between"])
+    assert "R-hat not computed: it needs at least 2 chains" in text and "Sampler problems" in text
+    assert "Rank plots" not in text and "Trace and marginal" in text

@@ -15,6 +15,7 @@ from .buhlmann import buhlmann
 from .buhlmann_straub import buhlmann_straub
 from .crossed import CrossedFit, crossed
 from .hachemeister import HachemeisterFit, hachemeister
+from .halliwell import credibility_given, mixed_estimation
 from .hierarchical import HierarchicalFit, hierarchical
 from .poisson_gamma import poisson_gamma
 
@@ -30,3 +31,4 @@ __all__ = [
     "HachemeisterFit",
     "CrossedFit",
 ]
+__all__ += ["mixed_estimation", "credibility_given"]

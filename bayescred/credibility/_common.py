@@ -49,42 +49,24 @@ class CredibilityFit:
         """The credibility premium per risk (a copy of ``table["premium"]``)."""
         return self.table["premium"].copy()
 
-    def _structure_lines(self) -> list[str]:
-        lines = []
-        for key, value in self.structure.items():
-            if isinstance(value, pd.DataFrame):
-                text = "\n    " + value.to_string(float_format=lambda v: f"{v:.6g}").replace("\n", "\n    ")
-            elif isinstance(value, pd.Series):
-                text = ", ".join(f"{i}: {v:.6g}" for i, v in value.items())
-            elif isinstance(value, dict):
-                text = ", ".join(f"{i}: {_fmt(v)}" for i, v in value.items())
-            else:
-                text = _fmt(value)
-            lines.append(f"  {key:<11} {text}")
-        return lines
+    def summary(self, max_rows: int | None = 10) -> str:
+        """actuar's ``summary(cm(...))``: structure parameters, then the premiums of the first
+        ``max_rows`` risks (None: all). See :mod:`bayescred.credibility.report`."""
+        from .report import summary
 
-    def summary(self, max_rows: int = 10) -> str:
-        """A readable report: structure parameters, boundary flag and the first risks."""
-        head = f"{self.model} credibility ({self.method}), {len(self.table)} {self._rows}"
-        lines = [head, "Structure parameters:", *self._structure_lines()]
-        if self.boundary:
-            lines.append(f"  BOUNDARY: {', '.join(self.boundary_parameters)} truncated at 0")
-        shown = self.table.head(max_rows).to_string(float_format=lambda v: f"{v:.6g}")
-        lines += ["Risks:", shown]
-        if len(self.table) > max_rows:
-            lines.append(f"... {len(self.table) - max_rows} more rows")
-        return "\n".join(lines)
+        return summary(self, max_rows)
 
     def __repr__(self) -> str:
         return self.summary()
 
+    def predict(self, newdata=None, *, period=None, regressors=None) -> pd.Series | pd.DataFrame:
+        """Premiums as actuar's ``predict(fit, newdata=)``: of the risks in ``newdata`` (its
+        grouping columns; all risks when None); regression credibility takes the forecast
+        period here (``period=``, a number, or the time column of ``newdata``). See
+        :mod:`bayescred.credibility.report`."""
+        from .report import predict
 
-def _fmt(value) -> str:
-    if value is None:
-        return "None"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.10g}"
-    return str(value)
+        return predict(self, newdata, period, regressors)
 
 
 def rows_of(frame, column, labels) -> list:

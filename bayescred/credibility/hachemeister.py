@@ -36,10 +36,10 @@ class HachemeisterFit(CredibilityFit):
     ``.A`` (J × p × p credibility matrices), ``.coefficients`` (long table: risk, coef,
     standalone, credibility, collective, A columns, outside), ``.centre`` (the time origin
     used per risk), ``.anomaly`` (risks with a credibility coefficient outside the
-    [stand-alone, collective] interval), and :meth:`predict`.
+    [stand-alone, collective] interval), :meth:`premium_at` and ``predict`` (any period).
     """
 
-    def predict(self, time, regressors: dict | None = None) -> pd.DataFrame | pd.Series:
+    def premium_at(self, time, regressors: dict | None = None) -> pd.DataFrame | pd.Series:
         """Credibility premium (1, t − t0_j (, regressors)) · CW_j for future time(s) ``time``
         (scalar → Series by risk; sequence → DataFrame risks × times). Extra regressor
         values go in ``regressors={name: value}``."""
@@ -214,6 +214,7 @@ def hachemeister(
     fit.anomaly = list(index[outside.any(axis=1)])
     fit._cw = cw
     fit._extra = extra
+    fit._time = time
     return fit
 
 

@@ -74,14 +74,8 @@ def build(formula: str, data: pd.DataFrame, weights=None, offset=None, base_leve
     if offset is not None:
         off = off + _column(data, offset, "offset")
 
-    offsets_only = "~ " + " + ".join(f"offset({o})" for o in d.formula.offsets) if d.formula.offsets else None
-
     def transform(newdata):
-        # formula offsets on new rows: the offset terms alone through the same parser
-        # (FixedDesign.offset_for trips over formulaic's term naming at the time of writing)
-        off_new = (_formula.fixed_design(offsets_only, newdata).offset if offsets_only
-                   else np.zeros(len(newdata)))
-        return d.transform(newdata), np.asarray(off_new, float)
+        return d.transform(newdata), np.asarray(d.offset_for(newdata), float)
 
     return Design(None if y is None else np.asarray(y, float), np.asarray(d.X, float), list(d.names),
                   off, w, trials, transform, "(Intercept)" in d.names, d.response_name or "")

@@ -217,7 +217,7 @@ def _init_binomial(y, wt):
 
 _ALLOWED = {
     "gaussian": ("identity", {"identity", "log", "inverse"}),
-    "binomial": ("logit", {"logit", "probit", "cloglog", "log", "cauchit"}),
+    "binomial": ("logit", {"logit", "probit", "cloglog", "log"}),
     "quasibinomial": ("logit", {"logit", "probit", "cloglog", "log"}),
     "poisson": ("log", {"log", "identity", "sqrt"}),
     "quasipoisson": ("log", {"log", "identity", "sqrt"}),
@@ -230,7 +230,7 @@ def _link(family: str, link: str | None) -> Link:
     default, allowed = _ALLOWED[family]
     name = link or default
     if name not in allowed or name not in LINKS:
-        raise FamilyError(f"link {name!r} is not available for the {family} family; use one of {sorted(allowed & set(LINKS))}")
+        raise FamilyError(f"link {name!r} is not available for the {family} family; use one of {sorted(allowed)}")
     return LINKS[name]
 
 

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import BayescredError, ConvergenceWarning
+from ..errors import BayescredError, ConvergenceWarning, NotAFrameError
 from . import design as _design
 from .families import EPS, Family, FamilyError, make_family
 from .irls import IRLSResult, irls
@@ -76,9 +76,11 @@ def _warn_numerics(family: Family, res: IRLSResult, names: list[str]):
 
 def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials=None, intercept=None,
                dispersion=None, information="expected", epsilon=1e-8, maxit=25, formula="", transform=None,
-               etastart=None, mustart=None, res: IRLSResult | None = None) -> GLMFit:
+               etastart=None, mustart=None, res: IRLSResult | None = None, final_information: bool = False) -> GLMFit:
     """Fit a GLM on arrays. ``trials``: binomial totals (cbind response); then y is the
-    proportion and the prior weights are multiplied by the totals, as R."""
+    proportion and the prior weights are multiplied by the totals, as R.
+    ``final_information``: expected information at the final estimate (instead of R's working
+    weights of the last IRLS step), for families R's glm does not have."""
     y = np.asarray(y, float)
     X = np.asarray(X, float)
     n = len(y)
@@ -104,6 +106,10 @@ def fit_arrays(y, X, names, family: Family, *, weights=None, offset=None, trials
     df_null = n_ok - int(intercept)
     disp, kind = _dispersion(family, res, df_r, dispersion)
     unscaled = res.xtwx_inv
+    if final_information and information == "expected":
+        Xk = X[:, res.keep]
+        w_final = weights * family.link.mu_eta(res.eta) ** 2 / family.variance(res.mu)
+        unscaled = np.linalg.inv(Xk.T @ (Xk * w_final[:, None]))
     if information == "observed":
         wobs = _observed_weights(family, y, res.mu, res.eta, weights)
         Xk = X[:, res.keep]
@@ -149,11 +155,14 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
     categorical) go to the shared formula parser (bayescred.formula).
     """
     if not isinstance(data, pd.DataFrame):
-        raise BayescredError("data must be a pandas DataFrame")
+        raise NotAFrameError(f"bc.glm needs a pandas DataFrame, got {type(data).__name__}")
     d = _design.build(formula, data, weights=weights, offset=offset, base_levels=base_levels, factors=factors)
+    fam = str(family)
+    if d.trials is not None and fam not in ("binomial", "quasibinomial"):
+        raise FamilyError(f"a cbind(successes, failures) response needs the binomial or quasibinomial family, "
+                          f"not {fam}")
     common = dict(weights=d.weights, offset=d.offset, formula=formula, transform=d.transform,
                   intercept=d.intercept, epsilon=epsilon, maxit=maxit)
-    fam = str(family)
     if isinstance(dispersion, str) and "~" in dispersion:
         from .dglm import double_glm
 
@@ -175,6 +184,6 @@ def glm(formula: str, data: pd.DataFrame, family: str = "gaussian", weights=None
     if fam in ("ztpoisson", "truncated_poisson"):
         from .ztpoisson import glm_ztpoisson
 
-        return glm_ztpoisson(d.y, d.X, d.names, **common)
+        return glm_ztpoisson(d.y, d.X, d.names, dispersion=dispersion, information=information, **common)
     return fit_arrays(d.y, d.X, d.names, make_family(fam, link), trials=d.trials, dispersion=dispersion,
                       information=information, **common)

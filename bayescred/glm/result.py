@@ -110,7 +110,8 @@ class GLMFit:
         stars = pd.cut(tab.iloc[:, 3], [-1, 0.001, 0.01, 0.05, 0.1, 2], labels=["***", "**", "*", ".", ""])
         shown = tab.copy()
         shown[" "] = stars.astype(str)
-        body = shown.to_string(formatters={c: "{:.6g}".format for c in tab.columns[:3]} | {tab.columns[3]: "{:.3g}".format})
+        body = shown.to_string(formatters={c: "{:.6g}".format for c in tab.columns[:3]}
+                               | {tab.columns[3]: lambda v: "<2e-16" if v < 2.2e-16 else f"{v:.3g}"})
         lines = ["", "Call:", f"glm(formula = {self.formula}, family = {self.family.display}"
                  f"(link = \"{self.family.link.name}\"))", ""]
         aliased = self.coef.index[self.coef.isna()]

@@ -7,7 +7,7 @@ in mu with link eta = log(mu + W0(-mu e^-mu)) and variance function mu (1 + lamb
 R-style IRLS (Fisher scoring, which is Newton's method here: the truncated Poisson is an
 exponential family with canonical parameter log lambda) gives the maximum-likelihood fit.
 Deviance: 2 sum w [l(y; lambda~) - l(y; lambda)] with the saturated lambda~ = lambda(y)
-(l -> 0 for y = 1).
+(l -> 0 for y = 1). Standard errors: the inverse Fisher information at the estimate.
 """
 
 from __future__ import annotations
@@ -71,4 +71,4 @@ ZTPOISSON = Family(
 
 def glm_ztpoisson(y, X, names, **common):
     """Maximum-likelihood zero-truncated Poisson regression (log link on lambda)."""
-    return fit_arrays(y, X, names, ZTPOISSON, **common)
+    return fit_arrays(y, X, names, ZTPOISSON, final_information=True, **common)

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq, minimize, minimize_scalar
 
+from ..errors import DataError
 from .fit import LOG2PI
 
 
@@ -36,14 +37,14 @@ def lrt(null, alt) -> dict:
     their fixed effects are identical (refit with ``method="ML"`` otherwise).
     """
     if null.method != alt.method:
-        raise ValueError("both fits must use the same criterion (REML or ML)")
+        raise DataError("both fits must use the same criterion (REML or ML)")
     if null.method == "REML" and list(null.fixef.index) != list(alt.fixef.index):
-        raise ValueError("REML fits with different fixed effects are not comparable; refit with method='ML'")
+        raise DataError("REML fits with different fixed effects are not comparable; refit with method='ML'")
     if null.nobs != alt.nobs:
-        raise ValueError("the fits use different numbers of observations")
+        raise DataError("the fits use different numbers of observations")
     df = alt.n_params - null.n_params
     if df < 1:
-        raise ValueError("the alternative must have more parameters than the null")
+        raise DataError("the alternative must have more parameters than the null")
     stat = max(null.criterion - alt.criterion, 0.0)
     return {
         "statistic": float(stat),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
+    ArgumentError,
     BoundaryWarning,
     DataError,
     MissingColumnError,
@@ -18,7 +19,6 @@ from ..errors import (
     NonPositiveError,
     NotAFrameError,
     NotNumericError,
-    OptionError,
     RankDeficientError,
     SummaryError,
     TooFewRisksError,
@@ -120,7 +120,7 @@ def lmm(
         raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
     w = np.ones(n) if w is None else w
-    if parsed.response is None or parsed.response.startswith("cbind("):
+    if len(parsed.response_parts) != 1:
         raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
     fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
     y = fixed.y
@@ -279,7 +279,7 @@ class LMMFit:
         measures = tuple(measures)
         unknown = [m for m in measures if m not in MEASURES]
         if unknown:
-            raise OptionError(f"unknown ranef measure(s) {unknown}; choose from {list(MEASURES)}")
+            raise ArgumentError(f"unknown ranef measure(s) {unknown}; choose from {list(MEASURES)}")
         unc = self._measures()
         sds = unc.ranef_measures(measures)
         parts = []
@@ -301,20 +301,31 @@ class LMMFit:
             out["boot_sd"] = np.concatenate([b.ravel() for b in boot])
         return out
 
-    def predict(self, newdata=None, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
-        """Group-level premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the
-        fitted data), with cond_sd, pev_sd and mse_sd of the premium (FORMULAS §9, target
-        l'β + m'u). Levels not seen in the fit get û = 0 (the collective premium)."""
-        return self._measures().predict(newdata, bootstrap=bootstrap, seed=seed)
+    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False, interval=None,
+                level: float = 0.95, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the fitted data) with
+        cond_sd, pev_sd and mse_sd (FORMULAS §9, target l'β + m'u), as lme4's ``predict``:
+        ``re_form`` (None: every random term; "~0" or False: fixed effects only; or a
+        formula naming some terms), ``allow_new_levels`` (else an unseen level raises
+        NewLevelError; allowed, it gets û = 0, the collective premium), ``interval``
+        ("cond", "pev", "mse" or a list: normal ``<m>_lower``/``<m>_upper`` at ``level``).
+        ``bootstrap=B`` with a ``seed`` adds ``boot_sd``. See :mod:`bayescred.lmm.predict`."""
+        from .predict import predict
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Profile-likelihood intervals for the standard deviations of the variance
-        components (and the residual). The profile is of this fit's own criterion (REML
-        for REML fits); lme4's ``confint(method = "profile")`` profiles the ML deviance
-        for REML fits too, so it equals ours for the ML fit."""
-        from .inference import profile_intervals
+        return predict(self, newdata, re_form, allow_new_levels, interval, level, bootstrap, seed)
 
-        return profile_intervals(self, level)
+    def confint(self, level: float = 0.95, method: str = "profile", parm=None, nsim: int = 500,
+                seed: int | None = None) -> pd.DataFrame:
+        """Intervals for every parameter as lme4's ``confint``: SDs and correlations of the
+        random effects, the residual SD, the fixed effects (``parm``: None for all,
+        "theta_", "beta_" or names). ``method``: "profile" (the fit's own criterion for the
+        variance parameters, REML for REML fits where lme4 profiles the ML deviance; the ML
+        deviance for β as lme4), "wald" (β only, NaN elsewhere as lme4) or "boot"
+        (parametric bootstrap percentiles of ``nsim`` refits, needs ``seed``). Rows follow
+        ``varcorr`` then ``fixef``; see :mod:`bayescred.lmm.confint` for names and formulas."""
+        from .confint import confint
+
+        return confint(self, level, method, parm, nsim, seed)
 
     def to_dict(self) -> dict:
         """The JSON-ready summary fixed in DESIGN.md (CLI ``bayescred lmm --json``)."""
@@ -343,6 +354,56 @@ class LMMFit:
             "nobs": int(self.nobs),
             "ranef": [{k: clean(v) for k, v in row.items()} for row in ranef.to_dict("records")],
         }
+
+    # -- residuals, fitted values and information criteria (issue 12)
+    def _response_residuals(self) -> np.ndarray:
+        """y - (offset + Xβ̂ + Zb̂) per row; the offset cancels against the design's response."""
+        d = self._design
+        zb = sum(np.einsum("nk,nk->n", t.X, b[t.codes]) for t, b in zip(d.terms, self._modes))
+        return d.y + d.X @ (d.beta0 - self.fixef.to_numpy()) - zb
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Conditional residuals as lme4's ``residuals(fit, type, scaled)``: ``"response"`` and
+        ``"working"`` y - μ̂ with μ̂ = offset + Xβ̂ + Zb̂; ``"pearson"`` and ``"deviance"``
+        √w (y - μ̂) (w the caller's weights); ``scaled=True`` divides by σ̂ — lme4's "scaled
+        residuals" of ``summary()`` are ``residuals("pearson", scaled=True)``."""
+        if type not in ("response", "working", "pearson", "deviance"):
+            raise ArgumentError(f"type must be 'response', 'working', 'pearson' or 'deviance', got {type!r}")
+        r = self._response_residuals()
+        if type in ("pearson", "deviance"):
+            r = r * np.sqrt(self._design.w * self._design.scale)
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self._data.index, name=f"{type} residual")
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values offset + Xβ̂ + Zb̂ for the rows of the fit (lme4's ``fitted()``)."""
+        y = np.asarray(self._fixed.y, dtype=float)
+        return pd.Series(y - self._response_residuals(), index=self._data.index, name="fitted")
+
+    def information_criteria(self, convention: str = "lme4") -> pd.Series:
+        """logLik, AIC and BIC with the number of parameters k = p + variance parameters + 1.
+
+        ``"lme4"`` (default, the ``aic``/``bic`` attributes): BIC = -2ℓ + k log N.
+        ``"nlme"``: for a REML fit nlme's BIC uses N - p observations, BIC = -2ℓ + k log(N - p)
+        (seed 004 Table 6.2 prints 1328.41 where lme4 gives 1328.58); ML fits agree.
+        logLik and AIC are the same in both (−½ × the REML criterion or ML deviance)."""
+        if convention not in ("lme4", "nlme"):
+            raise ArgumentError(f"convention must be 'lme4' or 'nlme', got {convention!r}")
+        n = self.nobs - (self._design.p if convention == "nlme" and self.reml else 0)
+        k = self.n_params
+        return pd.Series(
+            {"loglik": self.loglik, "aic": self.aic, "bic": self.criterion + k * math.log(n), "n_params": k, "nobs": n},
+            name=f"{self.method} ({convention})",
+        )
+
+    def summary(self):
+        """The fit laid out as lme4's ``summary(lmer(...))``: criterion, scaled residuals,
+        random effects, fixed effects with SE and t value, their correlation. ``print()`` it;
+        its tables are attributes (:class:`~bayescred.lmm.summary.LMMSummary`)."""
+        from .summary import summarise
+
+        return summarise(self)
 
     def __repr__(self) -> str:
         return (

@@ -33,15 +33,17 @@ available on request. The factor 2 is a Gaussian-REML identity, only approximate
 realised MSE (g1 + g2 + g3 alone: 88 %), the bias-corrected bootstrap 96 %
 (benchmarks/bench_poisson_gamma.py); the plug-in g1 is low because the ML lam-hat is.
 
-dhglm/hglm estimate lam by h-likelihood, which is biased low for sparse counts: on the
-bus data dhglm prints lam = exp(-1.097) = 0.334, the exact marginal ML is 0.420456
-(REFERENCE-VALUES.md §11.6, erratum E12).
+``method="hl"`` fits the same model by h-likelihood as R's dhglm does (:mod:`.hlik`); the
+two estimators differ (bus: dhglm lam = exp(-1.097) = 0.334 against the exact marginal ML
+0.420456, REFERENCE-VALUES.md §11.6, E12; train, medpar and fabric: the h-likelihood lam is
+the larger one), and ``summary()`` shows both side by side with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from scipy import linalg, optimize, sparse, special
 
 from .. import errors
 from .. import formula as fm
+from . import hlik
 from ..portfolio import _to_pandas, as_frame, validate
 
 __all__ = ["poisson_gamma_eb", "PoissonGammaFit"]
@@ -78,7 +81,7 @@ def _fixed_formula(fixed) -> tuple[fm.Formula, list[str]]:
             "the random intercept is given by group=, not in fixed=; write only the fixed effects, e.g. 'zone + age'"
         )
     factors, pieces = [], []
-    for sign, piece in parsed._fixed:
+    for sign, piece in parsed.terms:
         if isinstance(piece, fm.Call) and piece.func == "C" and len(piece.args) == 1 and isinstance(piece.args[0], fm.Name):
             factors.append(piece.args[0].id)
             piece = piece.args[0]
@@ -372,8 +375,10 @@ class PoissonGammaFit:
     Methods: ``ranef()``, ``predict(newdata)``, ``summary()``, ``to_dict()``.
     """
 
-    def __init__(self, design: _Design, d: _Data, levels, beta, a, *, converged, estimated):
+    def __init__(self, design: _Design, d: _Data, levels, beta, a, *, converged, estimated, hl=None):
         self._design, self._d, self._levels = design, d, levels
+        self.method = "ml" if hl is None else "hl"
+        self.hlik = hl  # hlik.HLikResult for method="hl": dhglm's SEs, -2ML, -2RL, cAIC
         names = design.names
         self.boundary = not np.isfinite(a)
         self.lam = 0.0 if self.boundary else math.exp(-a)
@@ -403,6 +408,10 @@ class PoissonGammaFit:
         self.vcov = pd.DataFrame(cov[:-1, :-1], index=names, columns=names)
         self.log_lam_se = float(np.sqrt(cov[-1, -1])) if np.isfinite(cov[-1, -1]) else math.nan
         self.lam_se = self.lam * self.log_lam_se
+        if hl is not None:  # dhglm's standard errors; loglik stays the exact marginal one at these values
+            self.vcov = pd.DataFrame(hl.beta_vcov, index=names, columns=names)
+            self.log_lam_se = hl.log_lam_se
+            self.lam_se = self.lam * self.log_lam_se
         k = len(names) + 1
         self.deviance = -2 * self.loglik
         self.aic = self.deviance + 2 * k
@@ -543,7 +552,11 @@ class PoissonGammaFit:
     def summary(self) -> str:
         se = np.sqrt(np.diag(self.vcov.to_numpy()))
         coef = pd.DataFrame({"Estimate": self.fixef, "Std. Error": se, "z value": self.fixef / se})
-        how = "exact marginal ML (negative multinomial)" if self.estimated else "evaluated at given estimates (no fit)"
+        how = (
+            ("exact marginal ML (negative multinomial)" if self.method == "ml" else "h-likelihood (dhglm's algorithm)")
+            if self.estimated
+            else "evaluated at given estimates (no fit)"
+        )
         lines = [
             f"Poisson-gamma random intercept, {how}",
             f"  claims {self._design.claims!r} ~ {' + '.join(self.fixef.index) or '0'}"
@@ -563,13 +576,48 @@ class PoissonGammaFit:
                 f"Random effect: lam = Var(u) = {self.lam:.6f} (SE {self.lam_se:.6f});"
                 f" log(lam) = {math.log(self.lam):.6f} (SE {self.log_lam_se:.6f}); alpha = 1/lam = {self.alpha:.6f}",
             ]
-        if self.estimated and not self.boundary:
-            lines.append("  (h-likelihood fits, dhglm/hglm, estimate lam lower: bus data 0.334 against this exact 0.4205)")
+        if self.method == "hl":
+            h = self.hlik
+            lines.append(
+                f"  -2ML (-2 p_v(h)) {h.ml:.5f}  -2RL (-2 p_beta,v(h)) {h.rl:.5f}  cAIC {h.caic:.5f}"
+                f"  scaled deviance {h.scaled_deviance:.5f}  df {h.df:.5f};  logLik above: exact marginal at these values"
+            )
+        if self.estimated:
+            lines += ["", self._side_by_side()]
         if not self.estimated:
             lines.append("  (standard errors from the observed information at these values, not at the ML)")
         if not self.converged and self.estimated:
             lines.append("WARNING: the optimiser did not converge")
         return "\n".join(lines)
+
+    def _side_by_side(self) -> str:
+        """Both estimators on the same data (this fit and the other method), the h-likelihood
+        fixed point without dhglm's lam/q term, and the reason they differ."""
+        d = self._d
+        if self.method == "ml":
+            other = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J)
+            ml = (self.fixef.to_numpy(), self.lam)
+            hl = (other.beta, other.lam)
+        else:
+            beta, a, _ = _fit(d, (self.fixef.to_numpy(), -math.log(self.lam)) if self.lam > 0 else None)
+            ml = (beta, 0.0 if not np.isfinite(a) else math.exp(-a))
+            hl = (self.fixef.to_numpy(), self.lam)
+        plain = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=False, tol=1e-10)
+        both = pd.DataFrame(
+            {
+                "exact ML": [*ml[0], ml[1]],
+                "h-likelihood (dhglm)": [*hl[0], hl[1]],
+                "h-lik., no lam/q term": [*plain.beta, plain.lam],
+            },
+            index=[*self.fixef.index, "lam = Var(u)"],
+        )
+        return "\n".join(
+            [
+                "Exact marginal ML and h-likelihood side by side:",
+                both.to_string(float_format=lambda v: f"{v:.6f}"),
+                textwrap.fill(hlik.WHY_THEY_DIFFER, width=100, initial_indent="  ", subsequent_indent="  "),
+            ]
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -584,6 +632,7 @@ class PoissonGammaFit:
         se = np.sqrt(np.diag(self.vcov.to_numpy()))
         out = {
             "model": "poisson_gamma",
+            "method": self.method,
             "fixef": dict(zip(self.fixef.index, map(_num, self.fixef))),
             "fixef_se": dict(zip(self.fixef.index, map(_num, se))),
             "lam": _num(self.lam),
@@ -658,6 +707,8 @@ def poisson_gamma_eb(
     offset: str | None = None,
     fixef: Mapping[str, float] | Sequence[float] | None = None,
     lam: float | None = None,
+    method: str = "ml",
+    lambda_correction: bool = True,
 ) -> PoissonGammaFit:
     """Poisson–gamma random-intercept model by exact marginal maximum likelihood.
 
@@ -683,6 +734,10 @@ def poisson_gamma_eb(
     offset : an extra log-scale offset column, added to log(exposure).
     fixef, lam : evaluate at these estimates instead of maximising (e.g. published values);
         ``fixef`` maps coefficient names to values (or lists them in design order).
+    method : ``"ml"`` exact marginal ML (default) or ``"hl"`` h-likelihood as R's dhglm
+        (:mod:`.hlik`; SEs, -2ML, -2RL and cAIC as dhglm prints them, in ``fit.hlik``).
+    lambda_correction : ``method="hl"`` only: dhglm's extra lam/q term in the lam step (dhglm
+        drops it for data of exactly 32 rows, so its fabric output needs False).
 
     Returns
     -------
@@ -706,6 +761,15 @@ def poisson_gamma_eb(
     d = _Data(X, design.log_offset(table), y, codes, len(levels))
     if (fixef is None) != (lam is None):
         raise ValueError("give both fixef= and lam= to evaluate at given estimates, or neither to fit")
+    if method not in ("ml", "hl"):
+        raise errors.ArgumentError(f"method must be 'ml' (exact marginal ML) or 'hl' (h-likelihood), got {method!r}")
+    if fixef is None and method == "hl":
+        _check_claims(design, table, y)
+        res = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=lambda_correction)
+        if not res.converged:
+            warnings.warn("the h-likelihood iteration did not converge", errors.ConvergenceWarning, stacklevel=2)
+        a = math.inf if res.boundary else -math.log(res.lam)
+        return PoissonGammaFit(design, d, np.asarray(levels), res.beta, a, converged=res.converged, estimated=True, hl=res)
     if fixef is None:
         _check_claims(design, table, y)
         beta, a, converged = _fit(d)

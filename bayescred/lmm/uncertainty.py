@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..progress import track
 from .blockmatrix import BlockMatrix, ProductSum
 from .fit import _single_thread, tri_index
 
@@ -331,7 +332,7 @@ class Uncertainty:
         base = d.X @ fit.fixef.to_numpy()
         acc = None
         boot = copy.copy(d)
-        for _ in range(B):
+        for _ in track(range(B), "parametric bootstrap"):
             us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
                   for t, S in zip(d.terms, fit.covariances)]
             y = base + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))

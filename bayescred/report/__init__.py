@@ -16,7 +16,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from .. import runfolder
 from ..compare import by_risk
+from ..errors import BayescredError, RunFolderError
 from . import html
 
 __all__ = ["report", "write_report"]
@@ -42,6 +44,7 @@ MODEL_TEXT = {
     "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (FORMULAS.md §7; REFERENCE-VALUES.md §11.5).",
 }
 
+REBUILT = frozenset({"report.html"})  # what `bayescred report RUN` rewrites in the folder
 HYPER = ("collective", "between", "within", "k", "lam", "alpha")
 
 
@@ -59,10 +62,18 @@ def _hyper_names(posterior) -> list[str]:
 
 
 def write_report(run, path) -> Path:
-    """Write the HTML report of ``run`` (a Run, or what :func:`_load_run` rebuilds) to ``path``."""
+    """Write the HTML report of ``run`` (a Run, or what :func:`_load_run` rebuilds) to ``path``
+    (a new file renamed into place: a symbolic link there is replaced, never written through)."""
+    import matplotlib.pyplot as plt
+
+    # labels come from the user's data: "$...$" in a risk name is text, not mathtext or TeX
+    with plt.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return runfolder.write_text(path, _page(run))
+
+
+def _page(run) -> str:
     from . import diagnostics, plots  # ArviZ and the plotting stack load only to write a report
 
-    path = Path(path)
     spec, cmp, posterior = run.spec, run.comparison, run.posterior
     prob = cmp.prob
     sections = []
@@ -128,20 +139,21 @@ def write_report(run, path) -> Path:
 
     sections.append(("references", "Published reference values", html.table(checks, "Checked values", index=False)
                      if len(checks) else "<p>No reference values in this spec.</p>"))
-    path.write_text(html.page(f"bayescred run: {spec.title}", sections))
-    return path
+    return html.page(f"bayescred run: {spec.title}", sections)
 
 
-def _load_run(folder: Path):
-    """Rebuild what the report needs from a saved run folder."""
+def _load_run(folder: Path, regenerate: frozenset[str] = frozenset()):
+    """Rebuild what the report needs from a saved run folder, verified against its manifest
+    first (files in ``regenerate`` are about to be rewritten and are not checked)."""
     import xarray as xr
 
     from ..compare import Comparison, EBSummary
     from ..runner import load_data
     from ..spec import load_spec
 
+    manifest = runfolder.verify(folder, regenerate=regenerate)
     spec = load_spec(folder / "spec.toml")
-    posterior = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf")
+    posterior = xr.load_datatree(folder / "posterior.nc", engine="h5netcdf")  # read whole: no file left open
 
     def csv(name):
         frame = pd.read_csv(folder / name)
@@ -155,23 +167,37 @@ def _load_run(folder: Path):
     checks = pd.read_csv(folder / "reference_checks.csv")
     try:
         data = load_data(spec)
-    except Exception:  # the report can be rebuilt without the data folder
+    except BayescredError:  # the report can be rebuilt without the data folder
         data = pd.DataFrame()
     classical = SimpleNamespace(table=csv("classical_table.csv"))
     return SimpleNamespace(spec=spec, data=data, comparison=cmp, posterior=posterior, checks=checks,
-                           eb_summary=eb, classical=classical)
+                           eb_summary=eb, classical=classical, manifest=manifest)
 
 
 def report(run, out=None) -> Path:
-    """Write the HTML report of a Run (or of a saved run folder); return its path."""
-    if isinstance(run, (str, Path)):
-        folder = Path(run)
-        if not (folder / "spec.toml").is_file():
-            raise FileNotFoundError(f"{folder} is not a saved run folder (no spec.toml); run `bayescred fit` first")
-        loaded = _load_run(folder)
-        return write_report(loaded, Path(out) if out else folder / "report.html")
-    if out is None and run.out is None:
+    """Write the HTML report of a Run (or of a saved run folder); return its path.
+
+    A run folder is verified against its manifest first (a damaged or incomplete one raises
+    :class:`~bayescred.errors.RunFolderError`). Without ``out`` the report goes into the run's
+    folder: its ``report.html`` and manifest are replaced in one transaction, under the lock.
+    """
+    folder, loaded = (Path(run), None) if isinstance(run, (str, Path)) else (run.out, run)
+    if folder is None and out is None:
         raise ValueError("give out= (an HTML path) for a run that was not saved")
-    return write_report(run, Path(out) if out else run.out / "report.html")
-
-
+    if folder is not None and out is not None and Path(out).resolve().parent == folder.resolve():
+        if Path(out).name not in REBUILT:
+            raise RunFolderError(f"write the report outside the run folder {folder}, or as its report.html")
+        out = None
+    if out is not None:
+        return write_report(loaded or _load_run(folder), Path(out))
+    if not Path(folder).is_dir():  # refused here: the lock would create the folder's parents
+        runfolder.verify(folder)
+    with runfolder.lock(folder) as locked:
+        if loaded is None:
+            loaded = _load_run(locked, regenerate=REBUILT)
+            files = loaded.manifest
+        else:
+            files = runfolder.verify(locked, regenerate=REBUILT)
+        kept = {k: v for k, v in files.items() if k not in REBUILT}
+        runfolder.commit(locked, lambda new: write_report(loaded, new / "report.html"), keep=kept)
+    return locked / "report.html"

@@ -62,15 +62,20 @@ def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return est, counts
 
 
+def n_chains(posterior) -> int:
+    return int(posterior["posterior"].sizes["chain"])
+
+
 def health(posterior, var_names) -> dict:
-    """Pass/fail of the sampler-health rules: no divergences, R-hat <= 1.01, bulk ESS >= 400."""
+    """Pass/fail of the sampler-health rules: no divergences, R-hat <= 1.01, bulk ESS >= 400.
+    One chain cannot pass: R-hat compares chains (it is NaN then)."""
     s = summary(posterior, var_names)
     div = int(divergences(posterior).sum())
     return {
         "divergences": div,
         "max_rhat": float(s["r_hat"].max()),
         "min_ess_bulk": float(s["ess_bulk"].min()),
-        "ok": div == 0 and s["r_hat"].max() <= RHAT_MAX and s["ess_bulk"].min() >= ESS_MIN,
+        "ok": bool(div == 0 and s["r_hat"].max() <= RHAT_MAX and s["ess_bulk"].min() >= ESS_MIN),
     }
 
 
@@ -86,10 +91,9 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
     parts = []
     s = summary(posterior, var_names)
     h = health(posterior, var_names)
-    verdict = (
-        f"divergences {h['divergences']}, max R-hat {h['max_rhat']:.4f} (rule <= {RHAT_MAX}), "
-        f"min bulk ESS {h['min_ess_bulk']:.0f} (rule >= {ESS_MIN})"
-    )
+    rhat = (f"max R-hat {h['max_rhat']:.4f} (rule <= {RHAT_MAX})" if n_chains(posterior) > 1
+            else "R-hat not computed: it needs at least 2 chains")
+    verdict = f"divergences {h['divergences']}, {rhat}, min bulk ESS {h['min_ess_bulk']:.0f} (rule >= {ESS_MIN})"
     parts.append(html.note(("Sampler healthy: " if h["ok"] else "Sampler problems: ") + verdict,
                            "ok" if h["ok"] else "fail"))
     parts.append(html.table(s, "Posterior summary (90% ETI, equal-tailed interval)"))
@@ -103,8 +107,9 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
         parts.append(html.table(loo[1], "Pareto k diagnostic"))
     parts.append(html.figure(_plot("plot_trace_dist", posterior, var_names=var_names, compact=True),
                              "Trace and marginal posterior per chain"))
-    parts.append(html.figure(_plot("plot_rank", posterior, var_names=var_names),
-                             "Rank plots (uniform ranks: chains mix)"))
+    if n_chains(posterior) > 1:  # ranks compare chains
+        parts.append(html.figure(_plot("plot_rank", posterior, var_names=var_names),
+                                 "Rank plots (uniform ranks: chains mix)"))
     if observed and "posterior_predictive" in posterior.children:
         parts.append(html.figure(_plot("plot_ppc_dist", posterior, var_names=[observed]),
                                  "Posterior predictive check: observed vs replicated data"))
