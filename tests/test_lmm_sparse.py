@@ -169,7 +169,6 @@ def test_jewell_6000_risks_conditional_sds_fast():
     assert elapsed < 5.0  # lme4's ranef(condVar = TRUE): 0.5 s; here ~0.1-0.3 s
 
 
-@pytest.mark.slow
 def test_jewell_6000_risks_every_measure_and_cli_json(tmp_path):
     data = _jewell()
     fit = bc.lmm("y ~ 1 + (1 | sector/risk)", data, weights="w")
