@@ -140,6 +140,20 @@ def test_block_measures_equal_dense_formulas(form, method):
     np.testing.assert_allclose(r.mse_sd ** 2, mse, rtol=1e-9)
 
 
+def test_measures_after_a_sparse_lu_fit(monkeypatch):
+    """Designs whose remaining factors are too many for the dense Schur complement are
+    fitted by sparse LU; their measures come from the same block algebra."""
+    from bayescred.lmm import fit as engine
+
+    ref = bc.lmm("y ~ x + (1|a) + (1|b)", _small(), weights="w").ranef()
+    monkeypatch.setattr(engine, "SCHUR_MAX", -1)
+    fit = bc.lmm("y ~ x + (1|a) + (1|b)", _small(), weights="w")
+    assert fit._design.sparse
+    r = fit.ranef()
+    for col in ("cond_sd", "pev_sd", "mse_sd"):
+        np.testing.assert_allclose(r[col], ref[col], rtol=1e-6)
+
+
 def test_measures_can_be_asked_for_one_at_a_time():
     fit = bc.lmm("y ~ x + (1|a) + (1|b)", _small())
     full = fit.ranef()

@@ -50,8 +50,11 @@ class Uncertainty:
         J, k1, q1, q2 = d.J1, d.k1, d.J1 * d.k1, d.q2
         self.q = q1 + q2
         if q2:
-            A12 = d.A12.reshape(q1, q2)
-            A = BlockMatrix(d.A11, X12=A12, X21=A12.T, X22=d.A22)
+            if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ
+                A12, A22 = d.A[:q1, q1:].toarray(), d.A[q1:, q1:].toarray()
+            else:
+                A12, A22 = d.A12.reshape(q1, q2), d.A22
+            A = BlockMatrix(d.A11, X12=A12, X21=A12.T, X22=A22)
             AX = np.vstack([d.B1[:, :, 1:].reshape(q1, d.p), d.B2[:, 1:]])
             Lam = BlockMatrix(np.broadcast_to(T1, (J, k1, k1)).copy(), X22=d.Lam2(sol.Ts).toarray())
         else:
