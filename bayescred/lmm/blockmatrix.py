@@ -192,7 +192,7 @@ class BlockMatrix:
         return np.concatenate([d1, d2])
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
-        """The dense rows X[idx, :] (cost len(idx)·q₁·r)."""
+        """The dense rows ``idx`` of ``X`` (cost len(idx)·q₁·r)."""
         J, k, _ = self.D.shape
         q1, q2 = self.q1, self.q2
         out = np.zeros((len(idx), q1 + q2))
@@ -215,7 +215,7 @@ class BlockMatrix:
         return F.T @ self.dot(F)
 
     def sub(self, idx: np.ndarray) -> np.ndarray:
-        """The dense submatrix X[idx][:, idx] for a few global indices."""
+        """The dense submatrix of ``X`` on the rows and columns ``idx`` (a few global indices)."""
         J, k, _ = self.D.shape
         q1 = self.q1
         out = np.zeros((len(idx), len(idx)))
