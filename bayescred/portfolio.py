@@ -499,7 +499,8 @@ def cross_products(
         J = len(levels)
         y = native[response].to_numpy(dtype=float)
         w = np.ones(len(y)) if weight is None else native[weight].to_numpy(dtype=float)
-        Q = np.column_stack(([np.ones(len(y))] if intercept else []) + [native[c].to_numpy(dtype=float) for c in regressors])
+        columns = [native[c].to_numpy(dtype=float) for c in regressors]
+        Q = np.column_stack(([np.ones(len(y))] if intercept else []) + columns)
         p = Q.shape[1]
         wQ = w[:, None] * Q
         QWQ = np.empty((J, p, p))

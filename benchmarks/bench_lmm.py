@@ -167,7 +167,8 @@ def main():
               f"on (b), eliminating the 500-level factor per level and factoring the 200 × 200 Schur complement "
               f"densely took {fmt(ours_b)}; the same fit through a general sparse LU of M (SuperLU, symmetric "
               f"mode, minimum-degree ordering) took {fmt(lu_b)} (criteria differ by {crit_b - lu_crit_b:.1e}).",
-              "", "Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py` (machine shared with other jobs; "
+              "", "Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py` "
+              "(machine shared with other jobs; "
               "BLAS limited to one thread inside bc.lmm)."]
     write_section("lmm", "## Linear mixed models: fit time (bench_lmm.py)\n\n" + "\n".join(lines))
     print("\n".join(lines))
@@ -226,7 +227,8 @@ def jewell(risks=6000, sectors=50, seed=1):
     risk = np.repeat(np.arange(risks), periods)
     sector = risk % sectors
     w = rng.uniform(0.5, 2, len(risk))
-    y = 100 + rng.normal(0, 5, sectors)[sector] + rng.normal(0, 8, risks)[risk] + rng.normal(0, 10, len(risk)) / np.sqrt(w)
+    sector_effect, risk_effect = rng.normal(0, 5, sectors), rng.normal(0, 8, risks)
+    y = 100 + sector_effect[sector] + risk_effect[risk] + rng.normal(0, 10, len(risk)) / np.sqrt(w)
     return pd.DataFrame({"y": y, "sector": sector, "risk": risk, "w": w})
 
 

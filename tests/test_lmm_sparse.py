@@ -170,7 +170,8 @@ def _jewell(risks=6000, sectors=50, seed=1):
     risk = np.repeat(np.arange(risks), periods)
     sector = risk % sectors
     w = rng.uniform(0.5, 2, len(risk))
-    y = 100 + rng.normal(0, 5, sectors)[sector] + rng.normal(0, 8, risks)[risk] + rng.normal(0, 10, len(risk)) / np.sqrt(w)
+    sector_effect, risk_effect = rng.normal(0, 5, sectors), rng.normal(0, 8, risks)
+    y = 100 + sector_effect[sector] + risk_effect[risk] + rng.normal(0, 10, len(risk)) / np.sqrt(w)
     return pd.DataFrame({"y": y, "sector": sector, "risk": risk, "w": w})
 
 
