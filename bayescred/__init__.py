@@ -5,35 +5,50 @@ Classical moment estimators (``bc.credibility``), empirical Bayes by REML/ML
 by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on first use.
 """
 
+import sys
+import types
 from importlib import import_module
 from importlib import metadata as _metadata
 
 from . import credibility, datasets, errors, portfolio
+from .compare import compare
+from .report import report
 
-# The functions bc.lmm, bc.compare and bc.report share their names with the subpackages that
-# hold them; importing them here, eagerly, binds the names to the functions for good (a later
-# import of a submodule finds it in sys.modules and leaves these names alone).
-from .compare import compare  # noqa: E402
-from .compare_models import compare_models  # noqa: E402
-from .glm import glm  # noqa: E402
-from .glmm import glmm  # noqa: E402
-from .lmm import lmm, lrt  # noqa: E402
-from .report import report  # noqa: E402
+# bc.compare_models, bc.glm, bc.glmm, bc.lmm and bc.lrt load on first use (they need
+# scipy.optimize, scipy.sparse and formulaic; a classical fit does not). Several are
+# functions that share their names with the subpackages holding them: the import system
+# sets a package attribute to each subpackage it imports, so the package class below keeps
+# those names for the functions (bc.compare and bc.report, bound eagerly, the same way).
+_FUNCTIONS = {"compare", "compare_models", "glm", "glmm", "lmm", "report"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 try:  # the single source of the version is pyproject.toml, through the installed metadata
     __version__ = _metadata.version("bayescred")
 except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
     __version__ = "0+unknown"
 
-# PyMC and its compiler load on first use only
+# Loaded on first use: PyMC and its compiler, the REML/GLM/GLMM engines
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
     "implied_credibility": ("bayescred.implied", "implied_credibility"),
+    "compare_models": ("bayescred.compare_models", "compare_models"),
+    "glm": ("bayescred.glm", "glm"),
+    "glmm": ("bayescred.glmm", "glmm"),
+    "lmm": ("bayescred.lmm", "lmm"),
+    "lrt": ("bayescred.lmm", "lrt"),
 }
 
-__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "compare_models", "glm", "glmm", "lmm", "lrt",
-           "report", *_LAZY]
+__all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "report", *_LAZY]
 
 
 def __getattr__(name):

@@ -21,10 +21,10 @@ of the link-scale effect, ``dispersion`` = the Gamma dispersion (glmer's residua
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import DataError
 
@@ -248,7 +248,7 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
     if not isinstance(eb, EBSummary):
         eb = glmm_summary(eb, posterior, prob)
     quantity = eb.extra.get("quantity", "premium")
-    z = stats.norm.ppf(0.5 + prob / 2)
+    z = NormalDist().inv_cdf(0.5 + prob / 2)
     post = posterior_table(posterior, quantity, prob)
     risks = post.index
     eb_prem = by_risk(eb.premiums, risks)

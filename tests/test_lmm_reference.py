@@ -313,7 +313,7 @@ def test_convergence_problem_is_reported(monkeypatch):
             self.x, self.fun, self.success, self.message = x, np.inf, False, "stalled"
 
     monkeypatch.setattr(engine, "minimize", lambda f, x0, **kw: Stalled(np.asarray(x0, float)))
-    monkeypatch.setattr(engine, "_newton_polish", lambda f, x, lower: (x, f(x), 0.5, True))
+    monkeypatch.setattr(engine, "_newton_polish", lambda f, x, lower, grad=None: (x, f(x), 0.5, True))
     t31 = bc.datasets.load("buhlmann_table31")
     with pytest.warns(bc.errors.ConvergenceWarning, match="scaled gradient"):
         f = bc.lmm("loss ~ 1 + (1|class)", t31)

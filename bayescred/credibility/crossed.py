@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
 from ..portfolio import as_list
@@ -279,6 +278,8 @@ def _reml(y, w, K, ssw, n_total, start, interaction):
         Hinv = np.linalg.inv(H)
         return np.array([np.sum(Hinv * K[k]) - a @ K[k] @ a / s - (n_total - 1) * (r @ K[k] @ r) / (ssw + quad)
                          for k in active])
+
+    from scipy import optimize  # loaded only for the REML path
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None

@@ -7,13 +7,14 @@
   parametric bootstrap; :mod:`.inference` profile intervals and boundary LRTs;
 * :mod:`.poisson_gamma` the Poisson–gamma empirical Bayes (exact negative-binomial ML).
 
-Sparse Cholesky: CHOLMOD (scikit-sparse) needs the SuiteSparse headers, which this
-environment lacks (only an sdist on PyPI). The engine instead eliminates the block of
-the grouping factor with the most levels in closed form (it is block-diagonal, one
-k×k block per level) and factors the Schur complement of the remaining factors densely:
-for the crossed designs of credibility (a large risk factor crossed with a few hundred
-levels of another) this is the exact sparse Cholesky with the optimal ordering and
-costs O(n + J k³ + q₂³) per evaluation.
+Sparse Cholesky: CHOLMOD (scikit-sparse 0.5.0) is an sdist only and needs the SuiteSparse
+headers and libraries, which this environment lacks. The engine instead eliminates the
+block of the grouping factor with the most levels in closed form (it is block-diagonal,
+one k×k block per level) and factors the Schur complement of the remaining factors
+densely: for the crossed and nested designs of credibility (a large risk factor crossed
+with or nested in a few hundred levels of another) this is the exact sparse Cholesky with
+the optimal ordering and costs O(n + J k³ + q₂³) per evaluation. The analytic gradient
+and the uncertainty measures use the same two-block structure (:mod:`.blockmatrix`).
 """
 
 from .inference import lrt

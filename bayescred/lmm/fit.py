@@ -18,12 +18,21 @@ eliminated in closed form (cost linear in the number of risks); the remaining fa
 (crossed or nested) enter through the dense Schur complement S = M22 − M21 M11⁻¹ M12.
 This is a sparse Cholesky with the fill-reducing ordering "largest factor first", exact
 for two crossed factors (no fill in the eliminated block); see the module docstring of
-``bayescred.lmm`` for why not CHOLMOD.
+``bayescred.lmm`` for why not CHOLMOD. On large designs M12 = Λ₁'Z₁'WZ₂Λ₂ and
+Y = M11⁻¹M12 stay sparse, so S costs the nonzeros of Z₁'WZ₂ (MixedModels.jl's blocked
+Cholesky); below ``SPARSE_CELLS`` dense products are faster.
+
+Optimiser: L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three
+trace/pairing terms read off the same two-block factor), then a Newton polish whose
+Hessian is the central difference of that gradient: a model with m θ costs about
+20 + 2m factorisations instead of the O(m²) criterion evaluations of a finite-difference
+Hessian.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -38,6 +47,7 @@ from ..formula import RandomTerm
 LOG2PI = np.log(2 * np.pi)
 SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
 SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
+SPARSE_CELLS = 2e5  # beyond this many cells of M12 its products run sparse
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -99,7 +109,10 @@ class Design:
         elif q2:
             Z1 = self._z1_sparse()
             WZ2 = self.Z2.multiply(ww).tocsc()
-            self.A12 = np.asarray((Z1.T @ WZ2).todense()).reshape(self.J1, self.k1, q2)
+            A12 = (Z1.T @ WZ2).tocsr()
+            self.A12 = A12.toarray().reshape(self.J1, self.k1, q2)
+            # the fit's Z₁'WZ₂: sparse once dense products would cost more than the nonzeros
+            self.A12m = A12 if self.J1 * self.k1 * q2 > SPARSE_CELLS else self.A12.reshape(-1, q2)
             self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
         self.set_response(y, within_ss)
 
@@ -160,7 +173,25 @@ class Design:
         return out
 
     def T1(self, Ts) -> np.ndarray:
+        if len(self.block1) == 1:
+            return Ts[self.block1[0]]
         return sla.block_diag(*[Ts[i] for i in self.block1])
+
+    def block_diagonal(self, blocks) -> sp.csr_matrix:
+        """bd(blocks) for (J1, k1, k1) blocks, as a sparse q1×q1 matrix."""
+        J, k = self.J1, self.k1
+        if k == 1:
+            return sp.diags_array(np.broadcast_to(blocks, (J, 1, 1)).ravel(), format="csr")
+        rows = np.repeat(np.arange(J * k), k)
+        cols = (np.repeat(np.arange(J) * k, k * k) + np.tile(np.arange(k), J * k))
+        return sp.csr_matrix((np.broadcast_to(blocks, (J, k, k)).ravel(), (rows, cols)), shape=(J * k, J * k))
+
+    def bd_mul(self, blocks, X):
+        """bd(blocks) X for (J1, k1, k1) blocks and X of shape (q1, m), dense or sparse."""
+        if sp.issparse(X):
+            return (self.block_diagonal(blocks) @ X).tocsr()
+        J, k = self.J1, self.k1
+        return np.einsum("jab,jbm->jam", np.broadcast_to(blocks, (J, k, k)), X.reshape(J, k, -1)).reshape(X.shape)
 
     def Lam2(self, Ts):
         """Λ of the remaining terms as a sparse matrix (only for the uncertainty code)."""
@@ -180,8 +211,38 @@ class Design:
                 out[o : o + t.n_levels * t.k] = np.einsum("ba,lbm->lam", Ts[i], blk).reshape(seg.shape)
         return out
 
+    def lam2(self, Ts, B):
+        """Λ₂B for B of shape (q2, m), term by term: (l, k, m) blocks times T_i."""
+        out = np.empty_like(B)
+        for i in self.rest:
+            t, o = self.terms[i], self.rest_offset[i]
+            seg = B[o : o + t.n_levels * t.k]
+            if t.k == 1:
+                out[o : o + t.n_levels] = Ts[i][0, 0] * seg
+            else:
+                blk = seg.reshape(t.n_levels, t.k, -1)
+                out[o : o + t.n_levels * t.k] = np.einsum("ab,lbm->lam", Ts[i], blk).reshape(seg.shape)
+        return out
+
+    def per_term(self, v1, v2) -> list[np.ndarray]:
+        """Split q-space arrays (block 1 as (J1, k1, ...), the rest as (q2, ...)) into one
+        (n_levels, k_i, ...) array per term, in lme4's term order."""
+        out, start = [None] * len(self.terms), 0
+        for i in self.block1:
+            out[i] = v1[:, start : start + self.k[i]]
+            start += self.k[i]
+        for i in self.rest:
+            t, o = self.terms[i], self.rest_offset[i]
+            out[i] = v2[o : o + t.n_levels * t.k].reshape((t.n_levels, t.k) + v2.shape[1:])
+        return out
+
     def deviance(self, theta, reml: bool) -> float:
         return self.solve(theta, reml).deviance
+
+    def deviance_and_gradient(self, theta, reml: bool):
+        """The criterion and its analytic gradient in θ (None on the sparse-LU path)."""
+        sol = self.solve(theta, reml, gradient=True)
+        return sol.deviance, sol.gradient
 
 
 @dataclass
@@ -197,6 +258,11 @@ class Solution:
     u_spherical1: np.ndarray  # (J1, k1)  u* of block 1
     u_spherical2: np.ndarray  # (q2,)
     Ts: list
+    gradient: np.ndarray | None = None  # ∂ criterion / ∂θ when asked for
+
+
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
 def _solve_blocks(M, b):
@@ -215,7 +281,7 @@ def _sparse_lu(d: Design, Ts):
     return Lam, float(np.sum(np.log(np.abs(lu.U.diagonal())))), lu
 
 
-def _solve(design: Design, theta, reml: bool) -> Solution:
+def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
     d = design
     Ts = d.T(theta)
     if d.sparse:
@@ -234,22 +300,104 @@ def _solve(design: Design, theta, reml: bool) -> Solution:
         L11 = np.linalg.cholesky(M11)
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
     x1 = _solve_blocks(M11, b1)
-    x2 = None
+    x2 = Y = cS = None
     if d.q2:
-        M12 = np.einsum("ba,jbq->jaq", T1, d.A12).reshape(d.J1 * d.k1, d.q2)
-        M12 = d.lam2_t(Ts, np.ascontiguousarray(M12.T)).T
+        # M₁₂ = Λ₁'Z₁'WZ₂Λ₂ and Y = M₁₁⁻¹M₁₂ keep the sparsity of Z₁'WZ₂ (MixedModels.jl's
+        # blocked Cholesky): S costs the nonzeros, not J₁k₁q₂².
+        q1 = d.J1 * d.k1
+        M12 = d.bd_mul(T1.T, d.A12m) @ d.Lam2(Ts)
         M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
-        Y = _solve_blocks(M11, M12.reshape(d.J1, d.k1, d.q2)).reshape(d.J1 * d.k1, d.q2)
-        S = M22 - M12.T @ Y
+        Y = d.bd_mul(np.linalg.inv(M11), M12)
+        S = M22 - _dense(M12.T @ Y)
         cS = sla.cho_factor(S, lower=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cS[0]))))
         b2 = d.lam2_t(Ts, d.B2)
-        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(d.J1 * d.k1, -1))
+        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(q1, -1))
         x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
     else:
         gram = np.einsum("jam,jan->mn", b1, x1)
-    return _finish(d, theta, reml, Ts, logdet, gram, x1, x2)
+    sol = _finish(d, theta, reml, Ts, logdet, gram, x1, x2)
+    if gradient:
+        sol.gradient = _gradient(d, sol, T1, M11, Y, cS, x1, x2, reml)
+    return sol
+
+
+def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> np.ndarray:
+    """∂d/∂θ of the profiled criterion (Bates & DebRoy 2004, in lme4's Λ form).
+
+    With Λ_k = ∂Λ/∂θ_k (entry (a, b) of T_i on every level of term i), A = Z'WZ,
+    u* = M⁻¹Λ'Z'W(y − Xβ̂), s = Z'W(y − Xβ̂) − AΛu*, X* = M⁻¹Λ'Z'WX, K = Z'WX − AΛX*
+    (= Z'Ṽ⁻¹X, Ṽ = W⁻¹ + ZΛΛ'Z'):
+
+        ∂log|M|/∂θ_k    = 2 tr(M⁻¹Λ'AΛ_k)      (only the level-diagonal blocks of M⁻¹Λ'A)
+        ∂r²/∂θ_k        = −2 s'Λ_k u*
+        ∂log|Q_xx|/∂θ_k = −2 tr(Q_xx⁻¹ K'Λ_k X*)
+
+    d_ML' = ∂log|M| + N ∂r²/r²;  d_REML' = ∂log|M| + ∂log|Q_xx| + (N − p) ∂r²/r².
+    M⁻¹ enters only through the blocks the Schur elimination already holds:
+    (M⁻¹)₁₁ = M₁₁⁻¹ + Y S⁻¹Y', (M⁻¹)₁₂ = −Y S⁻¹, (M⁻¹)₂₂ = S⁻¹, Y = M₁₁⁻¹M₁₂.
+    """
+    Ts, p = sol.Ts, d.p
+    coef = np.concatenate([[1.0], -sol.beta])
+    # R = [u*, X*] and E = [s, K] in q-space: block 1 as (J1, k1, 1+p), the rest (q2, 1+p)
+    R1 = np.concatenate([sol.u_spherical1[..., None], x1[..., 1:]], axis=-1)
+    L1 = np.einsum("ab,jbm->jam", T1, R1)
+    E1 = np.concatenate([(d.B1 @ coef)[..., None], d.B1[..., 1:]], axis=-1)
+    E1 = E1 - np.einsum("jab,jbm->jam", d.A11, L1)
+    R2 = E2 = None
+    if d.q2:
+        R2 = np.concatenate([sol.u_spherical2[:, None], x2[:, 1:]], axis=-1)
+        L2 = d.lam2(Ts, R2)
+        E1 = E1 - (d.A12m @ L2).reshape(E1.shape)
+        E2 = np.concatenate([(d.B2 @ coef)[:, None], d.B2[:, 1:]], axis=-1)
+        E2 = E2 - d.A12m.T @ L1.reshape(d.J1 * d.k1, -1) - d.A22 @ L2
+    # weights of the r² and log|Q_xx| pairings: column 0 by dof/r², the rest by Q_xx⁻¹
+    dof = d.N - p if reml else d.N
+    mix = np.zeros((1 + p, 1 + p))
+    mix[0, 0] = dof / sol.r2
+    if reml and p:
+        mix[1:, 1:] = np.linalg.inv(sol.Qxx)
+    E1 = E1 @ mix
+    E2 = E2 @ mix if d.q2 else None
+    # level-diagonal blocks of W = M⁻¹Λ'A
+    TA11 = np.einsum("ba,jbc->jac", T1, d.A11)
+    W1 = _solve_blocks(M11, TA11)
+    W2 = None
+    if d.q2:
+        k1 = d.k1
+        Si = sla.lapack.dpotri(cS[0], lower=True)[0]  # S⁻¹ from its Cholesky factor
+        Si = np.tril(Si) + np.tril(Si, -1).T
+        # W₁ += Y S⁻¹ C with C' = bd(T₁'A₁₁)'Y − A₁₂Λ₂, read on the nonzeros of C'
+        YSi = Y @ Si
+        Ct = d.bd_mul(np.swapaxes(TA11, 1, 2), Y) - d.A12m @ d.Lam2(Ts)
+        if sp.issparse(Ct):
+            Ct = Ct.tocoo()
+            j, b = np.divmod(Ct.row, k1)
+            for a in range(k1):
+                W1[:, a, :] += np.bincount(j * k1 + b, YSi[j * k1 + a, Ct.col] * Ct.data,
+                                           minlength=d.J1 * k1).reshape(d.J1, k1)
+        else:
+            W1 = W1 + np.einsum("jar,jbr->jab", YSi.reshape(d.J1, k1, -1), Ct.reshape(d.J1, k1, -1))
+        # W₂ = S⁻¹(Λ₂'A₂₂ − Y'Λ₁'A₁₂), its level-diagonal blocks only
+        B = d.lam2_t(Ts, d.A22) - _dense(Y.T @ d.bd_mul(T1.T, d.A12m))
+        W2 = (Si, B)
+    g = np.empty(d.n_theta)
+    Es, Rs = d.per_term(E1, E2), d.per_term(R1, R2)
+    for i, t in enumerate(d.terms):
+        if i in d.block1:
+            o = sum(d.k[j] for j in d.block1[: d.block1.index(i)])
+            Wi = W1[:, o : o + t.k, o : o + t.k]
+        else:
+            o = d.rest_offset[i]
+            idx = o + np.arange(t.n_levels * t.k).reshape(t.n_levels, t.k)
+            Si, B = W2
+            Wi = np.einsum("lar,rlb->lab", Si[idx], B[:, idx])
+        trace = Wi.sum(axis=0)  # Σ_l W_(l,b),(l,a) read at [b, a]
+        pair = np.einsum("lam,lbm->ab", Es[i], Rs[i])  # Σ_l E_(l,a)·R_(l,b)
+        for n, (a, b) in enumerate(tri_index(t.k)):
+            g[d.theta_index[i].start + n] = 2.0 * trace[b, a] - 2.0 * pair[a, b]
+    return g
 
 
 def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
@@ -277,31 +425,45 @@ def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
     return Solution(np.asarray(theta, float), float(dev), beta, r2, r2 / dof, Qxx, u1, u2, Ts)
 
 
-Design.solve = _solve
+@functools.cache
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - optional
+        return None
+    return ThreadpoolController()  # inspecting the loaded libraries costs ~10 ms: once
 
 
 def _single_thread():
     """BLAS on one thread: the matrices here are small, and threads only contend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
+    controller = _blas_controller()
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=1)
+
+
+def _solve_one_thread(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
+    with _single_thread():
+        return _solve(design, theta, reml, gradient)
+
+
+Design.solve = _solve_one_thread
 
 
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0.
 
     L-BFGS-B from lme4's start θ = I (on weights rescaled to mean 1, which avoids the
-    premature stop of erratum E9), then Newton steps with a finite-difference Hessian on
-    the components not held at a bound. A bounded Nelder–Mead restart gives a second
-    opinion when either stage is unsure. Reported problems (lme4's checks): the scaled
-    gradient H⁻¹g above 1e-3, or a Hessian that is not positive definite at an interior
-    optimum -> ConvergenceWarning, and the message is kept on the fit.
+    premature stop of erratum E9) with the analytic gradient (``_gradient``), then Newton
+    steps on the components not held at a bound, the Hessian by central differences of
+    that gradient (2 × #θ evaluations). On the sparse-LU path (no selected inverse) both
+    derivatives are finite differences of the criterion. A bounded Nelder–Mead restart
+    gives a second opinion when either stage is unsure. Reported problems (lme4's checks):
+    the scaled gradient H⁻¹g above 1e-3, or a Hessian that is not positive definite at an
+    interior optimum -> ConvergenceWarning, and the message is kept on the fit.
     """
     lower = np.array(design.theta_lower)
     start = np.array([1.0 if lo == 0 else 0.0 for lo in lower]) if theta0 is None else np.asarray(theta0)
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    analytic = not design.sparse
 
     def f(th):
         try:
@@ -309,22 +471,30 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
 
+    def fg(th):
+        try:
+            dev, g = design.deviance_and_gradient(th, reml)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, np.zeros(len(th))
+        return (dev, g) if np.isfinite(dev) and np.all(np.isfinite(g)) else (np.inf, np.zeros(len(th)))
+
     def clip(x):
         return np.where((lower == 0) & (x < 0), 0.0, x)
 
     with _single_thread():
-        res = minimize(f, start, method="L-BFGS-B", bounds=bounds,
+        res = minimize(fg if analytic else f, start, jac=analytic, method="L-BFGS-B", bounds=bounds,
                        options={"ftol": 1e-14, "gtol": 1e-8, "maxiter": 2000})
         theta = clip(res.x)
         if not polish:
             return theta, None
-        theta, fval, step, hess_ok = _newton_polish(f, theta, lower)
+        grad = (lambda th: fg(th)[1]) if analytic else None
+        theta, fval, step, hess_ok = _newton_polish(f, theta, lower, grad=grad)
         if not (hess_ok and res.success and step < 1e-6):
             nm = minimize(f, theta, method="Nelder-Mead", bounds=bounds,
                           options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 400 * len(start),
                                    "initial_simplex": _simplex(theta)})
             if nm.fun < fval:
-                theta, fval, step, hess_ok = _newton_polish(f, clip(nm.x), lower)
+                theta, fval, step, hess_ok = _newton_polish(f, clip(nm.x), lower, grad=grad)
     message = None
     if not np.isfinite(fval):
         message = "the criterion is not finite at the optimum"
@@ -346,10 +516,28 @@ def _simplex(x):
     return np.array(pts)
 
 
+def _steps(x, idx):
+    return 1e-4 * np.maximum(np.abs(x[idx]), 1e-2)
+
+
+def _derivatives_from_gradient(grad, x, free):
+    """Gradient and Hessian on the ``free`` components, the Hessian by central
+    differences of the analytic gradient (symmetrised)."""
+    idx = np.flatnonzero(free)
+    h = _steps(x, idx)
+    H = np.empty((len(idx), len(idx)))
+    for n, (i, hi) in enumerate(zip(idx, h)):
+        up, down = x.copy(), x.copy()
+        up[i] += hi
+        down[i] -= hi
+        H[:, n] = (grad(up)[idx] - grad(down)[idx]) / (2 * hi)
+    return grad(x)[idx], 0.5 * (H + H.T)
+
+
 def _derivatives(f, x, free, f0):
     """Central-difference gradient and Hessian of f on the ``free`` components."""
     idx = np.flatnonzero(free)
-    h = 1e-4 * np.maximum(np.abs(x[idx]), 1e-2)
+    h = _steps(x, idx)
     n = len(idx)
     g, H = np.zeros(n), np.zeros((n, n))
 
@@ -371,9 +559,10 @@ def _derivatives(f, x, free, f0):
     return g, H
 
 
-def _newton_polish(f, x, lower, iters: int = 6):
+def _newton_polish(f, x, lower, grad=None, iters: int = 6):
     """Newton steps on the free components (T_ii held at 0 when the criterion rises
-    inward). Returns θ, criterion, size of the last Newton step, Hessian-PD flag."""
+    inward). ``grad`` is the analytic gradient, or None for finite differences of f.
+    Returns θ, criterion, size of the last Newton step, Hessian-PD flag."""
     fx = f(x)
     step, hess_ok = np.inf, True
     for _ in range(iters):
@@ -385,13 +574,18 @@ def _newton_polish(f, x, lower, iters: int = 6):
             free[i] = f(y) < fx
         if not free.any():
             return x, fx, 0.0, True
-        g, H = _derivatives(f, x, free, fx)
+        g, H = _derivatives_from_gradient(grad, x, free) if grad else _derivatives(f, x, free, fx)
         try:
-            ev = np.linalg.eigvalsh(H)
-            hess_ok = bool(ev[0] > 0)
-            s = -np.linalg.solve(H, g) if hess_ok else -g / max(abs(ev).max(), 1e-12)
+            ev, vec = np.linalg.eigh(H)
         except np.linalg.LinAlgError:
             return x, fx, np.inf, False
+        flat = 1e-7 * max(abs(ev).max(), 1e-12)  # curvature below this is rounding noise
+        hess_ok = bool(ev[0] > -flat)
+        if hess_ok:  # Newton step, not along directions the criterion does not identify
+            keep = ev > flat
+            s = -vec[:, keep] @ ((vec[:, keep].T @ g) / ev[keep])
+        else:
+            s = -g / max(abs(ev).max(), 1e-12)
         step = float(np.max(np.abs(s)))
         improved = False
         t = 1.0
@@ -404,6 +598,6 @@ def _newton_polish(f, x, lower, iters: int = 6):
                 x, fx, improved = y, fy, True
                 break
             t /= 2
-        if not improved or step < 1e-9:
+        if not improved or step < 1e-7:
             break
     return x, fx, step, hess_ok

@@ -305,19 +305,33 @@ class LMMFit:
             self._uncertainty = Uncertainty(self)
         return self._uncertainty
 
-    def ranef(self, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
+    def ranef(self, bootstrap: int | None = None, seed: int | None = None,
+              measures=("cond_sd", "pev_sd", "mse_sd")) -> pd.DataFrame:
         """Conditional modes with three uncertainty measures side by side (FORMULAS §9):
         ``cond_sd`` (lme4 condVar: u | y at θ̂, β known), ``pev_sd`` (Henderson C²²: also
-        β̂), ``mse_sd`` (√(g₁ + g₂ + 2g₃), Prasad–Rao/Datta–Lahiri: also θ̂). With
-        ``bootstrap=B`` (and a ``seed``) adds ``boot_sd``, the parametric-bootstrap RMSE."""
+        β̂), ``mse_sd`` (√(g₁ + g₂ + 2g₃), Prasad–Rao/Datta–Lahiri: also θ̂). ``measures``
+        picks which (``("cond_sd",)`` is the cheapest). With ``bootstrap=B`` (and a
+        ``seed``) adds ``boot_sd``, the parametric-bootstrap RMSE."""
+        from .uncertainty import MEASURES
+
+        measures = tuple(measures)
+        unknown = [m for m in measures if m not in MEASURES]
+        if unknown:
+            raise ArgumentError(f"unknown ranef measure(s) {unknown}; choose from {list(MEASURES)}")
         unc = self._measures()
-        cond, pev, mse = unc.ranef_measures()
-        rows = []
+        sds = unc.ranef_measures(measures)
+        parts = []
         for i, t in enumerate(self._design.terms):
-            for li, lev in enumerate(t.levels):
-                for e, name in enumerate(t.names):
-                    rows.append((t.group, lev, name, self._modes[i][li, e], cond[i][li, e], pev[i][li, e], mse[i][li, e]))
-        out = pd.DataFrame(rows, columns=["grp", "level", "term", "value", "cond_sd", "pev_sd", "mse_sd"])
+            part = pd.DataFrame({
+                "grp": t.group,
+                "level": pd.Index(t.levels).repeat(t.k),
+                "term": np.tile(np.asarray(t.names, dtype=object), t.n_levels),
+                "value": self._modes[i].ravel(),
+            })
+            for name in measures:
+                part[name] = sds[name][i].ravel()
+            parts.append(part)
+        out = pd.concat(parts, ignore_index=True)
         if bootstrap:
             if seed is None:
                 raise ValueError("the parametric bootstrap needs an explicit seed")

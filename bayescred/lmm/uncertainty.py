@@ -10,9 +10,12 @@ l = x₀, m = z₀ on its level). FORMULAS §9; G = Cov(u), H = Z'V⁻¹Z, V = Z
       REML information of the variance parameters (the entries of each Σ_i and σ²)).
       ML fits use the ML information (V⁻¹ for P) and add the bias term −b_ML'∇g₁.
 
-All q-space algebra runs on stacked blocks (J, k, k): one block per risk when the model
-has a single grouping factor (cost linear in the number of risks), a single dense q×q
-block otherwise. The needed q-space forms (derivations in the comments):
+All q-space algebra runs on ``BlockMatrix`` (bayescred/lmm/blockmatrix.py): per-level
+blocks of the largest grouping factor, a low-rank coupling through the remaining q₂
+effects and dense q₂ blocks, so memory and time are linear in the number of risks (the
+nested Jewell portfolio with 6,000 risks in 50 sectors needs no q×q matrix). Each
+measure is computed only when asked for (``ranef(measures=...)``). The needed q-space
+forms (derivations in the comments):
   ∂B/∂θ_k = (I − GH)G_k Z'V⁻¹,  ∂B/∂σ² = −GZ'V⁻¹W⁻¹V⁻¹   (B = GZ'V⁻¹)
   Z'V⁻¹W⁻¹V⁻¹Z = (H − HGH)/σ²,  Z'V⁻¹W⁻¹V⁻¹W⁻¹V⁻¹Z = (H − 2HGH + HGHGH)/σ⁴
   tr(PW⁻¹PW⁻¹) = [N − p − 2tr(GH_P) + tr(GH_PGH_P)]/σ⁴,  H_P = Z'PZ = H − FF'.
@@ -21,37 +24,21 @@ block otherwise. The needed q-space forms (derivations in the comments):
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 
 from ..progress import track
-from .fit import tri_index
+from .blockmatrix import BlockMatrix, ProductSum
+from .fit import _single_thread, tri_index
 
-DENSE_LIMIT = 6000  # largest q handled as one dense block (crossed/nested designs)
-
-
-def _mm(*mats):
-    out = mats[0]
-    for m in mats[1:]:
-        out = np.matmul(out, m)
-    return out
-
-
-def _t(a):
-    return np.swapaxes(a, -1, -2)
-
-
-def _tr(a, b):
-    """tr(A B) summed over blocks (broadcasting (1,k,k) against (J,k,k))."""
-    a, b = np.broadcast_arrays(a, b)
-    return float(np.einsum("jab,jba->", a, b))
+MEASURES = ("cond_sd", "pev_sd", "mse_sd")
 
 
 class Uncertainty:
-    """The q-space quantities of a fit at θ̂, in stacked-block form."""
+    """The q-space quantities of a fit at θ̂ as block matrices (computed on first use)."""
 
     def __init__(self, fit):
         self.fit = fit
@@ -60,57 +47,152 @@ class Uncertainty:
         s2 = sol.sigma2
         self.s2 = s2
         T1 = d.T1(sol.Ts)
-        if d.q2 == 0:
-            self.block = True
-            A = d.A11
-            AX = d.B1[:, :, 1:]
-            Lam = T1[None]
-            self.pos = self._block_positions()
-        else:
-            q1 = d.J1 * d.k1
-            q = q1 + d.q2
-            if q > DENSE_LIMIT:
-                raise MemoryError(f"uncertainty measures for q = {q} > {DENSE_LIMIT} crossed random effects")
-            self.block = False
-            A = np.zeros((q, q))
-            A[:q1, :q1] = sla.block_diag(*d.A11)
-            A12 = d.A12.reshape(q1, d.q2)
-            A[:q1, q1:] = A12
-            A[q1:, :q1] = A12.T
-            A[q1:, q1:] = d.A22
+        J, k1, q1, q2 = d.J1, d.k1, d.J1 * d.k1, d.q2
+        self.q = q1 + q2
+        if q2:
+            if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ
+                A12, A22 = d.A[:q1, q1:].toarray(), d.A[q1:, q1:].toarray()
+            else:
+                A12, A22 = d.A12.reshape(q1, q2), d.A22
+            A = BlockMatrix(d.A11, X12=A12, X21=A12.T, X22=A22)
             AX = np.vstack([d.B1[:, :, 1:].reshape(q1, d.p), d.B2[:, 1:]])
-            Lam = sla.block_diag(np.kron(np.eye(d.J1), T1), d.Lam2(sol.Ts).toarray())
-            A, AX, Lam = A[None], AX[None], Lam[None]
-            self.pos = self._dense_positions()
-        k = A.shape[1]
-        eye = np.eye(k)
-        M = _mm(_t(Lam), A, Lam) + eye
-        Minv = np.linalg.inv(M)
-        self.condvar = s2 * _mm(Lam, Minv, _t(Lam))  # G − GHG
-        xX = _mm(Minv, _t(Lam), AX)
-        self.LxX = _mm(Lam, xX)  # GK: (J, k, p)
+            Lam = BlockMatrix(np.broadcast_to(T1, (J, k1, k1)).copy(), X22=d.Lam2(sol.Ts).toarray())
+        else:
+            A = BlockMatrix(d.A11)
+            AX = d.B1[:, :, 1:].reshape(q1, d.p)
+            Lam = BlockMatrix(np.broadcast_to(T1, (J, k1, k1)).copy())
+        self.A, self.AX, self.Lam = A, AX, Lam
+        with _single_thread():
+            self.Minv = (Lam.T @ A @ Lam + BlockMatrix.identity(J, k1, q2)).inv()
+            self.LxX = Lam @ (self.Minv @ (Lam.T @ AX))  # GK: (q, p)
         self.Qinv = np.linalg.inv(sol.Qxx) if d.p else np.zeros((0, 0))
-        self.G = s2 * _mm(Lam, _t(Lam))
-        AL = _mm(A, Lam)
-        self.H = (A - _mm(AL, Minv, _t(AL))) / s2
-        K = (AX - _mm(AL, xX)) / s2  # Z'V⁻¹X
-        self.F = _mm(K, np.linalg.cholesky(s2 * self.Qinv)) if d.p else np.zeros(K.shape[:2] + (0,))
-        self.Gk = self._derivative_matrices(k)
-        self.info = self._information()
-        self.info_inv = np.linalg.pinv(self.info)
-        self.S = self._g3_matrices()
-        self.bias = None if fit.reml else self._ml_bias_matrix(K)
+        self.pos = self._positions()
 
-    # -- layout: (term, level, effect) -> (block j, index a)
-    def _block_positions(self):
+    # -- the measures' matrices, each built on first use
+    @functools.cached_property
+    def condvar(self) -> ProductSum:
+        """G − GHG = σ²ΛM⁻¹Λ'."""
+        return ProductSum().add(self.s2, self.Lam @ self.Minv, self.Lam.T)
+
+    @functools.cached_property
+    def G(self) -> BlockMatrix:
+        return self.s2 * (self.Lam @ self.Lam.T)
+
+    @functools.cached_property
+    def H(self) -> BlockMatrix:
+        AL = self.A @ self.Lam
+        return (self.A - AL @ self.Minv @ AL.T) / self.s2
+
+    @functools.cached_property
+    def K(self) -> np.ndarray:
+        """Z'V⁻¹X = (Z'WX − AΛM⁻¹Λ'Z'WX)/σ²."""
+        return (self.AX - self.A @ self.LxX) / self.s2
+
+    @functools.cached_property
+    def F(self) -> np.ndarray:
+        if not self.design.p:
+            return np.zeros((self.q, 0))
+        return self.K @ np.linalg.cholesky(self.s2 * self.Qinv)
+
+    @functools.cached_property
+    def IGH(self) -> BlockMatrix:
+        return BlockMatrix.identity(self.design.J1, self.design.k1, self.design.q2) - self.G @ self.H
+
+    @functools.cached_property
+    def Gk(self) -> list[BlockMatrix]:
+        """G_k = ∂G/∂(entry (a,b) of Σ_i), one per variance parameter."""
         d = self.design
-        off, start = {}, 0
-        for i in d.block1:
-            off[i] = start
-            start += d.k[i]
-        return lambda i, level, e: (level, off[i] + e)
+        J, k1, q2 = d.J1, d.k1, d.q2
+        out = []
+        for i, t in enumerate(d.terms):
+            for a, b in tri_index(t.k):
+                D = np.zeros((J, k1, k1))
+                X22 = np.zeros((q2, q2)) if q2 else None
+                idx = np.array([[self.pos(i, lev, e) for e in range(t.k)] for lev in range(t.n_levels)])
+                if i in d.block1:
+                    off = idx[0, 0]
+                    D[:, off + a, off + b] = D[:, off + b, off + a] = 1.0
+                else:
+                    ia, ib = idx[:, a] - J * k1, idx[:, b] - J * k1
+                    X22[ia, ib] = X22[ib, ia] = 1.0
+                out.append(BlockMatrix(D, X22=X22))
+        return out
 
-    def _dense_positions(self):
+    @functools.cached_property
+    def GkH(self) -> list[BlockMatrix]:
+        return [Gk @ self.H for Gk in self.Gk]
+
+    @functools.cached_property
+    def info(self) -> np.ndarray:
+        """Expected REML (or ML) information of (Σ entries..., σ²) (FORMULAS §9.1)."""
+        d, s2, G, H = self.design, self.s2, self.G, self.H
+        F = self.F if self.fit.reml else self.F[:, :0]
+        dof = d.N - d.p if self.fit.reml else d.N
+        mats = self.Gk + [G]
+        AHs = self.GkH + [G @ H]
+        FAF = [A.quad(F) for A in mats]
+
+        def trGHP(a):
+            return mats[a].trace_of_product(H) - float(np.trace(FAF[a]))
+
+        def trGHPGHP(a, b):
+            t1 = AHs[a].trace_of_product(AHs[b])
+            t2 = float(np.sum(F * AHs[a].dot(mats[b].dot(F))))
+            t3 = float(np.sum(FAF[a] * FAF[b].T))
+            return t1 - 2 * t2 + t3
+
+        m = len(self.Gk)
+        info = np.zeros((m + 1, m + 1))
+        for a in range(m):
+            for b in range(a, m):
+                info[a, b] = info[b, a] = 0.5 * trGHPGHP(a, b)
+            info[a, m] = info[m, a] = 0.5 / s2 * (trGHP(a) - trGHPGHP(a, m))
+        info[m, m] = 0.5 / s2**2 * (dof - 2 * trGHP(m) + trGHPGHP(m, m))
+        return info
+
+    @functools.cached_property
+    def info_inv(self) -> np.ndarray:
+        return np.linalg.pinv(self.info)
+
+    @functools.cached_property
+    def S(self) -> ProductSum:
+        """Σ_kl I⁻¹_kl (∂B/∂θ_k) V (∂B/∂θ_l)': m'(·)m is g₃ of target m."""
+        G, H, s2 = self.G, self.H, self.s2
+        HG = H @ G
+        HGH = HG @ H
+        Hw = (H - HGH) / s2
+        Hww = (H - HGH * 2.0 + (HGH @ G) @ H) / s2**2
+        left = [self.IGH @ Gk for Gk in self.Gk]  # (I − GH)G_k
+        m = len(left)
+        Iinv = self.info_inv
+        S = ProductSum().add(Iinv[m, m], G @ Hww, G)
+        HwG = Hw @ G
+        for a in range(m):
+            HL = H @ left[a].T
+            for b in range(m):
+                S.add(Iinv[b, a], left[b], HL)
+            S.add(-Iinv[a, m], left[a], HwG, symmetrise=True)
+        return S
+
+    @functools.cached_property
+    def bias(self) -> ProductSum | None:
+        """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (FORMULAS §9.1; Datta & Lahiri 2000):
+        b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X], ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m,
+        ∂g₁/∂σ² = m'G(H − HGH)G m/σ². Returns Σ_k b_k ∂(G − GHG)/∂θ_k (None for REML)."""
+        if self.fit.reml:
+            return None
+        G, H, s2, K = self.G, self.H, self.s2, self.K
+        XVX_inv = s2 * self.Qinv
+        t = [float(np.sum(XVX_inv * Gk.quad(K))) for Gk in self.Gk]
+        t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - G.quad(K)))) / s2)
+        b = -0.5 * self.info_inv @ np.array(t)
+        out = ProductSum().add(b[-1] / s2, G @ (H - H @ G @ H), G)
+        for bk, Gk in zip(b[:-1], self.Gk):
+            out.add(bk, self.IGH @ Gk, self.IGH.T)
+        return out
+
+    # -- layout: (term, level, effect) -> global index in q-space
+    def _positions(self):
         d = self.design
         off, start = {}, 0
         for i in d.block1:
@@ -120,127 +202,52 @@ class Uncertainty:
 
         def pos(i, level, e):
             if i in off:
-                return 0, level * d.k1 + off[i] + e
-            return 0, q1 + d.rest_offset[i] + level * d.k[i] + e
+                return level * d.k1 + off[i] + e
+            return q1 + d.rest_offset[i] + level * d.k[i] + e
 
         return pos
 
-    def _derivative_matrices(self, k):
-        """G_k = ∂G/∂(entry (a,b) of Σ_i), one per variance parameter, as (1, k, k)."""
-        d = self.design
-        out = []
-        for i, t in enumerate(d.terms):
-            for a, b in tri_index(t.k):
-                Gk = np.zeros((1, k, k))
-                levels = range(1) if self.block else range(t.n_levels)
-                for lev in levels:
-                    _, ia = self.pos(i, lev, a)
-                    _, ib = self.pos(i, lev, b)
-                    Gk[0, ia, ib] = 1.0
-                    Gk[0, ib, ia] = 1.0
-                out.append(Gk)
-        return out
-
-    def _information(self):
-        """Expected REML (or ML) information of (Σ entries..., σ²) (FORMULAS §9.1)."""
-        d, s2, G, H = self.design, self.s2, self.G, self.H
-        F = self.F if self.fit.reml else self.F[..., :0]
-        dof = d.N - d.p if self.fit.reml else d.N
-
-        def trGHP(A):
-            return _tr(A, H) - float(np.einsum("jap,jab,jbp->", F, np.broadcast_to(A, H.shape), F))
-
-        def FtAF(A):
-            return np.einsum("jap,jab,jbq->pq", F, np.broadcast_to(A, H.shape), F)
-
-        def trGHPGHP(A, B):
-            AH, BH = _mm(A, H), _mm(B, H)
-            t1 = _tr(AH, BH)
-            t2 = float(np.einsum("jap,jab,jbp->", F, _mm(AH, B), F))
-            t3 = float(np.sum(FtAF(A) * FtAF(B).T))
-            return t1 - 2 * t2 + t3
-
-        mats = self.Gk
-        m = len(mats)
-        info = np.zeros((m + 1, m + 1))
-        for a in range(m):
-            for b in range(a, m):
-                info[a, b] = info[b, a] = 0.5 * trGHPGHP(mats[a], mats[b])
-            info[a, m] = info[m, a] = 0.5 / s2 * (trGHP(mats[a]) - trGHPGHP(mats[a], G))
-        info[m, m] = 0.5 / s2**2 * (dof - 2 * trGHP(G) + trGHPGHP(G, G))
-        return info
-
-    def _g3_matrices(self):
-        """Σ_kl I⁻¹_kl (∂B/∂θ_k) V (∂B/∂θ_l)' as stacked blocks: m'(·)m is g₃ of target m."""
-        G, H, s2 = self.G, self.H, self.s2
-        eye = np.eye(H.shape[-1])
-        IGH = eye - _mm(G, H)
-        HGH = _mm(H, G, H)
-        Hw = (H - HGH) / s2
-        Hww = (H - 2 * HGH + _mm(HGH, G, H)) / s2**2
-        left = [_mm(IGH, Gk) for Gk in self.Gk]  # (I − GH)G_k
-        m = len(left)
-        Iinv = self.info_inv
-        S = np.zeros(np.broadcast_shapes(G.shape, H.shape))
-        for a in range(m):
-            for b in range(m):
-                S = S + Iinv[a, b] * _mm(left[a], H, _t(left[b]))
-            cross = -_mm(left[a], Hw, G)
-            S = S + Iinv[a, m] * (cross + _t(cross))
-        S = S + Iinv[m, m] * _mm(G, Hww, G)
-        return S
-
-    def _ml_bias_matrix(self, K):
-        """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (FORMULAS §9.1; Datta & Lahiri 2000):
-        b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X], ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m,
-        ∂g₁/∂σ² = m'G(H − HGH)G m/σ². Returns Σ_k b_k ∂(G − GHG)/∂θ_k as stacked blocks."""
-        G, H, s2 = self.G, self.H, self.s2
-        XVX_inv = s2 * self.Qinv
-        t = [float(np.sum(XVX_inv * np.einsum("jap,jab,jbq->pq", K, np.broadcast_to(Gk, H.shape), K)))
-             for Gk in self.Gk]
-        KGK = np.einsum("jap,jab,jbq->pq", K, np.broadcast_to(G, H.shape), K)
-        t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - KGK))) / s2)
-        b = -0.5 * self.info_inv @ np.array(t)
-        eye = np.eye(H.shape[-1])
-        IGH = eye - _mm(G, H)
-        out = sum(bk * _mm(IGH, Gk, _t(IGH)) for bk, Gk in zip(b[:-1], self.Gk))
-        return out + b[-1] * _mm(G, H - _mm(H, G, H), G) / s2
+    def _term_index(self, i) -> np.ndarray:
+        """(n_levels, k) global indices of term i's effects."""
+        d, t = self.design, self.design.terms[i]
+        lev, e = np.meshgrid(np.arange(t.n_levels), np.arange(t.k), indexing="ij")
+        if i in d.block1:
+            off = sum(d.k[j] for j in d.block1[: d.block1.index(i)])
+            return lev * d.k1 + off + e
+        return d.J1 * d.k1 + d.rest_offset[i] + lev * t.k + e
 
     # -- measures
-    def ranef_measures(self):
-        """cond, pev, mse SDs per term as (n_levels, k) arrays (lme4 term order)."""
-        d, s2 = self.design, self.s2
-        cond_d = np.diagonal(self.condvar, axis1=1, axis2=2)
-        pev_extra = s2 * np.einsum("jap,pq,jaq->ja", self.LxX, self.Qinv, self.LxX)
-        g3_d = np.diagonal(self.S, axis1=1, axis2=2)
-        bias_d = np.zeros_like(g3_d) if self.bias is None else np.diagonal(
-            np.broadcast_to(self.bias, self.S.shape), axis1=1, axis2=2)
-        cond, pev, mse = [], [], []
-        for i, t in enumerate(d.terms):
-            c = np.empty((t.n_levels, t.k))
-            pv, ms = np.empty_like(c), np.empty_like(c)
-            for lev in range(t.n_levels):
-                for e in range(t.k):
-                    j, a = self.pos(i, lev, e)
-                    g1 = cond_d[j, a]
-                    g2 = pev_extra[j, a]
-                    jj = min(j, g3_d.shape[0] - 1)
-                    g3 = g3_d[jj, a]
-                    c[lev, e], pv[lev, e], ms[lev, e] = g1, g1 + g2, g1 + g2 + 2 * g3 - bias_d[jj, a]
-            cond.append(np.sqrt(np.maximum(c, 0)))
-            pev.append(np.sqrt(np.maximum(pv, 0)))
-            mse.append(np.sqrt(np.maximum(ms, 0)))
-        return cond, pev, mse
+    def ranef_measures(self, measures=MEASURES) -> dict[str, list[np.ndarray]]:
+        """The requested SDs per term as (n_levels, k) arrays (lme4 term order)."""
+        with _single_thread():
+            return self._ranef_measures(measures)
+
+    def _ranef_measures(self, measures):
+        s2 = self.s2
+        var = {}
+        g1 = self.condvar.diagonal()
+        var["cond_sd"] = g1
+        if "pev_sd" in measures or "mse_sd" in measures:
+            g2 = s2 * np.einsum("ap,pq,aq->a", self.LxX, self.Qinv, self.LxX)
+            var["pev_sd"] = g1 + g2
+            if "mse_sd" in measures:
+                bias = 0.0 if self.bias is None else self.bias.diagonal()
+                var["mse_sd"] = g1 + g2 + 2 * self.S.diagonal() - bias
+        out = {}
+        for name in measures:
+            sd = np.sqrt(np.maximum(var[name], 0))
+            out[name] = [sd[self._term_index(i)] for i in range(len(self.design.terms))]
+        return out
 
     def _target(self, m_entries):
-        """The random-effect part m of a target as (block j, vector), or None."""
-        block = {}
+        """The random-effect part m of a target as (global indices, values), or None."""
+        vals: dict[int, float] = {}
         for i, lev, e, v in m_entries:
-            j, a = self.pos(i, lev, e)
-            block.setdefault(j, np.zeros(self.H.shape[-1]))[a] += v
-        if len(block) > 1:
-            raise ValueError("a target may touch only one risk's block")
-        return next(iter(block.items())) if block else None
+            a = self.pos(i, lev, e)
+            vals[a] = vals.get(a, 0.0) + v
+        if not vals:
+            return None
+        return np.array(list(vals)), np.array(list(vals.values()))
 
     def components(self, l, m_entries):
         """g₁, g₂, g₃ of the target l'β + m'u; ``m_entries`` = [(term, level, effect, value)]."""
@@ -249,10 +256,10 @@ class Uncertainty:
         if target is None:
             g1, g3, a_vec = 0.0, 0.0, np.zeros(self.design.p)
         else:
-            j, mv = target
-            g1 = float(mv @ self.condvar[j] @ mv)
-            a_vec = self.LxX[j].T @ mv
-            g3 = float(mv @ self.S[min(j, self.S.shape[0] - 1)] @ mv)
+            idx, mv = target
+            g1 = float(mv @ self.condvar.sub(idx) @ mv)
+            a_vec = self.LxX[idx].T @ mv
+            g3 = float(mv @ self.S.sub(idx) @ mv)
         dvec = l - a_vec
         g2 = float(self.s2 * dvec @ self.Qinv @ dvec) if self.design.p else 0.0
         return g1, g2, g3
@@ -262,8 +269,8 @@ class Uncertainty:
         target = self._target(m_entries)
         if self.bias is None or target is None:
             return 0.0
-        j, mv = target
-        return float(mv @ self.bias[min(j, self.bias.shape[0] - 1)] @ mv)
+        idx, mv = target
+        return float(mv @ self.bias.sub(idx) @ mv)
 
     def _targets(self, newdata):
         """Fixed design rows, per-term (X, codes) and offsets of the rows of newdata."""
@@ -280,6 +287,10 @@ class Uncertainty:
         return data, X, zs, off
 
     def predict(self, newdata=None, bootstrap=None, seed=None) -> pd.DataFrame:
+        with _single_thread():
+            return self._predict(newdata, bootstrap, seed)
+
+    def _predict(self, newdata, bootstrap, seed) -> pd.DataFrame:
         fit = self.fit
         data, X, zs, off = self._targets(newdata)
         beta = fit.fixef.to_numpy()

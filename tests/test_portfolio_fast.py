@@ -1,0 +1,87 @@
+"""The numpy fast path of bayescred.portfolio (small eager pandas frames) gives what the
+narwhals path gives: the same sufficient statistics and cross-products, the same fitted
+models and, for bad data, the same exception and message (the fast path only confirms
+valid data; every problem is reported by the narwhals path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescred as bc
+from bayescred import portfolio
+
+
+def _frame(seed=0, keys="str"):
+    rng = np.random.default_rng(seed)
+    n = 90
+    risk = rng.integers(0, 9, n)
+    return pd.DataFrame({
+        "risk": [f"r{r}" for r in risk] if keys == "str" else risk,
+        "t": np.tile(np.arange(10), 9)[:n],
+        "y": rng.normal(100, 10, n),
+        "w": rng.uniform(0.5, 2, n),
+        "c": rng.integers(0, 5, n),
+    }, index=pd.RangeIndex(100, 100 + n))
+
+
+@pytest.fixture
+def engine_only(monkeypatch):
+    def run(fn):
+        monkeypatch.setattr(portfolio, "FAST_ROWS", -1)
+        try:
+            return fn()
+        finally:
+            monkeypatch.undo()
+    return run
+
+
+@pytest.mark.parametrize("keys", ["str", "int"])
+def test_summaries_equal_the_engine_path(keys, engine_only):
+    df = _frame(keys=keys)
+    fast = portfolio.summarise(df, "risk", "y", "w")
+    slow = engine_only(lambda: portfolio.summarise(df, "risk", "y", "w"))
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-13)
+    cf = portfolio.cross_products(df, "risk", "y", ["t"], "w")
+    cs = engine_only(lambda: portfolio.cross_products(df, "risk", "y", ["t"], "w"))
+    for key in ("levels", "names", "n"):
+        np.testing.assert_array_equal(cf[key], cs[key])
+    for key in ("weight", "QWQ", "QWy", "yWy"):
+        np.testing.assert_allclose(cf[key], cs[key], rtol=1e-13)
+
+
+def test_fits_equal_the_engine_path(engine_only):
+    h = bc.datasets.load("hachemeister")
+    for fit in (lambda: bc.credibility.buhlmann_straub(h, "state", "severity", "claims"),
+                lambda: bc.credibility.hachemeister(h, "state", "period", "severity", "claims")):
+        a, b = fit(), engine_only(fit)
+        np.testing.assert_allclose(a.premiums().to_numpy(float), b.premiums().to_numpy(float), rtol=1e-12)
+
+
+@pytest.mark.parametrize("edit, kwargs", [
+    (lambda d: d.assign(y=d.y.where(d.index != 105)), dict(groups="risk", numeric="y")),
+    (lambda d: d.assign(y=d.y.mask(d.index == 107, np.inf)), dict(groups="risk", numeric="y")),
+    (lambda d: d.assign(w=d.w.mask(d.index == 110, -1.0)), dict(groups="risk", positive="w")),
+    (lambda d: d.assign(c=d.c.mask(d.index == 111, 1.5)), dict(groups="risk", counts="c")),
+    (lambda d: d.assign(y=d.y.astype(str)), dict(groups="risk", numeric="y")),
+    (lambda d: d, dict(groups="risk", numeric="y", min_periods=20)),
+    (lambda d: d, dict(groups="risk", unique=["risk"])),
+    (lambda d: d.assign(t=1.0), dict(groups="risk", varying="t")),
+    (lambda d: d, dict(groups="nope", numeric="y")),
+    (lambda d: d.assign(risk=d.risk.where(d.index != 103)), dict(groups="risk", numeric="y")),
+])
+def test_bad_data_raises_the_engine_message(edit, kwargs, engine_only):
+    df = edit(_frame())
+    with pytest.raises(bc.errors.DataError) as fast:
+        portfolio.validate(df, **kwargs)
+    with pytest.raises(bc.errors.DataError) as slow:
+        engine_only(lambda: portfolio.validate(df, **kwargs))
+    assert type(fast.value) is type(slow.value) and str(fast.value) == str(slow.value)
+
+
+def test_valid_data_passes_both_paths(engine_only):
+    df = _frame()
+    kw = dict(groups="risk", numeric=["y", "t"], positive="w", counts="c", min_periods=2, varying="t")
+    portfolio.validate(df, **kw)
+    engine_only(lambda: portfolio.validate(df, **kw))
