@@ -208,7 +208,8 @@ def _profile_beta(fit, j, theta_ml, dmin, cut):
     """ML profile interval of β_j (module doc)."""
     d = fit._design
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in d.theta_lower]
-    shift = d.beta0[j]
+    # the design's β is relative to beta0 and to the response centring bc.lmm applies (LMMFit._location)
+    shift = d.beta0[j] + (fit._location[j] if fit._location is not None else 0.0)
     N = d.N
 
     def criterion(theta, b):
