@@ -1,7 +1,7 @@
 """Classical vs empirical Bayes vs full Bayes, side by side.
 
 The EBLUP treats the estimated variance components as known. Its uncertainty comes in three
-grades (FORMULAS.md §9; seed 002_112bee5238c97912.txt §2.3): (i) the conditional SD at the
+grades (docs/formulas.md §9; seed 002_112bee5238c97912.txt §2.3): (i) the conditional SD at the
 estimates (lme4's condVar), (ii) the prediction-error SD that also counts the fixed effects
 (Henderson), (iii) a second-order MSE that also counts the variance parameters
 (Prasad–Rao / Kackar–Harville). The posterior SD counts everything the model knows it does

@@ -13,7 +13,7 @@ random effects of the levels seen in the fit, 0 / u = 1 for new levels).
 Likelihoods are comparable only on the same basis. A REML log-likelihood depends on the
 fixed-effects design, so AIC/BIC of REML fits with different fixed effects, or of a REML
 fit next to ML fits, cannot be compared (lme4's ``anova`` refits such models by ML; seed 004
-Table 6.2 mixes them, REFERENCE-VALUES erratum E20). Such a table carries
+Table 6.2 mixes them, docs/reference-values.md erratum E20). Such a table carries
 ``attrs["comparable"] = False`` and a warning saying why.
 """
 

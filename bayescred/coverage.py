@@ -6,7 +6,7 @@ fits it, and checks for every risk whether its interval contains the *true* risk
 (collective + that risk's true effect, known from the simulator):
 
 * EBLUP by REML / exact marginal ML, normal intervals premium ± z·SD (z = 1.645 at 90%) with
-  the three SDs of FORMULAS.md §9: (i) conditional SD (variance parameters and fixed effects
+  the three SDs of docs/formulas.md §9: (i) conditional SD (variance parameters and fixed effects
   treated as known), (ii) PEV SD (adds the fixed effects), (iii) second-order MSE SD (adds
   the variance parameters; Prasad–Rao / Datta–Lahiri, Booth–Hobert for Poisson–gamma);
 * the full-Bayes posterior of the premium, equal-tailed interval (ETI) of the same probability.

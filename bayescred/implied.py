@@ -1,6 +1,6 @@
 """The credibility a GLMM implies for a rating factor's levels (seed
 001_09ddcaa1e17cf6d2.txt, "Implied Credibility: GLMM Setting" and the "Inferred Credibility"
-table; REFERENCE-VALUES §15).
+table; docs/reference-values.md §15).
 
 Fit the factor twice: as a fixed effect in a GLM and as a random effect in a GLMM (same
 other rating factors, same link). Per level, with exposure e_j,

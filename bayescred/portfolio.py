@@ -2,9 +2,9 @@
 
 Every credibility model in bayescred depends on the data only through per-risk (or
 per-cell) sufficient statistics: the number of observations, the total weight, the
-weighted mean and the weighted within sum of squares (FORMULAS.md §2; seed
+weighted mean and the weighted within sum of squares (docs/formulas.md §2; seed
 004_07f8365c92996b9b.txt eqs 3.14-3.23), plus the cross-products Q'WQ, Q'Wy, y'Wy for
-regression credibility (FORMULAS.md §4). So the reduction runs where the data lives:
+regression credibility (docs/formulas.md §4). So the reduction runs where the data lives:
 pandas, polars, a DuckDB relation or a Dask frame all go through narwhals, the group-by
 is executed by that engine, and only the per-risk summaries come back (as pandas).
 
@@ -434,7 +434,7 @@ def summarise(
     * ``mean``: X_j = sum_t w_jt X_jt / w_j. ;
     * ``within_ss``: sum_t w_jt (X_jt - X_j)^2 (two-pass, no cancellation);
 
-    computed by the engine that holds the data (FORMULAS.md §2).
+    computed by the engine that holds the data (docs/formulas.md §2).
     """
     by = as_list(by)
     if check:
@@ -479,7 +479,7 @@ def cross_products(
     intercept: bool = True,
     check: bool = True,
 ) -> dict:
-    """Per-risk weighted cross-products for regression credibility (FORMULAS.md §4).
+    """Per-risk weighted cross-products for regression credibility (docs/formulas.md §4).
 
     With Q_j = [1, regressors] (T_j x p) and W_j = diag(w_jt), returns a dict with
     ``levels`` (sorted risk labels), ``n`` (J,), ``weight`` (J,), ``QWQ`` (J, p, p),
@@ -556,7 +556,7 @@ def claim_totals(
     *,
     check: bool = True,
 ) -> pd.DataFrame:
-    """Per-risk sufficient statistics of the Poisson–gamma model (FORMULAS.md §7 (b)).
+    """Per-risk sufficient statistics of the Poisson–gamma model (docs/formulas.md §7 (b)).
 
     One row per level of ``by`` (sorted) with ``n`` (rows), ``exposure`` (Σ e_it),
     ``claims`` (Σ y_it) and ``frequency`` = claims / exposure; summed by the engine holding
@@ -590,7 +590,7 @@ class Sufficient:
     ``weight`` (w_c = Σ w) and ``mean`` (weighted cell mean). ``within_ss`` = Σ_c Σ_t
     w (y − ȳ_c)², pooled over cells, on ``within_df`` = N − K degrees of freedom. The
     Gaussian likelihood of every credibility model whose risk effects are constant within a
-    cell depends on the data only through these (FORMULAS.md §2, §6), so raw rows
+    cell depends on the data only through these (docs/formulas.md §2, §6), so raw rows
     (:func:`sufficient`) and published cell summaries (:func:`from_summaries`) give the
     same object.
     """

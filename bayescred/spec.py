@@ -23,7 +23,7 @@ published reference values the run must reproduce::
     risk = 1
     value = 2055.165
     tol = "abs 0.0005"
-    source = "actuar cm(); REFERENCE-VALUES.md §5.1"
+    source = "actuar cm(); docs/reference-values.md §5.1"
 
 The whole file is checked against a typed schema (pydantic) before anything is fitted: every
 key, every argument of the named model with its type, the sampler settings, each reference.

@@ -20,3 +20,13 @@ def test_docs_build_strict_without_warnings(tmp_path):
     # the API page is generated from the docstrings, not empty
     assert "buhlmann_straub" in api and "Fit" in api
 
+
+
+def test_docstrings_cite_the_projects_own_pages():
+    """Docstrings cite docs/formulas.md and docs/reference-values.md, not files outside the repository."""
+    outside = []
+    for path in (ROOT / "bayescred").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if any(name in line for name in ("FORMULAS", "REFERENCE-VALUES", "DESIGN.md")):
+                outside.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not outside, "\n".join(outside[:20])

@@ -229,7 +229,7 @@ def _spread_of_weights(weight) -> float:
 
 
 def bichsel_straub(mean, weight, within, start, tol: float = 1e-13, maxit: int = 10_000) -> float:
-    """Iterative (Bichsel–Straub / De Vylder) pseudo-estimator of the VHM (FORMULAS §2;
+    """Iterative (Bichsel–Straub / De Vylder) pseudo-estimator of the VHM (docs/formulas.md §2;
     actuar's ``bvar.iterative``): τ² ← Σ Z_j (X_j − X_z)² / (J − 1) until the relative
     change is below ``tol``."""
     mean, weight = np.asarray(mean, float), np.asarray(weight, float)

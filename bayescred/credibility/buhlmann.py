@@ -1,4 +1,4 @@
-"""Balanced Bühlmann credibility (seed 004_07f8365c92996b9b.txt lines 627–1031; FORMULAS §1).
+"""Balanced Bühlmann credibility (seed 004_07f8365c92996b9b.txt lines 627–1031; docs/formulas.md §1).
 
 Model X_jt = m + Ξ_j + ε_jt, j ≤ J risks, t ≤ T periods (the same T for every risk).
 σ̂² = MSW, τ̂² = (MSB − MSW)/T (truncated at 0), Z = T/(T + σ̂²/τ̂²),

@@ -1,4 +1,4 @@
-"""Bühlmann–Straub credibility (seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; FORMULAS §2).
+"""Bühlmann–Straub credibility (seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; docs/formulas.md §2).
 
 Model X_jt = m + Ξ_j + ε_jt, Var Ξ_j = τ² (between, VHM), Var ε_jt = σ²/w_jt (within, EPV).
 Premium P_j = Z_j X_j + (1 − Z_j) X_z with Z_j = w_j / (w_j + k), k = σ²/τ² and the

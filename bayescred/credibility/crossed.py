@@ -1,5 +1,5 @@
 """Crossed classification credibility (Dannenburg, Kaas & Goovaerts 1996; seed
-002_112bee5238c97912.txt eqs 61–62; FORMULAS §6).
+002_112bee5238c97912.txt eqs 61–62; docs/formulas.md §6).
 
 Model y_ijt = m + a_i + b_j + c_ij + ε_ijt with independent a ~ (0, σ_a²), b ~ (0, σ_b²),
 c ~ (0, σ_ab²) and ε ~ (0, σ²/w). Every quantity depends on the data through the K cells'
@@ -67,7 +67,7 @@ def crossed(
     {a: σ_a², b: σ_b², "a:b": σ_ab²} are estimated by
 
     * ``method="reml"`` (default): maximum of the restricted likelihood of the cell
-      summaries (FORMULAS §6), with σ² profiled: σ̂² = (SSW + r′H⁻¹r)/(N − 1) and the
+      summaries (docs/formulas.md §6), with σ² profiled: σ̂² = (SSW + r′H⁻¹r)/(N − 1) and the
       ratios γ = σ_k²/σ² optimised on [0, ∞) (L-BFGS-B, started at the moment estimates).
       This is what lme4's REML fit of seed 002 computes; it reproduces Dannenburg et al.'s
       Table 2 premiums (seed 002, lines 836–843) to 0.03.
@@ -254,7 +254,7 @@ def _newton_polish(grad, x, steps: int = 5):
 
 
 def _reml(y, w, K, ssw, n_total, start, interaction):
-    """REML of the cell summaries with σ² profiled out (FORMULAS §6):
+    """REML of the cell summaries with σ² profiled out (docs/formulas.md §6):
     −2ℓ_R = (N − 1) log σ̂² + log|H| + log(1′H⁻¹1) + const, H = Σ γ_k K_k + diag(1/w),
     σ̂² = (SSW + r′H⁻¹r)/(N − 1). Returns (σ² γ, σ̂²)."""
     active = [0, 1, 2] if interaction else [0, 1]

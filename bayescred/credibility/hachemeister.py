@@ -1,5 +1,5 @@
 """Hachemeister regression credibility (seed 004_07f8365c92996b9b.txt eqs 3.24–3.32 and 4.2;
-FORMULAS §4; actuar ``cm(~risk, ..., regformula = ~time)``).
+docs/formulas.md §4; actuar ``cm(~risk, ..., regformula = ~time)``).
 
 Model X_j = Q_j β(Θ_j) + ε_j, Q_j = [1, t (, regressors)], Cov β(Θ_j) = U (between),
 Cov ε_j = σ² W_j⁻¹ (within). With M_j = Q_j′W_jQ_j:
@@ -98,7 +98,7 @@ def hachemeister(
       (``hache.origin``): start A_j = I; U ← Σ_j A_j (B_j − B)(B_j − B)′/(J − 1),
       A_j ← U(U + σ²M_j⁻¹)⁻¹, B ← (ΣA_j)⁻¹ΣA_jB_j, until B converges. Any regressors.
 
-    ``tau_estimated_on`` (errata E5, FORMULAS §4): "centred" estimates U on the design
+    ``tau_estimated_on`` (errata E5, docs/formulas.md §4): "centred" estimates U on the design
     actually used (default); "uncentred" takes τ̂₀², τ̂₁² from un-centred time and uses
     them with centred time, the undocumented convention behind seed 004 Tables 3.5/3.6.
     τ̂₁² and σ̂² do not depend on the origin; τ̂₀² does.

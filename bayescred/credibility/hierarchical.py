@@ -1,4 +1,4 @@
-"""Jewell hierarchical credibility with any number of nested levels (FORMULAS §3;
+"""Jewell hierarchical credibility with any number of nested levels (docs/formulas.md §3;
 Bühlmann & Gisler 2005 ch. 6), computed as actuar's ``cm(~a + a:b + ..., method=)``.
 
 Two levels: X_sjt = m + Ξ_s + Ξ_sj + ε_sjt, Var Ξ_s = ω², Var Ξ_sj = τ², Var ε = σ²/w.
@@ -59,7 +59,7 @@ def hierarchical(
       per parent node p: b_p = Σ_c w_c (X_c − X̄_p)² − (n_p − 1) b, c_p = w_p − Σ_c w_c²/w_p,
       where w_c are the credibility weights of the level below (raw weights innermost);
       ``method="Buhlmann-Gisler"`` (actuar's default) averages max(b_p/c_p, 0) over the
-      parents, ``"Ohlsson"`` takes Σ b_p / Σ c_p (the pooled, FORMULAS §3 form),
+      parents, ``"Ohlsson"`` takes Σ b_p / Σ c_p (the pooled, docs/formulas.md §3 form),
       ``"iterative"`` starts from Ohlsson's values and iterates the pseudo-estimators
       b ← Σ_c Z_c (X_c − X̄_p)² / Σ_p (n_p − 1) (credibility-weighted parent means);
     * a level whose estimate is 0 gets Z = 0 (flagged: ``.boundary``, BoundaryWarning)
@@ -204,7 +204,7 @@ def _unbiased(child_w, child_m, parent, n_parents, lower, method) -> float:
 
 
 def _iterate(b, cred, tw, wm, parent_of, counts, fixed, tol, maxit):
-    """Iterative pseudo-estimators (FORMULAS §3; actuar's ``method = "iterative"``): level by
+    """Iterative pseudo-estimators (docs/formulas.md §3; actuar's ``method = "iterative"``): level by
     level from the bottom, b_i ← Σ_children Z (X − X̄_parent)² / Σ_parents (n_p − 1) with
     credibility-weighted parent means, until the largest relative change is below tol.
     Updates b, cred, tw, wm in place."""

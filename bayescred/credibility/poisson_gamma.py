@@ -1,5 +1,5 @@
 """Poisson–gamma frequency credibility with exposure (seed 003_74058930f1b144d2.txt lines
-193–233; FORMULAS §7 cases (a)–(b)).
+193–233; docs/formulas.md §7 cases (a)–(b)).
 
 Claims N_it | λ_i ~ Poisson(λ_i e_it), λ_i ~ Gamma(shape α, rate β). Per unit of exposure
 the EPV is E λ = α/β and the VHM is Var λ = α/β², so k = β and Z_i = E_i/(E_i + k),

@@ -32,7 +32,7 @@ DATA_DIR = resources.files(__name__) / "data"
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
 # Pooled within-cell sum of squares of the credit-insurance payments: DERIVED, not printed
-# (REFERENCE-VALUES.md §6: the value for which the REML optimum reproduces the printed
+# (docs/reference-values.md §6: the value for which the REML optimum reproduces the printed
 # residual variance 26,990.40 of seed 002_112bee5238c97912.txt, line 874); N - K = 401 - 9.
 CREDIT_WITHIN_SS = 10_578_584.0
 CREDIT_WITHIN_DF = 392
@@ -109,7 +109,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> pd.DataFram
             frame.attrs.update(
                 within_ss=CREDIT_WITHIN_SS,
                 within_df=CREDIT_WITHIN_DF,
-                derived="within_ss is derived (REFERENCE-VALUES.md §6), not printed in seed 002",
+                derived="within_ss is derived (docs/reference-values.md §6), not printed in seed 002",
             )
         elif name == "sim_poisson_gamma":
             frame.attrs["truth"] = json.loads((DATA_DIR / "sim_poisson_gamma.json").read_text())
@@ -128,7 +128,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> pd.DataFram
 
 
 def clean_bus(bus: pd.DataFrame) -> pd.DataFrame:
-    """The cleaning of seed 004_07f8365c92996b9b.txt §6.3 (REFERENCE-VALUES §11.1).
+    """The cleaning of seed 004_07f8365c92996b9b.txt §6.3 (docs/reference-values.md §11.1).
 
     Drops rows with negative ``tot.cost`` (line 5490; missing costs, all with zero claims,
     are kept) and company 145, whose claim counts 402 and 377 are judged erroneous (line

@@ -10,7 +10,7 @@ Every simulator takes an explicit ``seed`` (an int, a ``numpy.random.Generator``
 * ``effects``: a DataFrame indexed by risk (or cell) with the realised, unobservable
   per-risk quantities (true risk mean, true coefficients, true frailty).
 
-Models follow FORMULAS.md §1-§7 (seed 004_07f8365c92996b9b.txt eqs 3.14 ff.): in
+Models follow docs/formulas.md §1-§7 (seed 004_07f8365c92996b9b.txt eqs 3.14 ff.): in
 particular the residual variance is ``within / weight`` (Bühlmann–Straub), not
 ``within`` as in that seed's Appendix A ``sim.BS()`` (errata E23).
 """
@@ -119,7 +119,7 @@ def hierarchical(
     weights=(0.5, 1.5),
     seed: SeedLike,
 ) -> Simulation:
-    """Jewell's nested model (FORMULAS.md §3): X_{s..jt} = m + Ξ_s + ... + Ξ_{s..j} + ε_t.
+    """Jewell's nested model (docs/formulas.md §3): X_{s..jt} = m + Ξ_s + ... + Ξ_{s..j} + ε_t.
 
     ``n_groups[l]`` is the number of children per unit of the level above (level 0: number
     of top-level units); ``between[l]`` is the variance of level ``l``'s effects (outer to
@@ -171,7 +171,7 @@ def hachemeister(
 ) -> Simulation:
     """Hachemeister regression credibility: X_jt = (1, t) β_j + ε_jt, β_j ~ N(β, U), ε ~ N(0, σ²/w_jt).
 
-    FORMULAS.md §4 (seed 004_07f8365c92996b9b.txt eqs 3.24-3.27): ``collective`` = β
+    docs/formulas.md §4 (seed 004_07f8365c92996b9b.txt eqs 3.24-3.27): ``collective`` = β
     (intercept, slope at t = 0), ``between`` = U (2 x 2), ``within`` = σ² per unit weight
     (claim severities with claim counts as weights: σ² is a per-claim variance). Time t =
     1..T. Columns: risk, period, weight, loss. ``effects``: per-risk ``intercept`` and
@@ -204,7 +204,7 @@ def poisson_gamma(
     factors: dict[str, Sequence[float]] | None = None,
     seed: SeedLike,
 ) -> Simulation:
-    """Poisson–gamma portfolio with exposure (FORMULAS.md §7 (b)/(c)).
+    """Poisson–gamma portfolio with exposure (docs/formulas.md §7 (b)/(c)).
 
     claims_it ~ Poisson(e_it · m · r_i · u_i), u_i ~ Gamma(shape 1/λ, rate 1/λ) (mean 1,
     variance λ = ``between``), m = ``collective`` claim frequency per unit exposure.
@@ -256,10 +256,10 @@ def crossed(
     factors: Sequence[str] = ("status", "experience"),
     seed: SeedLike,
 ) -> Simulation:
-    """Crossed classification with interaction (FORMULAS.md §6; seed 002_112bee5238c97912.txt eqs 61-62).
+    """Crossed classification with interaction (docs/formulas.md §6; seed 002_112bee5238c97912.txt eqs 61-62).
 
     y_ijt = m + a_i + b_j + c_ij + ε_ijt, a ~ N(0, σ₁²), b ~ N(0, σ₂²), c ~ N(0, σ₁₂²),
-    ε ~ N(0, σ²). Defaults mimic the credit-insurance fit (REFERENCE-VALUES §6). ``n_per_cell``:
+    ε ~ N(0, σ²). Defaults mimic the credit-insurance fit (docs/reference-values.md §6). ``n_per_cell``:
     an int, or ``(low, high)`` for uniform integer counts in [low, high]. Columns: the two
     factor names (levels 1..), payment. ``effects`` is indexed by cell (both factors) with
     ``a``, ``b``, ``c`` and the true cell ``mean``; ``interaction=0`` drops c.

@@ -1,6 +1,6 @@
 """Profiled REML/ML for linear mixed models (Bates, Mächler, Bolker & Walker 2015).
 
-Model (FORMULAS §8): y = Xβ + Z u + offset + ε, u ~ N(0, σ²ΛΛ'), ε ~ N(0, σ² W⁻¹).
+Model (docs/formulas.md §8): y = Xβ + Z u + offset + ε, u ~ N(0, σ²ΛΛ'), ε ~ N(0, σ² W⁻¹).
 Only the relative covariance parameters θ (the lower-triangular entries of each term's
 factor T, lme4's parametrisation and order) are optimised, with T_ii ≥ 0; β and σ² are
 profiled out:
@@ -58,7 +58,7 @@ def tri_index(k: int) -> list[tuple[int, int]]:
 class Design:
     """Everything about the data that stays fixed while θ moves: the cross-products.
 
-    Weights are rescaled internally to mean 1 (estimates are invariant, FORMULAS §8.4:
+    Weights are rescaled internally to mean 1 (estimates are invariant, docs/formulas.md §8.4:
     it keeps the relative scale θ near 1 where the optimiser starts).
     """
 

@@ -5,7 +5,7 @@
   d_prof(s) minimises the (REML or ML) deviance with s held fixed, using the
   unprofiled deviance d(θ, σ²) = log|M| [+ log|Q_xx|] + r²(θ)/σ² + ν log(2πσ²) − Σ log w
   (ν = N − p for REML, N for ML). The lower end is 0 when d_prof(0) is within the bound.
-* LRT with the boundary mixture (FORMULAS §10; Self & Liang 1987, Stram & Lee 1994):
+* LRT with the boundary mixture (docs/formulas.md §10; Self & Liang 1987, Stram & Lee 1994):
   adding d parameters of which one is a variance on the boundary,
   p = ½P(χ²_{d−1} > LRT) + ½P(χ²_d > LRT); the naive χ²_d p-value is reported alongside.
 """

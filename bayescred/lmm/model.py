@@ -96,7 +96,7 @@ def lmm(
     ``offset(expr)`` term in the formula works too).
     Aggregated input: rows are cell means, ``weights`` the cell counts, and
     ``within_ss``/``within_df`` the pooled within-cell sum of squares and its degrees of
-    freedom; the fit equals the fit to the raw (unit-weight) rows (FORMULAS §6).
+    freedom; the fit equals the fit to the raw (unit-weight) rows (docs/formulas.md §6).
     ``factors``: numeric columns to treat as categorical (as ``factor(x)``); ``base_levels``:
     ``{column: level}``, the reference level of a factor (R's ``relevel``). The formula
     language is bayescred.formula's.
@@ -307,7 +307,7 @@ class LMMFit:
 
     def ranef(self, bootstrap: int | None = None, seed: int | None = None,
               measures=("cond_sd", "pev_sd", "mse_sd")) -> pd.DataFrame:
-        """Conditional modes with three uncertainty measures side by side (FORMULAS §9):
+        """Conditional modes with three uncertainty measures side by side (docs/formulas.md §9):
         ``cond_sd`` (lme4 condVar: u | y at θ̂, β known), ``pev_sd`` (Henderson C²²: also
         β̂), ``mse_sd`` (√(g₁ + g₂ + 2g₃), Prasad–Rao/Datta–Lahiri: also θ̂). ``measures``
         picks which (``("cond_sd",)`` is the cheapest). With ``bootstrap=B`` (and a
@@ -342,7 +342,7 @@ class LMMFit:
     def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False, interval=None,
                 level: float = 0.95, bootstrap: int | None = None, seed: int | None = None) -> pd.DataFrame:
         """Premiums x₀'β̂ + z₀'û for the rows of ``newdata`` (default: the fitted data) with
-        cond_sd, pev_sd and mse_sd (FORMULAS §9, target l'β + m'u), as lme4's ``predict``:
+        cond_sd, pev_sd and mse_sd (docs/formulas.md §9, target l'β + m'u), as lme4's ``predict``:
         ``re_form`` (None: every random term; "~0" or False: fixed effects only; or a
         formula naming some terms), ``allow_new_levels`` (else an unseen level raises
         NewLevelError; allowed, it gets û = 0, the collective premium), ``interval``
@@ -366,7 +366,7 @@ class LMMFit:
         return confint(self, level, method, parm, nsim, seed)
 
     def to_dict(self) -> dict:
-        """The JSON-ready summary fixed in DESIGN.md (CLI ``bayescred lmm --json``)."""
+        """The JSON-ready summary (CLI ``bayescred lmm --json``)."""
         ranef = self.ranef()
 
         def clean(v):

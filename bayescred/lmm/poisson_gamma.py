@@ -1,11 +1,11 @@
 """Poisson–gamma empirical Bayes: exact marginal (negative-binomial) maximum likelihood.
 
-Model (FORMULAS.md §7 case (c); seed 004_07f8365c92996b9b.txt §6.3)::
+Model (docs/formulas.md §7 case (c); seed 004_07f8365c92996b9b.txt §6.3)::
 
     y_ik | u_i ~ Poisson(mu_ik * u_i),   mu_ik = exp(x_ik' beta + log exposure_ik),
     u_i ~ Gamma(shape alpha, rate alpha)  (mean 1, Var u_i = lam = 1/alpha).
 
-Integrating u_i out gives, per risk i (REFERENCE-VALUES.md §11.6),
+Integrating u_i out gives, per risk i (docs/reference-values.md §11.6),
 
     L_i = prod_k mu_ik^y_ik / y_ik!  *  alpha^alpha Gamma(alpha + y_i+) / [Gamma(alpha) (alpha + mu_i+)^(alpha + y_i+)],
 
@@ -18,7 +18,7 @@ the conjugate posterior u_i | y ~ Gamma(alpha + y_i+, alpha + mu_i+), so
 
 Bühlmann–Straub credibility on the ratio claims/expected with weight mu_i+ and k = alpha.
 
-Three uncertainty measures of u_i, the same as the Gaussian engine (FORMULAS.md §9):
+Three uncertainty measures of u_i, the same as the Gaussian engine (docs/formulas.md §9):
 (i) ``cond_sd``: g1 = Var(u_i | y) = (alpha + y_i+)/(alpha + mu_i+)^2 at the estimates;
 (ii) ``pev_sd``: g1 + g2, g2 = d_b' I_bb^-1 d_b with d_b = du_i/dbeta and I_bb the beta
 block of the observed information (lam treated as known);
@@ -35,7 +35,7 @@ realised MSE (g1 + g2 + g3 alone: 88 %), the bias-corrected bootstrap 96 %
 
 ``method="hl"`` fits the same model by h-likelihood as R's dhglm does (:mod:`.hlik`); the
 two estimators differ (bus: dhglm lam = exp(-1.097) = 0.334 against the exact marginal ML
-0.420456, REFERENCE-VALUES.md §11.6, E12; train, medpar and fabric: the h-likelihood lam is
+0.420456, docs/reference-values.md §11.6, E12; train, medpar and fabric: the h-likelihood lam is
 the larger one), and ``summary()`` shows both side by side with the reason.
 """
 
@@ -210,7 +210,7 @@ class _Data:
 
 
 def _evaluate(d: _Data, beta: np.ndarray, a: float, order: int = 2):
-    """Log-likelihood sum_i log L_i (REFERENCE-VALUES §11.6) in (beta, a = log alpha), and for
+    """Log-likelihood sum_i log L_i (docs/reference-values.md §11.6) in (beta, a = log alpha), and for
     order >= 1 its analytic gradient, for order 2 also the Hessian. Written with log1p so that
     large alpha (near Poisson) loses no precision."""
     alpha = math.exp(a)
@@ -747,7 +747,7 @@ def poisson_gamma_eb(
     variation between risks: the profile score 1/2 sum_i[(y_i+ - mu_i+)^2 - y_i+] <= 0 at the
     Poisson fit) is flagged: ``boundary = True`` and a BoundaryWarning.
 
-    Example (Swedish bus data, seed 004_07f8365c92996b9b.txt §6.3; REFERENCE-VALUES §11.6)::
+    Example (Swedish bus data, seed 004_07f8365c92996b9b.txt §6.3; docs/reference-values.md §11.6)::
 
         fit = poisson_gamma_eb(bus, group="co.id", claims="clm.cnt", exposure="dur",
                                fixed="zone + bus.age", base={"zone": 4, "bus.age": 4})

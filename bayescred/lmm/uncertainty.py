@@ -1,7 +1,7 @@
 """How uncertain are the EBLUPs? Three measures side by side, plus a parametric bootstrap.
 
 Target μ = l'β + m'u (a random effect: l = 0, m = unit vector; a group's premium:
-l = x₀, m = z₀ on its level). FORMULAS §9; G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
+l = x₀, m = z₀ on its level). docs/formulas.md §9; G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
 
 (i)   cond_sd = √g₁,  g₁ = m'(G − GHG)m = σ² m'ΛM⁻¹Λ'm            (lme4 condVar; β, θ known)
 (ii)  pev_sd  = √(g₁ + g₂), g₂ = d'(X'V⁻¹X)⁻¹d, d = l − X'V⁻¹ZGm   (Henderson [l;m]'C[l;m])
@@ -124,7 +124,7 @@ class Uncertainty:
 
     @functools.cached_property
     def info(self) -> np.ndarray:
-        """Expected REML (or ML) information of (Σ entries..., σ²) (FORMULAS §9.1)."""
+        """Expected REML (or ML) information of (Σ entries..., σ²) (docs/formulas.md §9.1)."""
         d, s2, G, H = self.design, self.s2, self.G, self.H
         F = self.F if self.fit.reml else self.F[:, :0]
         dof = d.N - d.p if self.fit.reml else d.N
@@ -176,7 +176,7 @@ class Uncertainty:
 
     @functools.cached_property
     def bias(self) -> ProductSum | None:
-        """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (FORMULAS §9.1; Datta & Lahiri 2000):
+        """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (docs/formulas.md §9.1; Datta & Lahiri 2000):
         b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X], ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m,
         ∂g₁/∂σ² = m'G(H − HGH)G m/σ². Returns Σ_k b_k ∂(G − GHG)/∂θ_k (None for REML)."""
         if self.fit.reml:

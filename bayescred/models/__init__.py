@@ -1,4 +1,4 @@
-"""PyMC model factories, one per credibility model (names and variables: DESIGN.md).
+"""PyMC model factories, one per credibility model (names and variables: docs/formulas.md §0).
 
 Each factory takes the same data arguments as the classical function of the same name in
 ``bc.credibility``, validates data and priors before building anything, and returns a

@@ -1,8 +1,8 @@
 """The nested Gaussian credibility model behind ``buhlmann``, ``buhlmann_straub`` and
 ``hierarchical``: X_jt = m + (one effect per level) + e_jt, Var e_jt = sigma2/w_jt.
 
-One level is Bühlmann–Straub (FORMULAS.md §2), several levels are Jewell's hierarchical
-model (FORMULAS.md §3). The data enter only through each innermost risk's n, weight, weighted
+One level is Bühlmann–Straub (docs/formulas.md §2), several levels are Jewell's hierarchical
+model (docs/formulas.md §3). The data enter only through each innermost risk's n, weight, weighted
 mean, within sum of squares (``portfolio.summarise``) and sum of log weights.
 """
 
@@ -137,7 +137,7 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
         between = pm.Deterministic("between", sd**2, dims="level" if L > 1 else None)
         within = pm.Deterministic("within", sigma**2)
         tau2 = [between[i] for i in range(L)] if L > 1 else [between]
-        # k: EPV/VHM at the risk level; VHM ratios of adjacent levels above it (FORMULAS.md §3)
+        # k: EPV/VHM at the risk level; VHM ratios of adjacent levels above it (docs/formulas.md §3)
         ks = [tau2[i + 1] / tau2[i] for i in range(L - 1)] + [within / tau2[-1]]
         pm.Deterministic("k", pt.stack(ks) if L > 1 else ks[0], dims="level" if L > 1 else None)
         A = [None] * L

@@ -1,7 +1,7 @@
 """The one builder behind the GLMM factories (``poisson_lognormal``, ``gamma_lognormal``,
 ``binomial_logitnormal``): a GLM with rating factors plus a normal random intercept per risk
-on the link scale, sampled latent and non-centred (DESIGN.md: where no closed form exists,
-the Bayesian factory samples the latent effects).
+on the link scale, sampled latent and non-centred (there is no closed-form marginal to
+sample instead).
 
     eta_c = intercept + x_c' fixef + u_risk(c),   u_j = between_sd * z_j,   z_j ~ N(0, 1)
 

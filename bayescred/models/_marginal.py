@@ -1,7 +1,7 @@
 """Marginal-likelihood building blocks shared by the factories.
 
 Every Gaussian credibility model integrates the risk effects out in closed form over the
-sufficient statistics (FORMULAS.md §2-§6), so one log-density (and one gradient) costs
+sufficient statistics (docs/formulas.md §2-§6), so one log-density (and one gradient) costs
 O(number of risks), whatever the number of rows. After sampling the hyperparameters, each
 risk's effect is drawn from its exact conditional distribution given them.
 
@@ -39,7 +39,7 @@ def np_segsum(values, index, size):
 
 def within_term(xp, sigma2, n, weight, within_ss, sum_log_w):
     """log density of a risk's rows around their weighted mean: the part of
-    prod_t N(y_t | mu, sigma2/w_t) that does not involve mu (FORMULAS.md §2),
+    prod_t N(y_t | mu, sigma2/w_t) that does not involve mu (docs/formulas.md §2),
     -1/2 [(n - 1) log(2 pi sigma2) - (sum_t log w_t - log w) + SS/sigma2]."""
     return -0.5 * ((n - 1) * (LOG2PI + xp.log(sigma2)) - (sum_log_w - xp.log(weight)) + within_ss / sigma2)
 
@@ -52,7 +52,7 @@ def nested_collapse(xp, segsum, collective, tau2, sigma2, stats, parents, sizes)
     maps the nodes of level l+1 to their parent at level l and ``sizes[l]`` counts level l's
     nodes. Each node carries the precision A and mean B of the data about its own mean (for
     a risk A = w/sigma2, B = X_j); a parent collapses its children with weights
-    1/v_c, v_c = tau2_c + 1/A_c (Jewell's hierarchical credibility, FORMULAS.md §3).
+    1/v_c, v_c = tau2_c + 1/A_c (Jewell's hierarchical credibility, docs/formulas.md §3).
 
     Returns (loglik per top-level node, [A per level], [B per level]); the log-likelihood is
     the exact log density of all rows under the top node (constants included).
@@ -163,7 +163,7 @@ def inv2(a):
 def regression_blocks(U, sigma2, M):
     """H = sigma2 I + U M_j and E = H^-1 U per risk (entries). The credibility matrix is
     A_j = E M_j = (U M_j + sigma2 I)^-1 U M_j and Cov(beta_j | data, beta) = sigma2 E
-    (FORMULAS.md §4: A_j = (M_j + sigma2 U^-1)^-1 M_j, written without U^-1 so that a
+    (docs/formulas.md §4: A_j = (M_j + sigma2 U^-1)^-1 M_j, written without U^-1 so that a
     singular U (correlation +/-1, a zero variance) stays finite)."""
     UM = mm2(U, M)
     H = (UM[0] + sigma2, UM[1], UM[2], UM[3] + sigma2)
@@ -191,7 +191,7 @@ def regression_loglik(xp, beta, U, sigma2, stats):
 # ---------------------------------------------------------------- crossed classification
 
 def crossed_loglik(collective, var_a, var_b, var_ab, sigma2, stats):
-    """Exact log density of all rows of a crossed classification (FORMULAS.md §6) from the
+    """Exact log density of all rows of a crossed classification (docs/formulas.md §6) from the
     cell means, weights and the pooled within-cell SS. V_m = D + F F', D = diag(var_ab +
     sigma2/w_c), F = [A sd_a, B sd_b]; |V_m| and V_m^-1 by Woodbury with a (I+J) x (I+J)
     Cholesky factor, so the cost is O(cells + (levels)^3). pytensor only (one number)."""
@@ -252,7 +252,7 @@ def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
 
 def poisson_gamma_loglik(xp, lgamma, alpha, eta, stats, segsum):
     """Per-company exact marginal log-likelihood of y_ik ~ Poisson(mu_ik u_i), u_i ~ Gamma(alpha,
-    alpha), mu_ik = exposure_ik exp(eta_ik) (REFERENCE-VALUES §11.6, FORMULAS.md §7):
+    alpha), mu_ik = exposure_ik exp(eta_ik) (docs/reference-values.md §11.6, docs/formulas.md §7):
     sum_k [y log mu - log y!] + alpha log alpha + lgamma(alpha + y_i+) - lgamma(alpha)
     - (alpha + y_i+) log(alpha + mu_i+). Returns (loglik per company, mu_i+)."""
     idx, size = stats["company"], stats["size"]

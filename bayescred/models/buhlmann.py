@@ -1,4 +1,4 @@
-"""Bühlmann (unweighted) credibility as a Bayesian model (FORMULAS.md §1; seed
+"""Bühlmann (unweighted) credibility as a Bayesian model (docs/formulas.md §1; seed
 004_07f8365c92996b9b.txt lines 627-1031)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bühlmann–Straub credibility as a Bayesian model (FORMULAS.md §2; seed
+"""Bühlmann–Straub credibility as a Bayesian model (docs/formulas.md §2; seed
 004_07f8365c92996b9b.txt eqs 3.14-3.23)."""
 
 from __future__ import annotations

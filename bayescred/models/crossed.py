@@ -1,4 +1,4 @@
-"""Crossed classification credibility (Dannenburg) as a Bayesian model (FORMULAS.md §6;
+"""Crossed classification credibility (Dannenburg) as a Bayesian model (docs/formulas.md §6;
 seed 002_112bee5238c97912.txt eqs 61-62, §3.3)."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
     factor, and ``cell`` ("i:j"). Variables: ``collective``; ``between`` (dim term: the
     variance of each random term); ``within``; ``k`` = within/between (dim term); ``Z`` (the
     weight of a cell's own mean in its premium: diag(C V_m^-1)) and ``premium`` per cell,
-    m + C V_m^-1 (ybar - m) (FORMULAS.md §6).
+    m + C V_m^-1 (ybar - m) (docs/formulas.md §6).
 
     ``likelihood="marginal"`` integrates all effects out: V_m = D + F F' handled by Woodbury
     with a Cholesky factor of size (levels of a + levels of b), O(cells + levels^3) per

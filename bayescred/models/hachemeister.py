@@ -1,4 +1,4 @@
-"""Hachemeister regression credibility as a Bayesian model (FORMULAS.md §4; seed
+"""Hachemeister regression credibility as a Bayesian model (docs/formulas.md §4; seed
 004_07f8365c92996b9b.txt eqs 3.24-3.32 and eq. 4.2)."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
     HalfNormal(2.5 s) (no risk's coefficient can sit much farther from the collective than
     the stand-alone fits scatter); ``within_sd`` ~ HalfNormal(2.5 sigma_hat); the correlation
     ~ LKJ(eta = ``lkj_eta`` = 2), which in 2-D is (1 + rho)/2 ~ Beta(2, 2): it keeps |rho| off
-    1 (the boundary lme4 hits on these data, REFERENCE-VALUES E6) without ruling it out.
+    1 (the boundary lme4 hits on these data, docs/reference-values.md E6) without ruling it out.
     ``between_corr`` and ``lkj_eta`` can only be fixed (numbers).
     """
     check_likelihood(likelihood)

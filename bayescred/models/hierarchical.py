@@ -1,4 +1,4 @@
-"""Jewell's hierarchical credibility as a Bayesian model (FORMULAS.md §3)."""
+"""Jewell's hierarchical credibility as a Bayesian model (docs/formulas.md §3)."""
 
 from __future__ import annotations
 

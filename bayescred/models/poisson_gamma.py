@@ -1,5 +1,5 @@
 """Poisson–gamma (multiplicative gamma risk effect) credibility as a Bayesian model
-(FORMULAS.md §7 case (c); REFERENCE-VALUES §11.5-11.6; seed 004_07f8365c92996b9b.txt §6.3)."""
+(docs/formulas.md §7 case (c); docs/reference-values.md §11.5-11.6; seed 004_07f8365c92996b9b.txt §6.3)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
     (alpha + y_i+)/(alpha/collective + e_i+), the Gamma–Poisson credibility premium.
 
     ``likelihood="marginal"`` integrates u_i out (negative-multinomial per company,
-    REFERENCE-VALUES §11.6): cost O(cells); ``bc.sample`` then draws u_i from its exact
+    docs/reference-values.md §11.6): cost O(cells); ``bc.sample`` then draws u_i from its exact
     conditional Gamma(alpha + y_i+, alpha + mu_i+) (and renames the conditional-mean premium
     ``premium_conditional_mean``). ``likelihood="latent"``: u_i sampled explicitly.
 

@@ -26,22 +26,22 @@ __all__ = ["report", "write_report"]
 MODEL_TEXT = {
     "buhlmann": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var Ξ = τ² (VHM, <i>between</i>), "
     "Var ε = σ² (EPV, <i>within</i>); Z = T/(T + k), k = σ²/τ²; premium = Z X̄<sub>j</sub> + (1 − Z) X̄ "
-    "(seed 004_07f8365c92996b9b.txt §3.1; FORMULAS.md §1).",
+    "(seed 004_07f8365c92996b9b.txt §3.1; docs/formulas.md §1).",
     "buhlmann_straub": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var ε<sub>jt</sub> = σ²/w<sub>jt</sub>; "
     "Z<sub>j</sub> = w<sub>j•</sub>/(w<sub>j•</sub> + k); premium = Z<sub>j</sub> X<sub>j</sub> + (1 − Z<sub>j</sub>) X<sub>Z</sub> "
-    "(seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; FORMULAS.md §2). As an LMM: y ~ 1 + (1 | risk), weights w.",
-    "hierarchical": "X<sub>sjt</sub> = m + Ξ<sub>s</sub> + Ξ<sub>sj</sub> + ε<sub>sjt</sub> (Jewell; FORMULAS.md §3). "
+    "(seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; docs/formulas.md §2). As an LMM: y ~ 1 + (1 | risk), weights w.",
+    "hierarchical": "X<sub>sjt</sub> = m + Ξ<sub>s</sub> + Ξ<sub>sj</sub> + ε<sub>sjt</sub> (Jewell; docs/formulas.md §3). "
     "As an LMM: y ~ 1 + (1 | sector) + (1 | sector:risk), weights w.",
     "hachemeister": "X<sub>j</sub> = Q<sub>j</sub> β(Θ<sub>j</sub>) + ε<sub>j</sub>, Q<sub>j</sub> = [1, t], "
     "Cov β(Θ<sub>j</sub>) = U; A<sub>j</sub> = U(U + σ² M<sub>j</sub><sup>−1</sup>)<sup>−1</sup>; "
     "credibility estimate A<sub>j</sub> B<sub>j</sub> + (I − A<sub>j</sub>) B<sub>GLS</sub> "
-    "(seed 004_07f8365c92996b9b.txt eqs 3.24–3.32; FORMULAS.md §4). As an LMM: y ~ t + (1 + t || risk), weights w.",
+    "(seed 004_07f8365c92996b9b.txt eqs 3.24–3.32; docs/formulas.md §4). As an LMM: y ~ t + (1 + t || risk), weights w.",
     "crossed": "y<sub>ijt</sub> = m + a<sub>i</sub> + b<sub>j</sub> + c<sub>ij</sub> + ε<sub>ijt</sub> "
-    "(Dannenburg, Kaas &amp; Goovaerts 1996; seed 002_112bee5238c97912.txt eqs 61–62; FORMULAS.md §6). "
+    "(Dannenburg, Kaas &amp; Goovaerts 1996; seed 002_112bee5238c97912.txt eqs 61–62; docs/formulas.md §6). "
     "As an LMM: y ~ 1 + (1 | a) + (1 | b) + (1 | a:b).",
     "poisson_gamma": "N<sub>it</sub> | u<sub>i</sub> ~ Poisson(u<sub>i</sub> μ<sub>it</sub>), "
     "u<sub>i</sub> ~ Gamma(1/λ, 1/λ); Z<sub>i</sub> = μ<sub>i+</sub>/(μ<sub>i+</sub> + 1/λ); "
-    "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (FORMULAS.md §7; REFERENCE-VALUES.md §11.5).",
+    "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (docs/formulas.md §7; docs/reference-values.md §11.5).",
 }
 
 REBUILT = frozenset({"report.html"})  # what `bayescred report RUN` rewrites in the folder
