@@ -21,8 +21,9 @@ test-py313:
 	@VENV=.venv313 PYTHON=python3.13 bash scripts/bootstrap.sh
 	.venv313/bin/python -m pytest -q -m "not slow and not r"
 
+# the peer benchmarks, one after the other (each writes its section of benchmarks/RESULTS.md)
 bench: setup
-	$(PY) benchmarks/run_all.py
+	for f in benchmarks/bench_*.py; do PYTHONPATH=. $(PY) $$f || exit 1; done
 
 notebooks: setup
 	$(PY) notebooks/_build.py
