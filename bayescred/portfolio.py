@@ -34,7 +34,6 @@ from narwhals.exceptions import DuplicateError
 
 from .errors import (
     ConstantCovariateError,
-    DataError,
     DuplicateColumnError,
     DuplicateRowError,
     EmptyCellError,

@@ -127,7 +127,7 @@ def hachemeister(
     cp = cross_products(frame, group, response, [time, *extra], weight, check=False)
     J, p = len(cp["levels"]), 2 + len(extra)
     require_periods(frame, group, stats, p + 1, f"the within variance needs T_j > {p} periods per risk")
-    M0, q0, yy, w = cp["QWQ"], cp["QWy"], cp["yWy"], cp["weight"]
+    M0, q0, w = cp["QWQ"], cp["QWy"], cp["weight"]
     tbar = M0[:, 0, 1] / w
     var_t = M0[:, 1, 1] / w - tbar**2
     flat = var_t <= 1e-12 * np.maximum(1.0, M0[:, 1, 1] / w)

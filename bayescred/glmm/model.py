@@ -13,11 +13,10 @@ from ..errors import (
     BoundaryWarning,
     FormulaError,
     NegativeValueError,
-    NonFiniteError,
     NonPositiveError,
     TooFewRisksError,
 )
-from ..lmm.model import _check_missing, _column_or_array, _rank_check, _to_pandas
+from ..lmm.model import _rank_check, model_inputs
 from .family import Family, get_family, has_scale
 from .optimise import Problem, fit, single_thread
 from .pirls import RandomEffects, Response
@@ -70,16 +69,7 @@ def glmm(formula: str, data, family="poisson", weights=None, offset=None, nAGQ: 
     nAGQ = int(nAGQ)
     if nAGQ < 0 or nAGQ > 100:
         raise FormulaError(f"nAGQ must be between 0 and 100, got {nAGQ}")
-    data = _to_pandas(data)
-    parsed = fm.parse(formula)
-    fm.check_columns(parsed, data.columns)
-    used = parsed.variables
-    w, wname = _column_or_array(weights, data, "weights")
-    off, offname = _column_or_array(offset, data, "offset")
-    _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
-    for values, name in ((w, wname), (off, offname)):
-        if values is not None and not np.all(np.isfinite(values)):
-            raise NonFiniteError("has infinite or missing values", name, list(data.index[~np.isfinite(values)]))
+    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
     if w is not None and np.any(w < 0):
         raise NonPositiveError("weights must be >= 0", wname, list(data.index[w < 0]))
     n = len(data)

@@ -117,7 +117,7 @@ def newton_polish(f, x, lower, iters: int = 4):
     """Newton steps on the components not held at a bound; returns x, f(x), the
     Hessian at x, and the last Newton decrement g'H⁻¹g (the deviance still to gain, ×2)."""
     fx, g, H = hessian(f, x)
-    step = decrement = np.inf
+    decrement = np.inf
     for _ in range(iters):
         free = ~((x <= lower) & (g > 0))
         if not free.any():
@@ -129,7 +129,6 @@ def newton_polish(f, x, lower, iters: int = 4):
             break
         if np.linalg.eigvalsh(Hf)[0] <= 0:
             break
-        step = float(np.max(np.abs(s)))
         decrement = float(-g[free] @ s)
         if decrement < 1e-10:
             break

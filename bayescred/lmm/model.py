@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 
@@ -17,7 +16,6 @@ from ..errors import (
     MissingValueError,
     NonFiniteError,
     NonPositiveError,
-    NotAFrameError,
     NotNumericError,
     RankDeficientError,
     SummaryError,
@@ -31,16 +29,24 @@ from .fit import Design, optimise
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 
 
-def _to_pandas(data) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    try:
-        frame = nw.from_native(data)
-    except TypeError as exc:
-        raise NotAFrameError(f"expected a data frame (pandas, polars, DuckDB, ...), got {type(data).__name__}") from exc
-    if isinstance(frame, nw.LazyFrame):
-        frame = frame.collect()
-    return frame.to_pandas()
+_to_pandas = fm._to_pandas  # one conversion of any frame narwhals reads (bayescred.formula)
+
+
+def model_inputs(formula: str, data, weights, offset):
+    """The front door shared by ``bc.lmm`` and ``bc.glmm``: the data as pandas, the parsed
+    formula (its columns present and free of missing values), and the weights and offset
+    (column names or arrays aligned on the frame) checked finite. Each caller then applies
+    its own rule for the sign of the weights. Returns (data, parsed, w, wname, off)."""
+    data = _to_pandas(data)
+    parsed = fm.parse(formula)
+    fm.check_columns(parsed, data.columns)
+    w, wname = _column_or_array(weights, data, "weights")
+    off, offname = _column_or_array(offset, data, "offset")
+    _check_missing(data, parsed.variables + [c for c in (weights, offset) if isinstance(c, str)])
+    for values, name in ((w, wname), (off, offname)):
+        if values is not None and not np.all(np.isfinite(values)):
+            raise NonFiniteError("has infinite or missing values", name, list(data.index[~np.isfinite(values)]))
+    return data, parsed, w, wname, off
 
 
 def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
@@ -104,16 +110,7 @@ def lmm(
     method = method.upper()
     if method not in ("REML", "ML"):
         raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
-    data = _to_pandas(data)
-    parsed = fm.parse(formula)
-    fm.check_columns(parsed, data.columns)
-    used = parsed.variables
-    w, wname = _column_or_array(weights, data, "weights")
-    off, offname = _column_or_array(offset, data, "offset")
-    _check_missing(data, used + [c for c in (weights, offset) if isinstance(c, str)])
-    for values, name in ((w, wname), (off, offname)):
-        if values is not None and not np.all(np.isfinite(values)):
-            raise NonFiniteError("has infinite or missing values", name, list(data.index[~np.isfinite(values)]))
+    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
     if w is not None and np.any(w <= 0):
         raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
