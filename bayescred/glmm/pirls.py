@@ -261,6 +261,7 @@ def pirls(re: RandomEffects, resp: Response, X, beta, u, *, joint: bool, eta_sta
     eta = eta_start if eta_start is not None else fixed + re.zlam(u)
     mu = link.linkinv(eta)
     pdev = float(np.sum(resp.devres(mu))) + re.sqnorm(u) if eta_start is None else np.inf
+    previous = None  # the last step's change of u
     for it in range(1, maxit + 1):
         mueta = link.mu_eta(eta)
         w = resp.wt * mueta**2 / fam.variance(mu)
@@ -279,17 +280,29 @@ def pirls(re: RandomEffects, resp: Response, X, beta, u, *, joint: bool, eta_sta
             new_u = re.solve(re.rhs(w, eta - fixed + resid))
             new_beta = beta
         du, db = new_u - u, new_beta - beta
-        step = 1.0
-        for _ in range(30):
+
+        def trial(step):
             cu_, cb_ = u + step * du, beta + step * db
             eta_new = (off + X @ cb_ if joint else fixed) + re.zlam(cu_)
             mu_new = link.linkinv(eta_new)
-            pnew = float(np.sum(resp.devres(mu_new))) + re.sqnorm(cu_)
+            return cu_, cb_, eta_new, mu_new, float(np.sum(resp.devres(mu_new))) + re.sqnorm(cu_)
+
+        step = 1.0
+        for _ in range(30):
+            cu_, cb_, eta_new, mu_new, pnew = trial(step)
             if np.isfinite(pnew) and pnew <= pdev + 1e-10 * abs(pdev):
                 break
             step /= 2
         else:
             raise PIRLSError("PIRLS step-halvings failed to reduce the penalised deviance")
+        # Fisher scoring with a non-canonical link (Gamma with log) can overshoot and oscillate
+        # about the mode, converging only slowly; when this step reverses the last one, take the
+        # half step instead if it lowers the penalised deviance further (same fixed point).
+        if previous is not None and float(np.vdot(du, previous)) < 0:
+            half = trial(step / 2)
+            if np.isfinite(half[4]) and half[4] < pnew:
+                (cu_, cb_, eta_new, mu_new, pnew), step = half, step / 2
+        previous = du
         size = step * max(float(np.max(np.abs(du), initial=0.0)), float(np.max(np.abs(db), initial=0.0)))
         u, beta, eta, mu, pdev = cu_, cb_, eta_new, mu_new, pnew
         if size < tol:
