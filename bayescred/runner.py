@@ -322,13 +322,14 @@ def check_references(spec: Spec, parts: dict) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, progress=print) -> Run:
-    """Run a catalogue spec end to end and (with ``out``) save it and write its report.
+    """Run a spec (a TOML file, or a :class:`~bayescred.spec.Spec` built in memory as by
+    ``bayescred fit --model ...``) end to end and (with ``out``) save it and write its report.
 
     Everything a user can get wrong is refused before the first fit: the spec against its
     schema, the out folder (writable, not locked by another run: the lock is held until the run
     is saved), the data and the priors (the Bayesian model is built first).
     """
-    spec = load_spec(spec_path)
+    spec = spec_path if isinstance(spec_path, Spec) else load_spec(spec_path)
     if out is None:
         return _run(spec, None, fast, data_dir, progress)
     with runfolder.lock(out) as folder:
