@@ -180,3 +180,24 @@ def test_spec_names_one_data_source(folder):
         from bayescred.cli import _spec_from_options, parser
 
         _spec_from_options(parser().parse_args(["fit", str(path), "--model", "buhlmann_straub"]))
+
+
+def test_parquet_rows_are_reduced_in_polars_not_collected(folder, monkeypatch):
+    """The classical fit and the Bayesian factory collect from the Parquet scan only per-risk
+    summaries (at most one row per policy), never the 50 raw rows."""
+    from bayescred import models
+
+    heights = []
+    collect = pl.LazyFrame.collect
+
+    def recorded(self, *args, **kwargs):
+        out = collect(self, *args, **kwargs)
+        heights.append(out.height)
+        return out
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", recorded)
+    scan = open_data(load_spec(write_spec(folder, SOURCES["parquet"], "parquet")))
+    args = {"group": "policy", "response": "loss_ratio", "weight": "premium"}
+    credibility.buhlmann_straub(scan, **args)
+    models.buhlmann_straub(scan, **args)
+    assert heights and max(heights) <= 10
