@@ -201,3 +201,48 @@ def test_parquet_rows_are_reduced_in_polars_not_collected(folder, monkeypatch):
     credibility.buhlmann_straub(scan, **args)
     models.buhlmann_straub(scan, **args)
     assert heights and max(heights) <= 10
+
+
+@pytest.mark.parametrize(
+    "dataset, model, args",
+    [
+        ("hachemeister", "hachemeister",
+         {"group": "state", "time": "period", "response": "severity", "weight": "claims", "centering": "group"}),
+        ("sim_poisson_gamma", "poisson_gamma", {"group": "company", "claims": "claims", "exposure": "exposure"}),
+        ("venter", "buhlmann", {"group": "state", "response": "loss"}),
+    ],
+)
+def test_other_models_from_parquet_give_the_pandas_numbers(tmp_path, dataset, model, args):
+    """The classical fit on the lazy Parquet scan and the REML/ML fit on its collected model
+    columns equal the fits on the pandas frame."""
+    import bayescred as bc
+    from bayescred.runner import fit_eb, rows
+
+    frame = bc.datasets.load(dataset)
+    frame.to_parquet(tmp_path / "d.parquet")
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'name = "s"\nmodel = "{model}"\n[data]\nfile = "d.parquet"\n[arguments]\n'
+                    + "".join(f'{k} = "{v}"\n' for k, v in args.items()))
+    scan = open_data(load_spec(spec))
+    assert isinstance(scan, pl.LazyFrame)
+    estimator = getattr(credibility, model)
+    lazy, eager = estimator(scan, **args), estimator(frame, **args)
+    numeric = eager.table.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(lazy.table[numeric], eager.table[numeric], rtol=1e-10, check_dtype=False,
+                                  check_index_type=False)
+    _, lazy_eb = fit_eb(model, rows(scan, args), args)
+    _, eager_eb = fit_eb(model, frame, args)
+    pd.testing.assert_frame_equal(lazy_eb.premiums, eager_eb.premiums, rtol=1e-10, check_dtype=False,
+                                  check_index_type=False)
+
+
+def test_cli_levels_and_factors_become_lists(folder):
+    from bayescred.cli import _spec_from_options, parser
+
+    spec = _spec_from_options(parser().parse_args(
+        ["fit", "--model", "hierarchical", "--data", "losses.csv", "--levels", "region", "PolicyID",
+         "--response", "LR", "--weight", "premium"]))
+    assert spec.arguments == {"levels": ["region", "PolicyID"], "response": "LR", "weight": "premium"}
+    spec = _spec_from_options(parser().parse_args(
+        ["fit", "--model", "crossed", "--data", "losses.csv", "--factors", "PolicyID", "year", "--response", "LR"]))
+    assert spec.arguments["factors"] == ["PolicyID", "year"] and spec.source.file == "losses.csv"
