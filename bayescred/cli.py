@@ -69,13 +69,16 @@ def _spec_from_options(args):
     arguments = {key: getattr(args, key) for key in _COLUMN_OPTIONS if getattr(args, key) is not None}
     raw = {"name": args.name or args.model, "model": args.model,
            "data": {**source, "directory": str(Path.cwd().resolve())}, "arguments": arguments}
+    if args.filter is not None:
+        raw["filter"] = args.filter
     return spec_from_dict(raw, "command line")
 
 
 def _fit(args) -> int:
     from .runner import run_spec
 
-    user = any(getattr(args, key) is not None for key in ("model", "data", "sql", "name", *_COLUMN_OPTIONS))
+    user = any(getattr(args, key) is not None
+               for key in ("model", "data", "sql", "name", "filter", *_COLUMN_OPTIONS))
     spec = _spec_from_options(args) if user or args.spec is None else args.spec
     default_name = spec.name if user else Path(args.spec).stem
     out = Path(args.out) if args.out else Path("runs") / default_name
@@ -171,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     own.add_argument("--data", metavar="FILE", help="a .csv or .parquet file")
     own.add_argument("--sql", metavar="QUERY", help="a DuckDB query, e.g. \"select * from read_parquet('x.parquet')\"")
     own.add_argument("--name", help="the run's name (default: the model)")
+    own.add_argument("--filter", help="rows to keep, e.g. \"year >= 2020 and region != 'X'\" (bayescred.filters)")
     for key in ("group", "response", "weight", "time", "claims", "exposure"):
         own.add_argument(f"--{key}", metavar="COL", help=f"the {key} column")
     own.add_argument("--levels", nargs="+", metavar="COL", help="hierarchical: the level columns, outermost first")

@@ -89,8 +89,7 @@ def _user_data(spec: Spec):
             if path.suffix.lower() == ".csv":
                 data = pd.read_csv(path)
             else:
-                import polars as pl
-
+                pl = _engine("polars", "reading a Parquet file")
                 data = pl.scan_parquet(path)
                 data.collect_schema()  # a damaged file fails here, not in the middle of a fit
         except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -101,8 +100,7 @@ def _user_data(spec: Spec):
             raise DataSourceError(f"spec field data.file: cannot read {str(path)!r}: {_first_line(exc)}") from exc
         where = source.file
     else:
-        import duckdb
-
+        duckdb = _engine("duckdb", "an SQL query")
         con = duckdb.connect()
         con.execute("set file_search_path = ?", [str(folder)])  # relative paths in the query: the spec's folder
         try:
@@ -120,6 +118,17 @@ def _user_data(spec: Spec):
                                          f"it has {', '.join(map(str, names))}")
         data = nw.from_native(data).rename({old: new for new, old in source.columns.items()}).to_native()
     return data
+
+
+def _engine(name: str, what: str):
+    """The optional engine package ``name`` (``pip install bayescred[engines]``), imported on use."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise DataSourceError(f"spec field data: {what} needs the {name} package "
+                              "(pip install 'bayescred[engines]')") from None
 
 
 def _first_line(exc: BaseException) -> str:

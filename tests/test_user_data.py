@@ -246,3 +246,36 @@ def test_cli_levels_and_factors_become_lists(folder):
     spec = _spec_from_options(parser().parse_args(
         ["fit", "--model", "crossed", "--data", "losses.csv", "--factors", "PolicyID", "year", "--response", "LR"]))
     assert spec.arguments["factors"] == ["PolicyID", "year"] and spec.source.file == "losses.csv"
+
+
+def test_cli_filter_runs_in_the_engine_as_the_sql_where(folder, tmp_path, capsys, monkeypatch):
+    """--filter on the Parquet scan keeps the rows a SQL ``where`` keeps: the same classical fit."""
+    monkeypatch.chdir(folder)
+    flags = ["--group", "PolicyID", "--response", "LR", "--weight", "premium", "--fast"]
+    assert main(["fit", "--model", "buhlmann_straub", "--data", "losses.parquet", "--filter", "year >= 2021",
+                 "--out", str(tmp_path / "a"), *flags]) == 0
+    assert main(["fit", "--model", "buhlmann_straub", "--sql",
+                 "select * from read_parquet('losses.parquet') where year >= 2021",
+                 "--out", str(tmp_path / "b"), *flags]) == 0
+    a = pd.read_csv(tmp_path / "a" / "classical_table.csv", index_col=0)
+    b = pd.read_csv(tmp_path / "b" / "classical_table.csv", index_col=0)
+    full = credibility.buhlmann_straub(simulate(), group="PolicyID", response="LR", weight="premium").table
+    pd.testing.assert_frame_equal(a, b, rtol=1e-10)
+    assert not np.allclose(a["weight"], full["weight"].to_numpy())  # the filter did drop rows
+    assert load_spec(tmp_path / "a" / "spec.toml").filter == "year >= 2021"
+
+
+def test_missing_engine_is_one_line(folder, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_polars(name, *args, **kwargs):
+        if name == "polars":
+            raise ImportError("no polars here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_polars)
+    spec = write_spec(folder, SOURCES["parquet"], "noengine")
+    assert main(["fit", spec, "--out", str(tmp_path / "run"), "--fast"]) == EXIT_USAGE
+    assert "needs the polars package" in one_line(capsys)
