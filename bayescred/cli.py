@@ -58,13 +58,12 @@ _COLUMN_OPTIONS = ("group", "response", "weight", "time", "levels", "factors", "
 
 def _spec_from_options(args):
     """The typed spec that ``fit --model ... --data ...`` describes (checked as a spec file is)."""
-    from .errors import SpecError
     from .spec import spec_from_dict
 
     if args.spec is not None:
-        raise SpecError("give either a SPEC file or --model with --data/--sql, not both")
+        raise errors.SpecError("give either a SPEC file or --model with --data/--sql, not both")
     if args.model is None or (args.data is None) == (args.sql is None):
-        raise SpecError("give a SPEC file, or --model with exactly one of --data FILE and --sql QUERY")
+        raise errors.SpecError("give a SPEC file, or --model with exactly one of --data FILE and --sql QUERY")
     source = {"file": args.data} if args.data is not None else {"sql": args.sql}
     arguments = {key: getattr(args, key) for key in _COLUMN_OPTIONS if getattr(args, key) is not None}
     raw = {"name": args.name or args.model, "model": args.model,
