@@ -98,3 +98,25 @@ def test_installed_wheel_fits_a_catalogue_spec_and_rebuilds_its_report(installed
     res = run(python, work, "-m", "bayescred", "report", "run")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (work / "run" / "report.html").is_file()
+
+
+def test_installed_wheel_fits_a_users_csv_and_rebuilds_its_report(installed):
+    """Outside the repository, on a CSV that is not in the catalogue, through the CLI flags."""
+    import numpy as np
+    import pandas as pd
+
+    python, work = installed
+    rng = np.random.default_rng(14)
+    risks = np.repeat(np.arange(12), 6)
+    w = rng.uniform(0.5, 2.0, risks.size)
+    y = 80 + rng.normal(0, 8, 12)[risks] + rng.normal(0, 10, risks.size) / np.sqrt(w)
+    pd.DataFrame({"policy": [f"p{r:02d}" for r in risks], "loss_ratio": y, "premium": w}).to_csv(
+        work / "losses.csv", index=False)
+    res = run(python, work, "-m", "bayescred", "fit", "--model", "buhlmann_straub", "--data", "losses.csv",
+              "--group", "policy", "--response", "loss_ratio", "--weight", "premium", "--out", "mine", "--fast")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "no reference values" in res.stdout
+    (work / "mine" / "report.html").unlink()
+    res = run(python, work, "-m", "bayescred", "report", "mine")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "losses.csv" in (work / "mine" / "report.html").read_text()
