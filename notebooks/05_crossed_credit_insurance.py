@@ -172,7 +172,6 @@ cmp.premiums.round(2)
 cmp.understatement()
 
 # %%
-
 from bayescred.report import plots
 
 

@@ -1,7 +1,7 @@
 """Build the teaching notebooks from their percent-format sources and store them executed.
 
 Sources live next to this file as ``NN_name.py`` with ``# %%`` code cells and
-``# %% [markdown]`` text cells (the jupytext "percent" format, readable in any editor).
+``# %% [markdown]`` text cells (the jupytext "percent" format, readable in any editor; jupytext reads them).
 ``make notebooks`` (``python notebooks/_build.py``) builds each .ipynb and executes it in a
 fresh kernel at the full settings, so a reader (on GitHub too) sees every table and figure;
 ``--only NN`` rebuilds one. The test suite checks that each stored notebook was built from
@@ -19,27 +19,12 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 
 
-def cells(source: str):
-    blocks, kind, lines = [], "code", []
-    for line in source.splitlines():
-        if line.startswith("# %%"):
-            if any(s.strip() for s in lines):
-                blocks.append((kind, "\n".join(lines).strip("\n")))
-            kind = "markdown" if "[markdown]" in line else "code"
-            lines = []
-        elif kind == "markdown":
-            lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
-        else:
-            lines.append(line)
-    if any(s.strip() for s in lines):
-        blocks.append((kind, "\n".join(lines).strip("\n")))
-    for kind, text in blocks:
-        yield nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-
-
 def build(src: Path) -> nbformat.NotebookNode:
+    """The notebook of a percent-format source, read by jupytext."""
+    import jupytext
+
     nb = nbformat.v4.new_notebook()
-    nb.cells = list(cells(src.read_text()))
+    nb.cells = [cell for cell in jupytext.read(src, fmt="py:percent").cells if cell.source.strip()]
     for i, cell in enumerate(nb.cells):  # stable ids: rebuilding an unchanged source changes nothing
         cell.id = f"cell-{i:03d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
