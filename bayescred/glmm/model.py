@@ -16,7 +16,7 @@ from ..errors import (
     NonPositiveError,
     TooFewRisksError,
 )
-from ..lmm.model import _rank_check, model_inputs
+from ..lmm.model import _rank_check, model_inputs, varcorr_table
 from .family import Family, get_family, has_scale
 from .optimise import Problem, fit, single_thread
 from .pirls import RandomEffects, Response
@@ -183,24 +183,8 @@ class GLMMFit:
 
     # ---------------------------------------------------------------- estimates
     def _varcorr(self) -> pd.DataFrame:
-        rows, seen = [], {}
-        for t, S in zip(self._problem.re.terms, self.covariances):
-            count = seen.get(t.group, 0)
-            seen[t.group] = count + 1
-            grp = t.group if count == 0 else f"{t.group}.{count}"
-            sd = np.sqrt(np.diag(S))
-            for i, name in enumerate(t.names):
-                rows.append((grp, name, None, S[i, i], sd[i]))
-            for j in range(t.k):
-                for i in range(j + 1, t.k):
-                    corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
-                    rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
-        if has_scale(self.family):
-            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
-        for k, col in ((1, "var1"), (2, "var2")):
-            out[col] = pd.Series([r[k] for r in rows], dtype=object)
-        return out
+        return varcorr_table(self._problem.re.terms, self.covariances,
+                             self.sigma**2 if has_scale(self.family) else None)
 
     def _is_singular(self) -> bool:
         re = self._problem.re

@@ -32,6 +32,30 @@ SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 _to_pandas = fm._to_pandas  # one conversion of any frame narwhals reads (bayescred.formula)
 
 
+def varcorr_table(terms, covariances, sigma2: float | None) -> pd.DataFrame:
+    """lme4's ``as.data.frame(VarCorr(fit))``: a row per variance and per covariance of each
+    random-effects term (a repeated grouping factor is ``g.1``, ``g.2``, ... as lme4), then
+    the residual unless ``sigma2`` is None (families without a scale)."""
+    rows, seen = [], {}
+    for t, S in zip(terms, covariances):
+        count = seen.get(t.group, 0)
+        seen[t.group] = count + 1
+        grp = t.group if count == 0 else f"{t.group}.{count}"
+        sd = np.sqrt(np.diag(S))
+        for i, name in enumerate(t.names):
+            rows.append((grp, name, None, S[i, i], sd[i]))
+        for j in range(t.k):
+            for i in range(j + 1, t.k):
+                corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
+    if sigma2 is not None:
+        rows.append(("Residual", None, None, sigma2, math.sqrt(sigma2)))
+    out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+    for k, col in ((1, "var1"), (2, "var2")):  # NA where lme4 has NA (None, not the string "nan")
+        out[col] = pd.Series([r[k] for r in rows], dtype=object)
+    return out
+
+
 def model_inputs(formula: str, data, weights, offset):
     """The front door shared by ``bc.lmm`` and ``bc.glmm``: the data as pandas, the parsed
     formula (its columns present and free of missing values), and the weights and offset
@@ -264,23 +288,7 @@ class LMMFit:
 
     # -- estimates
     def _varcorr(self) -> pd.DataFrame:
-        rows, seen = [], {}
-        for t, S in zip(self._design.terms, self.covariances):
-            count = seen.get(t.group, 0)
-            seen[t.group] = count + 1
-            grp = t.group if count == 0 else f"{t.group}.{count}"
-            sd = np.sqrt(np.diag(S))
-            for i, name in enumerate(t.names):
-                rows.append((grp, name, None, S[i, i], sd[i]))
-            for j in range(t.k):
-                for i in range(j + 1, t.k):
-                    corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
-                    rows.append((grp, t.names[j], t.names[i], S[i, j], corr))
-        rows.append(("Residual", None, None, self.sigma2, self.sigma))
-        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
-        for col in ("var1", "var2"):  # NA where lme4 has NA (kept as None, not the string "nan")
-            out[col] = pd.Series([r[1 if col == "var1" else 2] for r in rows], dtype=object)
-        return out
+        return varcorr_table(self._design.terms, self.covariances, self.sigma2)
 
     def _is_singular(self) -> bool:
         """lme4's isSingular (a T_ii below 1e-4 on lme4's θ scale) or, scale-free, a term
