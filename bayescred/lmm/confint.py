@@ -247,20 +247,14 @@ def bootstrap_parameters(fit, table, nsim, seed) -> np.ndarray:
     """(nsim, rows of ``table``) parameter estimates refitted to data simulated from the fit."""
     from .model import LMMFit
 
-    d = fit._design
+    from .uncertainty import simulate_into
+
     rng = np.random.default_rng(seed)
-    w = d.w * d.scale
-    base = d.X @ fit.fixef.to_numpy()
-    boot = copy.copy(d)
+    boot = copy.copy(fit._design)
     names = list(fit.fixef.index)
     draws = np.empty((nsim, len(table)))
     for n in track(range(nsim), "parametric bootstrap (confint)"):
-        us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
-              for t, S in zip(d.terms, fit.covariances)]
-        y = base + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))
-        y = y + rng.standard_normal(d.n_rows) * np.sqrt(fit.sigma2 / w)
-        wss = fit.sigma2 * rng.chisquare(d.within_df) if d.within_df else 0.0
-        boot.set_response(y, wss)
+        simulate_into(boot, fit, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theta, _ = optimise(boot, fit.reml, theta0=fit._sol.theta, polish=False)

@@ -331,17 +331,10 @@ class Uncertainty:
 
         fit, d = self.fit, self.design
         rng = np.random.default_rng(seed)
-        w = d.w * d.scale
-        base = d.X @ fit.fixef.to_numpy()
         acc = None
         boot = copy.copy(d)
         for _ in track(range(B), "parametric bootstrap"):
-            us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
-                  for t, S in zip(d.terms, fit.covariances)]
-            y = base + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))
-            y = y + rng.standard_normal(d.n_rows) * np.sqrt(fit.sigma2 / w)
-            wss = fit.sigma2 * rng.chisquare(d.within_df) if d.within_df else 0.0
-            boot.set_response(y, wss)
+            us = simulate_into(boot, fit, rng)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 theta, _ = optimise(boot, fit.reml, theta0=fit._sol.theta, polish=False)
@@ -367,3 +360,17 @@ class Uncertainty:
                 start += t.n_levels * t.k
             return out
         return rmse
+
+
+def simulate_into(boot, fit, rng) -> list[np.ndarray]:
+    """Draw a new response from the fitted model (u* ~ N(0, Σ̂) per term, ε* ~ N(0, σ̂²/w), and
+    the pooled within-cell SS of aggregated input) and set it on ``boot``, a copy of the fit's
+    design; returns the simulated effects per term. The parametric bootstrap's one step."""
+    d = fit._design
+    us = [rng.multivariate_normal(np.zeros(t.k), S, size=t.n_levels, method="cholesky")
+          for t, S in zip(d.terms, fit.covariances)]
+    y = d.X @ fit.fixef.to_numpy() + sum(np.einsum("nk,nk->n", t.X, u[t.codes]) for t, u in zip(d.terms, us))
+    y = y + rng.standard_normal(d.n_rows) * np.sqrt(fit.sigma2 / (d.w * d.scale))
+    wss = fit.sigma2 * rng.chisquare(d.within_df) if d.within_df else 0.0
+    boot.set_response(y, wss)
+    return us
