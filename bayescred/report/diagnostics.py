@@ -18,7 +18,6 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 BFMI_MIN = 0.3
 RANK_P_MIN = 0.01  # 1 - arviz-plots' default envelope probability (0.99) for its rank-plot test
-PARETO_K_MAX = 0.7
 
 
 def summary(posterior, var_names, prob: float = 0.9) -> pd.DataFrame:
@@ -43,9 +42,10 @@ def bfmi(posterior) -> pd.Series:
     return pd.Series(np.atleast_1d(values), name="E-BFMI").rename_axis("chain")
 
 
-def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[str]] | None:
-    """PSIS-LOO estimate, Pareto-k counts, the k of each observation and ArviZ's warnings (shown
-    in the report, not suppressed), or None when no log-likelihood was stored."""
+def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[str], float] | None:
+    """PSIS-LOO estimate, Pareto-k counts, the k of each observation, ArviZ's warnings (shown in
+    the report, not suppressed) and ArviZ's threshold for a good k (0.7, lower for few draws:
+    min(1 - 1/log10 S, 0.7)), or None when no log-likelihood was stored."""
     if "log_likelihood" not in posterior.children:
         return None
     with warnings.catch_warnings(record=True) as caught:
@@ -63,7 +63,7 @@ def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[s
         },
         index=[f"k <= {good:.2f} (good)", f"{good:.2f} < k <= 1 (bad)", "k > 1 (very bad)"],
     )
-    return est, counts, k, messages
+    return est, counts, k, messages, float(good)
 
 
 def rank_p_values(posterior, var_names) -> pd.Series:
@@ -127,12 +127,12 @@ def problems(posterior, var_names, loo=None) -> list[str]:
             out.append("rank plots: chains do not mix for " + ", ".join(f"{v} (p = {html.fmt(q, 2)})"
                                                                          for v, q in low.items()))
     if loo is not None:
-        k = loo[2]
-        n_bad = int((k > PARETO_K_MAX).sum())
+        k, good = loo[2], loo[4]
+        n_bad = int((k > good).sum())
         if n_bad:
             _, dim = _loo_labels(posterior, len(k))
             unit = "risks" if dim is not None and dim in posterior["posterior"].dims else "rows"
-            out.append(f"Pareto k above {PARETO_K_MAX} for {n_bad} of {len(k)} {unit} (influential; LOO "
+            out.append(f"Pareto k above {html.fmt(good, 2)} for {n_bad} of {len(k)} {unit} (influential; LOO "
                        "unreliable there)")
     return out
 
@@ -179,15 +179,16 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
     per_chain = pd.concat([div, bf], axis=1)
     parts.append(html.table(per_chain, f"Per chain: divergences and E-BFMI (low if < {BFMI_MIN})"))
     if loo is not None:
-        est, counts, k, messages = loo
+        est, counts, k, messages, good = loo
         names, dim = _loo_labels(posterior, len(k))
         per_risk = dim is not None and dim in posterior["posterior"].dims
         parts.append(f"<p>{html.escape(LOO_RISK.format(dim=dim) if per_risk else LOO_ROW)}</p>")
         parts.append(html.table(est, "PSIS-LOO"))
         parts.append(html.table(counts, "Pareto k diagnostic (one k per " + ("risk)" if per_risk else "row)")))
-        flagged = [(n, v) for n, v in zip(names, k) if v > PARETO_K_MAX]
+        flagged = [(n, v) for n, v in zip(names, k) if v > good]
         if flagged:
-            parts.append(html.note(("Influential risks" if per_risk else "Influential rows") + " (Pareto k > " + str(PARETO_K_MAX) + "): "
+            parts.append(html.note(("Influential risks" if per_risk else "Influential rows")
+                                   + f" (Pareto k > {html.fmt(good, 2)}): "
                                    + ", ".join(f"{n} (k = {html.fmt(v, 2)})" for n, v in flagged)))
         for m in messages:
             parts.append(html.note("ArviZ warns: " + m))
@@ -213,7 +214,7 @@ def banner(found: list[str]):
     """One box naming every problem, or saying there is none."""
     if not found:
         return html.note("Sampler healthy: no divergences, R-hat <= 1.01, ESS >= 400, chains mix "
-                         "(rank test), Pareto k <= 0.7.", "ok")
+                         "(rank test), every Pareto k good.", "ok")
     return html.note("Sampler problems: " + "; ".join(found) + ".", "fail")
 
 
