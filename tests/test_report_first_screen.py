@@ -155,7 +155,7 @@ def test_banner_lists_every_problem_the_diagnostics_show(few_draws):
     assert good == pytest.approx(min(1 - 1 / np.log10(2 * 40), 0.7))  # ArviZ's threshold for 80 draws
     if (k > good).any():  # the same threshold as the Pareto k table below
         assert f"Pareto k above {good:.2g} for {int((k > good).sum())} of {len(k)} risks" in banner
-        assert f"{good:.2f} &lt; k &lt;= 1 (bad)" in text
+        assert f"{good:.2g} &lt; k &lt;= 1 (bad)" in text
     assert found_any, "40 draws per chain should leave ESS below 400"
     # LOO explained at the level of risks, and ArviZ's warnings not hidden
     assert "each observation of the log-likelihood is a whole risk" in text

@@ -72,19 +72,20 @@ def understatement_sentence(run) -> str:
     many risks (:mod:`bayescred.report.coverage`)."""
     cmp = run.comparison
     tab = cmp.premiums
-    z = coverage_z(cmp.prob)
+    z = _normal_quantile(cmp.prob)
     ratio = (2 * z * tab["cond_sd"]) / (tab["post_upper"] - tab["post_lower"])
     share = float((1 - ratio).median())
     n = len(tab)
     found = coverage.nearest(run.spec.model, n)
     how = (f"on median {html.fmt(share, percent=True)} narrower than" if share > 0
            else f"on median {html.fmt(-share, percent=True)} wider than")
-    text = (f"The plug-in EBLUP intervals (EBLUP ± {html.fmt(z, 3)} × conditional SD, nominal {cmp.prob:.0%}) "
-            f"of these {n} risks are {how} the posterior's {cmp.prob:.0%} equal-tailed intervals. ")
-    studied = (f"{found.study_name} portfolios" + (f", the studied model closest to this one" if found.analogue else "")
+    pct = html.fmt(cmp.prob, percent=True)
+    text = (f"The plug-in EBLUP intervals (EBLUP ± {html.fmt(z, 3)} × conditional SD, nominal {pct}) "
+            f"of these {n} risks are {how} the posterior's {pct} equal-tailed intervals. ")
+    studied = (f"{found.study_name} portfolios" + (", the studied model closest to this one" if found.analogue else "")
                + f", {found.n_risks} risks" + ("" if found.n_risks == n else f", the studied number nearest to {n}"))
     if abs(cmp.prob - coverage.NOMINAL) < 1e-9:
-        text += (f"With {found.n_risks} risks, nominal 90% plug-in intervals covered the true premium "
+        text += (f"With {found.n_risks} risks, nominal 90% plug-in intervals covered the true {cmp.quantity} "
                  f"{html.fmt(found.coverage['cond_sd'], percent=True)} of the time in our coverage study "
                  f"({studied}), the posterior intervals {html.fmt(found.coverage['bayes'], percent=True)}.")
     else:
@@ -94,7 +95,7 @@ def understatement_sentence(run) -> str:
     return text
 
 
-def coverage_z(prob: float) -> float:
+def _normal_quantile(prob: float) -> float:
     """The normal quantile of a two-sided interval of probability ``prob``."""
     from statistics import NormalDist
 
@@ -216,8 +217,9 @@ def _page(run) -> str:
     )
     hyper = hyper_names(posterior)
     found = diagnostics.problems(posterior, hyper, diagnostics.loo_table(posterior))
+    pct = html.fmt(prob, percent=True)
     first = (html.figure(plots.plugin_vs_posterior(cmp), f"Per risk: plug-in EBLUP ± z·conditional SD "
-                         f"({prob:.0%} normal) vs posterior {prob:.0%} equal-tailed interval", id="understatement")
+                         f"({pct} normal) vs posterior {pct} equal-tailed interval", id="understatement")
              + Markup('<p class="lead" id="understatement-sentence">{}</p>').format(understatement_sentence(run))
              + diagnostics.banner(found) + verdict)
     if spec.description or spec.title:
@@ -241,13 +243,13 @@ def _page(run) -> str:
 
     vc = cmp.variance_components
     tables = html.table(vc, f"Variance components: classical, {run.eb_summary.method} (interval where "
-                        f"computed) and posterior (mean, SD, {prob:.0%} ETI)")
+                        f"computed) and posterior (mean, SD, {html.fmt(prob, percent=True)} ETI)")
     tables += html.table(cmp.premiums, f"Premiums per risk: classical, EBLUP with its three SDs, posterior "
-                         f"mean/SD/{prob:.0%} ETI, and posterior SD / EBLUP SD; EBLUP interval = "
-                         f"{prob:.0%} normal with the second-order SD")
+                         f"mean/SD/{html.fmt(prob, percent=True)} ETI, and posterior SD / EBLUP SD; EBLUP interval = "
+                         f"{html.fmt(prob, percent=True)} normal with the second-order SD")
     if len(cmp.credibility.columns):
         tables += html.table(cmp.credibility, f"Credibility factor Z: classical, REML plug-in, posterior median "
-                             f"and {prob:.0%} ETI")
+                             f"and {html.fmt(prob, percent=True)} ETI")
     if run.eb_summary.singular:
         tables = html.note("The empirical-Bayes fit is singular (a variance component at 0 or a correlation "
                            "at ±1): its plug-in intervals are especially unreliable.") + tables

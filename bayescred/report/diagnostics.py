@@ -61,7 +61,7 @@ def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[s
         {
             "count": [(k <= good).sum(), ((k > good) & (k <= 1)).sum(), (k > 1).sum()],
         },
-        index=[f"k <= {good:.2f} (good)", f"{good:.2f} < k <= 1 (bad)", "k > 1 (very bad)"],
+        index=[f"k <= {html.fmt(good, 2)} (good)", f"{html.fmt(good, 2)} < k <= 1 (bad)", "k > 1 (very bad)"],
     )
     return est, counts, k, messages, float(good)
 
