@@ -211,11 +211,17 @@ def test_screenshot_of_a_user_csv_report_shows_the_figure_first(tmp_path, monkey
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert image.shape[:2] == (900, 1280)
     assert image.std() > 10, "the screenshot is blank"
-    # the figure's image (red and blue interval lines) lies in the first screen
+    # the figure's interval lines (matplotlib's tab:red and tab:blue, colours nothing else on the
+    # page uses) lie in the first screen, one pair of lines per risk
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
-    red = (rgb[..., 0] > 180) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
-    blue = (rgb[..., 2] > 140) & (rgb[..., 0] < 80)
-    assert red.sum() > 200 and blue.sum() > 200, "the interval figure is not on the first screen"
+
+    def near(colour):
+        return (np.abs(rgb - np.array(colour)).max(axis=-1) <= 12)
+
+    red, blue = near((214, 39, 40)), near((31, 119, 180))
+    assert red.sum() > 500 and blue.sum() > 500, "the interval figure is not on the first screen"
+    red_rows = np.flatnonzero(red.any(axis=1))
+    assert red_rows.max() - red_rows.min() > 12 * 20, "fewer interval rows than the 12 risks"
     # and in the rendered DOM it is the first element after the title
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()],
                          check=True, capture_output=True, text=True, timeout=120).stdout
