@@ -48,6 +48,13 @@ MODEL_TEXT = {
 MEASURE_WORDS = {"cond_sd": "conditional SD (at the estimated variances, as lme4's condVar)",
                  "pev_sd": "prediction-error SD (also counts the fixed effects)",
                  "mse_sd": "second-order MSE SD (also counts the estimated variances)"}
+# table headers in words (the CSV files keep the column names)
+HEADERS = {"classical": "classical", "eblup": "EBLUP", "cond_sd": "conditional SD", "pev_sd": "PEV SD",
+           "mse_sd": "MSE SD", "post_mean": "posterior mean", "post_sd": "posterior SD",
+           "post_median": "posterior median", "post_lower": "posterior lower", "post_upper": "posterior upper",
+           "sd_ratio_cond_sd": "posterior SD / conditional SD", "sd_ratio_pev_sd": "posterior SD / PEV SD",
+           "sd_ratio_mse_sd": "posterior SD / MSE SD", "eblup_lower": "EBLUP lower (MSE SD)",
+           "eblup_upper": "EBLUP upper (MSE SD)"}
 REBUILT = frozenset({"report.html"})  # what `bayescred report RUN` rewrites in the folder
 HYPER = ("collective", "between", "within", "k", "lam", "alpha")
 
@@ -242,14 +249,17 @@ def _page(run) -> str:
 
 
     vc = cmp.variance_components
-    tables = html.table(vc, f"Variance components: classical, {run.eb_summary.method} (interval where "
-                        f"computed) and posterior (mean, SD, {html.fmt(prob, percent=True)} ETI)")
-    tables += html.table(cmp.premiums, f"Premiums per risk: classical, EBLUP with its three SDs, posterior "
-                         f"mean/SD/{html.fmt(prob, percent=True)} ETI, and posterior SD / EBLUP SD; EBLUP interval = "
-                         f"{html.fmt(prob, percent=True)} normal with the second-order SD")
+    method = run.eb_summary.method  # the empirical-Bayes columns are called reml in the CSV files
+    headers = {**HEADERS, "reml": method, "reml_lower": f"{method} lower", "reml_upper": f"{method} upper"}
+    tables = html.table(vc.rename(columns=headers),
+                        f"Variance components: classical, {method} (interval where computed) and "
+                        f"posterior (mean, SD, {pct} ETI)")
+    tables += html.table(cmp.premiums.rename(columns=headers),
+                         f"Premiums per risk: classical, EBLUP with its three SDs, posterior mean/SD/{pct} ETI, "
+                         f"and posterior SD / EBLUP SD; EBLUP interval = {pct} normal with the second-order SD")
     if len(cmp.credibility.columns):
-        tables += html.table(cmp.credibility, f"Credibility factor Z: classical, REML plug-in, posterior median "
-                             f"and {html.fmt(prob, percent=True)} ETI")
+        tables += html.table(cmp.credibility.rename(columns=headers),
+                             f"Credibility factor Z: classical, {method} plug-in, posterior median and {pct} ETI")
     if run.eb_summary.singular:
         tables = html.note("The empirical-Bayes fit is singular (a variance component at 0 or a correlation "
                            "at ±1): its plug-in intervals are especially unreliable.") + tables
