@@ -162,6 +162,22 @@ def test_banner_lists_every_problem_the_diagnostics_show(few_draws):
     assert "Sampler healthy" not in text
 
 
+@pytest.mark.parametrize("which", ["trace_figure", "rank_figure"])
+def test_trace_and_rank_panels_do_not_overlap(few_draws, which):
+    """Each panel's box with its tick labels, axis labels and title is clear of its neighbours'
+    (arviz-plots' default figure size overlapped them: issue 14)."""
+    import itertools
+
+    post = few_draws.posterior
+    fig = getattr(diagnostics, which)(post, hyper_names(post))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert len(boxes) >= 5
+    overlapping = [(i, j) for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2) if a.overlaps(b)]
+    assert not overlapping, f"panels {overlapping} overlap"
+
+
 def test_provenance_section(few_draws):
     text = (few_draws.out / "report.html").read_text()
     data = pd.read_csv(few_draws.out.parent / "my_losses.csv")

@@ -148,6 +148,17 @@ def _plot(fn, posterior, size=None, **kwargs):
     return fig
 
 
+def trace_figure(posterior, var_names):
+    """Trace and marginal density per chain, one row of panels per variable."""
+    return _plot("plot_trace_dist", posterior, size=(10, 2.1 * len(var_names) + 0.6), var_names=var_names,
+                 compact=True)
+
+
+def rank_figure(posterior, var_names):
+    """Rank plots with the multi-chain uniformity test's p-value, tall enough for its labels."""
+    return _plot("plot_rank", posterior, size=(10, 2.2 * ((len(var_names) + 2) // 3) + 0.6), var_names=var_names)
+
+
 LOO_RISK = ("PSIS-LOO leaves out one observation at a time. In this model each observation of the "
             "log-likelihood is a whole risk ('{dim}': all its periods together), so LOO here asks how well "
             "the model predicts an unseen risk, and a high Pareto k flags an influential risk: one whose "
@@ -192,13 +203,9 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
                                    + ", ".join(f"{n} (k = {html.fmt(v, 2)})" for n, v in flagged)))
         for m in messages:
             parts.append(html.note("ArviZ warns: " + m))
-    n_vars = len(var_names)
-    parts.append(html.figure(_plot("plot_trace_dist", posterior, size=(10, 2.1 * n_vars + 0.6),
-                                   var_names=var_names, compact=True),
-                             "Trace and marginal posterior per chain"))
+    parts.append(html.figure(trace_figure(posterior, var_names), "Trace and marginal posterior per chain"))
     if n_chains(posterior) > 1:  # ranks compare chains
-        parts.append(html.figure(_plot("plot_rank", posterior, size=(10, 2.2 * ((n_vars + 2) // 3) + 0.6),
-                                       var_names=var_names),
+        parts.append(html.figure(rank_figure(posterior, var_names),
                                  "Rank plots (uniform ranks: chains mix; p is the uniformity test's p-value)"))
     if observed and "posterior_predictive" in posterior.children:
         parts.append(html.figure(_plot("plot_ppc_dist", posterior, var_names=[observed]),
