@@ -133,6 +133,7 @@ def test_banner_lists_every_problem_the_diagnostics_show(few_draws):
     banners = [t for t in outline.tags if t[2] == "fail"]
     assert banners, "40 draws per chain must give a 'Sampler problems' banner"
     banner = re.search(r'<div class="fail">Sampler problems: (.*?)</div>', text, re.S).group(1)
+    assert text.count("Sampler problems: ") == 2  # the first screen and the diagnostics section
     assert text.index(banner) < text.index('id="understatement-sentence"') + 5000  # on the first screen
     post, hyper = few_draws.posterior, hyper_names(few_draws.posterior)
     summary = diagnostics.summary(post, hyper)
@@ -243,3 +244,11 @@ def test_screenshot_of_a_user_csv_report_shows_the_figure_first(tmp_path, monkey
                          check=True, capture_output=True, text=True, timeout=120).stdout
     after = _after_title(_outline(dom))
     assert after[0][:2] == ("section", "first-screen") and after[1][:2] == ("figure", "understatement")
+
+
+def test_banner_never_calls_a_run_with_problems_healthy():
+    only_loo = str(diagnostics.banner(["Pareto k above 0.7 for 1 of 5 risks (influential)"]))
+    assert "healthy" not in only_loo and "Model check: Pareto k above 0.7" in only_loo and 'class="warn"' in only_loo
+    both = str(diagnostics.banner(["3 divergent transitions", "Pareto k above 0.7 for 1 of 5 risks"]))
+    assert both.startswith('<div class="fail">Sampler problems: 3 divergent transitions.') and "Model check" in both
+    assert 'class="ok">Sampler healthy' in str(diagnostics.banner([]))

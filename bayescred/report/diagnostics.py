@@ -218,11 +218,18 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
 
 
 def banner(found: list[str]):
-    """One box naming every problem, or saying there is none."""
-    if not found:
-        return html.note("Sampler healthy: no divergences, R-hat <= 1.01, ESS >= 400, chains mix "
-                         "(rank test), every Pareto k good.", "ok")
-    return html.note("Sampler problems: " + "; ".join(found) + ".", "fail")
+    """One box naming every problem of :func:`problems` (the sampler's, then the LOO model check's),
+    or saying there is none."""
+    loo = [p for p in found if p.startswith("Pareto k")]
+    sampler = [p for p in found if p not in loo]
+    check = f" Model check: {'; '.join(loo)}." if loo else ""
+    if sampler:
+        return html.note("Sampler problems: " + "; ".join(sampler) + "." + check, "fail")
+    if loo:
+        return html.note("Sampler checks passed (no divergences, R-hat <= 1.01, ESS >= 400, chains mix)."
+                         + check, "warn")
+    return html.note("Sampler healthy: no divergences, R-hat <= 1.01, ESS >= 400, chains mix "
+                     "(rank test), every Pareto k good.", "ok")
 
 
 def _loo_labels(posterior, n: int) -> tuple[list[str], str | None]:
