@@ -149,15 +149,15 @@ def _priors_html(run) -> Markup:
 
     from .. import models
 
-    given = Markup("<p>Priors in the spec: <code>{}</code></p>").format(json.dumps(run.spec.priors or {}))
+    priors = getattr(run.spec, "priors", None)
+    given = Markup("<p>Priors in the spec: <code>{}</code></p>").format(json.dumps(priors or {}))
     factory = getattr(models, run.spec.model, None)
     if factory is None or not len(run.data):
         return given + html.note("The model could not be rebuilt (no data): priors not shown.")
     params = inspect.signature(factory).parameters
     try:
-        model = factory(run.data, priors=run.spec.priors,
-                        **{k: v for k, v in run.spec.arguments.items() if k in params})
-    except BayescredError as exc:
+        model = factory(run.data, priors=priors, **{k: v for k, v in run.spec.arguments.items() if k in params})
+    except (BayescredError, TypeError, ValueError) as exc:  # e.g. a run record without the model's arguments
         return given + html.note(f"The model could not be rebuilt: {exc}")
     free = {rv.name for rv in model.free_RVs}
     lines = [line.strip() for line in model.str_repr().splitlines() if line.split("~")[0].strip() in free]
