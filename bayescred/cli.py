@@ -1,6 +1,8 @@
 """The ``bayescred`` command.
 
     bayescred fit SPEC [--out DIR] [--fast] [--data-dir DIR]   classical + REML + Bayes + report
+    bayescred fit --model M --data FILE|--sql QUERY --group COL --response COL [--weight COL] ...
+                                                                the same on your own CSV/Parquet/DuckDB data
     bayescred report RUN [--out HTML]                           rebuild a saved run's HTML report
     bayescred datasets                                          what bc.datasets.load accepts
     bayescred lmm FORMULA --data CSV [--weights COL] [--offset COL] [--ml] [--factor COL] [--base COL=LEVEL] --json
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from . import errors
 from .errors import BayescredError, FormulaError
+from .spec import MODELS
 
 EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MISSED, EXIT_SAMPLER, EXIT_RUN_FOLDER = 1, 2, 3, 4, 5, 6
 
@@ -49,11 +52,36 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+# the options that name the columns of the user's data, as the spec's [arguments] keys
+_COLUMN_OPTIONS = ("group", "response", "weight", "time", "levels", "factors", "claims", "exposure")
+
+
+def _spec_from_options(args):
+    """The typed spec that ``fit --model ... --data ...`` describes (checked as a spec file is)."""
+    from .spec import spec_from_dict
+
+    if args.spec is not None:
+        raise errors.SpecError("give either a SPEC file or --model with --data/--sql, not both")
+    if args.model is None or (args.data is None) == (args.sql is None):
+        raise errors.SpecError("give a SPEC file, or --model with exactly one of --data FILE and --sql QUERY")
+    source = {"file": args.data} if args.data is not None else {"sql": args.sql}
+    arguments = {key: getattr(args, key) for key in _COLUMN_OPTIONS if getattr(args, key) is not None}
+    raw = {"name": args.name or args.model, "model": args.model,
+           "data": {**source, "directory": str(Path.cwd().resolve())}, "arguments": arguments}
+    if args.filter is not None:
+        raw["filter"] = args.filter
+    return spec_from_dict(raw, "command line")
+
+
 def _fit(args) -> int:
     from .runner import run_spec
 
-    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    run = run_spec(args.spec, out=out, fast=args.fast or None, data_dir=args.data_dir,
+    user = any(getattr(args, key) is not None
+               for key in ("model", "data", "sql", "name", "filter", *_COLUMN_OPTIONS))
+    spec = _spec_from_options(args) if user or args.spec is None else args.spec
+    default_name = spec.name if user else Path(args.spec).stem
+    out = Path(args.out) if args.out else Path("runs") / default_name
+    run = run_spec(spec, out=out, fast=args.fast or None, data_dir=args.data_dir,
                    progress=lambda msg: print(msg, flush=True))
     print(f"report: {out / 'report.html'}")
     return _fit_status(run)
@@ -152,8 +180,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
-    f = sub.add_parser("fit", help="run a catalogue spec: classical + REML + Bayes + comparison + report")
-    f.add_argument("spec", help="a TOML run spec, e.g. models/hachemeister.toml")
+    f = sub.add_parser("fit", help="run a spec, or a model on your own data: classical + REML + Bayes + report")
+    f.add_argument("spec", nargs="?", help="a TOML run spec, e.g. models/hachemeister.toml (or use --model)")
+    own = f.add_argument_group("your own data, instead of a SPEC (column names as in the file)")
+    own.add_argument("--model", choices=MODELS, help="the credibility model")
+    own.add_argument("--data", metavar="FILE", help="a .csv or .parquet file")
+    own.add_argument("--sql", metavar="QUERY", help="a DuckDB query, e.g. \"select * from read_parquet('x.parquet')\"")
+    own.add_argument("--name", help="the run's name (default: the model)")
+    own.add_argument("--filter", help="rows to keep, e.g. \"year >= 2020 and region != 'X'\" (bayescred.filters)")
+    for key in ("group", "response", "weight", "time", "claims", "exposure"):
+        own.add_argument(f"--{key}", metavar="COL", help=f"the {key} column")
+    own.add_argument("--levels", nargs="+", metavar="COL", help="hierarchical: the level columns, outermost first")
+    own.add_argument("--factors", nargs=2, metavar="COL", help="crossed: the two factor columns")
     f.add_argument("--out", help="output folder (default runs/<spec name>)")
     f.add_argument("--fast", action="store_true", help="short chains (2 x 300 draws), for smoke runs")
     f.add_argument("--data-dir", help="folder of the real datasets (default $BAYESCRED_DATA or ../shared/data)")

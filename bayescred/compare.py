@@ -61,8 +61,15 @@ def risk_labels(index: pd.Index) -> pd.Index:
 
 
 def by_risk(frame: pd.DataFrame, risks: pd.Index) -> pd.DataFrame:
-    """Rows of a per-risk table in the order of the posterior's risk labels."""
-    return frame.set_axis(risk_labels(frame.index)).reindex(risks)
+    """Rows of a per-risk table in the order of the posterior's risk labels. A nested risk
+    (region, policy) is "region:policy", or the policy alone where the posterior names its
+    risks so (a hierarchical factory does when the inner labels are unique)."""
+    labels = risk_labels(frame.index)
+    if isinstance(frame.index, pd.MultiIndex) and not labels.isin(risks).any():
+        inner = frame.index.get_level_values(-1)
+        if inner.is_unique:
+            labels = pd.Index(inner, name=frame.index.names[-1])
+    return frame.set_axis(labels).reindex(risks)
 
 
 def _draws(posterior, name: str) -> np.ndarray:

@@ -188,3 +188,7 @@ class InvalidArgumentError(ArgumentError):
 class DegenerateResponseError(DataError):
     """The response has no variation left for a model to explain: every value equal, or
     exactly fitted by the model's effects (zero residual variance, no likelihood maximum)."""
+
+
+class DataSourceError(BayescredError, ValueError):
+    """A spec's own data cannot be read: a missing or unreadable file, or an SQL query DuckDB refuses."""

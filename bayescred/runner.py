@@ -2,7 +2,8 @@
 
 ``run_spec("models/hachemeister.toml", out="runs/hachemeister")`` does, in order:
 
-1. load the spec and its data (bundled, or from the shared folder for real datasets);
+1. load the spec and its data (bundled, from the shared folder for real datasets, or the
+   user's own CSV, Parquet file or DuckDB query: see :func:`open_data`);
 2. the classical fit ``bc.credibility.<model>(data, **arguments)``;
 3. the empirical-Bayes fit: the mixed model that *is* that credibility model
    (``bc.lmm`` with the formula of :func:`eb_formula`, or the exact Poisson–gamma
@@ -27,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import narwhals.stable.v2 as nw
+
 from . import datasets, filters, runfolder
 from .compare import Comparison, EBSummary, compare
-from .errors import BayescredError, SamplerError
+from .errors import BayescredError, DataSourceError, MissingColumnError, SamplerError
 from .spec import Spec, load_spec
 
 FAST_SAMPLER = {"draws": 300, "tune": 300, "chains": 2}
@@ -57,11 +60,104 @@ class Run:
 
 # --------------------------------------------------------------------------- data
 def load_data(spec: Spec, data_dir=None) -> pd.DataFrame:
-    """The spec's dataset (bundled, or real from ``data_dir``), with its ``filter`` applied."""
-    data = datasets.load(spec.dataset, data_dir=data_dir)
+    """The spec's data with its ``filter`` applied, as pandas rows (a lazy source: the model's
+    columns only, see :func:`rows`)."""
+    return rows(open_data(spec, data_dir), spec.arguments)
+
+
+def open_data(spec: Spec, data_dir=None):
+    """The spec's data with its ``filter`` applied: a catalogue dataset (bundled, or real from
+    ``data_dir``) as pandas, or the user's ``[data]``: a CSV file (pandas), a Parquet file (a
+    lazy polars scan) or a DuckDB query (a DuckDB relation), its columns renamed as mapped.
+    Lazy inputs stay lazy: the filter and the per-risk sums run in the engine."""
+    if spec.source is None:
+        data = datasets.load(spec.dataset, data_dir=data_dir)
+    else:
+        data = _user_data(spec)
     if spec.filter:
         data = filters.apply(data, spec.filter)
     return data
+
+
+def _user_data(spec: Spec):
+    source, folder = spec.source, spec.data_directory()
+    if source.file is not None:
+        path = folder / source.file
+        if not path.is_file():
+            raise DataSourceError(f"spec field data.file: no such file {str(path)!r}")
+        try:
+            if path.suffix.lower() == ".csv":
+                data = pd.read_csv(path)
+            else:
+                pl = _engine("polars", "reading a Parquet file")
+                data = pl.scan_parquet(path)
+                data.collect_schema()  # a damaged file fails here, not in the middle of a fit
+        except (ValueError, OSError, pd.errors.ParserError) as exc:
+            raise DataSourceError(f"spec field data.file: cannot read {str(path)!r}: {_first_line(exc)}") from exc
+        except Exception as exc:  # polars' own errors (ComputeError, ...) share no base class with these
+            if type(exc).__module__.split(".")[0] != "polars":
+                raise
+            raise DataSourceError(f"spec field data.file: cannot read {str(path)!r}: {_first_line(exc)}") from exc
+        where = source.file
+    else:
+        duckdb = _engine("duckdb", "an SQL query")
+        con = duckdb.connect()
+        con.execute("set file_search_path = ?", [str(folder)])  # relative paths in the query: the spec's folder
+        try:
+            data = con.sql(source.sql)
+        except duckdb.Error as exc:
+            raise DataSourceError(f"spec field data.sql: DuckDB refused the query: {_first_line(exc)}") from exc
+        if data is None:
+            raise DataSourceError("spec field data.sql: the query returns no table (write a select)")
+        where = "the query"
+    if source.columns:
+        names = nw.from_native(data).collect_schema().names()
+        for new, old in source.columns.items():
+            if old not in names:
+                raise MissingColumnError(f"spec field data.columns.{new}: column {old!r} is not in {where}; "
+                                         f"it has {', '.join(map(str, names))}")
+        data = nw.from_native(data).rename({old: new for new, old in source.columns.items()}).to_native()
+    return data
+
+
+def _engine(name: str, what: str):
+    """The optional engine package ``name`` (``pip install bayescred[engines]``), imported on use."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise DataSourceError(f"spec field data: {what} needs the {name} package "
+                              "(pip install 'bayescred[engines]')") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _model_columns(args: dict) -> list[str]:
+    """The columns a model's arguments name (response, risks, weights, rating factors, ...)."""
+    cols = []
+    for key in ("group", "time", "response", "weight", "claims", "exposure"):
+        if args.get(key):
+            cols.append(args[key])
+    for key in ("levels", "factors", "fixed", "covariates"):
+        cols.extend(args.get(key) or [])
+    return list(dict.fromkeys(cols))
+
+
+def rows(data, args: dict) -> pd.DataFrame:
+    """The model's columns of ``data`` as pandas rows, for the arms that need each row: the
+    REML fit (``bc.lmm`` fits the observations, not cell statistics) and the report's data
+    summary. A pandas frame is returned as is; a lazy one is collected with those columns only."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    frame = nw.from_native(data)
+    cols = [c for c in _model_columns(args) if c in frame.collect_schema().names()]
+    frame = frame.select(cols)
+    if isinstance(frame, nw.LazyFrame):
+        frame = frame.collect()
+    return frame.to_pandas()
 
 
 # --------------------------------------------------------------------------- EB side
@@ -235,13 +331,14 @@ def check_references(spec: Spec, parts: dict) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 def run_spec(spec_path, out=None, *, fast: bool | None = None, data_dir=None, progress=print) -> Run:
-    """Run a catalogue spec end to end and (with ``out``) save it and write its report.
+    """Run a spec (a TOML file, or a :class:`~bayescred.spec.Spec` built in memory as by
+    ``bayescred fit --model ...``) end to end and (with ``out``) save it and write its report.
 
     Everything a user can get wrong is refused before the first fit: the spec against its
     schema, the out folder (writable, not locked by another run: the lock is held until the run
     is saved), the data and the priors (the Bayesian model is built first).
     """
-    spec = load_spec(spec_path)
+    spec = spec_path if isinstance(spec_path, Spec) else load_spec(spec_path)
     if out is None:
         return _run(spec, None, fast, data_dir, progress)
     with runfolder.lock(out) as folder:
@@ -268,7 +365,7 @@ def _run(spec: Spec, out: Path | None, fast, data_dir, progress) -> Run:
         return time.perf_counter()
 
     t = step(1, f"data '{spec.dataset}' and the Bayesian model")
-    data = load_data(spec, data_dir)
+    data = open_data(spec, data_dir)
     args = dict(spec.arguments)
     factory = getattr(models, spec.model)
     model = factory(data, priors=spec.priors, **_accepted(factory, args))  # checks data and priors
@@ -280,6 +377,7 @@ def _run(spec: Spec, out: Path | None, fast, data_dir, progress) -> Run:
     timings["classical"] = time.perf_counter() - t
 
     t = step(3, "empirical Bayes (" + ("exact marginal ML" if spec.model == "poisson_gamma" else spec.eb_method) + ")")
+    data = rows(data, args)
     eb, eb_summary = fit_eb(spec.model, data, args, spec.eb_method)
     timings["empirical_bayes"] = time.perf_counter() - t
 
@@ -307,7 +405,10 @@ def _run(spec: Spec, out: Path | None, fast, data_dir, progress) -> Run:
     for _, row in failed.iterrows():
         progress(f"REFERENCE MISSED: {row['quantity']} risk={row['risk']}: expected {row['expected']} "
                  f"({row['tol']}), got {row['got']} [{row['source']}] {row['note']}")
-    progress(f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} reference values reproduced")
+    if len(checks):
+        progress(f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} reference values reproduced")
+    else:
+        progress(f"{spec.name}: no reference values")
     return run
 
 
@@ -322,7 +423,10 @@ def _save(run: Run, out: Path) -> Path:
     from .report import write_report
 
     def fill(folder: Path) -> None:
-        (folder / "spec.toml").write_bytes(run.spec.path.read_bytes())
+        if run.spec.source is None:
+            (folder / "spec.toml").write_bytes(run.spec.path.read_bytes())
+        else:  # the user's data: its folder made absolute, so `bayescred report` reloads it
+            (folder / "spec.toml").write_text(run.spec.to_toml(), encoding="utf-8")
         run.posterior.to_netcdf(folder / "posterior.nc", engine="h5netcdf")
         run.classical.table.to_csv(folder / "classical_table.csv")
         run.eb_summary.premiums.to_csv(folder / "eb_premiums.csv")

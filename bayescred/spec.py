@@ -6,7 +6,11 @@ published reference values the run must reproduce::
 
     name = "hachemeister"
     model = "hachemeister"
-    dataset = "hachemeister"            # bc.datasets.load(...)
+    dataset = "hachemeister"            # bc.datasets.load(...), or the user's own data:
+    # [data]
+    # file = "losses.parquet"           # .csv or .parquet, relative to this file; or
+    # sql = "select * from read_parquet('losses.parquet')"   # run by DuckDB
+    # columns = {loss_ratio = "LR"}     # optional: name used below = column in the data
 
     [arguments]                          # passed to the classical function and the factory
     group = "state"
@@ -203,6 +207,34 @@ def _check_prior(value):
 Prior = Annotated[typing.Any, pydantic.AfterValidator(_check_prior)]
 
 
+class DataSource(_Strict):
+    """The user's own data: a CSV or Parquet file or a DuckDB SQL query, with an optional
+    renaming ``columns = {name used in [arguments] = column in the data}``. Relative paths
+    (the file, and those in the query) resolve against ``directory``, by default the spec's folder."""
+
+    file: Name | None = None
+    sql: Name | None = None
+    columns: dict[Name, Name] = {}
+    directory: Name | None = None
+
+    @pydantic.field_validator("file")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise ValueError(f"file must end in .csv or .parquet, got {value!r}")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self):
+        if (self.file is None) == (self.sql is None):
+            raise ValueError("give exactly one of file = \"...\" (CSV or Parquet) and sql = \"...\" (DuckDB)")
+        return self
+
+    def label(self) -> str:
+        """How the report names the data: the file name, or the query."""
+        return self.file if self.file is not None else f"DuckDB query: {self.sql}"
+
+
 class SpecFile(_Strict):
     """The TOML file as written (the ``[[reference]]`` array is spelt in the singular there)."""
 
@@ -210,7 +242,8 @@ class SpecFile(_Strict):
     title: StrictStr | None = None
     description: StrictStr = ""
     model: Literal[MODELS]
-    dataset: Name
+    dataset: Name | None = None
+    data: DataSource | None = None
     filter: StrictStr | None = None
     arguments: dict[str, typing.Any]
     priors: dict[str, Prior] | None = None
@@ -220,10 +253,17 @@ class SpecFile(_Strict):
 
     @pydantic.field_validator("dataset")
     @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        if value not in datasets.names():
+    def _known_dataset(cls, value: str | None) -> str | None:
+        if value is not None and value not in datasets.names():
             raise ValueError(f"unknown dataset {value!r}; `bayescred datasets` lists {', '.join(datasets.names())}")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _one_dataset(self):
+        if (self.dataset is None) == (self.data is None):
+            raise ValueError("give exactly one of dataset = \"name\" (the catalogue) and a [data] table "
+                             "(your own file or SQL query)")
+        return self
 
 
 # ------------------------------------------------------------------- what the runner uses
@@ -270,6 +310,24 @@ class Spec:
     eb_method: str = "REML"
     references: tuple[Reference, ...] = ()
     description: str = ""
+    source: DataSource | None = None  # the user's own data, when ``dataset`` only labels it
+    raw: dict = field(default_factory=dict)  # the validated TOML table, to write into the run folder
+
+    def data_directory(self) -> Path:
+        """The folder a user data source's relative paths resolve against."""
+        if self.source is not None and self.source.directory is not None:
+            return Path(self.source.directory)
+        return self.path.parent
+
+    def to_toml(self) -> str:
+        """The spec as TOML for the run folder; a user data source's folder is made absolute so
+        that ``bayescred report`` reloads the data from anywhere."""
+        import tomli_w
+
+        raw = dict(self.raw)
+        if self.source is not None:
+            raw["data"] = {**raw["data"], "directory": str(self.data_directory().resolve())}
+        return tomli_w.dumps(raw)
 
 
 def _field(loc) -> str:
@@ -323,13 +381,20 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    return spec_from_dict(raw, path)
+
+
+def spec_from_dict(raw: dict, path: str | Path) -> Spec:
+    """Check a spec given as a dict (as TOML reads it) against the schema; ``path`` names it in
+    errors, and its folder is where a ``[data]`` table's relative paths resolve."""
+    path = Path(path)
     spec = _validate(SpecFile, raw, path)
     arguments = _validate(ARGUMENTS[spec.model], spec.arguments, path, prefix=("arguments",))
     return Spec(
         name=spec.name,
         title=spec.title or spec.name,
         model=spec.model,
-        dataset=spec.dataset,
+        dataset=spec.dataset if spec.data is None else spec.data.label(),
         arguments=arguments.model_dump(exclude_unset=True),
         path=path,
         filter=spec.filter,
@@ -338,4 +403,6 @@ def load_spec(path: str | Path) -> Spec:
         eb_method=spec.empirical_bayes.method,
         references=tuple(Reference(r.quantity, r.value, r.tol, r.source, r.risk) for r in spec.reference),
         description=spec.description,
+        source=spec.data,
+        raw=spec.model_dump(mode="json", exclude_none=True, exclude_unset=True),
     )

@@ -91,13 +91,13 @@ def test_missing_external_dataset_is_a_data_error(tmp_path, capsys, monkeypatch)
 
 
 def test_bad_data_is_a_data_error_before_any_fit(tmp_path, capsys, monkeypatch, no_classical_fit):
-    load = runner.load_data
+    load = runner.open_data
 
     def with_a_hole(spec, data_dir=None):
         data = load(spec, data_dir)
         return data.assign(loss=data["loss"].where(data.index != 4, np.nan))
 
-    monkeypatch.setattr(runner, "load_data", with_a_hole)
+    monkeypatch.setattr(runner, "open_data", with_a_hole)
     assert main(["fit", str(ROOT / "models" / "buhlmann.toml"), "--out", str(tmp_path / "run"), "--fast"]) == 3
     assert "column 'loss'" in one_line(capsys)
 

@@ -137,7 +137,7 @@ def _dollar_labels(spec, data_dir=None):
     return data.assign(**{"class": DOLLAR + data["class"].astype(str)})
 
 
-_load_data = runner.load_data
+_load_data = runner.open_data  # what a run fits (load_data: its pandas rows, for the report)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def base(tmp_path_factory):
     """One fast Bühlmann run whose risk labels hold mathtext ("$\\frac{$ class 1"), saved."""
     out = tmp_path_factory.mktemp("runs") / "base"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "load_data", _dollar_labels)
+        mp.setattr(runner, "open_data", _dollar_labels)
         run = runner.run_spec(SPEC, out=out, fast=True, progress=lambda *_: None)
     return run
 
@@ -214,7 +214,7 @@ def _nobody():
 
 def test_read_only_out_folder_is_refused_before_fitting(monkeypatch):
     tmp_path = Path(tempfile.mkdtemp(prefix="bayescred-ro-"))  # /tmp: reachable by an ordinary user
-    monkeypatch.setattr(runner, "load_data", _no_fit)
+    monkeypatch.setattr(runner, "open_data", _no_fit)
     try:
         _refused_read_only(tmp_path)
     finally:
