@@ -3,8 +3,7 @@ the understatement sentence open the page, the banner names every diagnostic pro
 run whose sampler had problems ends `bayescred fit` with exit status 5 and a line saying so.
 
 The runs here come from a user's CSV that is not in the catalogue: a simulated Bühlmann–Straub
-portfolio written to disk and read back through ``bayescred.runner.load_data`` (monkeypatched;
-the spec must still name a catalogue dataset, userdata's branch lifts that).
+portfolio written to disk and named by the spec's [data] table (no reference values).
 """
 
 from __future__ import annotations
@@ -26,7 +25,9 @@ from bayescred.report import coverage, diagnostics, hyper_names
 SPEC = """name = "my_portfolio"
 title = "My own portfolio"
 model = "buhlmann_straub"
-dataset = "hachemeister"
+
+[data]
+file = "my_losses.csv"
 
 [arguments]
 group = "risk"
@@ -41,14 +42,12 @@ random_seed = 7
 """
 
 
-def _user_run(tmp_path, monkeypatch, draws: int, tune: int, n_risks: int = 7):
+def _user_run(tmp_path, draws: int, tune: int, n_risks: int = 7):
     """A saved run of a simulated portfolio read from a user CSV (no reference values)."""
     sim = bc.datasets.simulate.buhlmann_straub(n_risks=n_risks, n_periods=5, seed=20261202)
-    csv = tmp_path / "my_losses.csv"
-    sim.data.to_csv(csv, index=False)
+    sim.data.to_csv(tmp_path / "my_losses.csv", index=False)
     spec = tmp_path / "mine.toml"
     spec.write_text(SPEC.format(draws=draws, tune=tune))
-    monkeypatch.setattr(runner, "load_data", lambda spec, data_dir=None: pd.read_csv(csv))
     return runner.run_spec(spec, out=tmp_path / "run", progress=lambda *_: None)
 
 
@@ -90,11 +89,7 @@ def _after_title(outline: _Outline) -> list:
 @pytest.fixture(scope="module")
 def few_draws(tmp_path_factory):
     """A deliberately under-sampled run (40 draws, 40 tuning steps): diagnostics must complain."""
-    mp = pytest.MonkeyPatch()
-    try:
-        yield _user_run(tmp_path_factory.mktemp("few"), mp, draws=40, tune=40)
-    finally:
-        mp.undo()
+    return _user_run(tmp_path_factory.mktemp("few"), draws=40, tune=40)
 
 
 def test_first_screen_is_the_figure_then_the_sentence(few_draws):
@@ -216,10 +211,10 @@ def test_fit_exit_status_5_and_last_line_on_sampler_problems(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (apt-get install chromium)")
-def test_screenshot_of_a_user_csv_report_shows_the_figure_first(tmp_path, monkeypatch):
+def test_screenshot_of_a_user_csv_report_shows_the_figure_first(tmp_path):
     from PIL import Image
 
-    run = _user_run(tmp_path, monkeypatch, draws=300, tune=300, n_risks=12)
+    run = _user_run(tmp_path, draws=300, tune=300, n_risks=12)
     page = (run.out / "report.html").resolve()
     shot = tmp_path / "shot.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
