@@ -18,7 +18,7 @@ the exit status says what kind it was:
     2  usage error: the command line, the spec, a formula, a prior, or a column it names
     3  data error: the data cannot be fitted (missing values, negative weights, too few risks, ...)
     4  fit: one or more published reference values were missed (listed on stdout)
-    5  the sampler failed
+    5  the sampler failed, or fit: it had problems (divergences, R-hat > 1.01; named on the last line)
     6  run folder refused: unwritable, locked by another run, not a run folder, incomplete or damaged
 """
 
@@ -84,7 +84,21 @@ def _fit(args) -> int:
     run = run_spec(spec, out=out, fast=args.fast or None, data_dir=args.data_dir,
                    progress=lambda msg: print(msg, flush=True))
     print(f"report: {out / 'report.html'}")
-    return 0 if run.ok else EXIT_MISSED
+    return _fit_status(run)
+
+
+def _fit_status(run) -> int:
+    """Exit status of a finished fit: 4 when a reference value was missed, else 5 when the
+    sampler had problems (divergences, R-hat above 1.01), which the last line then names."""
+    from .report import sampler_problems
+
+    problems = sampler_problems(run.posterior)
+    if problems:
+        print("SAMPLER PROBLEMS (the posterior is not trustworthy; see the report's diagnostics): "
+              + "; ".join(problems), flush=True)
+    if not run.ok:
+        return EXIT_MISSED
+    return EXIT_SAMPLER if problems else 0
 
 
 def _report(args) -> int:

@@ -27,7 +27,9 @@ def test_fit_missing_spec_fails_with_a_message(tmp_path):
 def test_fit_then_report_from_the_folder(tmp_path):
     out = tmp_path / "run"
     res = cli("fit", "models/buhlmann.toml", "--out", str(out), "--fast")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # 2 x 300 draws may leave R-hat above 1.01: then status 5 and a last line saying so (issue 14)
+    assert res.returncode in (0, 5), res.stdout[-3000:] + res.stderr[-3000:]
+    assert (res.returncode == 5) == res.stdout.strip().splitlines()[-1].startswith("SAMPLER PROBLEMS")
     assert "[4/6] buhlmann: full Bayes" in res.stdout  # progress is shown
     assert "8/8 reference values reproduced" in res.stdout
     (out / "report.html").unlink()

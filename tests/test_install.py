@@ -92,7 +92,9 @@ def test_installed_wheel_fits_a_catalogue_spec_and_rebuilds_its_report(installed
     spec = work / "buhlmann.toml"
     shutil.copy(ROOT / "models" / "buhlmann.toml", spec)
     res = run(python, work, "-m", "bayescred", "fit", str(spec), "--out", "run", "--fast")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # 2 x 300 draws may leave R-hat above 1.01: then status 5 and a last line saying so (issue 14)
+    assert res.returncode in (0, 5), res.stdout[-3000:] + res.stderr[-3000:]
+    assert (res.returncode == 5) == res.stdout.strip().splitlines()[-1].startswith("SAMPLER PROBLEMS")
     assert (work / "run" / "report.html").is_file()
     (work / "run" / "report.html").unlink()
     res = run(python, work, "-m", "bayescred", "report", "run")

@@ -31,6 +31,8 @@ def simulate(seed=20261202, risks=10, years=5) -> pd.DataFrame:
                          "LR": loss_ratio, "premium": premium})
 
 
+# a finished fit: 0, or 5 when --fast's 2 x 300 draws leave R-hat above 1.01 (bayescred.cli, issue 14)
+FIT_DONE = (0, 5)
 MAPPED = 'columns = {policy = "PolicyID", loss_ratio = "LR"}\n'
 ARGUMENTS = '[arguments]\ngroup = "policy"\nresponse = "loss_ratio"\nweight = "premium"\n'
 
@@ -105,7 +107,7 @@ def test_cli_flags_write_a_run_folder_that_report_reloads(folder, tmp_path, caps
     code = main(["fit", "--model", "buhlmann_straub", "--data", "losses.parquet", "--group", "PolicyID",
                  "--response", "LR", "--weight", "premium", "--out", str(out), "--fast"])
     printed = capsys.readouterr().out
-    assert code == 0 and "no reference values" in printed
+    assert code in FIT_DONE and "no reference values" in printed
     assert (out / "report.html").is_file()
     reloaded = load_spec(out / "spec.toml")  # the data's folder is absolute: the report reloads it anywhere
     assert reloaded.source.file == "losses.parquet" and reloaded.arguments["group"] == "PolicyID"
@@ -118,7 +120,7 @@ def test_cli_flags_write_a_run_folder_that_report_reloads(folder, tmp_path, caps
 
 def test_spec_with_file_runs_through_the_cli(folder, tmp_path, capsys):
     spec = write_spec(folder, SOURCES["csv"], "cli_csv")
-    assert main(["fit", spec, "--out", str(tmp_path / "run"), "--fast"]) == 0
+    assert main(["fit", spec, "--out", str(tmp_path / "run"), "--fast"]) in FIT_DONE
     assert "no reference values" in capsys.readouterr().out
 
 
@@ -253,10 +255,10 @@ def test_cli_filter_runs_in_the_engine_as_the_sql_where(folder, tmp_path, capsys
     monkeypatch.chdir(folder)
     flags = ["--group", "PolicyID", "--response", "LR", "--weight", "premium", "--fast"]
     assert main(["fit", "--model", "buhlmann_straub", "--data", "losses.parquet", "--filter", "year >= 2021",
-                 "--out", str(tmp_path / "a"), *flags]) == 0
+                 "--out", str(tmp_path / "a"), *flags]) in FIT_DONE
     assert main(["fit", "--model", "buhlmann_straub", "--sql",
                  "select * from read_parquet('losses.parquet') where year >= 2021",
-                 "--out", str(tmp_path / "b"), *flags]) == 0
+                 "--out", str(tmp_path / "b"), *flags]) in FIT_DONE
     a = pd.read_csv(tmp_path / "a" / "classical_table.csv", index_col=0)
     b = pd.read_csv(tmp_path / "b" / "classical_table.csv", index_col=0)
     full = credibility.buhlmann_straub(simulate(), group="PolicyID", response="LR", weight="premium").table

@@ -15,13 +15,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+from markupsafe import Markup
 
 from .. import runfolder
 from ..compare import by_risk
 from ..errors import BayescredError, RunFolderError
-from . import html
+from . import coverage, html
 
-__all__ = ["report", "write_report"]
+__all__ = ["report", "sampler_problems", "write_report"]
 
 MODEL_TEXT = {
     "buhlmann": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var Ξ = τ² (VHM, <i>between</i>), "
@@ -44,6 +45,16 @@ MODEL_TEXT = {
     "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (docs/formulas.md §7; docs/reference-values.md §11.5).",
 }
 
+MEASURE_WORDS = {"cond_sd": "conditional SD (at the estimated variances, as lme4's condVar)",
+                 "pev_sd": "prediction-error SD (also counts the fixed effects)",
+                 "mse_sd": "second-order MSE SD (also counts the estimated variances)"}
+# table headers in words (the CSV files keep the column names)
+HEADERS = {"classical": "classical", "eblup": "EBLUP", "cond_sd": "conditional SD", "pev_sd": "PEV SD",
+           "mse_sd": "MSE SD", "post_mean": "posterior mean", "post_sd": "posterior SD",
+           "post_median": "posterior median", "post_lower": "posterior lower", "post_upper": "posterior upper",
+           "sd_ratio_cond_sd": "posterior SD / conditional SD", "sd_ratio_pev_sd": "posterior SD / PEV SD",
+           "sd_ratio_mse_sd": "posterior SD / MSE SD", "eblup_lower": "EBLUP lower (MSE SD)",
+           "eblup_upper": "EBLUP upper (MSE SD)"}
 REBUILT = frozenset({"report.html"})  # what `bayescred report RUN` rewrites in the folder
 HYPER = ("collective", "between", "within", "k", "lam", "alpha")
 
@@ -55,10 +66,135 @@ def _observed_name(posterior) -> str | None:
     return None
 
 
-def _hyper_names(posterior) -> list[str]:
+def hyper_names(posterior) -> list[str]:
+    """The hyperparameters the diagnostics look at (collective, variances, k, ...)."""
     post = posterior["posterior"]
     return [v for v in post.data_vars if v in HYPER or v.startswith("between")
             and post[v].ndim == 2] or [v for v in list(post.data_vars)[:3]]
+
+
+def understatement_sentence(run) -> str:
+    """The first screen's plain-words sentence: how much narrower the plug-in intervals are than
+    the posterior's in this run, and the coverage the coverage study measured for about this
+    many risks (:mod:`bayescred.report.coverage`)."""
+    cmp = run.comparison
+    tab = cmp.premiums
+    z = _normal_quantile(cmp.prob)
+    ratio = (2 * z * tab["cond_sd"]) / (tab["post_upper"] - tab["post_lower"])
+    share = float((1 - ratio).median())
+    n = len(tab)
+    found = coverage.nearest(run.spec.model, n)
+    how = (f"on median {html.fmt(share, percent=True)} narrower than" if share > 0
+           else f"on median {html.fmt(-share, percent=True)} wider than")
+    pct = html.fmt(cmp.prob, percent=True)
+    text = (f"The plug-in EBLUP intervals (EBLUP ± {html.fmt(z, 3)} × conditional SD, nominal {pct}) "
+            f"of these {n} risks are {how} the posterior's {pct} equal-tailed intervals. ")
+    studied = (f"{found.study_name} portfolios" + (", the studied model closest to this one" if found.analogue else "")
+               + f", {found.n_risks} risks" + ("" if found.n_risks == n else f", the studied number nearest to {n}"))
+    if abs(cmp.prob - coverage.NOMINAL) < 1e-9:
+        text += (f"With {found.n_risks} risks, nominal 90% plug-in intervals covered the true {cmp.quantity} "
+                 f"{html.fmt(found.coverage['cond_sd'], percent=True)} of the time in our coverage study "
+                 f"({studied}), the posterior intervals {html.fmt(found.coverage['bayes'], percent=True)}.")
+    else:
+        text += (f"In our coverage study ({studied}), nominal 90% plug-in intervals covered "
+                 f"{html.fmt(found.coverage['cond_sd'], percent=True)}, the posterior's "
+                 f"{html.fmt(found.coverage['bayes'], percent=True)}.")
+    return text
+
+
+def _normal_quantile(prob: float) -> float:
+    """The normal quantile of a two-sided interval of probability ``prob``."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + prob / 2)
+
+
+def _provenance(run) -> Markup:
+    """Model, priors (read from the PyMC model), sampler settings, package versions and a data
+    fingerprint: what a reviewer needs to reproduce the run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    spec, posterior, data = run.spec, run.posterior, run.data
+    parts = [Markup("<h3>Model</h3><p>{}</p>").format(Markup(MODEL_TEXT.get(spec.model, html.escape(spec.model)))),
+             Markup("<p>Arguments: <code>{}</code></p>").format(json.dumps(spec.arguments))]
+    parts.append(Markup("<h3>Priors</h3>") + _priors_html(run))
+    settings = _sampler_settings(posterior)
+    parts.append(Markup("<h3>Sampler</h3>") + html.table(pd.DataFrame({"value": settings}).rename_axis("setting")))
+    versions = {}
+    for pkg in ("bayescred", "pymc", "arviz", "numpy", "pandas", "nutpie"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = "not installed"
+    parts.append(Markup("<h3>Versions</h3>") + html.table(pd.DataFrame({"version": versions}).rename_axis("package")))
+    if len(data):
+        import hashlib
+
+        group = spec.arguments.get("group")
+        digest = hashlib.sha256(data.to_csv(index=False).encode()).hexdigest()
+        rows = {"source": spec.dataset, "rows": str(len(data)),
+                "risks": str(data[group].nunique()) if isinstance(group, str) and group in data else "",
+                "SHA-256 of the data table (as CSV, no index)": digest}
+        parts.append(Markup("<h3>Data fingerprint</h3>") + html.table(pd.DataFrame({"value": rows}).rename_axis("")))
+    else:
+        parts.append(html.note("Data fingerprint not available: the data could not be read when this report "
+                               "was rebuilt."))
+    return Markup("").join(parts)
+
+
+def _priors_html(run) -> Markup:
+    """The prior of each free parameter as PyMC prints it, from the model rebuilt on the data
+    (the spec's [priors] override the package defaults, which are scaled to the data)."""
+    import inspect
+
+    from .. import models
+
+    priors = getattr(run.spec, "priors", None)
+    given = Markup("<p>Priors in the spec: <code>{}</code></p>").format(json.dumps(priors or {}))
+    factory = getattr(models, run.spec.model, None)
+    if factory is None or not len(run.data):
+        return given + html.note("The model could not be rebuilt (no data): priors not shown.")
+    params = inspect.signature(factory).parameters
+    try:
+        model = factory(run.data, priors=priors, **{k: v for k, v in run.spec.arguments.items() if k in params})
+    except (BayescredError, TypeError, ValueError) as exc:  # e.g. a run record without the model's arguments
+        return given + html.note(f"The model could not be rebuilt: {exc}")
+    free = {rv.name for rv in model.free_RVs}
+    lines = [line.strip() for line in model.str_repr().splitlines() if line.split("~")[0].strip() in free]
+    return given + Markup("<pre>{}</pre>").format("\n".join(lines))
+
+
+def _sampler_settings(posterior) -> dict:
+    """Draws, tuning steps, chains, seed and the sampler as recorded in the posterior file."""
+    stats = posterior["sample_stats"] if "sample_stats" in posterior.children else None
+    post = posterior["posterior"]
+    out = {"chains": str(post.sizes["chain"]), "draws per chain": str(post.sizes["draw"])}
+    if stats is not None:
+        attrs = stats.attrs
+        if "inference_library" in attrs:
+            out["sampler"] = f"{attrs['inference_library']} {attrs.get('inference_library_version', '')}".strip()
+        try:
+            settings = json.loads(attrs.get("inference_library_settings", "{}"))
+        except (TypeError, ValueError):
+            settings = {}
+        inner = settings.get("settings", {})
+        for key, label in (("num_tune", "tuning steps per chain"), ("maxdepth", "max tree depth"),
+                           ("seed", "seed")):
+            if key in inner:
+                out[label] = str(inner[key])
+        step = inner.get("adapt_options", {}).get("step_size_settings", {})
+        if "target_accept" in step:
+            out["target acceptance"] = str(step["target_accept"])
+        if "tuning_steps" in attrs:
+            out.setdefault("tuning steps per chain", str(attrs["tuning_steps"]))
+    return out
+
+
+def sampler_problems(posterior) -> list[str]:
+    """Divergences and R-hat above 1.01 of a run's hyperparameters (the CLI's exit status 5)."""
+    from . import diagnostics
+
+    return diagnostics.sampler_failed(posterior, hyper_names(posterior))
 
 
 def write_report(run, path) -> Path:
@@ -86,12 +222,24 @@ def _page(run) -> str:
         else html.note(f"{len(checks) - n_ok} of {len(checks)} reference values MISSED (see the last section).",
                        "fail")
     )
+    hyper = hyper_names(posterior)
+    found = diagnostics.problems(posterior, hyper, diagnostics.loo_table(posterior))
+    pct = html.fmt(prob, percent=True)
+    first = (html.figure(plots.plugin_vs_posterior(cmp), f"Per risk: plug-in EBLUP ± z·conditional SD "
+                         f"({pct} normal) vs posterior {pct} equal-tailed interval", id="understatement")
+             + Markup('<p class="lead" id="understatement-sentence">{}</p>').format(understatement_sentence(run))
+             + diagnostics.banner(found) + verdict)
+    if spec.description or spec.title:
+        first += Markup("<p>{}</p>").format(spec.description or spec.title)
+
     understate = cmp.understatement()
-    lines = "".join(f"<li>posterior SD / {k.replace('sd_ratio_', '')}: median over risks "
-                    f"<b>{v:.2f}</b></li>" for k, v in understate.items())
-    sections.append(("summary", "Summary", f"<p>{html.escape(spec.description or spec.title)}</p>" + verdict
-                     + "<p>How much the plug-in EBLUP understates the uncertainty of a risk's premium:</p>"
-                     f"<ul>{lines}</ul>"))
+    lines = Markup("").join(Markup("<li>{}: median over risks <b>{}</b></li>").format(
+        MEASURE_WORDS[k.replace("sd_ratio_", "")], html.fmt(v, 3)) for k, v in understate.items())
+    sections.append(("summary", "Posterior SD relative to the plug-in SDs",
+                     Markup("<p>Posterior SD of a risk's {} divided by each plug-in EBLUP standard deviation "
+                            "(above 1: the plug-in understates the uncertainty):</p><ul>{}</ul>").format(
+                                cmp.quantity, lines)))
+    sections.append(("model", "Model, priors, sampler, versions and data", _provenance(run)))
 
     data = run.data
     summary_rows = [("rows", len(data)), ("columns", ", ".join(map(str, data.columns)))]
@@ -99,18 +247,19 @@ def _page(run) -> str:
                                                  f"dataset '{spec.dataset}'")
                      + html.table(data.describe().T, "Column summary")))
 
-    sections.append(("model", "Model", f"<p>{MODEL_TEXT.get(spec.model, spec.model)}</p>"
-                     + f"<p>Arguments: <code>{html.escape(json.dumps(spec.arguments))}</code></p>"))
 
     vc = cmp.variance_components
-    tables = html.table(vc, f"Variance components: classical, {run.eb_summary.method} (interval where "
-                        f"computed) and posterior (mean, SD, {prob:.0%} ETI)")
-    tables += html.table(cmp.premiums, f"Premiums per risk: classical, EBLUP with its three SDs, posterior "
-                         f"mean/SD/{prob:.0%} ETI, and posterior SD / EBLUP SD; EBLUP interval = "
-                         f"{prob:.0%} normal with the second-order SD")
+    method = run.eb_summary.method  # the empirical-Bayes columns are called reml in the CSV files
+    headers = {**HEADERS, "reml": method, "reml_lower": f"{method} lower", "reml_upper": f"{method} upper"}
+    tables = html.table(vc.rename(columns=headers),
+                        f"Variance components: classical, {method} (interval where computed) and "
+                        f"posterior (mean, SD, {pct} ETI)")
+    tables += html.table(cmp.premiums.rename(columns=headers),
+                         f"Premiums per risk: classical, EBLUP with its three SDs, posterior mean/SD/{pct} ETI, "
+                         f"and posterior SD / EBLUP SD; EBLUP interval = {pct} normal with the second-order SD")
     if len(cmp.credibility.columns):
-        tables += html.table(cmp.credibility, f"Credibility factor Z: classical, REML plug-in, posterior median "
-                             f"and {prob:.0%} ETI")
+        tables += html.table(cmp.credibility.rename(columns=headers),
+                             f"Credibility factor Z: classical, {method} plug-in, posterior median and {pct} ETI")
     if run.eb_summary.singular:
         tables = html.note("The empirical-Bayes fit is singular (a variance component at 0 or a correlation "
                            "at ±1): its plug-in intervals are especially unreliable.") + tables
@@ -135,11 +284,11 @@ def _page(run) -> str:
     sections.append(("plots", "Comparison plots", "\n".join(figs)))
 
     sections.append(("diagnostics", "Sampler diagnostics",
-                     diagnostics.section_html(posterior, _hyper_names(posterior), observed=_observed_name(posterior))))
+                     diagnostics.section_html(posterior, hyper, observed=_observed_name(posterior))))
 
     sections.append(("references", "Published reference values", html.table(checks, "Checked values", index=False)
                      if len(checks) else "<p>No reference values in this spec.</p>"))
-    return html.page(f"bayescred run: {spec.title}", sections)
+    return html.page(f"bayescred run: {spec.title}", first, sections)
 
 
 def _load_run(folder: Path, regenerate: frozenset[str] = frozenset()):

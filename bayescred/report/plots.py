@@ -157,3 +157,26 @@ def credibility_matrices(posterior, classical_A=None):
         ax.set_title(str(risks[j]), fontsize=9)
     fig.suptitle("Credibility matrices A_j: posterior mean (classical in brackets)", fontsize=10)
     return fig
+
+
+def plugin_vs_posterior(cmp: Comparison):
+    """The first screen: per risk, the plug-in EBLUP interval (premium ± z·conditional SD) next to
+    the posterior equal-tailed interval, both at the comparison's probability."""
+    tab = cmp.premiums
+    z = stats.norm.ppf(0.5 + cmp.prob / 2)
+    y = np.arange(len(tab))
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(tab) + 1.6))
+    ax.hlines(y - 0.15, tab["eblup"] - z * tab["cond_sd"], tab["eblup"] + z * tab["cond_sd"], lw=3,
+              color="tab:red", label=f"plug-in: EBLUP ± {z:.2f}·conditional SD, {cmp.prob:.0%}")
+    ax.plot(tab["eblup"], y - 0.15, "|", color="tab:red", ms=8)
+    ax.hlines(y + 0.15, tab["post_lower"], tab["post_upper"], lw=3, color="tab:blue",
+              label=f"posterior {cmp.prob:.0%} equal-tailed interval")
+    ax.plot(tab["post_mean"], y + 0.15, "|", color="tab:blue", ms=8)
+    ax.set_yticks(y, [str(r) for r in tab.index])
+    ax.invert_yaxis()
+    ax.set_xlabel(cmp.quantity)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / (0.32 * len(tab) + 1.6)),
+              ncol=2, frameon=False)
+    ax.set_title(f"Each risk's {cmp.quantity}: plug-in interval (red) vs posterior interval (blue)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
