@@ -35,13 +35,10 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..lmm.fit import relative_factors, tri_index
+
 DENSE_MAX = 3000  # largest q factored as one dense matrix in the general (crossed) case
 PAIRS_MAX = 1000  # up to this q, Z'WZ is accumulated densely by bincount (no sparse products)
-
-
-def tri_index(k: int) -> list[tuple[int, int]]:
-    """Lower-triangular positions of a k×k factor in lme4's (column-major) θ order."""
-    return [(i, j) for j in range(k) for i in range(j, k)]
 
 
 class RandomEffects:
@@ -87,13 +84,7 @@ class RandomEffects:
     # ---------------------------------------------------------------- θ
     def T(self, theta) -> list[np.ndarray]:
         """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i')."""
-        out = []
-        for t, sl in zip(self.terms, self.theta_index):
-            Ti = np.zeros((t.k, t.k))
-            for (i, j), v in zip(tri_index(t.k), theta[sl]):
-                Ti[i, j] = v
-            out.append(Ti)
-        return out
+        return relative_factors(self.terms, self.theta_index, theta)
 
     def set_theta(self, theta):
         self.theta = np.asarray(theta, float)

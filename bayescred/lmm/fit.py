@@ -55,6 +55,17 @@ def tri_index(k: int) -> list[tuple[int, int]]:
     return [(i, j) for j in range(k) for i in range(j, k)]
 
 
+def relative_factors(terms, theta_index, theta) -> list[np.ndarray]:
+    """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i') from θ, lme4's order."""
+    out = []
+    for t, sl in zip(terms, theta_index):
+        Ti = np.zeros((t.k, t.k))
+        for (i, j), v in zip(tri_index(t.k), theta[sl]):
+            Ti[i, j] = v
+        out.append(Ti)
+    return out
+
+
 class Design:
     """Everything about the data that stays fixed while θ moves: the cross-products.
 
@@ -164,13 +175,7 @@ class Design:
     # -- θ -> factors
     def T(self, theta) -> list[np.ndarray]:
         """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i')."""
-        out = []
-        for t, sl in zip(self.terms, self.theta_index):
-            Ti = np.zeros((t.k, t.k))
-            for (i, j), v in zip(tri_index(t.k), theta[sl]):
-                Ti[i, j] = v
-            out.append(Ti)
-        return out
+        return relative_factors(self.terms, self.theta_index, theta)
 
     def T1(self, Ts) -> np.ndarray:
         if len(self.block1) == 1:
@@ -200,19 +205,12 @@ class Design:
 
     def lam2_t(self, Ts, B):
         """Λ₂'B for B of shape (q2, m), term by term: (l, k, m) blocks times T_i'."""
-        out = np.empty_like(B)
-        for i in self.rest:
-            t, o = self.terms[i], self.rest_offset[i]
-            seg = B[o : o + t.n_levels * t.k]
-            if t.k == 1:
-                out[o : o + t.n_levels] = Ts[i][0, 0] * seg
-            else:
-                blk = seg.reshape(t.n_levels, t.k, -1)
-                out[o : o + t.n_levels * t.k] = np.einsum("ba,lbm->lam", Ts[i], blk).reshape(seg.shape)
-        return out
+        return self.lam2(Ts, B, transpose=True)
 
-    def lam2(self, Ts, B):
-        """Λ₂B for B of shape (q2, m), term by term: (l, k, m) blocks times T_i."""
+    def lam2(self, Ts, B, transpose: bool = False):
+        """Λ₂B (Λ₂'B with ``transpose``) for B of shape (q2, m), term by term: (l, k, m)
+        blocks times T_i (or T_i')."""
+        subscripts = "ba,lbm->lam" if transpose else "ab,lbm->lam"
         out = np.empty_like(B)
         for i in self.rest:
             t, o = self.terms[i], self.rest_offset[i]
@@ -221,7 +219,7 @@ class Design:
                 out[o : o + t.n_levels] = Ts[i][0, 0] * seg
             else:
                 blk = seg.reshape(t.n_levels, t.k, -1)
-                out[o : o + t.n_levels * t.k] = np.einsum("ab,lbm->lam", Ts[i], blk).reshape(seg.shape)
+                out[o : o + t.n_levels * t.k] = np.einsum(subscripts, Ts[i], blk).reshape(seg.shape)
         return out
 
     def per_term(self, v1, v2) -> list[np.ndarray]:
