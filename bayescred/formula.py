@@ -797,7 +797,8 @@ def check_columns(parsed: Formula, columns) -> None:
             )
 
 
-def _is_numeric(series: pd.Series) -> bool:
+def is_numeric(series: pd.Series) -> bool:
+    """A numeric, non-boolean column (one that enters linearly unless declared a factor)."""
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
@@ -819,10 +820,10 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                         list(data.index[unseen.to_numpy()]),
                     )
                 s = pd.Series(pd.Categorical(s, categories=known), index=s.index)
-        elif col in factors or col in base_levels or not _is_numeric(s):
+        elif col in factors or col in base_levels or not is_numeric(s):
             levs = r_levels(s)
             if col in base_levels:
-                base = _match_level(col, levs, base_levels[col])
+                base = match_level(col, levs, base_levels[col])
                 levs = [base] + [v for v in levs if v != base]
             learned[col] = levs
             s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
@@ -830,7 +831,9 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
     return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
 
 
-def _match_level(column: str, levels: list, wanted):
+def match_level(column: str, levels: list, wanted):
+    """The level of ``column`` equal to ``wanted``, or whose text R prints the same (``4`` and
+    ``"4"``); DataError naming the column and its levels otherwise."""
     for lev in levels:
         if lev == wanted:
             return lev
@@ -1008,7 +1011,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
         for node in nodes:
             _check_arith(node, what, cols)
         for col in cols:
-            if not _is_numeric(data[col]):
+            if not is_numeric(data[col]):
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
     y = None
     if parsed.response_parts:
