@@ -797,8 +797,7 @@ def check_columns(parsed: Formula, columns) -> None:
             )
 
 
-def is_numeric(series: pd.Series) -> bool:
-    """A numeric, non-boolean column (one that enters linearly unless declared a factor)."""
+def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
@@ -820,7 +819,7 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                         list(data.index[unseen.to_numpy()]),
                     )
                 s = pd.Series(pd.Categorical(s, categories=known), index=s.index)
-        elif col in factors or col in base_levels or not is_numeric(s):
+        elif col in factors or col in base_levels or not _is_numeric(s):
             levs = r_levels(s)
             if col in base_levels:
                 base = match_level(col, levs, base_levels[col])
@@ -1011,7 +1010,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
         for node in nodes:
             _check_arith(node, what, cols)
         for col in cols:
-            if not is_numeric(data[col]):
+            if not _is_numeric(data[col]):
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
     y = None
     if parsed.response_parts:

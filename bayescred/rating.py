@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import formula as fm
-from .errors import FormulaError, NotNumericError, RankDeficientError
+from .errors import FormulaError, RankDeficientError
 
 __all__ = ["RatingDesign", "Terms", "UNITS", "WHY_NO_BETWEEN", "check_rank", "components", "design", "terms"]
 
@@ -55,6 +55,11 @@ class Terms:
     def variables(self) -> list[str]:
         """Every data column used, factors first."""
         return self.formula.variables
+
+    @property
+    def covariate_columns(self) -> list[str]:
+        """The data columns the covariates use (each must be numeric)."""
+        return [c for c in self.formula.variables if c not in self.factors]
 
 
 def _pieces(spec, argument: str) -> list[tuple[str, object]]:
@@ -213,14 +218,8 @@ def _plain(value):
 def design(table: pd.DataFrame, terms_: Terms, *, exposure=None, base: Mapping | None = None) -> RatingDesign:
     """The treatment-coded design of ``terms_`` on ``table`` (validated rows or cells), base
     levels by the rule of this module (``exposure``: per-row exposure for the default rule;
-    None counts rows), rank checked by :func:`check_rank`."""
-    for column in terms_.formula.variables:
-        if column not in terms_.factors and not fm.is_numeric(table[column]):
-            raise NotNumericError(
-                f"a covariate enters linearly and must be numeric (found dtype {table[column].dtype}); "
-                "a rating factor goes in fixed=",
-                column=column,
-            )
+    None counts rows), rank checked by :func:`check_rank`. The caller has validated the
+    table (``Terms.covariate_columns`` numeric, no missing values)."""
     weight = np.ones(len(table)) if exposure is None else exposure
     chosen = base_levels(table, terms_.factors, weight, base)
     fixed = fm.fixed_design(terms_.formula, table, factors=terms_.factors, base_levels=chosen)

@@ -104,7 +104,7 @@ def _table(data, terms: rating.Terms, group, claims, exposure, offset) -> pd.Dat
         groups=group,
         counts=claims,
         positive=[c for c in (exposure,) if c is not None],
-        numeric=[offset] if offset else [],
+        numeric=[*terms.covariate_columns, *([offset] if offset else [])],
         min_groups=2 if claims is not None else 1,
     )
     columns = [group, *terms.variables, exposure, offset, claims]

@@ -27,9 +27,8 @@ def _cells(data, group, claims, exposure, terms: rating.Terms):
     the Poisson likelihood depends on the rows only through these cell totals, plus a
     parameter-free constant sum(y log e - log y!) kept for the exact log density."""
     columns = terms.variables
-    numeric = [c for c in columns if c not in terms.factors]
-    frame = validate(data, groups=[group, *terms.factors], numeric=numeric, positive=exposure, counts=claims,
-                     min_groups=2)
+    frame = validate(data, groups=[group, *terms.factors], numeric=terms.covariate_columns, positive=exposure,
+                     counts=claims, min_groups=2)
     keys = [group, *columns]
     rows = frame.select(*[nw.col(k) for k in keys], nw.col(claims).cast(nw.Float64).alias("y"),
                         nw.col(exposure).cast(nw.Float64).alias("e"))
