@@ -721,9 +721,10 @@ def poisson_gamma_eb(
     -------
     PoissonGammaFit with ``fixef``, ``vcov``, ``lam``, ``alpha``, ``collective``,
     ``components`` (lam, between, collective with their units), ``coding`` (factors, base
-    levels, columns), ``loglik``, ``ranef()``, ``predict()``, ``summary()``, ``to_dict()``. A fit with lam = 0 (no extra-Poisson
-    variation between risks: the profile score 1/2 sum_i[(y_i+ - mu_i+)^2 - y_i+] <= 0 at the
-    Poisson fit) is flagged: ``boundary = True`` and a BoundaryWarning.
+    levels, columns), ``loglik``, ``ranef()``, ``predict()``, ``summary()``, ``to_dict()``.
+    A fit with lam = 0 (no extra-Poisson variation between risks: the profile score
+    1/2 sum_i[(y_i+ - mu_i+)^2 - y_i+] <= 0 at the Poisson fit) is flagged: ``boundary =
+    True`` and a BoundaryWarning.
 
     Example (Swedish bus data, seed 004_07f8365c92996b9b.txt §6.3; docs/reference-values.md §11.6)::
 
