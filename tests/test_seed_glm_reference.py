@@ -266,7 +266,8 @@ def test_medpar_table_6_5_all_three_columns(medpar):
     kw = dict(base_levels=MEDPAR_BASE, factors=["age", "provnum"])
     poisson = bc.glm(MEDPAR + " + provnum", data, family="poisson", **kw)
     quasi = bc.glm(MEDPAR + " + provnum", data, family="quasipoisson", weights="n_obs", **kw)
-    hglm = poisson_gamma_eb(data, group="provnum", claims="los", fixed="type + white + hmo + age", base=MEDPAR_BASE,
+    hglm = poisson_gamma_eb(data, group="provnum", claims="los", fixed="type + age", covariates="white + hmo",
+                            base=MEDPAR_BASE,
                             method="hl")  # fmt: skip
     hglm_t = hglm.fixef / np.sqrt(np.diag(hglm.vcov.to_numpy()))
     rows = ["(Intercept)", "typeUrgent", "typeEmergency", "white", "hmo"]
