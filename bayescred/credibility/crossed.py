@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
+from ..likelihood import gaussian
 from ..portfolio import as_list
 from ._common import (
     CredibilityFit,
@@ -153,7 +154,7 @@ def crossed(
             used = "moments (REML has no optimum at a zero within variance)"
         elif method == "reml":
             n_total = dfw + I * J  # N = within df + number of cells
-            comps, within = _reml(y, w, K, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
+            comps, within = _reml(y, w, I, J, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
         comps = np.array([truncate(v, f"between[{n}]", flagged) if (interaction or i < 2) else 0.0
                           for i, (n, v) in enumerate(zip(names, comps))])
 
@@ -253,43 +254,38 @@ def _newton_polish(grad, x, steps: int = 5):
     return x
 
 
-def _reml(y, w, K, ssw, n_total, start, interaction):
-    """REML of the cell summaries with σ² profiled out (docs/formulas.md §6):
-    −2ℓ_R = (N − 1) log σ̂² + log|H| + log(1′H⁻¹1) + const, H = Σ γ_k K_k + diag(1/w),
-    σ̂² = (SSW + r′H⁻¹r)/(N − 1). Returns (σ² γ, σ̂²)."""
+def _reml(y, w, I, J, ssw, n_total, start, interaction):
+    """REML of the cell summaries with σ² profiled out (docs/formulas.md §6): the shared
+    crossed criterion (``likelihood.gaussian.crossed_profiled``) in the ratios γ = σ_k²/σ²
+    with its exact gradient (a finite-difference gradient stopped at 1e-6 relative, which a
+    shift of the response could move). Returns (σ² γ, σ̂²)."""
     active = [0, 1, 2] if interaction else [0, 1]
-    one = np.ones(len(y))
+    stats = {"mean": y, "weight": w, "index_a": np.repeat(np.arange(I), J), "index_b": np.tile(np.arange(J), I),
+             "size_a": I, "size_b": J, "within_ss": ssw, "within_df": n_total - I * J,
+             "log_w_const": 0.0}  # a constant of the rows' weights: it does not move the optimum
 
-    def parts(g):
-        H = sum(g[i] * K[k] for i, k in enumerate(active)) + np.diag(1 / w)
-        L = np.linalg.cholesky(H)
-        Hi1, Hiy = np.linalg.solve(H, one), np.linalg.solve(H, y)
-        s = one @ Hi1
-        m = one @ Hiy / s
-        quad = y @ Hiy - m * m * s
-        sigma2 = (ssw + quad) / (n_total - 1)
-        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2, (H, Hi1, s, Hiy - m * Hi1, quad)
+    def full(g):
+        out = np.zeros(3)
+        out[active] = g
+        return out
+
+    def value(g):
+        return gaussian.crossed_profiled(full(g), stats)[0]
 
     def gradient(g):
-        """d/dγ_k = tr(H⁻¹K_k) − a′K_k a/s − (N − 1) r′K_k r/(SSW + r′H r), a = H⁻¹1,
-        r = H⁻¹(y − m1): exact, so the optimum is found to the last digits (a finite-difference
-        gradient stopped it at 1e-6 relative, which a shift of the response could move)."""
-        H, a, s, r, quad = parts(g)[2]
-        Hinv = np.linalg.inv(H)
-        return np.array([np.sum(Hinv * K[k]) - a @ K[k] @ a / s - (n_total - 1) * (r @ K[k] @ r) / (ssw + quad)
-                         for k in active])
+        return gaussian.crossed_profiled(full(g), stats)[2][active]
 
     from scipy import optimize  # loaded only for the REML path
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None
     for scale in (1.0, 0.1, 10.0):  # a few starts: the surface is flat with few levels
-        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, jac=gradient, method="L-BFGS-B",
+        res = optimize.minimize(value, x0 * scale, jac=gradient, method="L-BFGS-B",
                                 bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-12})
         if best is None or res.fun < best.fun:
             best = res
     g = _newton_polish(gradient, best.x)
-    sigma2 = parts(g)[1]
+    sigma2 = gaussian.crossed_profiled(full(g), stats)[1]
     comps = np.zeros(3)
     comps[active] = g * sigma2
     comps[comps < 1e-10 * sigma2] = 0.0

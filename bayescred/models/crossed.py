@@ -16,7 +16,7 @@ from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
 from ._gaussian import check_likelihood
-from ._marginal import LOG2PI, crossed_effect_draws, crossed_loglik
+from ..likelihood.gaussian import LOG2PI, crossed_effect_draws, crossed_loglik
 
 
 def _cells(data, factors, response, weight, within_ss, within_df):
@@ -152,7 +152,7 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         CVinv = pt.linalg.solve(V, C, assume_a="pos").T
         pm.Deterministic("Z", pt.diag(CVinv), dims="cell")
         if likelihood == "marginal":
-            ll = crossed_loglik(m_c, between[0], between[1], var_ab, within, d)
+            ll = crossed_loglik(pt, m_c, between[0], between[1], var_ab, within, d)
             pm.Potential("marginal_likelihood", ll)
             pm.Deterministic("premium", m + CVinv @ (d["mean"] - m_c), dims="cell")
         else:
