@@ -292,15 +292,15 @@ def test_crossed_conditional_means_are_eblups(seed, interaction):
     v = np.exp(case.coordinates(varcorr_lookup(fit.varcorr)))
     var_ab = v[2] if interaction else 0.0
     m = fit.fixef.iloc[0]
-    a, b, c = gaussian.crossed_conditional_means(np.array([m - stats["location"]]), v[:1], v[1:2], np.array([var_ab]),
-                                                 v[-1:], stats)
+    a, b, c = gaussian.crossed_conditional_means(np, m - stats["location"], v[0], v[1], var_ab, v[-1], stats)
     blup = ranef_lookup(fit)
-    np.testing.assert_allclose(a[0], [blup[("a", str(n), "(Intercept)")] for n in levels["a"][0]], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(b[0], [blup[("b", str(n), "(Intercept)")] for n in levels["b"][0]], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, [blup[("a", str(n), "(Intercept)")] for n in levels["a"][0]], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b, [blup[("b", str(n), "(Intercept)")] for n in levels["b"][0]], rtol=1e-10, atol=1e-12)
     if interaction:
-        np.testing.assert_allclose(c[0], [blup[("a:b", n, "(Intercept)")] for n in cells], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(c, [blup[("a:b", n, "(Intercept)")] for n in cells], rtol=1e-10, atol=1e-12)
     else:
-        np.testing.assert_allclose(c[0], 0.0, atol=1e-12)
+        np.testing.assert_allclose(c, 0.0, atol=1e-12)
+    assert gaussian.crossed_collective(v[0], v[1], var_ab, v[-1], stats) + stats["location"] == pytest.approx(m, rel=1e-10)
 
 
 # ---------------------------------------------------------------- negative binomial

@@ -127,9 +127,6 @@ def crossed(
     w = cells["weight"].to_numpy(float)
     y = cells["mean"].to_numpy(float)
     I, J = len(la), len(lb)
-    A = np.kron(np.eye(I), np.ones((J, 1)))
-    B = np.kron(np.ones((I, 1)), np.eye(J))
-    K = [A @ A.T, B @ B.T, np.eye(I * J)]
     names = [fa, fb, f"{fa}:{fb}"]
 
     if within is None:
@@ -158,16 +155,16 @@ def crossed(
         comps = np.array([truncate(v, f"between[{n}]", flagged) if (interaction or i < 2) else 0.0
                           for i, (n, v) in enumerate(zip(names, comps))])
 
-    C = sum(c * k for c, k in zip(comps, K))
-    Vi = np.linalg.inv(C + _limiting_within(within, comps, w) * np.diag(1 / w))
-    one = np.ones(I * J)
-    m = float(one @ Vi @ y / (one @ Vi @ one))
-    r = Vi @ (y - m)
-    premium = m + C @ r + location
+    # the GLS collective and the BLUPs C V_m^-1 (ybar - m) of the shared likelihood
+    stats = _grid(y, w, I, J)
+    limit = _limiting_within(within, comps, w)
+    m = gaussian.crossed_collective(*comps, limit, stats)
+    ea, eb, eab = gaussian.crossed_conditional_means(np, m, *comps, limit, stats)
+    premium = m + ea[stats["index_a"]] + eb[stats["index_b"]] + eab + location
     effects = {
-        fa: pd.Series(comps[0] * A.T @ r, index=la, name=fa),
-        fb: pd.Series(comps[1] * B.T @ r, index=lb, name=fb),
-        names[2]: pd.Series(comps[2] * r, index=full, name=names[2]),
+        fa: pd.Series(ea, index=la, name=fa),
+        fb: pd.Series(eb, index=lb, name=fb),
+        names[2]: pd.Series(eab, index=full, name=names[2]),
     }
     with np.errstate(invalid="ignore"):
         Z = np.where(w * comps[2] + within > 0, w * comps[2] / (w * comps[2] + within), 0.0)
@@ -188,6 +185,13 @@ def crossed(
                      boundary=bool(flagged), boundary_parameters=flagged)
     fit.effects = effects
     return fit
+
+
+def _grid(y, w, I, J):
+    """The cells' statistics of the complete I x J grid (a's levels outer) for the shared
+    crossed likelihood."""
+    return {"mean": y, "weight": w, "index_a": np.repeat(np.arange(I), J), "index_b": np.tile(np.arange(J), I),
+            "size_a": I, "size_b": J}
 
 
 def _limiting_within(within, comps, w):
@@ -260,9 +264,9 @@ def _reml(y, w, I, J, ssw, n_total, start, interaction):
     with its exact gradient (a finite-difference gradient stopped at 1e-6 relative, which a
     shift of the response could move). Returns (σ² γ, σ̂²)."""
     active = [0, 1, 2] if interaction else [0, 1]
-    stats = {"mean": y, "weight": w, "index_a": np.repeat(np.arange(I), J), "index_b": np.tile(np.arange(J), I),
-             "size_a": I, "size_b": J, "within_ss": ssw, "within_df": n_total - I * J,
-             "log_w_const": 0.0}  # a constant of the rows' weights: it does not move the optimum
+    stats = _grid(y, w, I, J)
+    # log_w_const: a constant of the rows' weights, which does not move the optimum
+    stats.update(within_ss=ssw, within_df=n_total - I * J, log_w_const=0.0)
 
     def full(g):
         out = np.zeros(3)

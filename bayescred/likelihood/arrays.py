@@ -53,6 +53,15 @@ def solve_lower(xp, L, b):
     return xp.linalg.solve_triangular(L, b, lower=True)
 
 
+def solve_upper(xp, U, b):
+    """U^-1 b for an upper-triangular U."""
+    if is_numpy(xp):
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(U, b, lower=False)
+    return xp.linalg.solve_triangular(U, b, lower=False)
+
+
 def solve(xp, a, b):
     """a^-1 b, batched over leading axes of ``a``."""
     return np.linalg.solve(a, b) if is_numpy(xp) else xp.linalg.solve(a, b)

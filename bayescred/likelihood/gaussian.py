@@ -326,17 +326,28 @@ def crossed_loglik(xp, collective, var_a, var_b, var_ab, sigma2, stats):
     return _crossed_cells(xp, parts, stats, stats["mean"] - collective) + _crossed_within(xp, sigma2, stats)
 
 
-def crossed_criterion(var_a, var_b, var_ab, sigma2, stats, reml: bool = True) -> Profiled:
-    """lme4's REML criterion or ML deviance of ``y ~ 1 + (1|a) + (1|b) [+ (1|a:b)]`` with
-    weights (var_ab = 0 without the interaction): 1'V_m^-1 1 and 1'V_m^-1 ybar by Woodbury."""
-    parts = _crossed_woodbury(np, var_a, var_b, var_ab, sigma2, stats)
+def _crossed_gls(parts, stats):
+    """1'V_m^-1 1 and 1'V_m^-1 ybar by Woodbury (numpy)."""
     one = np.ones_like(stats["mean"])
     h1, hy = _crossed_half(np, parts, stats, one), _crossed_half(np, parts, stats, stats["mean"])
     inv_d = parts[1]
-    XVX = np.sum(inv_d) - h1 @ h1
-    XVy = np.sum(inv_d * stats["mean"]) - h1 @ hy
+    return np.sum(inv_d) - h1 @ h1, np.sum(inv_d * stats["mean"]) - h1 @ hy
+
+
+def crossed_collective(var_a, var_b, var_ab, sigma2, stats) -> float:
+    """The GLS collective m_hat = (1'V_m^-1 1)^-1 1'V_m^-1 ybar (the cells' statistics only)."""
+    XVX, XVy = _crossed_gls(_crossed_woodbury(np, var_a, var_b, var_ab, sigma2, stats), stats)
+    return float(XVy / XVX)
+
+
+def crossed_criterion(var_a, var_b, var_ab, sigma2, stats, reml: bool = True) -> Profiled:
+    """lme4's REML criterion or ML deviance of ``y ~ 1 + (1|a) + (1|b) [+ (1|a:b)]`` with
+    weights (var_ab = 0 without the interaction); ``.collective`` is the GLS m_hat =
+    (1'V_m^-1 1)^-1 1'V_m^-1 ybar."""
+    parts = _crossed_woodbury(np, var_a, var_b, var_ab, sigma2, stats)
     within = _crossed_within(np, sigma2, stats)
-    return _profile(lambda beta: _crossed_cells(np, parts, stats, stats["mean"] - beta[0]) + within, XVX, XVy, reml)
+    return _profile(lambda beta: _crossed_cells(np, parts, stats, stats["mean"] - beta[0]) + within,
+                    *_crossed_gls(parts, stats), reml)
 
 
 def crossed_profiled(ratios, stats, reml: bool = True):
@@ -350,11 +361,9 @@ def crossed_profiled(ratios, stats, reml: bool = True):
     g = np.asarray(ratios, float)
     y, w = stats["mean"], stats["weight"]
     parts = _crossed_woodbury(np, g[0], g[1], g[2], 1.0, stats)
-    inv_d = parts[1]
+    s, XVy = _crossed_gls(parts, stats)
+    m = XVy / s
     one = np.ones_like(y)
-    h1, hy = _crossed_half(np, parts, stats, one), _crossed_half(np, parts, stats, y)
-    s = np.sum(inv_d) - h1 @ h1
-    m = (np.sum(inv_d * y) - h1 @ hy) / s
     quad = _crossed_quad(np, parts, stats, y - m)
     p = 1 if reml else 0
     N = stats["within_df"] + len(y)
@@ -371,11 +380,24 @@ def crossed_profiled(ratios, stats, reml: bool = True):
     return float(value), float(sigma2), grad
 
 
-def crossed_conditional(collective, var_a, var_b, var_ab, sigma2, stats):
-    """The exact conditional distribution of the effects e = (a, b, c) given the
-    hyperparameters (numpy; one row per posterior draw): precision
-    Q = diag(1/var) + X' diag(w/sigma2) X, X = [A B I], mean = Q^-1 X' diag(w/sigma2) (ybar - m).
-    Yields (draw, mean, Cholesky factor of Q) per draw; a component at 0 gets precision 1e300."""
+def crossed_conditional_means(xp, collective, var_a, var_b, var_ab, sigma2, stats):
+    """E[(a, b, c) | hyperparameters, data], the BLUP C V_m^-1 (ybar - m) split by term:
+    a = var_a A'V_m^-1 r, b = var_b B'V_m^-1 r, c = var_ab V_m^-1 r, r = ybar - m, with
+    V_m^-1 r = D^-1 (r - F L'^-1 h) by Woodbury (docs/formulas.md §6). One set of
+    hyperparameters (scalars)."""
+    parts = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
+    _, inv_d, L, (sa, sb) = parts
+    ia, ib, na = stats["index_a"], stats["index_b"], stats["size_a"]
+    r = stats["mean"] - collective
+    g = arrays.solve_upper(xp, L.T, _crossed_half(xp, parts, stats, r))
+    Vr = inv_d * (r - sa * g[ia] - sb * g[na + ib])
+    return var_a * segsum(xp, Vr, ia, na), var_b * segsum(xp, Vr, ib, stats["size_b"]), var_ab * Vr
+
+
+def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
+    """Draw (a, b, c) from their exact conditional distribution given the hyperparameters
+    (numpy; one row per posterior draw): mean :func:`crossed_conditional_means`, precision
+    Q = diag(1/var) + X' diag(w/sigma2) X, X = [A B I] (a component at 0 gets precision 1e300)."""
     ia, ib = stats["index_a"], stats["index_b"]
     na, nb = stats["size_a"], stats["size_b"]
     K = len(ia)
@@ -384,35 +406,14 @@ def crossed_conditional(collective, var_a, var_b, var_ab, sigma2, stats):
     X[np.arange(K), na + ib] = 1.0
     X[np.arange(K), na + nb + np.arange(K)] = 1.0
     w = stats["weight"]
+    S = len(collective)
+    out = np.empty((S, na + nb + K))
     tiny = 1e-300
-    for s in range(len(collective)):
+    for s in range(S):
         prec_w = w / sigma2[s]
         prior = np.concatenate([np.full(na, 1 / max(var_a[s], tiny)), np.full(nb, 1 / max(var_b[s], tiny)),
                                 np.full(K, 1 / max(var_ab[s], tiny))])
-        Q = X.T @ (prec_w[:, None] * X) + np.diag(prior)
-        L = np.linalg.cholesky(Q)
-        rhs = X.T @ (prec_w * (stats["mean"] - collective[s]))
-        yield s, np.linalg.solve(L.T, np.linalg.solve(L, rhs)), L
-
-
-def _split(e, na, nb):
-    return e[:, :na], e[:, na:na + nb], e[:, na + nb:]
-
-
-def crossed_conditional_means(collective, var_a, var_b, var_ab, sigma2, stats):
-    """E[(a, b, c) | hyperparameters, data] per draw (the mean of :func:`crossed_effect_draws`)."""
-    na, nb = stats["size_a"], stats["size_b"]
-    out = np.empty((len(collective), na + nb + len(stats["index_a"])))
-    for s, mean, _ in crossed_conditional(collective, var_a, var_b, var_ab, sigma2, stats):
-        out[s] = mean
-    return _split(out, na, nb)
-
-
-def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
-    """Draw (a, b, c) from their exact conditional distribution (:func:`crossed_conditional`)."""
-    na, nb = stats["size_a"], stats["size_b"]
-    q = na + nb + len(stats["index_a"])
-    out = np.empty((len(collective), q))
-    for s, mean, L in crossed_conditional(collective, var_a, var_b, var_ab, sigma2, stats):
-        out[s] = mean + np.linalg.solve(L.T, rng.standard_normal(q))
-    return _split(out, na, nb)
+        L = np.linalg.cholesky(X.T @ (prec_w[:, None] * X) + np.diag(prior))
+        mean = np.concatenate(crossed_conditional_means(np, collective[s], var_a[s], var_b[s], var_ab[s], sigma2[s], stats))
+        out[s] = mean + np.linalg.solve(L.T, rng.standard_normal(na + nb + K))
+    return out[:, :na], out[:, na:na + nb], out[:, na + nb:]
