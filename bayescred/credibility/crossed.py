@@ -273,11 +273,20 @@ def _reml(y, w, I, J, ssw, n_total, start, interaction):
         out[active] = g
         return out
 
+    last = {}
+
+    def at(g):  # criterion, sigma2_hat and gradient come together: evaluate once per point
+        key = tuple(g)
+        if key not in last:
+            last.clear()
+            last[key] = gaussian.crossed_profiled(full(g), stats)
+        return last[key]
+
     def value(g):
-        return gaussian.crossed_profiled(full(g), stats)[0]
+        return at(g)[0]
 
     def gradient(g):
-        return gaussian.crossed_profiled(full(g), stats)[2][active]
+        return at(g)[2][active]
 
     from scipy import optimize  # loaded only for the REML path
 
@@ -289,7 +298,7 @@ def _reml(y, w, I, J, ssw, n_total, start, interaction):
         if best is None or res.fun < best.fun:
             best = res
     g = _newton_polish(gradient, best.x)
-    sigma2 = gaussian.crossed_profiled(full(g), stats)[1]
+    sigma2 = at(g)[1]
     comps = np.zeros(3)
     comps[active] = g * sigma2
     comps[comps < 1e-10 * sigma2] = 0.0

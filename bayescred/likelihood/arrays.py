@@ -14,13 +14,15 @@ def is_numpy(xp) -> bool:
 
 def segsum(xp, values, index, size):
     """Sum the last axis of ``values`` by ``index`` into ``size`` bins (numpy: any leading
-    axes, through one sparse incidence product; pytensor: 1-D)."""
+    axes, through one sparse incidence product, 1-D by ``bincount``; pytensor: 1-D)."""
     if not is_numpy(xp):
         return xp.inc_subtensor(xp.zeros(size)[index], values)
-    from scipy import sparse
-
     values = np.asarray(values, dtype=float)
     index = np.asarray(index)
+    if values.ndim == 1:
+        return np.bincount(index, weights=values, minlength=size)
+    from scipy import sparse
+
     incidence = sparse.csr_matrix((np.ones(len(index)), (index, np.arange(len(index)))), shape=(size, len(index)))
     flat = values.reshape(-1, values.shape[-1])
     return np.asarray((incidence @ flat.T).T).reshape(*values.shape[:-1], size)
