@@ -3,6 +3,4 @@ pytensor (docs/formulas.md §2-§8): ``gaussian`` (nested, regression and crosse
 the Bayes potential, lme4's REML/ML criteria, the exact conditional distribution of the
 risk effects) and ``negbin`` (Poisson–gamma)."""
 
-from . import gaussian, negbin
-
-__all__ = ["gaussian", "negbin"]
+from . import gaussian, negbin  # noqa: F401
