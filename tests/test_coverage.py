@@ -1,4 +1,4 @@
-"""Coverage-study harness (bayescred.coverage): truth, scoring, Monte Carlo SEs, seeds.
+"""Coverage-study harness (bayescred.studies.coverage): truth, scoring, Monte Carlo SEs, seeds.
 
 The harness is checked against intervals whose coverage is known exactly: Bühlmann–Straub
 premiums with the *true* variance components, where the homogeneous credibility premium
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayescred import coverage
+from bayescred.studies import coverage
 from bayescred.datasets import simulate
 from bayescred.lmm import lmm
 
@@ -165,7 +165,7 @@ def test_same_seed_same_table_and_sizes_are_independent():
         (dict(seed=1.5), "explicit non-negative integer seed"),
         (dict(betwen=3.0), "unknown simulation settings"),
         (dict(draws=0), "draws must be"),
-        (dict(model="poisson_gamma", factors={"zone": [0.0, 0.3]}), "intercept-only"),
+        (dict(model="poisson_gamma", factors={"zone": [0.0, 0.3]}), "read no rating factors"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(kwargs, message):

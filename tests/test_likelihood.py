@@ -319,7 +319,7 @@ def test_negbin_equals_poisson_gamma_eb_at_its_optimum(seed):
     from scipy.special import gammaln
 
     data = negbin_data(seed)
-    fit = poisson_gamma_eb(data, group="risk", claims="n", exposure="expo", fixed="x")
+    fit = poisson_gamma_eb(data, group="risk", claims="n", exposure="expo", covariates="x")
     assert not fit.boundary
     companies, company = np.unique(data["risk"], return_inverse=True)
     y, e = data["n"].to_numpy(float), data["expo"].to_numpy(float)
