@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EmptyCellError, SummaryError, TooFewRisksError
+from ..likelihood import gaussian
 from ..portfolio import as_list
 from ._common import (
     CredibilityFit,
@@ -126,9 +127,6 @@ def crossed(
     w = cells["weight"].to_numpy(float)
     y = cells["mean"].to_numpy(float)
     I, J = len(la), len(lb)
-    A = np.kron(np.eye(I), np.ones((J, 1)))
-    B = np.kron(np.ones((I, 1)), np.eye(J))
-    K = [A @ A.T, B @ B.T, np.eye(I * J)]
     names = [fa, fb, f"{fa}:{fb}"]
 
     if within is None:
@@ -153,20 +151,20 @@ def crossed(
             used = "moments (REML has no optimum at a zero within variance)"
         elif method == "reml":
             n_total = dfw + I * J  # N = within df + number of cells
-            comps, within = _reml(y, w, K, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
+            comps, within = _reml(y, w, I, J, ssw, n_total, np.maximum(comps, 0.0) / within, interaction)
         comps = np.array([truncate(v, f"between[{n}]", flagged) if (interaction or i < 2) else 0.0
                           for i, (n, v) in enumerate(zip(names, comps))])
 
-    C = sum(c * k for c, k in zip(comps, K))
-    Vi = np.linalg.inv(C + _limiting_within(within, comps, w) * np.diag(1 / w))
-    one = np.ones(I * J)
-    m = float(one @ Vi @ y / (one @ Vi @ one))
-    r = Vi @ (y - m)
-    premium = m + C @ r + location
+    # the GLS collective and the BLUPs C V_m^-1 (ybar - m) of the shared likelihood
+    stats = _grid(y, w, I, J)
+    limit = _limiting_within(within, comps, w)
+    m = gaussian.crossed_collective(*comps, limit, stats)
+    ea, eb, eab = gaussian.crossed_conditional_means(np, m, *comps, limit, stats)
+    premium = m + ea[stats["index_a"]] + eb[stats["index_b"]] + eab + location
     effects = {
-        fa: pd.Series(comps[0] * A.T @ r, index=la, name=fa),
-        fb: pd.Series(comps[1] * B.T @ r, index=lb, name=fb),
-        names[2]: pd.Series(comps[2] * r, index=full, name=names[2]),
+        fa: pd.Series(ea, index=la, name=fa),
+        fb: pd.Series(eb, index=lb, name=fb),
+        names[2]: pd.Series(eab, index=full, name=names[2]),
     }
     with np.errstate(invalid="ignore"):
         Z = np.where(w * comps[2] + within > 0, w * comps[2] / (w * comps[2] + within), 0.0)
@@ -187,6 +185,13 @@ def crossed(
                      boundary=bool(flagged), boundary_parameters=flagged)
     fit.effects = effects
     return fit
+
+
+def _grid(y, w, I, J):
+    """The cells' statistics of the complete I x J grid (a's levels outer) for the shared
+    crossed likelihood."""
+    return {"mean": y, "weight": w, "index_a": np.repeat(np.arange(I), J), "index_b": np.tile(np.arange(J), I),
+            "size_a": I, "size_b": J}
 
 
 def _limiting_within(within, comps, w):
@@ -253,43 +258,47 @@ def _newton_polish(grad, x, steps: int = 5):
     return x
 
 
-def _reml(y, w, K, ssw, n_total, start, interaction):
-    """REML of the cell summaries with σ² profiled out (docs/formulas.md §6):
-    −2ℓ_R = (N − 1) log σ̂² + log|H| + log(1′H⁻¹1) + const, H = Σ γ_k K_k + diag(1/w),
-    σ̂² = (SSW + r′H⁻¹r)/(N − 1). Returns (σ² γ, σ̂²)."""
+def _reml(y, w, I, J, ssw, n_total, start, interaction):
+    """REML of the cell summaries with σ² profiled out (docs/formulas.md §6): the shared
+    crossed criterion (``likelihood.gaussian.crossed_profiled``) in the ratios γ = σ_k²/σ²
+    with its exact gradient (a finite-difference gradient stopped at 1e-6 relative, which a
+    shift of the response could move). Returns (σ² γ, σ̂²)."""
     active = [0, 1, 2] if interaction else [0, 1]
-    one = np.ones(len(y))
+    stats = _grid(y, w, I, J)
+    # log_w_const: a constant of the rows' weights, which does not move the optimum
+    stats.update(within_ss=ssw, within_df=n_total - I * J, log_w_const=0.0)
 
-    def parts(g):
-        H = sum(g[i] * K[k] for i, k in enumerate(active)) + np.diag(1 / w)
-        L = np.linalg.cholesky(H)
-        Hi1, Hiy = np.linalg.solve(H, one), np.linalg.solve(H, y)
-        s = one @ Hi1
-        m = one @ Hiy / s
-        quad = y @ Hiy - m * m * s
-        sigma2 = (ssw + quad) / (n_total - 1)
-        return 2 * np.log(np.diag(L)).sum() + np.log(s) + (n_total - 1) * np.log(sigma2), sigma2, (H, Hi1, s, Hiy - m * Hi1, quad)
+    def full(g):
+        out = np.zeros(3)
+        out[active] = g
+        return out
+
+    last = {}
+
+    def at(g):  # criterion, sigma2_hat and gradient come together: evaluate once per point
+        key = tuple(g)
+        if key not in last:
+            last.clear()
+            last[key] = gaussian.crossed_profiled(full(g), stats)
+        return last[key]
+
+    def value(g):
+        return at(g)[0]
 
     def gradient(g):
-        """d/dγ_k = tr(H⁻¹K_k) − a′K_k a/s − (N − 1) r′K_k r/(SSW + r′H r), a = H⁻¹1,
-        r = H⁻¹(y − m1): exact, so the optimum is found to the last digits (a finite-difference
-        gradient stopped it at 1e-6 relative, which a shift of the response could move)."""
-        H, a, s, r, quad = parts(g)[2]
-        Hinv = np.linalg.inv(H)
-        return np.array([np.sum(Hinv * K[k]) - a @ K[k] @ a / s - (n_total - 1) * (r @ K[k] @ r) / (ssw + quad)
-                         for k in active])
+        return at(g)[2][active]
 
     from scipy import optimize  # loaded only for the REML path
 
     x0 = np.maximum(np.asarray(start, float)[active], 1e-3)
     best = None
     for scale in (1.0, 0.1, 10.0):  # a few starts: the surface is flat with few levels
-        res = optimize.minimize(lambda g: parts(g)[0], x0 * scale, jac=gradient, method="L-BFGS-B",
+        res = optimize.minimize(value, x0 * scale, jac=gradient, method="L-BFGS-B",
                                 bounds=[(0.0, None)] * len(active), options={"ftol": 1e-15, "gtol": 1e-12})
         if best is None or res.fun < best.fun:
             best = res
     g = _newton_polish(gradient, best.x)
-    sigma2 = parts(g)[1]
+    sigma2 = at(g)[1]
     comps = np.zeros(3)
     comps[active] = g * sigma2
     comps[comps < 1e-10 * sigma2] = 0.0

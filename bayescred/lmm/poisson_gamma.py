@@ -57,6 +57,7 @@ from .. import formula as fm
 from .. import rating
 from .._arguments import check_number
 from . import hlik
+from ..likelihood import negbin
 from ..portfolio import _to_pandas, as_frame, validate
 
 __all__ = ["poisson_gamma_eb", "PoissonGammaFit"]
@@ -160,7 +161,9 @@ class _Data:
         n = len(self.y)
         self.G = sparse.csr_matrix((np.ones(n), (self.codes, np.arange(n))), shape=(self.J, n))
         self.ysum = self.G @ self.y
-        self.const = self.y @ self.off - special.gammaln(self.y + 1).sum()
+        # the statistics of the shared likelihood (bayescred.likelihood.negbin), the offset in eta
+        self.stats = {"claims": self.y, "exposure": np.ones(n), "company": self.codes, "size": self.J,
+                      "claims_total": self.ysum, "log_const": -(self.G @ special.gammaln(self.y + 1))}
 
     def risk(self, beta):
         """mu_ik, mu_i+ and s_i = sum_k mu_ik x_ik (J, p)."""
@@ -169,17 +172,17 @@ class _Data:
 
 
 def _evaluate(d: _Data, beta: np.ndarray, a: float, order: int = 2):
-    """Log-likelihood sum_i log L_i (docs/reference-values.md §11.6) in (beta, a = log alpha), and for
-    order >= 1 its analytic gradient, for order 2 also the Hessian. Written with log1p so that
-    large alpha (near Poisson) loses no precision."""
+    """Log-likelihood sum_i log L_i (docs/reference-values.md §11.6; the shared
+    ``likelihood.negbin.loglik``) in (beta, a = log alpha), and for order >= 1 its analytic
+    gradient, for order 2 also the Hessian. Written with log1p so that large alpha (near
+    Poisson) loses no precision."""
     alpha = math.exp(a)
+    ll = float(np.sum(negbin.loglik(np, alpha, d.X @ beta + d.off, d.stats)[0]))
+    if order == 0:
+        return ll
     mu, m, s = d.risk(beta)
     y = d.ysum
     log1p = np.log1p(m / alpha)
-    gam = special.gammaln(alpha + y) - special.gammaln(alpha) - y * a
-    ll = float(d.const + d.y @ (d.X @ beta) + np.sum(gam - (alpha + y) * log1p))
-    if order == 0:
-        return ll
     u = (alpha + y) / (alpha + m)
     g_beta = d.X.T @ d.y - s.T @ u
     g_alpha = np.sum(special.digamma(alpha + y) - special.digamma(alpha) - log1p + 1 - u)
@@ -298,7 +301,7 @@ def _fit(d: _Data, start: tuple[np.ndarray, float] | None = None):
 
 def _posterior(lam: float, y: np.ndarray, m: np.ndarray):
     """u_i, Z_i, Var(u_i | y) written in lam so that lam = 0 (Poisson) is exact."""
-    u = (1 + lam * y) / (1 + lam * m)
+    u = negbin.conditional_mean(lam, y, m)
     return u, lam * m / (1 + lam * m), lam * u / (1 + lam * m)
 
 

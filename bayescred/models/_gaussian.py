@@ -20,13 +20,12 @@ from ..errors import DegenerateResponseError, TooFewPeriodsError, TooFewRisksErr
 from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
-from ._marginal import (
+from ..likelihood.gaussian import (
     credibility_factor,
     nested_collapse,
     nested_conditional_means,
     nested_posterior,
-    np_segsum,
-    pt_segsum,
+    nested_precisions,
     within_term,
 )
 
@@ -140,17 +139,14 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
         # k: EPV/VHM at the risk level; VHM ratios of adjacent levels above it (docs/formulas.md §3)
         ks = [tau2[i + 1] / tau2[i] for i in range(L - 1)] + [within / tau2[-1]]
         pm.Deterministic("k", pt.stack(ks) if L > 1 else ks[0], dims="level" if L > 1 else None)
-        A = [None] * L
-        A[-1] = data_vars["weight"] / within
-        for lv in range(L - 1, 0, -1):
-            A[lv - 1] = pt_segsum(1.0 / (tau2[lv] + 1.0 / A[lv]), parents[lv - 1], sizes[lv - 1])
+        A, _ = nested_precisions(pt, tau2, within, data_vars, parents, sizes)
         for lv, level in enumerate(levels):
             suffix = "" if lv == L - 1 else f"_{level}"
             pm.Deterministic("Z" + suffix, credibility_factor(tau2[lv], A[lv]), dims=level)
 
         m_c = m - loc
         if likelihood == "marginal":
-            ll, A_, B_ = nested_collapse(pt, pt_segsum, m_c, tau2, within, data_vars, parents, sizes)
+            ll, A_, B_ = nested_collapse(pt, m_c, tau2, within, data_vars, parents, sizes)
             means = nested_conditional_means(m_c, tau2, A_, B_, parents)
             for lv, level in enumerate(levels):
                 suffix = "" if lv == L - 1 else f"_{level}"
@@ -198,14 +194,7 @@ def _augmenter(levels, response, parents, sizes, likelihood):
         within = stack_draws(posterior, "within")[:, None]
         out = {"posterior": {}}
         if likelihood == "marginal":
-            A = [None] * L
-            B = [None] * L
-            A[-1] = stats["weight"] / within
-            B[-1] = np.broadcast_to(stats["mean"], A[-1].shape)
-            for lv in range(L - 1, 0, -1):
-                v = tau2[lv] + 1.0 / A[lv]
-                A[lv - 1] = np_segsum(1.0 / v, parents[lv - 1], sizes[lv - 1])
-                B[lv - 1] = np_segsum(B[lv] / v, parents[lv - 1], sizes[lv - 1]) / A[lv - 1]
+            A, B = nested_precisions(np, tau2, within, stats, parents, sizes)
             Z, means, node = nested_posterior(rng, m, tau2, A, B, parents)
             for lv, level in enumerate(levels):
                 suffix = "" if lv == L - 1 else f"_{level}"

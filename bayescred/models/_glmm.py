@@ -31,7 +31,7 @@ from .. import formula as fm
 from ..portfolio import as_list
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws
-from ._marginal import pt_segsum
+from ..likelihood.arrays import segsum
 
 
 @dataclass(frozen=True)
@@ -145,12 +145,12 @@ def build(factory: str, family: Family, cells: pd.DataFrame, data_columns: dict,
         u = pm.Deterministic("u", sd * z, dims=group)
         pm.Deterministic("relativity", pt.exp(u), dims=group)
         eta_full = eta + u[d["risk"]]
-        ll = pt_segsum(family.loglik(eta_full, d, extra), d["risk"], J)
+        ll = segsum(pt, family.loglik(eta_full, d, extra), d["risk"], J)
         pm.Deterministic("loglik", ll, dims=group)
         pm.Potential("conditional_likelihood", ll.sum())
         w = d[_data_name(data_columns, family.weight)]
         mean = inverse_link(family.link, eta_full, pt)
-        pm.Deterministic("premium", pt_segsum(w * mean, d["risk"], J) / pt_segsum(w, d["risk"], J), dims=group)
+        pm.Deterministic("premium", segsum(pt, w * mean, d["risk"], J) / segsum(pt, w, d["risk"], J), dims=group)
         model_extra(family, model, d, eta, sd, extra, J, group)
 
     attach(model, ModelInfo(factory=factory, likelihood="latent", observed=family.observed,
@@ -175,7 +175,7 @@ def model_extra(family: Family, model, d, eta, sd, extra, J, group) -> None:
     """
     s2 = sd**2
     if family.name == "poisson":
-        m = pm.Deterministic("expected_claims", pt_segsum(d["exposure"] * pt.exp(eta), d["risk"], J), dims=group)
+        m = pm.Deterministic("expected_claims", segsum(pt, d["exposure"] * pt.exp(eta), d["risk"], J), dims=group)
         k = pm.Deterministic("k", pt.exp(-s2 / 2) / pt.expm1(s2))
         pm.Deterministic("Z", m / (m + k), dims=group)
     elif family.name == "gamma":

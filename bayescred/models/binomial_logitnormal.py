@@ -12,7 +12,7 @@ from scipy.special import gammaln
 from ..errors import DataError
 from ..portfolio import offending_rows, validate
 from ._glmm import Family, as_keys, build, check_latent, cell_table
-from ._marginal import np_segsum
+from ..likelihood.arrays import segsum
 
 
 def _family(centre: float, successes: str) -> Family:
@@ -20,7 +20,7 @@ def _family(centre: float, successes: str) -> Family:
         name="binomial", link="logit", observed=successes, observed_cell="successes", weight="n",
         loglik=lambda eta, d, extra: d["successes"] * eta - d["trials"] * pt.softplus(eta) + d["log_const"],
         simulate=lambda rng, p, v, extra: rng.binomial(v["trials"].astype(np.int64), p).astype(float),
-        observed_total=lambda values, v, risk, J: np_segsum(values, risk, J),
+        observed_total=lambda values, v, risk, J: segsum(np, values, risk, J),
         centre=centre,
     )
 

@@ -16,7 +16,7 @@ from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ._marginal import LOG2PI, crossed_effect_draws, crossed_loglik
+from ..likelihood.gaussian import LOG2PI, crossed_conditional_means, crossed_effect_draws, crossed_loglik
 
 
 def _cells(data, factors, response, weight, within_ss, within_df):
@@ -144,7 +144,7 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         within = pm.Deterministic("within", sigma**2)
         pm.Deterministic("k", within / between, dims="term")
         var_ab = between[2] if interaction else pt.as_tensor(0.0)
-        # C V_m^-1 per cell, with V_m = C + sigma2 diag(1/w): dense K x K (cells are few)
+        # Z = diag(C V_m^-1) per cell, with V_m = C + sigma2 diag(1/w): dense K x K (cells are few)
         K = len(cells)
         Aa = np.eye(d["size_a"])[ia]
         Bb = np.eye(d["size_b"])[ib]
@@ -153,9 +153,10 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         CVinv = pt.linalg.solve(V, C, assume_a="pos").T
         pm.Deterministic("Z", pt.diag(CVinv), dims="cell")
         if likelihood == "marginal":
-            ll = crossed_loglik(m_c, between[0], between[1], var_ab, within, d)
+            ll = crossed_loglik(pt, m_c, between[0], between[1], var_ab, within, d)
             pm.Potential("marginal_likelihood", ll)
-            pm.Deterministic("premium", m + CVinv @ (d["mean"] - m_c), dims="cell")
+            ea, eb, eab = crossed_conditional_means(pt, m_c, between[0], between[1], var_ab, within, d)
+            pm.Deterministic("premium", m + ea[ia] + eb[ib] + eab, dims="cell")
         else:
             ua = pm.Deterministic(f"u_{a}", sd[0] * pm.Normal(f"u_raw_{a}", 0.0, 1.0, dims=a), dims=a)
             ub = pm.Deterministic(f"u_{b}", sd[1] * pm.Normal(f"u_raw_{b}", 0.0, 1.0, dims=b), dims=b)

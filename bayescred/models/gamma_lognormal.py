@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 from ..portfolio import validate
 from . import priors as P
 from ._glmm import Family, as_keys, build, check_latent, cell_table
-from ._marginal import np_segsum
+from ..likelihood.arrays import segsum
 
 
 def _loglik(eta, d, extra):
@@ -27,7 +27,7 @@ def _simulate(rng, mean, v, extra):
 
 
 def _claim_weighted_mean(values, v, risk, J):
-    return np_segsum(values * v["claims"], risk, J) / np_segsum(v["claims"], risk, J)
+    return segsum(np, values * v["claims"], risk, J) / segsum(np, v["claims"], risk, J)
 
 
 def gamma_lognormal(data, group: str, severity: str, claims: str | None = None, fixed=None, covariates=None,

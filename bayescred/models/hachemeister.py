@@ -18,7 +18,7 @@ from ..portfolio import cross_products, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ._marginal import LOG2PI, _mat, mm2, mv2, regression_blocks, regression_loglik
+from ..likelihood.gaussian import LOG2PI, _mat, mm2, mv2, regression_blocks, regression_loglik
 
 CENTERINGS = ("origin", "global", "group")
 

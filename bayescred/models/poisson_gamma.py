@@ -19,7 +19,8 @@ from ..portfolio import validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ._marginal import poisson_gamma_loglik, pt_segsum
+from ..likelihood import negbin
+from ..likelihood.arrays import segsum
 
 
 def _cells(data, group, claims, exposure, terms: rating.Terms):
@@ -144,16 +145,16 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
         if not coef:  # one frequency for the portfolio: between = lam collective^2 (bayescred.rating)
             pm.Deterministic("between", lam * pt.exp(2.0 * intercept))
         pm.Deterministic("k", alpha)
-        mu_plus = pm.Deterministic("expected_claims", pt_segsum(d["exposure"] * pt.exp(eta), company, J), dims=group)
+        mu_plus = pm.Deterministic("expected_claims", segsum(pt, d["exposure"] * pt.exp(eta), company, J), dims=group)
         pm.Deterministic("Z", mu_plus / (mu_plus + alpha), dims=group)
         if likelihood == "marginal":
-            ll, _ = poisson_gamma_loglik(pt, pt.gammaln, alpha, eta, d, pt_segsum)
-            u = (alpha + d["claims_total"]) / (alpha + mu_plus)
+            ll, _ = negbin.loglik(pt, alpha, eta, d)
+            u = negbin.conditional_mean(lam, d["claims_total"], mu_plus)
             pm.Deterministic("loglik", ll, dims=group)
             pm.Potential("marginal_likelihood", ll.sum())
         else:
             u = pm.Gamma("u", alpha=alpha, beta=alpha, dims=group)
-            ll = d["log_const"] + pt_segsum(d["claims"] * eta, company, J) + d["claims_total"] * pt.log(u) - u * mu_plus
+            ll = d["log_const"] + segsum(pt, d["claims"] * eta, company, J) + d["claims_total"] * pt.log(u) - u * mu_plus
             pm.Deterministic("loglik", ll, dims=group)
             pm.Potential("conditional_likelihood", ll.sum())
         pm.Deterministic("premium", u * mu_plus / d["exposure_total"], dims=group)
@@ -174,7 +175,7 @@ def _augmenter(group, claims, likelihood):
         out = {"posterior": {}}
         if likelihood == "marginal":
             alpha = stack_draws(posterior, "alpha")[:, None]
-            u = rng.gamma(alpha + y, 1.0 / (alpha + mu))
+            u = negbin.effect_draws(rng, alpha, y, mu)
             out["posterior"]["u"] = unstack_draws(u, posterior, [group], coords)
             out["posterior"]["premium"] = unstack_draws(u * mu / e, posterior, [group], coords)
         else:

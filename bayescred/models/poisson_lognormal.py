@@ -12,7 +12,7 @@ from scipy.special import gammaln
 from ..errors import DataError
 from ..portfolio import validate
 from ._glmm import Family, as_keys, build, check_latent, cell_table
-from ._marginal import np_segsum
+from ..likelihood.arrays import segsum
 
 
 def _family(centre: float, claims: str) -> Family:
@@ -20,7 +20,7 @@ def _family(centre: float, claims: str) -> Family:
         name="poisson", link="log", observed=claims, observed_cell="claims", weight="e",
         loglik=lambda eta, d, extra: d["claims"] * eta - d["exposure"] * pt.exp(eta) + d["log_const"],
         simulate=lambda rng, mean, v, extra: rng.poisson(v["exposure"] * mean).astype(float),
-        observed_total=lambda values, v, risk, J: np_segsum(values, risk, J),
+        observed_total=lambda values, v, risk, J: segsum(np, values, risk, J),
         centre=centre,
     )
 

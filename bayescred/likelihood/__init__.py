@@ -1,0 +1,6 @@
+"""The marginal likelihoods of the credibility models, each written once for numpy and
+pytensor (docs/formulas.md §2-§8): ``gaussian`` (nested, regression and crossed credibility:
+the Bayes potential, lme4's REML/ML criteria, the exact conditional distribution of the
+risk effects) and ``negbin`` (Poisson–gamma)."""
+
+from . import gaussian, negbin  # noqa: F401
