@@ -318,17 +318,28 @@ def _iterative(B, Minv, within, tol, maxit, diagonal=False):
         d = B - coll
         U = np.einsum("jab,jb,jc->ac", cred, d, d) / (J - 1)
         U = np.diag(np.diag(U)) if diagonal else (U + U.T) / 2
-        cred = np.einsum("ab,jbc->jac", U, np.linalg.inv(U[None] + within * Minv))
-        return U, cred
+        P = np.linalg.inv(U[None] + within * Minv)
+        return U, np.einsum("ab,jbc->jac", U, P), P
 
     scale = np.maximum(np.abs(coll), B.std(axis=0))  # shift-free: B is centred at the response mean
+    u_scale = np.sum((B - coll) ** 2) / (J - 1)  # trace of the first U (A_j = I)
+    previous = None
     for _ in range(maxit):
-        U, cred = update(coll, cred)
-        total = cred.sum(axis=0)
-        if np.linalg.matrix_rank(total) < p:  # U = 0: every A_j = 0, nothing more to iterate
-            break
-        new = np.linalg.solve(total, np.einsum("jab,jb->a", cred, B))
-        done = np.all(np.abs(new - coll) <= tol * scale)
+        U, cred, P = update(coll, cred)
+        if diagonal:
+            # the GLS form (ΣP_j)⁻¹ΣP_jB_j of the collective stays defined when a variance
+            # reaches 0; and U must settle too: in a balanced design the collective is the
+            # same for every U and would stop the iteration after one step
+            new = np.linalg.solve(P.sum(axis=0), np.einsum("jab,jb->a", P, B))
+            steady = previous is not None and np.all(np.abs(np.diag(U - previous)) <= tol * u_scale)
+            previous = U
+        else:
+            total = cred.sum(axis=0)
+            if np.linalg.matrix_rank(total) < p:  # U = 0: every A_j = 0, nothing more to iterate
+                break
+            new = np.linalg.solve(total, np.einsum("jab,jb->a", cred, B))
+            steady = True
+        done = steady and np.all(np.abs(new - coll) <= tol * scale)
         coll = new
         if done:
             break
@@ -337,7 +348,7 @@ def _iterative(B, Minv, within, tol, maxit, diagonal=False):
             f"Hachemeister iteration did not converge in {maxit} steps (U is often near-singular then)",
             ConvergenceWarning, stacklevel=3,
         )
-    U, _ = update(coll, cred)
+    U, _, _ = update(coll, cred)
     return U
 
 
@@ -353,7 +364,8 @@ def _moment_matrix(B, Minv, within):
     values, vectors = np.linalg.eigh(U)
     if values[0] >= 0:
         return U
-    return (vectors * np.maximum(values, 0.0)) @ vectors.T
+    U = (vectors * np.maximum(values, 0.0)) @ vectors.T
+    return (U + U.T) / 2
 
 
 def _check_between(between, p):
