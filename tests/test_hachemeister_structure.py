@@ -9,6 +9,7 @@ Data: the bundled ``hachemeister`` table (actuar's) and portfolios from
 with ``regformula = ~time``) run where Rscript with actuar is installed (mark ``r``).
 """
 
+import json
 import subprocess
 import warnings
 
@@ -248,8 +249,8 @@ def test_factory_has_the_correlation_only_when_correlated(data, likelihood, hach
     frame, args = _portfolio(data, hach, sim)
     diagonal = bc.models.hachemeister(frame, **args, likelihood=likelihood)
     correlated = bc.models.hachemeister(frame, **args, likelihood=likelihood, structure="correlated")
-    assert info_of(diagonal).options == {"structure": "diagonal"}
-    assert info_of(correlated).options == {"structure": "correlated"}
+    assert info_of(diagonal).arguments["structure"] == "diagonal"  # the default, recorded
+    assert info_of(correlated).arguments["structure"] == "correlated"
     assert {"between_corr", "between_corr_unit"}.isdisjoint(diagonal.named_vars)
     assert {"between_corr", "between_corr_unit"} <= set(correlated.named_vars)
     assert [v.name for v in diagonal.free_RVs if "corr" in v.name] == []
@@ -278,7 +279,7 @@ def test_sampled_posterior_records_the_structure(hach):
     model = bc.models.hachemeister(hach, **ARGS, centering="group")
     tree = bc.sample(model, draws=50, tune=50, chains=1, random_seed=11, progressbar=False)
     post = tree["posterior"]
-    assert post.attrs["bayescred_structure"] == "diagonal"
+    assert json.loads(post.attrs["bayescred_arguments"])["structure"] == "diagonal"
     assert "between_corr" not in post.data_vars
     assert float(np.abs(post["between"].sel(coef="intercept", coef_="period")).max()) == 0.0
 
