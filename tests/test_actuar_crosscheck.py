@@ -145,7 +145,7 @@ def test_hierarchical_matches_actuar(actuar, name):
 def test_hachemeister_matches_actuar(actuar, name):
     data = DESIGNS[name]
     fit = bc.credibility.hachemeister(data, group="risk", time="period", response="y", weight="w",
-                                      method="iterative", future=11)
+                                      method="iterative", structure="correlated", future=11)
     _close(fit.structure["between"].to_numpy().ravel(order="F"), actuar[(name, "between")])
     _close(fit.structure["within"], actuar[(name, "within")])
     _close(fit.structure["collective"], actuar[(name, "collective")])
@@ -159,7 +159,7 @@ def test_hachemeister_matches_actuar(actuar, name):
 def test_hachemeister_extra_regressor_matches_actuar(actuar, name):
     """regformula = ~time + I(time^2): a 3 × 3 between matrix."""
     fit = bc.credibility.hachemeister(DESIGNS[name], group="risk", time="period", response="y", weight="w",
-                                      method="iterative", regressors=["period2"])
+                                      method="iterative", structure="correlated", regressors=["period2"])
     _close(fit.structure["between"].to_numpy().ravel(order="F"), actuar[(name, "between")])
     _close(fit.structure["within"], actuar[(name, "within")])
     _close(fit.structure["collective"], actuar[(name, "collective")])

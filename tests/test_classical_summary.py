@@ -86,7 +86,8 @@ def bs(hach):
 def regression(hach):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # actuar's iteration: U nearly singular (BoundaryWarning)
-        return bc.credibility.hachemeister(hach, "state", "period", "severity", "claims", method="iterative")
+        return bc.credibility.hachemeister(hach, "state", "period", "severity", "claims", method="iterative",
+                                           structure="correlated")
 
 
 def _block(text: str, start: str) -> list[str]:

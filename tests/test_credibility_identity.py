@@ -112,7 +112,7 @@ def test_hachemeister_coefficients_are_blup(centering):
     U = np.array([[90.0, -4.0], [-4.0, 1.3]])
     sigma2 = 55.0
     fit = bc.credibility.hachemeister(data, group="risk", time="time", response="y", weight="w",
-                                      centering=centering, between=U, within=sigma2)
+                                      centering=centering, between=U, within=sigma2, structure="correlated")
     t0 = fit.centre.loc[data["risk"]].to_numpy()
     Q = np.column_stack([np.ones(len(data)), data["time"].to_numpy() - t0])
     ind = indicator(data["risk"].to_numpy())

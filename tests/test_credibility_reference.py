@@ -248,7 +248,8 @@ def test_hachemeister_premium_for_future_period(hachemeister):
     U = origin.structure["between"].to_numpy()
     t0 = (hachemeister["claims"] * hachemeister["period"]).sum() / hachemeister["claims"].sum()
     T = np.array([[1.0, t0], [0.0, 1.0]])
-    moved = _hm(hachemeister, centering="global", between=T @ U @ T.T, within=origin.structure["within"])
+    moved = _hm(hachemeister, centering="global", between=T @ U @ T.T, within=origin.structure["within"],
+                structure="correlated")  # the moved U has a covariance
     np.testing.assert_allclose(moved.table["premium"], origin.table["premium"], rtol=1e-10)
 
 

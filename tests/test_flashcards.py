@@ -45,7 +45,8 @@ def fixed(spec, between, within, collective=None):
 def test_x1_intercept_slope_correlation():
     """X1, line 16: σ_u0² = 4, σ_u1² = 0.25, σ_u01 = 0.6 ⇒ corr = 0.6/(2·0.5) = 0.6."""
     data = pd.DataFrame({"g": np.repeat([1, 2], 3), "t": np.tile([1.0, 2, 3], 2), "y": [1, 2, 4, 2, 3, 3.0]})
-    fit = cred.hachemeister(data, group="g", time="t", response="y", between=[[4, 0.6], [0.6, 0.25]], within=1.0)
+    fit = cred.hachemeister(data, group="g", time="t", response="y", between=[[4, 0.6], [0.6, 0.25]], within=1.0,
+                           structure="correlated")
     assert fit.structure["between_corr"].loc["intercept", "slope"] == pytest.approx(0.6, abs=E(0.6))
 
 

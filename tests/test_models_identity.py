@@ -226,7 +226,7 @@ def test_hachemeister_diag_reml_from_factory_likelihood(hach):
     # Var(Int) 19,907.42, Var(period) 605.118 (rel 1e-3), sigma2 48,723,759 (rel 1e-4);
     # beta 1491.9977, 29.5503; also bc.lmm's REML fit of the same model
     model = hachemeister(hach, group="state", time="period", response="severity", weight="claims",
-                         priors={"collective": FLAT, "between_sd": FLAT, "within_sd": FLAT, "between_corr": 0.0})
+                         priors={"collective": FLAT, "between_sd": FLAT, "within_sd": FLAT})
     crit, ll = hach_reml(model)
     res = minimize(crit, np.log([2e4, 600.0, 4.9e7]), method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 4000})
     assert res.fun <= 785.4970 + 1e-4
@@ -242,7 +242,7 @@ def test_hachemeister_diag_reml_from_factory_likelihood(hach):
     _, beta = integrate_quadratic(lambda b: ll({**point, "collective": b}), [1500.0, 30.0], 1.0)
     np.testing.assert_allclose(beta, [1491.9977, 29.5503], atol=2e-3)
     fixed = hachemeister(hach, group="state", time="period", response="severity", weight="claims",
-                         priors={"collective": beta, "between_sd": np.sqrt([v0, v1]), "within_sd": np.sqrt(s2), "between_corr": 0.0})
+                         priors={"collective": beta, "between_sd": np.sqrt([v0, v1]), "within_sd": np.sqrt(s2)})
     coef = with_values({}, fixed, ("risk_coef",))["risk_coef"]
     want = [(1654.861, 62.335), (1413.445, 16.308), (1536.102, 41.567), (1354.024, 12.665), (1501.557, 14.876)]
     np.testing.assert_allclose(coef, want, atol=0.05)
@@ -254,7 +254,7 @@ def test_hachemeister_credibility_matrix_book_table34(hach):
     # state 4's credibility slope 10.93 (Hachemeister's anomaly, below both 27.81 and 29.09)
     model = hachemeister(hach, group="state", time="period", response="severity", weight="claims",
                          priors={"collective": FLAT, "between_sd": np.sqrt([18029.435, 665.5618]),
-                                 "within_sd": np.sqrt(49870187.0), "between_corr": 0.0})
+                                 "within_sd": np.sqrt(49870187.0)})
     ll = loglik_fn(model)
     _, beta = integrate_quadratic(lambda b: ll({"collective": b}), [1500.0, 30.0], 1.0)
     np.testing.assert_allclose(beta, [1495.75, 29.09], atol=0.005)  # B_GLS, Table 3.4 collective
@@ -267,7 +267,7 @@ def test_hachemeister_group_centring_reml(hach):
     # REFERENCE-VALUES §5.6 hm.mixed.3 (time centred at each state's centre of gravity):
     # REML criterion 788.59935 (D, abs 1e-3); D = diag(70,863.80, 446.468) (rel 1e-3, flat)
     model = hachemeister(hach, group="state", time="period", response="severity", weight="claims", centering="group",
-                         priors={"collective": FLAT, "between_sd": FLAT, "within_sd": FLAT, "between_corr": 0.0})
+                         priors={"collective": FLAT, "between_sd": FLAT, "within_sd": FLAT})
     crit, _ = hach_reml(model)
     res = minimize(crit, np.log([7e4, 450.0, 4.9e7]), method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 4000})
     assert res.fun == pytest.approx(788.59935, abs=1e-3)
@@ -277,6 +277,7 @@ def test_hachemeister_group_centring_reml(hach):
 def test_hachemeister_marginal_equals_dense_gaussian(hach):
     # correlated U: the Woodbury per-risk form equals the dense N(Q beta, Q U Q' + sigma2 W^-1)
     model = hachemeister(hach, group="state", time="period", response="severity", weight="claims",
+                         structure="correlated",
                          priors={"collective": FLAT, "between_sd": FLAT, "within_sd": FLAT, "between_corr": 0.6})
     beta, sd, s2 = np.array([1500.0, 25.0]), np.array([150.0, 20.0]), 5e7
     got = loglik_fn(model)({"collective": beta, "between_sd_log__": np.log(sd), "within_sd_log__": 0.5 * np.log(s2)})

@@ -63,9 +63,10 @@ def test_negative_fixed_scale(t31):
 
 def test_correlation_out_of_range_and_not_a_distribution(hach):
     with pytest.raises(errors.PriorError, match="lie in"):
-        hachemeister(hach, group="state", time="period", response="severity", weight="claims", priors={"between_corr": 1.5})
+        hachemeister(hach, group="state", time="period", response="severity", weight="claims", structure="correlated",
+                     priors={"between_corr": 1.5})
     with pytest.raises(errors.PriorError, match="can only be fixed"):
-        hachemeister(hach, group="state", time="period", response="severity", weight="claims",
+        hachemeister(hach, group="state", time="period", response="severity", weight="claims", structure="correlated",
                      priors={"between_corr": pm.Uniform.dist(-1, 1)})
 
 

@@ -76,9 +76,10 @@ CLASSICAL = {
     "crossed/moments": dict(factors=["a", "b"], response="y", weight="w", method="moments"),
 }
 for _c in ("origin", "global", "group"):
-    CLASSICAL[f"hachemeister/unbiased/{_c}"] = dict(group="risk", time="period", response="y", weight="w", centering=_c)
-    CLASSICAL[f"hachemeister/iterative/{_c}"] = dict(group="risk", time="period", response="y", weight="w",
-                                                     centering=_c, method="iterative")
+    for _s in ("diagonal", "correlated"):
+        for _m in ("unbiased", "iterative"):
+            CLASSICAL[f"hachemeister/{_m}/{_s}/{_c}"] = dict(group="risk", time="period", response="y", weight="w",
+                                                             centering=_c, method=_m, structure=_s)
 
 
 def _variances(fit):
@@ -181,6 +182,8 @@ BAYES = {
     "hierarchical": dict(levels=["outer", "inner"], response="y", weight="w"),
     "hachemeister/origin": dict(group="risk", time="period", response="y", weight="w", centering="origin"),
     "hachemeister/group": dict(group="risk", time="period", response="y", weight="w", centering="group"),
+    "hachemeister/correlated": dict(group="risk", time="period", response="y", weight="w", centering="group",
+                                    structure="correlated"),
     "crossed": dict(factors=["a", "b"], response="y", weight="w"),
 }
 
@@ -249,7 +252,7 @@ def test_bayesian_derived_quantities_are_shift_equivariant(name):
         fixed["between_sd"] = [60.0, 50.0]
     if name == "crossed":
         fixed["between_sd"] = [60.0, 40.0, 50.0]
-    if hach:
+    if args.get("structure") == "correlated":
         fixed["between_corr"] = 0.2
 
     def outputs(model):  # functions of the collective's value

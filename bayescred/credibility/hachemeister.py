@@ -39,6 +39,7 @@ __all__ = ["hachemeister", "HachemeisterFit"]
 
 _CENTERINGS = ("origin", "global", "group")
 _METHODS = ("unbiased", "iterative")
+STRUCTURES = ("diagonal", "correlated")
 
 
 class HachemeisterFit(CredibilityFit):
@@ -75,6 +76,7 @@ def hachemeister(
     centering: str = "origin",
     method: str = "unbiased",
     *,
+    structure: str = "diagonal",
     regressors=None,
     tau_estimated_on: str = "centred",
     between=None,
@@ -88,23 +90,50 @@ def hachemeister(
     ``centering``: "origin" (time as given), "global" (t − Σwt/Σw, the portfolio centre of
     gravity) or "group" (each risk's own centre of gravity; then A_j is diagonal).
 
-    ``method`` (structure parameters):
+    ``structure``: the form of the between matrix U (the covariance of a risk's intercept
+    and trend), the same option as ``bc.models.hachemeister(structure=)`` and the mixed
+    models ``y ~ 1 + t + (1 + t || risk)`` ("diagonal") / ``(1 + t | risk)`` ("correlated")
+    (docs/formulas.md §4, "Covariance structure"):
 
-    * "unbiased": Bühlmann–Gisler (seed 004_07f8365c92996b9b.txt eqs 3.28–3.32), intercept +
-      time only: σ̂² = mean_j Σ_t w(X − Q B_j)²/(T_j − 2); τ̂₀² and τ̂₁² are the unbiased
-      Bühlmann–Straub between-variances of the intercepts B_0j (weights w_j) and the slopes
-      B_1j (weights w_j Var_j t); U = diag(τ̂₀², τ̂₁²), each truncated at 0.
-    * "iterative": the full-matrix pseudo-estimator of actuar's ``cm(regformula=)``
-      (``hache.origin``): start A_j = I; U ← Σ_j A_j (B_j − B)(B_j − B)′/(J − 1),
+    * "diagonal" (default): U = diag(τ₀², τ₁², ...), intercept and trend independent. The
+      default because it is the textbook model (Bühlmann–Gisler 2005 p. 209, seed 004
+      Tables 3.4–3.6, whose reference values models/hachemeister.toml reproduces) and the
+      model of actuar's ``cm(regformula=, adj.intercept = TRUE)`` (``hache.barycenter``
+      estimates only the diagonal).
+    * "correlated": a full U, as actuar's ``cm(regformula=)`` without ``adj.intercept``
+      (``hache.origin``).
+
+    ``method`` (structure parameters), for each ``structure``:
+
+    * "unbiased", diagonal: Bühlmann–Gisler (seed 004_07f8365c92996b9b.txt eqs 3.28–3.32),
+      intercept + time only: σ̂² = mean_j Σ_t w(X − Q B_j)²/(T_j − 2); τ̂₀² and τ̂₁² are the
+      unbiased Bühlmann–Straub between-variances of the intercepts B_0j (weights w_j) and the
+      slopes B_1j (weights w_j Var_j t); U = diag(τ̂₀², τ̂₁²), each truncated at 0.
+    * "unbiased", correlated: Halliwell's matrix moment estimator (docs/formulas.md §4),
+      Û = Σ_j (B_j − B̄)(B_j − B̄)′/(J − 1) − σ̂² Σ_j M_j⁻¹/J with B̄ the simple mean of the
+      stand-alone fits: unbiased for every entry of U, the covariance included, in any
+      design (E Σ_j (B_j − B̄)(B_j − B̄)′ = (J − 1)/J Σ_j (U + σ²M_j⁻¹)); any regressors.
+      Its variances use equal weights, not Bühlmann–Gisler's. A Û that is not positive
+      semi-definite has its negative eigenvalues set to 0 (the matrix form of truncating
+      at 0) and is flagged.
+    * "iterative", correlated: the full-matrix pseudo-estimator of actuar's
+      ``cm(regformula=)`` (``hache.origin``): start A_j = I; U ← Σ_j A_j (B_j − B)(B_j − B)′/(J − 1),
       A_j ← U(U + σ²M_j⁻¹)⁻¹, B ← (ΣA_j)⁻¹ΣA_jB_j, until B converges. Any regressors.
+    * "iterative", diagonal: the same iteration with U kept to the diagonal of each update.
+      With time centred per risk (A_j diagonal) it is the iterative Bühlmann–Straub
+      estimator of each coefficient's variance. Any regressors.
 
     ``tau_estimated_on`` (errata E5, docs/formulas.md §4): "centred" estimates U on the design
     actually used (default); "uncentred" takes τ̂₀², τ̂₁² from un-centred time and uses
     them with centred time, the undocumented convention behind seed 004 Tables 3.5/3.6.
-    τ̂₁² and σ̂² do not depend on the origin; τ̂₀² does.
+    τ̂₁² and σ̂² do not depend on the origin; τ̂₀² does. A diagonal-U convention only: with
+    ``structure="correlated"`` it is refused (a full U moves exactly with the origin).
 
-    ``regressors``: extra columns of Q (not centred; method "iterative" only).
-    ``between=`` (p × p matrix U) and ``within=`` fix the structure parameters.
+    ``regressors``: extra columns of Q (not centred; not with method "unbiased" and a
+    diagonal U, whose estimators are for intercept + time).
+    ``between=`` (p × p matrix U) and ``within=`` fix the structure parameters; with
+    ``structure="diagonal"`` a ``between=`` must be diagonal.
+    ``.structure["structure"]`` records the structure and ``.structure["between"]`` the U used.
     ``future``: the time of the premium in ``.table`` (default: last time + 1).
     ``.table`` has per coefficient the stand-alone B, the diagonal of A, the credibility
     coefficient and a flag ``outside_<coef>`` (the state-4 anomaly: credibility estimate
@@ -116,13 +145,25 @@ def hachemeister(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if tau_estimated_on not in ("centred", "uncentred"):
         raise ValueError("tau_estimated_on must be 'centred' or 'uncentred'")
+    if structure not in STRUCTURES:
+        raise InvalidArgumentError(f"structure must be one of {STRUCTURES}, got {structure!r}", column="structure")
+    if structure == "correlated" and tau_estimated_on == "uncentred" and between is None:
+        raise InvalidArgumentError(
+            "tau_estimated_on='uncentred' (the book's convention for a diagonal U, errata E5) cannot be combined "
+            "with structure='correlated': a full U is estimated on the design it is used with",
+            column="tau_estimated_on",
+        )
     within = check_variance(within, "within")
     future = check_number(future, "future")
     tol = check_number(tol, "tol", minimum=0.0, strict=True)
     maxit = int(check_number(maxit, "maxit", minimum=1, integer=True))
     extra = as_list(regressors)
-    if extra and method == "unbiased" and between is None:
-        raise ValueError("extra regressors need method='iterative' (the unbiased estimators are for intercept + time)")
+    if extra and method == "unbiased" and structure == "diagonal" and between is None:
+        raise InvalidArgumentError(
+            "extra regressors need method='iterative' or structure='correlated' (the unbiased estimators of a "
+            "diagonal U are for intercept + time)",
+            column="regressors",
+        )
     frame, stats = prepare(data, group, response, weight, regressors=[time, *extra])
     cp = cross_products(frame, group, response, [time, *extra], weight, check=False)
     J, p = len(cp["levels"]), 2 + len(extra)
@@ -146,6 +187,12 @@ def hachemeister(
 
     if between is not None:
         between = _check_between(between, p)
+        if structure == "diagonal" and np.any(between[~np.eye(p, dtype=bool)] != 0):
+            raise InvalidArgumentError(
+                "between= has non-zero covariances but structure='diagonal'; pass structure='correlated' "
+                "or a diagonal between matrix",
+                column="between",
+            )
     flagged: list = []
     # stand-alone fits on the un-centred design; residual SS is origin-free and computed
     # from products centred at each risk's means, so it cannot cancel below 0
@@ -169,16 +216,28 @@ def hachemeister(
     if between is not None:
         U = np.asarray(between, float).reshape(p, p)
         used = "fixed structure"
-    elif method == "unbiased":
+    elif method == "unbiased" and structure == "diagonal":
         Bu = B if tau_estimated_on == "centred" else B0
         tau0 = between_unbiased(Bu[:, 0], w, within)  # eqs 3.30–3.31
         tau1 = between_unbiased(Bu[:, 1], w * var_t, within)  # eq. 3.32, w*_j = w_j Var_j t
         U = np.diag([truncate(tau0, "between[intercept]", flagged), truncate(tau1, "between[slope]", flagged)])
         used = "unbiased" + (", U from un-centred time (E5)" if tau_estimated_on == "uncentred" and centering != "origin" else "")
     else:
-        U = _iterative(B, Minv, within, tol, maxit)
-        used = "iterative"
-        if np.linalg.eigvalsh(U)[0] <= 1e-12 * max(np.trace(U), 1e-300):
+        if method == "unbiased":
+            U = _moment_matrix(B, Minv, within)
+            used = "unbiased (matrix moment estimator)"
+        else:
+            on_origin = tau_estimated_on == "uncentred"  # diagonal only (refused above otherwise)
+            U = _iterative(B0 if on_origin else B, np.linalg.inv(M0) if on_origin else Minv, within, tol, maxit,
+                           diagonal=structure == "diagonal")
+            used = "iterative" + (", U from un-centred time (E5)" if on_origin and centering != "origin" else "")
+        scale = max(np.trace(U), 1e-300)
+        if structure == "diagonal":
+            for c in np.flatnonzero(np.diag(U) <= 1e-12 * scale):
+                flagged.append(f"between[{names[c]}]")
+                warnings.warn(f"the estimate of between[{names[c]}] is 0 (complete pooling of that coefficient)",
+                              BoundaryWarning, stacklevel=2)
+        elif np.linalg.eigvalsh(U)[0] <= 1e-12 * scale:
             flagged.append("between (singular U)")
             warnings.warn("the estimated between matrix U is singular", BoundaryWarning, stacklevel=2)
 
@@ -228,6 +287,7 @@ def hachemeister(
             "within": float(within),
             "k": None,
             "between_corr": pd.DataFrame(corr, index=names, columns=names),
+            "structure": structure,
             "future": float(future),
         },
         table=table, boundary=bool(flagged), boundary_parameters=flagged,
@@ -242,31 +302,44 @@ def hachemeister(
     return fit
 
 
-def _iterative(B, Minv, within, tol, maxit):
-    """actuar's ``hache.origin`` iteration for the full between matrix U. With σ² = 0 the
-    credibility matrices are I and U is the spread of the stand-alone coefficients."""
+def _iterative(B, Minv, within, tol, maxit, diagonal=False):
+    """actuar's ``hache.origin`` iteration for the full between matrix U; ``diagonal``: the
+    same iteration with U kept to the diagonal of each update. With σ² = 0 the credibility
+    matrices are I and U is the spread of the stand-alone coefficients."""
     J, p = B.shape
     cred = np.tile(np.eye(p), (J, 1, 1))
     coll = B.mean(axis=0)
     if within == 0:
         d = B - coll
-        return d.T @ d / (J - 1)
+        U = d.T @ d / (J - 1)
+        return np.diag(np.diag(U)) if diagonal else U
 
     def update(coll, cred):
         d = B - coll
         U = np.einsum("jab,jb,jc->ac", cred, d, d) / (J - 1)
-        U = (U + U.T) / 2
-        cred = np.einsum("ab,jbc->jac", U, np.linalg.inv(U[None] + within * Minv))
-        return U, cred
+        U = np.diag(np.diag(U)) if diagonal else (U + U.T) / 2
+        P = np.linalg.inv(U[None] + within * Minv)
+        return U, np.einsum("ab,jbc->jac", U, P), P
 
     scale = np.maximum(np.abs(coll), B.std(axis=0))  # shift-free: B is centred at the response mean
+    u_scale = np.sum((B - coll) ** 2) / (J - 1)  # trace of the first U (A_j = I)
+    previous = None
     for _ in range(maxit):
-        U, cred = update(coll, cred)
-        total = cred.sum(axis=0)
-        if np.linalg.matrix_rank(total) < p:  # U = 0: every A_j = 0, nothing more to iterate
-            break
-        new = np.linalg.solve(total, np.einsum("jab,jb->a", cred, B))
-        done = np.all(np.abs(new - coll) <= tol * scale)
+        U, cred, P = update(coll, cred)
+        if diagonal:
+            # the GLS form (ΣP_j)⁻¹ΣP_jB_j of the collective stays defined when a variance
+            # reaches 0; and U must settle too: in a balanced design the collective is the
+            # same for every U and would stop the iteration after one step
+            new = np.linalg.solve(P.sum(axis=0), np.einsum("jab,jb->a", P, B))
+            steady = previous is not None and np.all(np.abs(np.diag(U - previous)) <= tol * u_scale)
+            previous = U
+        else:
+            total = cred.sum(axis=0)
+            if np.linalg.matrix_rank(total) < p:  # U = 0: every A_j = 0, nothing more to iterate
+                break
+            new = np.linalg.solve(total, np.einsum("jab,jb->a", cred, B))
+            steady = True
+        done = steady and np.all(np.abs(new - coll) <= tol * scale)
         coll = new
         if done:
             break
@@ -275,8 +348,24 @@ def _iterative(B, Minv, within, tol, maxit):
             f"Hachemeister iteration did not converge in {maxit} steps (U is often near-singular then)",
             ConvergenceWarning, stacklevel=3,
         )
-    U, _ = update(coll, cred)
+    U, _, _ = update(coll, cred)
     return U
+
+
+def _moment_matrix(B, Minv, within):
+    """Halliwell's moment estimator of the full between matrix (docs/formulas.md §4):
+    Û = Σ_j (B_j − B̄)(B_j − B̄)′/(J − 1) − σ̂² Σ_j M_j⁻¹/J, B̄ the simple mean. Unbiased in
+    any design, since E Σ_j (B_j − B̄)(B_j − B̄)′ = (1 − 1/J) Σ_j (U + σ²M_j⁻¹). Returned
+    positive semi-definite: negative eigenvalues are set to 0 (the caller flags a singular U)."""
+    J = len(B)
+    d = B - B.mean(axis=0)
+    U = d.T @ d / (J - 1) - within * Minv.mean(axis=0)
+    U = (U + U.T) / 2
+    values, vectors = np.linalg.eigh(U)
+    if values[0] >= 0:
+        return U
+    U = (vectors * np.maximum(values, 0.0)) @ vectors.T
+    return (U + U.T) / 2
 
 
 def _check_between(between, p):

@@ -12,8 +12,8 @@ import xarray as xr
 
 from .._arguments import column_arguments
 from ..credibility._common import location
-from ..credibility.hachemeister import _residual_ss
-from ..errors import ConstantCovariateError, DegenerateResponseError, TooFewPeriodsError
+from ..credibility.hachemeister import STRUCTURES, _residual_ss
+from ..errors import ConstantCovariateError, DegenerateResponseError, InvalidArgumentError, PriorError, TooFewPeriodsError
 from ..portfolio import cross_products, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
@@ -61,7 +61,7 @@ def _stats(data, group, time, response, weight, centering):
     return stats, labels(cp["levels"]), loc
 
 
-def _default_params(stats, loc: float = 0.0) -> list[P.Param]:
+def _default_params(stats, loc: float, structure: str) -> list[P.Param]:
     M, b, n = stats["M"], stats["b"], stats["n"]
     ok = (n >= 3) & (np.abs(np.linalg.det(M)) > 1e-12 * np.abs(M[:, 0, 0] * M[:, 1, 1]))
     B = np.linalg.solve(M[ok], b[ok][..., None])[..., 0]
@@ -70,14 +70,17 @@ def _default_params(stats, loc: float = 0.0) -> list[P.Param]:
     w = stats["weight"][ok]
     centre = (w[:, None] * B).sum(0) / w.sum() + np.array([loc, 0.0])
     spread = np.array([P.scale_of(B[:, k]) for k in range(2)])
+    correlation = [
+        P.Param("between_corr", (), lambda: None, bounds=(-1.0, 1.0), fixable_only=True),
+        P.Param("lkj_eta", (), lambda: None, positive=True, fixable_only=True),
+    ] if structure == "correlated" else []
     return [
         P.Param("collective", (2,), lambda: pm.Normal.dist(mu=P.from_data("collective_mu", centre),
                                                            sigma=P.from_data("collective_sigma", 10 * spread)),
                 dims="coef"),
         P.Param("between_sd", (2,), lambda: pm.HalfNormal.dist(sigma=P.from_data("between_sd_sigma", 2.5 * spread)),
                 positive=True, dims="coef"),
-        P.Param("between_corr", (), lambda: None, bounds=(-1.0, 1.0), fixable_only=True),
-        P.Param("lkj_eta", (), lambda: None, positive=True, fixable_only=True),
+        *correlation,
         P.Param("within_sd", (), lambda: pm.HalfNormal.dist(sigma=P.from_data("within_sd_sigma", 2.5 * sigma_hat)),
                 positive=True),
     ]
@@ -90,15 +93,25 @@ def _stack2(e):
 
 @records_arguments
 def hachemeister(data, group: str, time: str, response: str, weight: str | None = None, centering: str = "origin",
-                 priors=None, likelihood: str = "marginal"):
+                 priors=None, likelihood: str = "marginal", *, structure: str = "diagonal"):
     """PyMC model of Hachemeister's regression credibility: X_jt = (1, t) beta_j + e_jt,
-    beta_j ~ N(beta, U) (U a full 2 x 2 covariance: correlated intercept and trend),
-    e_jt ~ N(0, sigma2/w_jt), time centred as ``centering`` says ("origin": t as given;
-    "global": t minus the portfolio's weighted centre of gravity; "group": each risk's own).
+    beta_j ~ N(beta, U), e_jt ~ N(0, sigma2/w_jt), time centred as ``centering`` says
+    ("origin": t as given; "global": t minus the portfolio's weighted centre of gravity;
+    "group": each risk's own).
+
+    ``structure`` (docs/formulas.md §4, "Covariance structure"; the same option as
+    ``bc.credibility.hachemeister(structure=)`` and the mixed models ``(1 + t || risk)`` /
+    ``(1 + t | risk)``): "diagonal" (default) U = diag(between_sd**2), intercept and trend
+    independent a priori and a posteriori, no correlation parameter; "correlated" a full
+    2 x 2 U with the LKJ correlation below. Diagonal is the default because it is the
+    textbook model (Bühlmann–Gisler 2005 p. 209, seed 004 Tables 3.4–3.6) and actuar's
+    ``cm(regformula=, adj.intercept = TRUE)``. The model records it with its other
+    arguments: ``bayescred.models._base.info_of(model).arguments["structure"]``, which
+    ``bc.sample`` writes to the posterior's ``attrs["bayescred_arguments"]`` (JSON).
 
     Same data arguments as ``bc.credibility.hachemeister``. Dims: ``group``, ``coef`` and
     ``coef_`` (= ["intercept", time]). Variables: ``collective`` (beta, dim coef),
-    ``between`` (U, coef x coef_), ``between_sd``, ``between_corr``, ``within`` (sigma2),
+    ``between`` (U, coef x coef_), ``between_sd``, ``between_corr`` (correlated only), ``within`` (sigma2),
     ``k`` (the matrix sigma2 U^-1), ``A`` (credibility matrix per risk,
     A_j = (U M_j + sigma2 I)^-1 U M_j, M_j = Q_j'W_jQ_j), ``risk_coef`` (beta_j) and
     ``premium`` = (1, t_next) beta_j at the period after the last one observed.
@@ -116,14 +129,21 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
     the stand-alone fits scatter); ``within_sd`` ~ HalfNormal(2.5 sigma_hat); the correlation
     ~ LKJ(eta = ``lkj_eta`` = 2), which in 2-D is (1 + rho)/2 ~ Beta(2, 2): it keeps |rho| off
     1 (the boundary lme4 hits on these data, docs/reference-values.md E6) without ruling it out.
-    ``between_corr`` and ``lkj_eta`` can only be fixed (numbers).
+    ``between_corr`` and ``lkj_eta`` (correlated only) can only be fixed (numbers).
     """
     check_likelihood(likelihood)
+    if structure not in STRUCTURES:
+        raise InvalidArgumentError(f"structure must be one of {STRUCTURES}, got {structure!r}", column="structure")
+    fixed_corr = [k for k in ("between_corr", "lkj_eta") if k in (priors or {})]
+    if structure == "diagonal" and fixed_corr:
+        raise PriorError(f"prior {', '.join(map(repr, fixed_corr))}: structure='diagonal' has no correlation "
+                         "between intercept and trend; pass structure='correlated' to set it")
     stats, names, loc = _stats(data, group, time, response, weight, centering)
-    params = _default_params(stats, loc)
+    params = _default_params(stats, loc, structure)
     chosen = P.resolve(priors, params, "hachemeister")
-    corr_fixed = chosen["between_corr"] is not None
-    eta = float(chosen["lkj_eta"]) if chosen["lkj_eta"] is not None else 2.0
+    correlated = structure == "correlated"
+    corr_fixed = correlated and chosen["between_corr"] is not None
+    eta = float(chosen["lkj_eta"]) if correlated and chosen["lkj_eta"] is not None else 2.0
     spec = {p.name: p for p in params}
     coef = ["intercept", str(time)]
     coords = {group: names, "coef": coef, "coef_": coef}
@@ -136,7 +156,9 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         if "collective" not in model.named_vars:
             beta = pm.Deterministic("collective", beta, dims="coef")
         sd = P.register("between_sd", chosen["between_sd"], spec["between_sd"])
-        if corr_fixed:
+        if not correlated:
+            rho = pt.as_tensor(0.0)  # U = diag(between_sd**2)
+        elif corr_fixed:
             rho = pt.as_tensor(float(chosen["between_corr"]))
         else:
             # LKJ(eta) on a 2 x 2 correlation matrix is exactly (1 + rho)/2 ~ Beta(eta, eta)
@@ -144,7 +166,8 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         chol = pt.stack([pt.stack([sd[0], 0.0 * sd[0]]), pt.stack([rho * sd[1], pt.sqrt(1 - rho**2) * sd[1]])])
         if "between_sd" not in model.named_vars:
             pm.Deterministic("between_sd", sd, dims="coef")
-        pm.Deterministic("between_corr", rho)
+        if correlated:
+            pm.Deterministic("between_corr", rho)
         # U = L L' entry by entry (nutpie's numba backend fails on a stored matmul of a transpose)
         off = chol[0, 0] * chol[1, 0]
         U = pm.Deterministic("between", _stack2((chol[0, 0] ** 2, off, off, chol[1, 0] ** 2 + chol[1, 1] ** 2)),
