@@ -32,7 +32,7 @@ from pathlib import Path
 
 from . import errors
 from .errors import BayescredError, FormulaError
-from .spec import MODELS
+from . import catalogue
 
 EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_MISSED, EXIT_SAMPLER, EXIT_RUN_FOLDER = 1, 2, 3, 4, 5, 6
 
@@ -53,7 +53,17 @@ def exit_code(exc: BaseException) -> int:
 
 
 # the options that name the columns of the user's data, as the spec's [arguments] keys
-_COLUMN_OPTIONS = ("group", "response", "weight", "time", "levels", "factors", "claims", "exposure")
+def _column_options() -> dict[str, bool]:
+    """The column arguments of every catalogue model: name -> whether it takes several columns."""
+    options = {}
+    for entry in catalogue.entries():
+        for key in entry.column_keys:
+            annotation = str(entry.Arguments.model_fields[key].annotation)
+            options.setdefault(key, "list" in annotation)
+    return options
+
+
+_COLUMN_OPTIONS = tuple(_column_options())
 
 
 def _spec_from_options(args):
@@ -183,15 +193,14 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="run a spec, or a model on your own data: classical + REML + Bayes + report")
     f.add_argument("spec", nargs="?", help="a TOML run spec, e.g. models/hachemeister.toml (or use --model)")
     own = f.add_argument_group("your own data, instead of a SPEC (column names as in the file)")
-    own.add_argument("--model", choices=MODELS, help="the credibility model")
+    own.add_argument("--model", choices=catalogue.names(), help="the credibility model")
     own.add_argument("--data", metavar="FILE", help="a .csv or .parquet file")
     own.add_argument("--sql", metavar="QUERY", help="a DuckDB query, e.g. \"select * from read_parquet('x.parquet')\"")
     own.add_argument("--name", help="the run's name (default: the model)")
     own.add_argument("--filter", help="rows to keep, e.g. \"year >= 2020 and region != 'X'\" (bayescred.filters)")
-    for key in ("group", "response", "weight", "time", "claims", "exposure"):
-        own.add_argument(f"--{key}", metavar="COL", help=f"the {key} column")
-    own.add_argument("--levels", nargs="+", metavar="COL", help="hierarchical: the level columns, outermost first")
-    own.add_argument("--factors", nargs=2, metavar="COL", help="crossed: the two factor columns")
+    for key, several in _column_options().items():  # the column arguments of the catalogue's models
+        own.add_argument(f"--{key}", metavar="COL", nargs="+" if several else None,
+                         help=f"the {key} columns (as the model's argument)" if several else f"the {key} column")
     f.add_argument("--out", help="output folder (default runs/<spec name>)")
     f.add_argument("--fast", action="store_true", help="short chains (2 x 300 draws), for smoke runs")
     f.add_argument("--data-dir", help="folder of the real datasets (default $BAYESCRED_DATA or ../shared/data)")

@@ -20,12 +20,14 @@ of the link-scale effect, ``dispersion`` = the Gamma dispersion (glmer's residua
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
+from . import catalogue
+from .catalogue import EBSummary
 from .errors import DataError
 
 MEASURES = ("cond_sd", "pev_sd", "mse_sd")
@@ -34,23 +36,6 @@ MEASURE_NAMES = {
     "pev_sd": "(ii) PEV SD incl. fixed effects",
     "mse_sd": "(iii) second-order MSE SD",
 }
-
-
-@dataclass
-class EBSummary:
-    """What the comparison needs from an empirical-Bayes fit.
-
-    ``premiums``: one row per risk with columns premium, cond_sd, pev_sd, mse_sd and
-    (where defined) Z. ``components``: one row per variance component (between, within, ...)
-    with columns estimate, lower, upper (profile-likelihood interval at ``prob``).
-    """
-
-    premiums: pd.DataFrame
-    components: pd.DataFrame
-    method: str = "REML"
-    prob: float = 0.9
-    singular: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def risk_labels(index: pd.Index) -> pd.Index:
@@ -103,19 +88,9 @@ def posterior_table(posterior, name: str, prob: float = 0.9) -> pd.DataFrame:
     )
 
 
-def _entries(name: str, value, labels=None) -> dict:
-    """Scalar, per-term vector or matrix (diagonal) as named entries name[label]."""
-    value = np.asarray(value, dtype=float)
-    if value.ndim == 0:
-        return {name: value}
-    if value.ndim == 2 and value.shape[0] == value.shape[1]:
-        value = np.diagonal(value)
-    labels = labels if labels is not None else range(len(value))
-    return {f"{name}[{lab}]": v for lab, v in zip(labels, value)}
-
-
-def _posterior_components(posterior) -> dict:
-    """Draws (S,) of each variance parameter: between/within/lam, per term or diagonal entry."""
+def _posterior_components(posterior, renames: dict) -> dict:
+    """Draws (S,) of each variance parameter: between/within/lam/dispersion, one per term or
+    diagonal entry (``between[term]``), renamed by the catalogue entry's ``renames``."""
     post, out = posterior["posterior"], {}
     for var in ("between", "within", "lam", "dispersion"):
         if var not in post:
@@ -128,49 +103,35 @@ def _posterior_components(posterior) -> dict:
         elif len(dims) == 1 or (len(dims) == 2 and values.shape[1] == values.shape[2]):
             for i, lab in enumerate(da[dims[0]].to_numpy()):
                 out[f"{var}[{lab}]"] = values[:, i] if len(dims) == 1 else values[:, i, i]
-    return out
+    return {renames.get(name, name): draws for name, draws in out.items()}
 
 
-def _match(names, post_names) -> dict:
-    """Rename between-terms to the posterior's: same name first, then by position (the term
-    order of the model) among those left, when the counts agree."""
-    mine = [n for n in names if n.startswith("between[") and n not in post_names]
-    free = [n for n in post_names if n.startswith("between[") and n not in names]
-    return dict(zip(mine, free)) if len(mine) == len(free) else {}
-
-
-def _components(eb: EBSummary, posterior, classical, prob: float) -> pd.DataFrame:
-    """One row per variance component of the EB fit, the classical fit and the posterior."""
-    post = _posterior_components(posterior)
-    eb_comp = eb.components.rename(index=_match(list(eb.components.index), list(post)))
-    classical_values = {}
-    if classical is not None:
-        for key in ("between", "within"):
-            value = classical.structure.get(key)
-            if isinstance(value, dict):
-                classical_values.update(_entries(key, list(value.values()), list(value)))
-            elif isinstance(value, pd.DataFrame):
-                classical_values.update(_entries(key, value.to_numpy(), list(value.index)))
-            elif value is not None:
-                classical_values.update(_entries(key, value))
-        classical_values = {_match(list(classical_values), list(post)).get(k, k): v
-                            for k, v in classical_values.items()}
+def _components(eb: EBSummary, posterior, classical, prob: float, entry, args: dict) -> pd.DataFrame:
+    """One row per variance component of the EB fit, the classical fit and the posterior,
+    matched by name; each name has one unit, the catalogue entry's (a clash is an error)."""
+    post = _posterior_components(posterior, entry.posterior_names(args) if entry else {})
+    units = dict(entry.components(args)) if entry else {}
+    eb_comp = eb.components
+    if "unit" in eb_comp:
+        for name, unit in eb_comp["unit"].items():
+            if units.setdefault(name, unit) != unit:
+                raise DataError(f"variance component {name!r}: the EB fit reports it in {unit!r}, "
+                                f"the model defines it in {units[name]!r}")
+    classical_values = entry.classical_components(classical, args) if entry is not None and classical is not None else {}
     rows = []
-    for name in dict.fromkeys([*eb_comp.index, *post]):
-        entry = {"component": name}
+    for name in dict.fromkeys([*eb_comp.index, *classical_values, *post]):
+        row = {"component": name, "unit": units.get(name, "")}
         if name in eb_comp.index:
-            row = eb_comp.loc[name]
-            entry.update(reml=row.get("estimate"), reml_lower=row.get("lower"), reml_upper=row.get("upper"))
-            if "unit" in row.index:
-                entry["unit"] = row["unit"]
+            got = eb_comp.loc[name]
+            row.update(reml=got.get("estimate"), reml_lower=got.get("lower"), reml_upper=got.get("upper"))
         if name in classical_values:
-            entry["classical"] = float(classical_values[name])
+            row["classical"] = float(classical_values[name])
         if name in post:
             d = post[name]
             lo, hi = _eti(d, prob)
-            entry.update(post_mean=d.mean(), post_sd=d.std(ddof=1), post_median=np.median(d),
-                         post_lower=float(lo), post_upper=float(hi))
-        rows.append(entry)
+            row.update(post_mean=d.mean(), post_sd=d.std(ddof=1), post_median=np.median(d),
+                       post_lower=float(lo), post_upper=float(hi))
+        rows.append(row)
     return pd.DataFrame(rows).set_index("component")
 
 
@@ -213,7 +174,7 @@ def glmm_summary(fit, posterior, prob: float = 0.9) -> EBSummary:
     factory = attrs.get("bayescred_factory")
     if factory not in GLMM_FACTORIES:
         raise DataError(f"a GLMM fit compares with the posterior of a GLMM factory ({', '.join(GLMM_FACTORIES)}); "
-                        f"this posterior is from {factory!r}: pass an EBSummary (bayescred.runner.fit_eb)")
+                        f"this posterior is from {factory!r}")
     group = posterior["posterior"]["u"].dims[-1]
     risks = list(posterior["posterior"][group].to_numpy())
     re = fit.ranef()
@@ -241,19 +202,24 @@ def glmm_summary(fit, posterior, prob: float = 0.9) -> EBSummary:
                      extra={"quantity": "relativity"})
 
 
-def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
+def compare(eb, posterior, classical=None, prob: float = 0.9, *, arguments: dict | None = None) -> Comparison:
     """Side-by-side tables of classical, EBLUP and posterior answers.
 
-    ``eb`` is an :class:`EBSummary` (``bayescred.runner.eb_summary`` builds one from an
-    ``LMMFit`` or a Poisson–gamma EB fit) or a GLMM fit (``bc.glmm``, summarised by
-    :func:`glmm_summary`; then the per-risk quantity compared is the relativity);
-    ``posterior`` the DataTree of ``bc.sample`` with variables "premium", "Z", "between",
-    "within"; ``classical`` a fit of ``bc.credibility`` (its ``.structure`` and ``.table``).
+    ``eb`` is any empirical-Bayes fit of the posterior's model: an ``LMMFit`` of the
+    credibility model's mixed model, a Poisson–gamma EB fit, a GLMM fit (``bc.glmm``: then
+    the per-risk quantity compared is the relativity, see :func:`glmm_summary`), or an
+    :class:`EBSummary` already built. ``posterior`` is the DataTree of ``bc.sample`` (its
+    attrs name the factory and its arguments: the catalogue entry of that model summarises
+    the fit per risk and names the variance components of all three arms, with their units);
+    ``classical`` a fit of ``bc.credibility`` (its ``.structure`` and ``.table``).
+    ``arguments``: the model's arguments, when they differ from those the factory recorded.
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    entry = catalogue.for_posterior(posterior)
+    args = dict(arguments) if arguments is not None else _recorded_arguments(posterior)
     if not isinstance(eb, EBSummary):
-        eb = glmm_summary(eb, posterior, prob)
+        eb = entry.eb_summary(eb, args, prob=prob) if entry is not None else glmm_summary(eb, posterior, prob)
     quantity = eb.extra.get("quantity", "premium")
     z = NormalDist().inv_cdf(0.5 + prob / 2)
     post = posterior_table(posterior, quantity, prob)
@@ -279,7 +245,7 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
         tab["eblup_lower"] = tab["eblup"] - z * tab["mse_sd"]
         tab["eblup_upper"] = tab["eblup"] + z * tab["mse_sd"]
 
-    components = _components(eb, posterior, classical, prob)
+    components = _components(eb, posterior, classical, prob, entry, args)
     cred = pd.DataFrame(index=risks)
     if classical is not None and "Z" in classical.table:
         cred["classical"] = by_risk(classical.table, risks)["Z"].to_numpy()
@@ -291,3 +257,11 @@ def compare(eb, posterior, classical=None, prob: float = 0.9) -> Comparison:
         cred["post_lower"] = zt["lower"].to_numpy()
         cred["post_upper"] = zt["upper"].to_numpy()
     return Comparison(components, tab, cred, prob, posterior, eb, classical, quantity)
+
+
+def _recorded_arguments(posterior) -> dict:
+    """The arguments the factory was called with (``bc.sample`` keeps them in the attrs)."""
+    import json
+
+    text = posterior["posterior"].attrs.get("bayescred_arguments")
+    return json.loads(text) if text else {}

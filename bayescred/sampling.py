@@ -9,6 +9,7 @@ data are added. The result is an ArviZ 1.x ``xarray.DataTree``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 
 import numpy as np
@@ -162,5 +163,6 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
         groups[group] = xr.Dataset(variables)
     for group in groups.values():
         group.attrs.update(posterior.attrs)
-    groups["posterior"].attrs.update({"bayescred_factory": info.factory, "bayescred_likelihood": info.likelihood})
+    groups["posterior"].attrs.update({"bayescred_factory": info.factory, "bayescred_likelihood": info.likelihood,
+                                      "bayescred_arguments": json.dumps(info.arguments, default=str)})
     return xr.DataTree.from_dict(groups)

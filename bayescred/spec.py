@@ -45,105 +45,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from . import datasets
+from . import catalogue, datasets
+from .catalogue._types import Name, Number, Strict as _Strict
 from .errors import SpecError
 
-MODELS = ("buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "crossed", "poisson_gamma")
 SAMPLER_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4, "random_seed": 1}
 
-# numbers: finite (TOML has nan and inf literals); an int is accepted where a float is meant, text is not
-Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
-Name = Annotated[StrictStr, Field(min_length=1)]
-Likelihood = Literal["marginal", "latent"]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ------------------------------------------------------------------- arguments, one class per model
-# The keys of the classical function and of the factory of the same name (docs: their docstrings).
-class BuhlmannArguments(_Strict):
-    group: Name
-    response: Name
-    between: NonNegative | None = None
-    within: NonNegative | None = None
-    collective: Number | None = None
-    likelihood: Likelihood = "marginal"
-
-
-class BuhlmannStraubArguments(BuhlmannArguments):
-    weight: Name
-    method: Literal["unbiased", "iterative"] = "unbiased"
-    tol: Positive = 1e-13
-
-
-class HierarchicalArguments(_Strict):
-    levels: Annotated[list[Name], Field(min_length=2)]
-    response: Name
-    weight: Name | None = None
-    method: Literal["Buhlmann-Gisler", "Ohlsson", "iterative"] = "Buhlmann-Gisler"
-    between: dict[str, NonNegative] | None = None
-    within: NonNegative | None = None
-    tol: Positive = 1e-13
-    maxit: Annotated[StrictInt, Field(ge=1)] = 10000
-    likelihood: Likelihood = "marginal"
-
-
-class HachemeisterArguments(_Strict):
-    group: Name
-    time: Name
-    response: Name
-    weight: Name | None = None
-    centering: Literal["origin", "global", "group"] = "origin"
-    method: Literal["unbiased", "iterative"] = "unbiased"
-    tau_estimated_on: Literal["centred", "uncentred"] = "centred"
-    between: list[list[Number]] | None = None
-    within: NonNegative | None = None
-    future: Number | None = None
-    tol: Positive = 1e-13
-    maxit: Annotated[StrictInt, Field(ge=1)] = 10000
-    likelihood: Likelihood = "marginal"
-
-
-class CrossedArguments(_Strict):
-    factors: Annotated[list[Name], Field(min_length=2, max_length=2)]
-    response: Name
-    weight: Name | None = None
-    interaction: StrictBool = True
-    within_ss: Positive | None = None
-    within_df: Annotated[StrictInt, Field(ge=1)] | None = None
-    method: Literal["reml", "moments"] = "reml"
-    between: dict[str, NonNegative] | None = None
-    within: NonNegative | None = None
-    likelihood: Likelihood = "marginal"
-
-
-class PoissonGammaArguments(_Strict):
-    group: Name
-    claims: Name
-    exposure: Name
-    fixed: list[Name] | None = None
-    # base level of each rating factor, for the EB fit only (the factory takes the largest-exposure level)
-    base: dict[str, StrictInt | StrictStr | Number] | None = None
-    covariates: list[Name] | None = None
-    alpha: Positive | None = None
-    beta: Positive | None = None
-    likelihood: Likelihood = "marginal"
-
-
-ARGUMENTS: dict[str, type[BaseModel]] = {
-    "buhlmann": BuhlmannArguments,
-    "buhlmann_straub": BuhlmannStraubArguments,
-    "hierarchical": HierarchicalArguments,
-    "hachemeister": HachemeisterArguments,
-    "crossed": CrossedArguments,
-    "poisson_gamma": PoissonGammaArguments,
-}
+def model_names() -> tuple[str, ...]:
+    """The catalogue's models (the values a spec's ``model`` may take)."""
+    return catalogue.names()
 
 
 # ------------------------------------------------------------------- the rest of the file
@@ -241,7 +154,7 @@ class SpecFile(_Strict):
     name: Name
     title: StrictStr | None = None
     description: StrictStr = ""
-    model: Literal[MODELS]
+    model: Name
     dataset: Name | None = None
     data: DataSource | None = None
     filter: StrictStr | None = None
@@ -250,6 +163,13 @@ class SpecFile(_Strict):
     sampler: SamplerSettings = SamplerSettings()
     empirical_bayes: EmpiricalBayes = EmpiricalBayes()
     reference: list[ReferenceEntry] = []
+
+    @pydantic.field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in catalogue.names():
+            raise ValueError(f"unknown model {value!r}; the catalogue has {', '.join(catalogue.names())}")
+        return value
 
     @pydantic.field_validator("dataset")
     @classmethod
@@ -389,7 +309,7 @@ def spec_from_dict(raw: dict, path: str | Path) -> Spec:
     errors, and its folder is where a ``[data]`` table's relative paths resolve."""
     path = Path(path)
     spec = _validate(SpecFile, raw, path)
-    arguments = _validate(ARGUMENTS[spec.model], spec.arguments, path, prefix=("arguments",))
+    arguments = _validate(catalogue.get(spec.model).Arguments, spec.arguments, path, prefix=("arguments",))
     return Spec(
         name=spec.name,
         title=spec.title or spec.name,

@@ -4,7 +4,7 @@ For Bühlmann–Straub, Hachemeister and Poisson–gamma portfolios simulated fr
 hyperparameters (the simulators' defaults, ``bayescred.datasets.simulate``) with J = 5, 10,
 30, 100 risks, estimates the actual coverage of each risk's premium interval for the EBLUP
 with its three SDs (normal intervals) and the posterior (90% ETI), with Monte Carlo SEs from
-the replicate-level shares (``bayescred.coverage``).
+the replicate-level shares (``bayescred.studies.coverage``).
 
     .venv/bin/python benchmarks/coverage_study.py                 # full study (see REPLICATES)
     .venv/bin/python benchmarks/coverage_study.py --quick         # a minute, for trying it out
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 import pandas as pd  # noqa: E402
 
-from bayescred import coverage  # noqa: E402
+from bayescred.studies import coverage  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("_results", HERE / "_results.py")
 _results = importlib.util.module_from_spec(_spec)

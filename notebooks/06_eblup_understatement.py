@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 import bayescred as bc
-from bayescred import coverage
+from bayescred.studies import coverage
 
 FAST = os.environ.get("BAYESCRED_FAST") == "1"
 SEED = 20260006

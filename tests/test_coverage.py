@@ -1,4 +1,4 @@
-"""Coverage-study harness (bayescred.coverage): truth, scoring, Monte Carlo SEs, seeds.
+"""Coverage-study harness (bayescred.studies.coverage): truth, scoring, Monte Carlo SEs, seeds.
 
 The harness is checked against intervals whose coverage is known exactly: Bühlmann–Straub
 premiums with the *true* variance components, where the homogeneous credibility premium
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayescred import coverage
+from bayescred.studies import coverage
 from bayescred.datasets import simulate
 from bayescred.lmm import lmm
 

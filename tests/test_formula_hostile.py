@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import bayescred as bc
-from bayescred import filters, runner
+from bayescred import filters, sources
 from bayescred.errors import BayescredError, FilterError, FormulaError
 from bayescred.spec import load_spec
 
@@ -91,16 +91,16 @@ def _spec_with_filter(tmp_path: Path, text: str) -> Path:
 
 
 def test_spec_filter_is_refused_when_loading_data(tmp_path):
-    """runner.load_data serves `bayescred fit` and the report's reload of a saved run."""
+    """sources.load_data serves `bayescred fit` and the report's reload of a saved run."""
     canary = tmp_path / "canary"
     for text in hostile_filters(canary):
         spec = load_spec(_spec_with_filter(tmp_path, text))
         with pytest.raises(BayescredError):
-            runner.load_data(spec)
+            sources.load_data(spec)
         assert not canary.exists()
     # an honest filter still works
     spec = load_spec(_spec_with_filter(tmp_path, "state != 1 and not (severity < 0)"))
-    assert set(runner.load_data(spec)["state"]) == {2, 3, 4, 5}
+    assert set(sources.load_data(spec)["state"]) == {2, 3, 4, 5}
 
 
 def _cli(*args, cwd):

@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import bayescred as bc
-from bayescred import filters, runner
+from bayescred import filters, sources
 from bayescred.errors import BayescredError
 from bayescred.spec import load_spec
 
@@ -129,7 +129,7 @@ def test_spec_filters_never_run_code(text):
         path.write_text('name = "hostile"\ntitle = "t"\nmodel = "hachemeister"\ndataset = "hachemeister"\n'
                         f"filter = {_toml_string(text)}\n[arguments]\ngroup = \"state\"\n", encoding="utf-8")
         try:
-            runner.load_data(load_spec(path))
+            sources.load_data(load_spec(path))
         except BayescredError:
             pass
     _no_canary()

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import bayescred as bc
-from bayescred import coverage, progress
+from bayescred import progress
+from bayescred.studies import coverage
 
 
 class _Terminal(io.StringIO):

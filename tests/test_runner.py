@@ -15,7 +15,8 @@ import pytest
 import bayescred as bc
 from bayescred import runfolder
 from bayescred.errors import DatasetNotFoundError
-from bayescred.runner import load_data, run_spec
+from bayescred.runner import run_spec
+from bayescred.sources import load_data
 from bayescred.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent

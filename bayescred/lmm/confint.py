@@ -185,19 +185,21 @@ def _profile_correlation(fit, ti, a, b, rho_hat, cut):
         res = minimize(criterion, warm, args=(rho,), method="L-BFGS-B", bounds=bounds)
         return res.fun - fit.criterion - cut
 
-    return _bounded_roots(g, float(np.clip(rho_hat, -1, 1)), -1.0, 1.0)
+    return _bounded_roots(g, float(np.clip(rho_hat, -0.999999, 0.999999)), -1.0, 1.0)
 
 
 def _bounded_roots(g, x_hat, lo_end, hi_end, steps=24):
     """Roots of g on each side of x_hat within [lo_end, hi_end]; the end itself when g
-    stays below 0 up to it (the interval reaches the boundary of the parameter space)."""
+    stays below 0 up to it (the interval reaches the boundary of the parameter space). At an
+    estimate on that boundary (a correlation of ±1) g can be above 0 at x_hat itself, where
+    the profile cannot be evaluated: then the end is x_hat."""
     ends = []
     for end in (lo_end, hi_end):
         prev, root = x_hat, end
         for n in range(1, steps + 1):
             x = x_hat + (end - x_hat) * (1 - 0.5**n)
             if g(x) > 0:
-                root = brentq(g, prev, x, xtol=1e-9) if prev != x else x
+                root = brentq(g, prev, x, xtol=1e-9) if prev != x and g(prev) < 0 else prev
                 break
             prev = x
         ends.append(root)

@@ -272,6 +272,11 @@ class LMMFit:
         self._uncertainty = None
 
     @property
+    def model_frame(self) -> pd.DataFrame:
+        """The rows the model was fitted to (lme4's ``model.frame``; not a copy: do not modify)."""
+        return self._data
+
+    @property
     def boundary(self) -> bool:
         """Same as ``singular`` (the name the classical fits use for a truncated variance)."""
         return self.singular

@@ -3,6 +3,8 @@ per-risk constants the reduction does not give, and posterior-array helpers."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +15,7 @@ import xarray as xr
 
 from ..portfolio import as_list
 
-__all__ = ["ModelInfo", "info_of", "attach", "sum_log_weight", "stack_draws", "unstack_draws", "labels"]
+__all__ = ["ModelInfo", "info_of", "attach", "records_arguments", "sum_log_weight", "stack_draws", "unstack_draws", "labels"]
 
 _ATTR = "_bayescred_info"
 
@@ -42,6 +44,24 @@ class ModelInfo:
     after: tuple = ()
     target_accept: float = 0.9
     compiled: dict = field(default_factory=dict)
+    arguments: dict = field(default_factory=dict)
+
+
+def records_arguments(factory: Callable) -> Callable:
+    """Decorate a factory so that its model records the arguments it was called with (not the
+    data, not the priors): ``bc.sample`` writes them to the posterior's attrs, so that
+    ``bc.compare`` can summarise an EB fit of the same model per risk."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(data, *args, **kwargs):
+        model = factory(data, *args, **kwargs)
+        bound = signature.bind(data, *args, **kwargs)
+        bound.apply_defaults()
+        info_of(model).arguments = {k: v for k, v in bound.arguments.items() if k not in ("data", "priors")}
+        return model
+
+    return build
 
 
 def attach(model, info: ModelInfo) -> None:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from ._base import records_arguments
 from ._gaussian import build
 
 
+@records_arguments
 def buhlmann_straub(data, group: str, response: str, weight: str, priors=None, likelihood: str = "marginal"):
     """PyMC model of X_jt = m + u_j + e_jt, u_j ~ N(0, tau2), e_jt ~ N(0, sigma2/w_jt).
 

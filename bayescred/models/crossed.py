@@ -14,7 +14,7 @@ from ..credibility._common import ZERO_SD, location, magnitude
 from ..errors import DataError, DegenerateResponseError, EmptyDataError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
 from . import priors as P
-from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
+from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
 from ._marginal import LOG2PI, crossed_effect_draws, crossed_loglik
 
@@ -76,6 +76,7 @@ def _cells(data, factors, response, weight, within_ss, within_df):
     return stats, out, cells
 
 
+@records_arguments
 def crossed(data, factors, response: str, weight: str | None = None, interaction: bool = True,
             within_ss: float | None = None, within_df: int | None = None, priors=None, likelihood: str = "marginal"):
     """PyMC model of y_ijt = m + a_i + b_j + c_ij + e_ijt with a ~ N(0, var_a), b ~ N(0, var_b),

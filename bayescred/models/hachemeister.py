@@ -16,7 +16,7 @@ from ..credibility.hachemeister import _residual_ss
 from ..errors import ConstantCovariateError, DegenerateResponseError, TooFewPeriodsError
 from ..portfolio import cross_products, validate
 from . import priors as P
-from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
+from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
 from ._marginal import LOG2PI, _mat, mm2, mv2, regression_blocks, regression_loglik
 
@@ -88,6 +88,7 @@ def _stack2(e):
     return pt.stack([pt.stack([e[0], e[1]], axis=-1), pt.stack([e[2], e[3]], axis=-1)], axis=-2)
 
 
+@records_arguments
 def hachemeister(data, group: str, time: str, response: str, weight: str | None = None, centering: str = "origin",
                  priors=None, likelihood: str = "marginal"):
     """PyMC model of Hachemeister's regression credibility: X_jt = (1, t) beta_j + e_jt,

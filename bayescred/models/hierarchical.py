@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ..errors import DataError
+from ._base import records_arguments
 from ._gaussian import build
 
 
+@records_arguments
 def hierarchical(data, levels, response: str, weight: str | None = None, priors=None, likelihood: str = "marginal"):
     """PyMC model of X_sjt = m + u_s + u_sj + e_sjt for ``levels=[outer, ..., inner]``
     (any depth), Var u at level l = tau2_l, Var e = sigma2/w.

@@ -14,7 +14,7 @@ from .._arguments import column_arguments
 from ..errors import DataError
 from ..portfolio import as_list, validate
 from . import priors as P
-from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws
+from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
 from ._marginal import poisson_gamma_loglik, pt_segsum
 
@@ -59,6 +59,7 @@ def _design(cells, fixed, covariates):
     return X, names
 
 
+@records_arguments
 def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, covariates=None, priors=None,
                   likelihood: str = "marginal"):
     """PyMC model of y_ik ~ Poisson(u_i mu_ik), mu_ik = e_ik exp(log_collective + x_ik' fixef),

@@ -17,33 +17,12 @@ from types import SimpleNamespace
 import pandas as pd
 from markupsafe import Markup
 
-from .. import runfolder
+from .. import catalogue, runfolder
 from ..compare import by_risk
 from ..errors import BayescredError, RunFolderError
 from . import coverage, html
 
 __all__ = ["report", "sampler_problems", "write_report"]
-
-MODEL_TEXT = {
-    "buhlmann": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var Ξ = τ² (VHM, <i>between</i>), "
-    "Var ε = σ² (EPV, <i>within</i>); Z = T/(T + k), k = σ²/τ²; premium = Z X̄<sub>j</sub> + (1 − Z) X̄ "
-    "(seed 004_07f8365c92996b9b.txt §3.1; docs/formulas.md §1).",
-    "buhlmann_straub": "X<sub>jt</sub> = m + Ξ<sub>j</sub> + ε<sub>jt</sub>, Var ε<sub>jt</sub> = σ²/w<sub>jt</sub>; "
-    "Z<sub>j</sub> = w<sub>j•</sub>/(w<sub>j•</sub> + k); premium = Z<sub>j</sub> X<sub>j</sub> + (1 − Z<sub>j</sub>) X<sub>Z</sub> "
-    "(seed 004_07f8365c92996b9b.txt eqs 3.14–3.23; docs/formulas.md §2). As an LMM: y ~ 1 + (1 | risk), weights w.",
-    "hierarchical": "X<sub>sjt</sub> = m + Ξ<sub>s</sub> + Ξ<sub>sj</sub> + ε<sub>sjt</sub> (Jewell; docs/formulas.md §3). "
-    "As an LMM: y ~ 1 + (1 | sector) + (1 | sector:risk), weights w.",
-    "hachemeister": "X<sub>j</sub> = Q<sub>j</sub> β(Θ<sub>j</sub>) + ε<sub>j</sub>, Q<sub>j</sub> = [1, t], "
-    "Cov β(Θ<sub>j</sub>) = U; A<sub>j</sub> = U(U + σ² M<sub>j</sub><sup>−1</sup>)<sup>−1</sup>; "
-    "credibility estimate A<sub>j</sub> B<sub>j</sub> + (I − A<sub>j</sub>) B<sub>GLS</sub> "
-    "(seed 004_07f8365c92996b9b.txt eqs 3.24–3.32; docs/formulas.md §4). As an LMM: y ~ t + (1 + t || risk), weights w.",
-    "crossed": "y<sub>ijt</sub> = m + a<sub>i</sub> + b<sub>j</sub> + c<sub>ij</sub> + ε<sub>ijt</sub> "
-    "(Dannenburg, Kaas &amp; Goovaerts 1996; seed 002_112bee5238c97912.txt eqs 61–62; docs/formulas.md §6). "
-    "As an LMM: y ~ 1 + (1 | a) + (1 | b) + (1 | a:b).",
-    "poisson_gamma": "N<sub>it</sub> | u<sub>i</sub> ~ Poisson(u<sub>i</sub> μ<sub>it</sub>), "
-    "u<sub>i</sub> ~ Gamma(1/λ, 1/λ); Z<sub>i</sub> = μ<sub>i+</sub>/(μ<sub>i+</sub> + 1/λ); "
-    "premium u<sub>i</sub> = (1/λ + N<sub>i+</sub>)/(1/λ + μ<sub>i+</sub>) (docs/formulas.md §7; docs/reference-values.md §11.5).",
-}
 
 MEASURE_WORDS = {"cond_sd": "conditional SD (at the estimated variances, as lme4's condVar)",
                  "pev_sd": "prediction-error SD (also counts the fixed effects)",
@@ -109,13 +88,23 @@ def _normal_quantile(prob: float) -> float:
     return NormalDist().inv_cdf(0.5 + prob / 2)
 
 
+def _model_text(spec) -> Markup:
+    """The model in formulas (the catalogue entry's text), its mixed-model formula and the
+    covariance structure of the risk effects that all three arms fit."""
+    entry = catalogue.get(spec.model)
+    text = Markup(entry.text)
+    if hasattr(entry, "formula"):
+        text += Markup(" Empirical Bayes fits the mixed model <code>{}</code>.").format(entry.formula(spec.arguments))
+    return text + Markup(" Risk effects, in all three arms: {}.").format(entry.structure(spec.arguments))
+
+
 def _provenance(run) -> Markup:
     """Model, priors (read from the PyMC model), sampler settings, package versions and a data
     fingerprint: what a reviewer needs to reproduce the run."""
     from importlib.metadata import PackageNotFoundError, version
 
     spec, posterior, data = run.spec, run.posterior, run.data
-    parts = [Markup("<h3>Model</h3><p>{}</p>").format(Markup(MODEL_TEXT.get(spec.model, html.escape(spec.model)))),
+    parts = [Markup("<h3>Model</h3><p>{}</p>").format(_model_text(spec)),
              Markup("<p>Arguments: <code>{}</code></p>").format(json.dumps(spec.arguments))]
     parts.append(Markup("<h3>Priors</h3>") + _priors_html(run))
     settings = _sampler_settings(posterior)
@@ -296,8 +285,9 @@ def _load_run(folder: Path, regenerate: frozenset[str] = frozenset()):
     first (files in ``regenerate`` are about to be rewritten and are not checked)."""
     import xarray as xr
 
-    from ..compare import Comparison, EBSummary
-    from ..runner import load_data
+    from ..catalogue import EBSummary
+    from ..compare import Comparison
+    from ..sources import load_data
     from ..spec import load_spec
 
     manifest = runfolder.verify(folder, regenerate=regenerate)

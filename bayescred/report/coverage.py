@@ -27,11 +27,6 @@ _TABLE = {
 COVERAGE = {model: {j: dict(zip(_COLUMNS, row)) for j, row in rows.items()} for model, rows in _TABLE.items()}
 STUDY_NAMES = {"buhlmann_straub": "Bühlmann–Straub", "hachemeister": "Hachemeister regression",
                "poisson_gamma": "Poisson–gamma"}
-# models without a study of their own borrow the closest studied one
-ANALOGUE = {"buhlmann": "buhlmann_straub", "hierarchical": "buhlmann_straub", "crossed": "buhlmann_straub",
-            "poisson_lognormal": "poisson_gamma"}
-
-
 @dataclass(frozen=True)
 class Measured:
     """The study's coverage nearest to a run: which model and J it comes from."""
@@ -47,11 +42,13 @@ class Measured:
 
 
 def nearest(model: str, n_risks: int) -> Measured:
-    """Coverage measured for ``model`` (or its closest studied analogue) at the studied number
+    """Coverage measured for ``model`` (or the studied model its catalogue entry names as closest) at the studied number
     of risks nearest to ``n_risks`` (distance on the log scale: 7 risks is nearer 5 than 10)."""
     import math
 
-    studied = model if model in COVERAGE else ANALOGUE.get(model, "buhlmann_straub")
+    from .. import catalogue
+
+    studied = model if model in COVERAGE else catalogue.get(model).studied_as
     rows = COVERAGE[studied]
     j = min(rows, key=lambda k: (abs(math.log(k) - math.log(max(n_risks, 1))), k))
     return Measured(studied, j, rows[j], studied != model)

@@ -16,15 +16,10 @@ covered. Intervals within a replicate share the estimated variance parameters an
 so their hits are correlated; the Monte Carlo SE is therefore computed from the
 replicate-level shares: sd(share) / sqrt(R).
 
-Premium per model (and its truth):
-
-* ``buhlmann_straub``: the risk mean m + Ξ_j (``effects["mean"]``), EBLUP of
-  ``loss ~ 1 + (1 | risk)`` with weights;
-* ``hachemeister``: the next-period premium (1, T + 1)·β_j, EBLUP of
-  ``loss ~ period + (period | risk)`` with weights (unstructured U, so the time origin does
-  not matter);
-* ``poisson_gamma``: the claim frequency per unit exposure m·u_i (``effects["frequency"]``),
-  EB by exact negative-multinomial ML, ``exp(β̂)·û_i``.
+The models studied are the catalogue's entries with a ``study`` (:mod:`bayescred.catalogue`):
+the entry gives the simulator, the model's arguments on the simulated portfolio, the true
+premium (e.g. Hachemeister: the next period's (1, T + 1)·β_j, fitted with an unstructured U so
+that the time origin does not matter) and the EB fit and factory of all three arms.
 
 The Bayesian arm builds one model per J (default priors scaled to a pilot portfolio simulated
 from the same hyperparameters) and re-uses its compiled sampler for every replicate through
@@ -43,15 +38,14 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from importlib import import_module
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import errors
-from .datasets import simulate
-from .progress import track
+from .. import catalogue, errors
+from ..datasets import simulate
+from ..progress import track
 
 __all__ = [
     "MODELS",
@@ -66,7 +60,8 @@ __all__ = [
     "plot_coverage",
 ]
 
-MODELS = ("buhlmann_straub", "hachemeister", "poisson_gamma")
+# the catalogue's models that define a study, in the order of their study numbers
+MODELS = tuple(e.name for e in sorted((e for e in catalogue.entries() if e.study), key=lambda e: e.study.number))
 EBLUP_METHODS = {
     "cond_sd": "EBLUP (i) conditional SD",
     "pev_sd": "EBLUP (ii) PEV SD",
@@ -83,48 +78,17 @@ Arm = Callable[[simulate.Simulation, float, int], pd.DataFrame]
 # --------------------------------------------------------------------------- per model
 
 
-def _next_period(sim: simulate.Simulation) -> int:
-    return int(sim.data["period"].max()) + 1
+def _study(model: str):
+    _check_model(model)
+    entry = catalogue.get(model)
+    return entry, entry.study
 
 
 def true_premium(model: str, sim: simulate.Simulation) -> pd.Series:
-    """The true risk premium of every risk of a simulated portfolio (index: risk).
-
-    Bühlmann–Straub: m + Ξ_j; Hachemeister: intercept_j + slope_j·(T + 1);
-    Poisson–gamma: m·r_i·u_i (claims per unit exposure).
-    """
-    _check_model(model)
-    eff = sim.effects
-    if model == "buhlmann_straub":
-        truth = eff["mean"]
-    elif model == "hachemeister":
-        truth = eff["intercept"] + eff["slope"] * _next_period(sim)
-    else:
-        truth = eff["frequency"]
-    return truth.rename("true_premium")
-
-
-def _newdata(model: str, sim: simulate.Simulation) -> pd.DataFrame:
-    """One row per risk at which the premium is predicted."""
-    risks = sim.effects.index.to_numpy()
-    if model == "buhlmann_straub":
-        return pd.DataFrame({"risk": risks})
-    if model == "hachemeister":
-        return pd.DataFrame({"risk": risks, "period": _next_period(sim)})
-    return pd.DataFrame({"risk": risks, "exposure": 1.0})
-
-
-def _eblup_fit(model: str, data: pd.DataFrame):
-    if model == "poisson_gamma":
-        from .lmm.poisson_gamma import poisson_gamma_eb
-
-        fit = poisson_gamma_eb(data, group="risk", claims="claims", exposure="exposure")
-        return fit, bool(fit.boundary)
-    from .lmm import lmm
-
-    formula = "loss ~ 1 + (1 | risk)" if model == "buhlmann_straub" else "loss ~ period + (period | risk)"
-    fit = lmm(formula, data, weights="weight", method="REML")
-    return fit, bool(fit.singular)
+    """The true risk premium of every risk of a simulated portfolio (index: risk), as the
+    model's catalogue entry defines it (e.g. Hachemeister: intercept_j + slope_j·(T + 1))."""
+    _, study = _study(model)
+    return study.truth(sim).rename("true_premium")
 
 
 def eblup_intervals(model: str, sim: simulate.Simulation, prob: float = 0.9) -> pd.DataFrame:
@@ -134,11 +98,11 @@ def eblup_intervals(model: str, sim: simulate.Simulation, prob: float = 0.9) -> 
     lower, upper; ``attrs["boundary"]`` says whether the fit put a variance on its boundary
     (then the SDs that ignore the variance parameters are 0 or the interval undefined).
     """
-    _check_model(model)
+    entry, study = _study(model)
     _check_prob(prob)
-    fit, boundary = _eblup_fit(model, sim.data)
-    pred = fit.predict(_newdata(model, sim))
-    pred.index = sim.effects.index
+    fit = entry.eb(sim.data, study.arguments)
+    boundary = bool(fit.boundary)
+    pred = entry.premiums(fit, study.arguments, sim.data).reindex(sim.effects.index)
     z = stats.norm.ppf(0.5 + prob / 2)
     parts = []
     for column, method in EBLUP_METHODS.items():
@@ -164,13 +128,8 @@ def bayes_model(model: str, data: pd.DataFrame, *, template=None):
     instead of compiling again (compiling costs seconds, sampling these marginal models a
     fraction of a second).
     """
-    factory = import_module(f"bayescred.models.{model}")
-    if model == "buhlmann_straub":
-        fresh = factory.buhlmann_straub(data, group="risk", response="loss", weight="weight")
-    elif model == "hachemeister":
-        fresh = factory.hachemeister(data, group="risk", time="period", response="loss", weight="weight")
-    else:
-        fresh = factory.poisson_gamma(data, group="risk", claims="claims", exposure="exposure")
+    entry, study = _study(model)
+    fresh = entry.bayes(data, study.arguments)
     if template is None:
         return fresh
     import pymc as pm
@@ -201,7 +160,7 @@ def bayes_intervals(
     """
     _check_model(model)
     _check_prob(prob)
-    from .sampling import sample
+    from ..sampling import sample
 
     posterior = sample(
         bayes_model(model, sim.data, template=template),
@@ -295,7 +254,7 @@ def _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, 
         bayes_replicates = _positive_int("bayes_replicates", bayes_replicates, 2)
         if bayes_replicates > replicates:
             raise ValueError(f"bayes_replicates ({bayes_replicates}) cannot exceed replicates ({replicates})")
-    simulator = getattr(simulate, model)
+    simulator = getattr(simulate, catalogue.get(model).study.simulator)
     allowed = {
         name
         for name, p in inspect.signature(simulator).parameters.items()
@@ -304,8 +263,9 @@ def _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, 
     unknown = set(truth) - allowed
     if unknown:
         raise ValueError(f"unknown simulation settings for {model}: {sorted(unknown)}; allowed: {sorted(allowed)}")
-    if model == "poisson_gamma" and truth.get("factors"):
-        raise ValueError("the coverage study fits the intercept-only Poisson–gamma model: leave factors unset")
+    if truth.get("factors"):
+        raise ValueError(f"the coverage study fits the {model} model with the study's arguments, "
+                         "which read no rating factors: leave factors unset")
     return _Settings(
         model,
         sizes,
@@ -324,7 +284,7 @@ def _replicate_seeds(seed, model: str, n_risks: int, replicates: int):
     sampler seed) per replicate (prefix-stable: more replicates leave the first ones alone)."""
     if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"pass an explicit non-negative integer seed, got {seed!r}")
-    base = np.random.SeedSequence(int(seed), spawn_key=(MODELS.index(model), n_risks))
+    base = np.random.SeedSequence(int(seed), spawn_key=(catalogue.get(model).study.number, n_risks))
     pilot, *children = base.spawn(replicates + 1)
     out = []
     for child in children:
@@ -401,7 +361,7 @@ def coverage_replicates(
     (:mod:`bayescred.progress`).
     """
     s = _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, tune, chains, truth)
-    simulator = getattr(simulate, s.model)
+    simulator = getattr(simulate, catalogue.get(s.model).study.simulator)
     rows = []
     for J in s.n_risks:
         pilot_seed, seeds = _replicate_seeds(seed, s.model, J, s.replicates)
@@ -514,11 +474,6 @@ def coverage_study(
 
 # --------------------------------------------------------------------------- plot
 
-_TITLES = {
-    "buhlmann_straub": "Bühlmann–Straub",
-    "hachemeister": "Hachemeister (next period)",
-    "poisson_gamma": "Poisson–gamma (frequency)",
-}
 _STYLE = {
     EBLUP_METHODS["cond_sd"]: ("tab:red", "o"),
     EBLUP_METHODS["pev_sd"]: ("tab:orange", "s"),
@@ -564,7 +519,7 @@ def plot_coverage(table: pd.DataFrame, *, title: str | None = None):
         ax.set_xticks(sizes, [str(j) for j in sizes])
         ax.minorticks_off()
         ax.set_xlabel("number of risks J")
-        ax.set_title(_TITLES.get(model, model))
+        ax.set_title(catalogue.get(model).study.label)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"actual coverage of nominal {nominal:.0%} intervals")
     axes[0][-1].legend(loc="lower right", fontsize=8)
