@@ -15,7 +15,8 @@ from scipy import integrate, special, stats
 
 import bayescred as bc
 from bayescred.datasets import simulate
-from bayescred.errors import BoundaryWarning, NonPositiveError, NotIntegerError
+from bayescred import catalogue
+from bayescred.errors import BoundaryWarning, DegenerateResponseError, NonPositiveError, NotIntegerError, TooFewPeriodsError
 from bayescred.glmm import gamma_severity_eb
 from bayescred.glmm.gamma_severity import _evaluate
 from bayescred.likelihood import gamma as kernel
@@ -295,6 +296,50 @@ def test_sample_smoke(sim):
     eb = gamma_severity_eb(sim.data, **ARGS).ranef()["premium"].to_numpy()
     bayes = post["premium"].mean(("chain", "draw")).to_numpy()
     assert np.max(np.abs(bayes / eb - 1)) < 0.05
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e10])
+def test_claim_sizes_without_resolvable_variation(sim, shift):
+    # all equal (ν = ∞), or varying by 2e-8 of their size (ν N ~ 1e18): classical gives its
+    # boundary answer, the likelihood arms refuse with one error
+    data = sim.data.assign(severity=700.0) if shift == 0 else sim.data.assign(severity=sim.data["severity"] + shift)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoundaryWarning)
+        classical = bc.credibility.gamma_severity(data, **ARGS)
+    assert np.isfinite(classical.table["premium"]).all()
+    messages = set()
+    for arm in (gamma_severity_eb, bc.models.gamma_severity):
+        with pytest.raises(DegenerateResponseError) as info:
+            arm(data, **ARGS)
+        messages.add(str(info.value))
+    assert len(messages) == 1 and "column 'severity'" in messages.pop()
+
+
+def test_one_cell_per_risk(sim):
+    data = sim.data[sim.data["period"] == 1]
+    with pytest.raises(TooFewPeriodsError):
+        bc.credibility.gamma_severity(data, **ARGS)  # Bühlmann–Straub's within needs two periods
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoundaryWarning)
+        fit = gamma_severity_eb(data, **ARGS)  # ν is identified across risks by the marginal
+    assert np.isfinite(fit.ranef()["premium"]).all() and np.isfinite(fit.loglik)
+
+
+def test_catalogue_entry_arms_see_the_same_model(sim):
+    entry = catalogue.get("gamma_severity")
+    args = entry.Arguments(**ARGS).model_dump(exclude_none=True)
+    classical = entry.classical(sim.data, args)
+    fit = entry.eb(sim.data, args)
+    summary = entry.eb_summary(fit, args, sim.data)
+    model = entry.bayes(sim.data, args)
+    risks = list(sim.effects.index)
+    assert list(classical.table.index) == risks == list(summary.premiums.index) == list(model.coords["risk"])
+    assert list(summary.components.index) == list(entry.components(args)) == ["between", "within"]
+    assert set(entry.classical_components(classical, args)) == {"between", "within"}
+    assert {"between", "within"} <= set(model.named_vars)
+    assert list(entry.study.truth(sim)) == list(sim.effects["mean"])
+    assert (summary.components["lower"] < summary.components["estimate"]).all()
+    assert (summary.components["estimate"] < summary.components["upper"]).all()
 
 
 # ---------------------------------------------------------------- R: optim on the closed form, actuar's cm

@@ -140,28 +140,10 @@ def _newton(st, x, free, tol=1e-20, polish=8):
     return x, converged
 
 
-def _without_effects(c: kernel.SeverityCells):
-    """ML of the model without risk effects (every λ_i = ν/μ): μ = S/N and ν solving
-    Σ A_i − N log μ + N log ν − Σ_c n_c ψ(n_c ν) = 0 (concave in ν). Returns (ν, μ)."""
-    N, mu = c.claims.sum(), c.amount.sum() / c.claims.sum()
-    lead = c.log_a.sum() - N * math.log(mu)
-
-    def score(log_nu):
-        nu = math.exp(log_nu)
-        return lead + N * log_nu - c.count_cells @ (c.count_n * special.digamma(c.count_n * nu))
-
-    lo, hi = -5.0, 5.0
-    while score(lo) < 0 and lo > -700:
-        lo -= 10.0
-    while score(hi) > 0 and hi < 700:
-        hi += 10.0
-    return math.exp(optimize.brentq(score, lo, hi, xtol=1e-14, rtol=1e-15)), mu
-
-
 def _fit(c: kernel.SeverityCells, start):
     """(θ, side, converged): side None (interior), "between = 0" or "between = inf"."""
     st = c.arrays()
-    nu0, mu0 = _without_effects(c)
+    nu0, mu0 = kernel.without_effects(c)
     excess = np.sum((c.amount - mu0 * c.claims) ** 2) - mu0**2 * c.claims.sum() / nu0
     lower = np.array([math.log(nu0), math.log(mu0), -math.inf])
     if excess <= 0:
@@ -228,7 +210,7 @@ class GammaSeverityFit:
         k = len(free)
         self.aic = -2 * self.loglik + 2 * k
         self.bic = -2 * self.loglik + k * math.log(self.n_obs)
-        self.components = self._components()
+        self.components = self.component_table(prob)
         if self.boundary:
             what = ("no heterogeneity between risks: every premium is the collective (Z = 0)"
                     if side == "between = 0" else "alpha -> 2: Var μ(Θ) is infinite; premiums use alpha = 2")
@@ -245,7 +227,9 @@ class GammaSeverityFit:
         h_am = -nu * N + nu * st["amount"].sum() / mu
         return -np.array([[h_aa, h_am], [h_am, h_mm]])
 
-    def _components(self) -> pd.DataFrame:
+    def component_table(self, prob: float = 0.9) -> pd.DataFrame:
+        """Collective, between, within and k (per claim): estimate, delta-method ``se`` and a
+        Wald interval on the log scale at ``prob`` (NaN for a value on a boundary)."""
         if self.phi == 0:
             s = {"collective": self.collective, "between": 0.0, "within": self.collective**2 / self.nu, "k": math.inf}
         elif math.isinf(self.phi):
@@ -255,7 +239,7 @@ class GammaSeverityFit:
         r = -1.0 / (1.0 + self.phi) if np.isfinite(self.phi) else 0.0
         share = self.phi / (1.0 + self.phi) if np.isfinite(self.phi) else 1.0
         gradients = {"collective": [0, 1, 0], "between": [0, 2, 1], "within": [-1, 2, share], "k": [-1, 0, r]}
-        z = NormalDist().inv_cdf(0.5 + self.prob / 2)
+        z = NormalDist().inv_cdf(0.5 + prob / 2)
         rows = {}
         for name, g in gradients.items():
             est = float(s[name])
@@ -265,7 +249,7 @@ class GammaSeverityFit:
             rows[name] = {"estimate": est, "se": est * se_log if np.isfinite(se_log) else math.nan,
                           "lower": est * math.exp(-z * se_log), "upper": est * math.exp(z * se_log)}
         out = pd.DataFrame.from_dict(rows, orient="index")
-        out.attrs.update(prob=self.prob, interval="Wald on the log scale")
+        out.attrs.update(prob=prob, interval="Wald on the log scale")
         return out
 
     def ranef(self) -> pd.DataFrame:
@@ -351,7 +335,9 @@ def gamma_severity_eb(data, *, group: str, severity: str, claims: str | None = N
     ``data``: one row per claim (``claims=None``) or per cell with ``severity`` the average
     claim and ``claims`` the number of claims, as ``bc.credibility.gamma_severity``. ``prob``:
     level of the components' intervals. Returns :class:`GammaSeverityFit`; the premium of risk
-    i is ν(β + S_i)/(α + ν N_i − 1) = Z_i x̄_i + (1 − Z_i) μ at the estimates.
+    i is ν(β + S_i)/(α + ν N_i − 1) = Z_i x̄_i + (1 − Z_i) μ at the estimates. Claim sizes that
+    do not vary, or vary too little to be resolved in double precision (ν N > 1e11), raise
+    :class:`~bayescred.errors.DegenerateResponseError`.
     """
     c = kernel.cells(data, group, severity, claims)
     theta, side, converged = _fit(c, None)

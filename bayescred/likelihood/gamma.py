@@ -26,13 +26,18 @@ from dataclasses import dataclass, field
 import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import optimize, special
 
 from .._arguments import column_arguments
+from ..errors import DegenerateResponseError
 from ..portfolio import _to_pandas, summarise, validate
 
 __all__ = ["SeverityCells", "cells", "log_marginal", "log_conditional", "posterior_shape_rate",
-           "premium", "credibility_factor", "rate_of", "components", "draw_rates"]
+           "premium", "credibility_factor", "rate_of", "components", "draw_rates", "without_effects"]
+
+# ν N above which the log-likelihood's terms (~ ν N log(ν N)) carry rounding errors above 1e-3
+# in double precision: the claim sizes vary too little for a gamma likelihood to be evaluated
+_RESOLVABLE = 1e11
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class SeverityCells:
     """
 
     group: str
+    severity: str
     levels: pd.Index
     cells: np.ndarray
     claims: np.ndarray
@@ -96,6 +102,7 @@ def cells(data, group: str, severity: str, claims: str | None = None, *, min_ris
     counts = _to_pandas(base.group_by(group, "__n").agg(nw.len().alias("__k"))).sort_values([group, "__n"])
     return SeverityCells(
         group=group,
+        severity=severity,
         levels=stats.index,
         cells=stats["n"].to_numpy(),
         claims=stats["weight"].to_numpy(float),
@@ -173,3 +180,31 @@ def draw_rates(rng: np.random.Generator, nu, alpha, beta, stats) -> np.ndarray:
     the result (draws, risks)."""
     shape, rate = posterior_shape_rate(nu, alpha, beta, stats)
     return rng.gamma(shape, 1.0 / rate)
+
+
+def without_effects(c: SeverityCells) -> tuple[float, float]:
+    """ML (ν, μ) of the model without risk effects (every λ_i = ν/μ): μ = ΣS/ΣN and ν the root of
+    the concave score Σ A_i − N log μ + N log ν − Σ_c n_c ψ(n_c ν) (docs/formulas.md §12).
+
+    Raises :class:`DegenerateResponseError` when the claim sizes do not vary (the score has no
+    root: ν = ∞) or vary too little for the likelihood to be resolved in double precision."""
+    N, mu = c.claims.sum(), c.amount.sum() / c.claims.sum()
+    lead = c.log_a.sum() - N * np.log(mu)
+
+    def score(log_nu):
+        return lead + N * log_nu - c.count_cells @ (c.count_n * special.digamma(c.count_n * np.exp(log_nu)))
+
+    lo, hi = -5.0, 5.0
+    while score(lo) < 0 and lo > -700:
+        lo -= 10.0
+    while score(hi) > 0 and np.log(N) + hi < np.log(_RESOLVABLE):
+        hi += 10.0
+    nu = float(np.exp(optimize.brentq(score, lo, hi, xtol=1e-14, rtol=1e-15))) if score(hi) <= 0 else np.inf
+    if not nu * N < _RESOLVABLE:
+        cv = np.sqrt(c.within_ss.sum() / N) / mu
+        raise DegenerateResponseError(
+            f"the claim sizes hardly vary (coefficient of variation within risks {cv:.2g}): the gamma shape ν "
+            "is not finite or not resolvable in double precision; use the classical estimator",
+            column=c.severity,
+        )
+    return nu, float(mu)

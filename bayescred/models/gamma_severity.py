@@ -10,11 +10,12 @@ import xarray as xr
 
 from ..likelihood import gamma as kernel
 from . import priors as P
-from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws
+from ._base import ModelInfo, attach, labels, records_arguments, stack_draws, unstack_draws
 from ._gaussian import check_likelihood
 from ._marginal import pt_segsum
 
 
+@records_arguments
 def gamma_severity(data, group: str, severity: str, claims: str | None = None, priors=None,
                    likelihood: str = "marginal"):
     """PyMC model of claim sizes Gamma(shape nu, rate lambda_i), lambda_i ~ Gamma(alpha, beta).
@@ -36,15 +37,19 @@ def gamma_severity(data, group: str, severity: str, claims: str | None = None, p
 
     Default priors: ``log_collective`` ~ Normal(log(claim-weighted mean severity), 2.5) (a
     factor e^2.5 = 12 either way); ``nu`` ~ LogNormal(log nu0, 2.5) with nu0 = mean²/(pooled
-    within-risk variance per claim) (1 when no risk has two cells); ``phi`` ~ HalfNormal(1) (a
+    within-risk variance per claim) (when no risk has two cells: the ML of nu without risk effects); ``phi`` ~ HalfNormal(1) (a
     coefficient of variation of the risks' mean claims up to about 1.5; phi = 0 is no
     heterogeneity).
+
+    Claim sizes that do not vary (or vary too little for double precision: nu N > 1e11) raise
+    :class:`~bayescred.errors.DegenerateResponseError`, as in ``gamma_severity_eb``.
     """
     check_likelihood(likelihood)
     c = kernel.cells(data, group, severity, claims)
     mean = c.amount.sum() / c.claims.sum()
     df = int((c.cells - 1).sum())
-    nu0 = mean**2 * df / c.within_ss.sum() if df > 0 and c.within_ss.sum() > 0 else 1.0
+    pooled_nu, _ = kernel.without_effects(c)  # refuses claim sizes too uniform for a gamma likelihood
+    nu0 = mean**2 * df / c.within_ss.sum() if df > 0 and c.within_ss.sum() > 0 else pooled_nu
     params = [
         P.Param("log_collective", (), lambda: pm.Normal.dist(mu=P.from_data("log_collective_mu", np.log(mean)),
                                                              sigma=2.5)),
