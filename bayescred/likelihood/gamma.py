@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import special
 
 from .._arguments import column_arguments
 from ..errors import DegenerateResponseError
@@ -199,7 +199,7 @@ def without_effects(c: SeverityCells) -> tuple[float, float]:
         lo -= 10.0
     while score(hi) > 0 and np.log(N) + hi < np.log(_RESOLVABLE):
         hi += 10.0
-    nu = float(np.exp(optimize.brentq(score, lo, hi, xtol=1e-14, rtol=1e-15))) if score(hi) <= 0 else np.inf
+    nu = float(np.exp(_bisect(score, lo, hi))) if score(hi) <= 0 else np.inf
     if not nu * N < _RESOLVABLE:
         cv = np.sqrt(c.within_ss.sum() / N) / mu
         raise DegenerateResponseError(
@@ -208,3 +208,16 @@ def without_effects(c: SeverityCells) -> tuple[float, float]:
             column=c.severity,
         )
     return nu, float(mu)
+
+
+def _bisect(f, lo: float, hi: float) -> float:
+    """The root of a decreasing f in [lo, hi] by bisection, to the resolution of doubles (the
+    classical arm imports this module, so it stays free of scipy.optimize)."""
+    while True:
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            return mid
+        if f(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
