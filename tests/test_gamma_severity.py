@@ -342,6 +342,25 @@ def test_catalogue_entry_arms_see_the_same_model(sim):
     assert (summary.components["estimate"] < summary.components["upper"]).all()
 
 
+def test_factory_data_swap_for_a_portfolio_of_the_same_risks():
+    # the coverage study re-uses one model per number of risks with pm.set_data; the log Γ(n ν)
+    # table's length differs between the portfolios and must be swapped too
+    from bayescred.studies import coverage
+    import pymc as pm
+    import xarray as xr
+
+    a, b = (simulate.gamma_severity(n_risks=8, seed=s) for s in (1, 2))
+    model = coverage.bayes_model("gamma_severity", b.data, template=coverage.bayes_model("gamma_severity", a.data))
+    cb = kernel.cells(b.data, **ARGS)
+    assert len(kernel.cells(a.data, **ARGS).count_n) != len(cb.count_n)
+    point = {"log_collective": np.log(900.0), "nu": 1.2, "phi": 0.3}
+    ds = xr.Dataset({k: (("chain", "draw"), [[v]]) for k, v in point.items()})
+    got = pm.compute_deterministics(ds, model=model, var_names=["loglik"], progressbar=False)["loglik"].values[0, 0]
+    alpha = 2 + 1 / 0.3
+    want = kernel.log_marginal(np, 1.2, alpha, kernel.rate_of(1.2, alpha, 900.0), cb.arrays(), _segsum)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- R: optim on the closed form, actuar's cm
 
 

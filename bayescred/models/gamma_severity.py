@@ -59,13 +59,15 @@ def gamma_severity(data, group: str, severity: str, claims: str | None = None, p
     chosen = P.resolve(priors, params, "gamma_severity")
     spec = {p.name: p for p in params}
     st = c.arrays()
-    coords = {group: labels(c.levels), "claim_count": np.arange(len(c.count_n))}
+    coords = {group: labels(c.levels)}
 
     with pm.Model(coords=coords) as model:
         d = {name: pm.Data(name, st[name], dims=group) for name in ("claims", "amount", "log_a", "log_b")}
-        d["count_n"] = pm.Data("count_n", st["count_n"], dims="claim_count")
-        d["count_cells"] = pm.Data("count_cells", st["count_cells"], dims="claim_count")
-        d["count_risk"], d["size"] = st["count_risk"], st["size"]
+        # the log Γ(n ν) table: its length (distinct claim counts per risk) varies between
+        # portfolios of the same risks, so it has no named dim and pm.set_data may resize it
+        for name in ("count_n", "count_cells", "count_risk"):
+            d[name] = pm.Data(name, st[name])
+        d["size"] = st["size"]
         collective = pm.Deterministic("collective", pt.exp(P.register("log_collective", chosen["log_collective"],
                                                                       spec["log_collective"])))
         nu, phi = (P.register(name, chosen[name], spec[name]) for name in ("nu", "phi"))
