@@ -293,9 +293,15 @@ def test_sample_smoke(sim):
     post = tree["posterior"]
     assert {"premium", "premium_conditional_mean", "rate", "between", "within", "k"} <= set(post.data_vars)
     assert post["premium"].dims == ("chain", "draw", "risk")
-    eb = gamma_severity_eb(sim.data, **ARGS).ranef()["premium"].to_numpy()
+    fit = gamma_severity_eb(sim.data, **ARGS)
+    eb = fit.ranef()["premium"].to_numpy()
     bayes = post["premium"].mean(("chain", "draw")).to_numpy()
     assert np.max(np.abs(bayes / eb - 1)) < 0.05
+    # bc.compare takes the EB fit itself: the catalogue entry summarises it, components by name
+    comparison = bc.compare(fit, tree, bc.credibility.gamma_severity(sim.data, **ARGS))
+    comps = comparison.variance_components
+    assert list(comps.index) == ["between", "within"] and comps[["reml", "classical", "post_mean"]].notna().all().all()
+    assert comparison.premiums[["classical", "eblup", "mse_sd", "post_sd"]].notna().all().all()
 
 
 @pytest.mark.parametrize("shift", [0.0, 1e10])
