@@ -235,6 +235,31 @@ def test_eb_boundary_without_heterogeneity():
         assert _evaluate(st, np.log([fit.nu, fit.collective, phi]), 0) < fit.loglik
 
 
+def test_eb_boundary_of_infinite_between_variance():
+    # risk rates from Gamma(α = 1.3): the risks' mean claims have no finite variance, so the
+    # ML under α > 2 is the limit α → 2 (flagged; fitted there: Z_i = ν N_i/(ν N_i + 1))
+    rng = np.random.default_rng(0)
+    lam = rng.gamma(1.3, 1.0, 200)
+    n = rng.integers(5, 50, 800)
+    risk = np.repeat(np.arange(200), 4)
+    data = pd.DataFrame({"risk": risk, "claims": n, "severity": rng.gamma(n * 2.0, 1 / (n * lam[risk]))})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = gamma_severity_eb(data, group="risk", severity="severity", claims="claims")
+    assert [str(w.message) for w in caught if "boundary" in str(w.message)]
+    assert all(issubclass(w.category, BoundaryWarning) for w in caught), [str(w.message) for w in caught]
+    assert fit.boundary == "between = inf" and fit.alpha == 2 and fit.converged
+    r = fit.ranef()
+    N = r["claims"].to_numpy()
+    np.testing.assert_allclose(r["Z"], fit.nu * N / (fit.nu * N + 1), rtol=1e-14)
+    assert np.isfinite(r["pev_sd"]).all() and r["mse_sd"].isna().all()
+    assert fit.components.loc["between", "estimate"] == np.inf
+    # a maximum over α > 2 at the boundary's (ν, μ): any finite φ is lower
+    st = kernel.cells(data, group="risk", severity="severity", claims="claims").arrays()
+    for log_phi in (0.0, 5.0, 15.0):
+        assert _evaluate(st, np.array([np.log(fit.nu), np.log(fit.collective), log_phi]), 0) < fit.loglik
+
+
 def test_bad_severity_same_error_in_every_arm(sim):
     bad = sim.data.copy()
     bad.loc[4, "severity"] = 0.0

@@ -101,7 +101,9 @@ def _evaluate(st: dict, theta, order: int = 2):
 
 def _newton(st, x, free, tol=1e-20, polish=8):
     """scipy trust-exact over the ``free`` coordinates of θ, polished with Newton steps (as
-    poisson_gamma_eb); returns (θ, converged)."""
+    poisson_gamma_eb); returns (θ, converged). Towards the α = 2 boundary the Hessian is nearly
+    singular in log φ: the steps are guarded (a failed solve ends the polish) and convergence is
+    judged by the Newton decrement, so scipy's ill-conditioning warnings are not passed on."""
     x = np.asarray(x, float).copy()
 
     def parts(y):
@@ -119,28 +121,30 @@ def _newton(st, x, free, tol=1e-20, polish=8):
             cache[key] = parts(y)
         return cache[key]
 
-    res = optimize.minimize(lambda y: -at(y)[0], x[free], jac=lambda y: -at(y)[1], hess=lambda y: -at(y)[2],
-                            method="trust-exact", options={"gtol": 1e-9, "maxiter": 500})
-    y = res.x
-    for _ in range(polish):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        res = optimize.minimize(lambda y: -at(y)[0], x[free], jac=lambda y: -at(y)[1], hess=lambda y: -at(y)[2],
+                                method="trust-exact", options={"gtol": 1e-9, "maxiter": 500})
+        y = res.x
+        for _ in range(polish):
+            _, g, h = parts(y)
+            try:
+                step = linalg.solve(-h, g, assume_a="pos")
+            except (linalg.LinAlgError, ValueError):
+                break
+            if float(g @ step) < tol:
+                break
+            y = y + step
         _, g, h = parts(y)
         try:
-            step = linalg.solve(-h, g, assume_a="pos")
+            converged = bool(g @ linalg.solve(-h, g, assume_a="pos") < 1e-10)
         except (linalg.LinAlgError, ValueError):
-            break
-        if float(g @ step) < tol:
-            break
-        y = y + step
-    _, g, h = parts(y)
-    try:
-        converged = bool(g @ linalg.solve(-h, g, assume_a="pos") < 1e-10)
-    except (linalg.LinAlgError, ValueError):
-        converged = False
+            converged = False
     x[free] = y
     return x, converged
 
 
-def _fit(c: kernel.SeverityCells, start):
+def _fit(c: kernel.SeverityCells):
     """(θ, side, converged): side None (interior), "between = 0" or "between = inf"."""
     st = c.arrays()
     nu0, mu0 = kernel.without_effects(c)
@@ -148,10 +152,8 @@ def _fit(c: kernel.SeverityCells, start):
     lower = np.array([math.log(nu0), math.log(mu0), -math.inf])
     if excess <= 0:
         return lower, "between = 0", True
-    if start is None:
-        phi0 = excess / (mu0**2 * np.sum(c.claims**2))  # the moment value of the score's excess
-        start = (nu0, mu0, phi0)
-    theta, converged = _newton(st, np.log(start), [0, 1, 2])
+    phi0 = excess / (mu0**2 * np.sum(c.claims**2))  # the moment value of the score's excess
+    theta, converged = _newton(st, np.log([nu0, mu0, phi0]), [0, 1, 2])
     if theta[2] < -_LOG_PHI_MAX:
         return lower, "between = 0", True
     if theta[2] > _LOG_PHI_MAX:
@@ -340,7 +342,7 @@ def gamma_severity_eb(data, *, group: str, severity: str, claims: str | None = N
     :class:`~bayescred.errors.DegenerateResponseError`.
     """
     c = kernel.cells(data, group, severity, claims)
-    theta, side, converged = _fit(c, None)
+    theta, side, converged = _fit(c)
     if not converged:
         warnings.warn("the marginal-likelihood optimiser did not converge", errors.ConvergenceWarning, stacklevel=2)
     return GammaSeverityFit(c, theta, side, converged, prob)
