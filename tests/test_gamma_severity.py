@@ -91,6 +91,19 @@ def test_marginal_one_row_per_claim_equals_numerical_integration():
     assert list(c.count_n) == [1, 1, 1] and list(c.count_cells) == [4, 9, 1]
 
 
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_cells_are_reduced_in_any_engine(hache, engine):
+    if engine == "polars":
+        frame = pytest.importorskip("polars").from_pandas(hache).lazy()
+    else:
+        frame = pytest.importorskip("duckdb").sql("select * from hache")
+    ours = kernel.cells(frame, group="state", severity="severity", claims="claims")
+    want = kernel.cells(hache, group="state", severity="severity", claims="claims")
+    assert list(ours.levels) == list(want.levels)
+    for name in ("claims", "amount", "within_ss", "log_a", "log_b", "count_risk", "count_n", "count_cells"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(want, name), rtol=1e-13)
+
+
 def test_numpy_and_pytensor_kernels_agree(hache):
     c = kernel.cells(hache, group="state", severity="severity", claims="claims")
     st = c.arrays()
