@@ -48,7 +48,9 @@ class SeverityCells:
     S_i/N_i, ``within_ss`` Σ_c n_c (x̄_c − x̄_i)² (Bühlmann–Straub's, claim-count weights),
     ``log_a`` A_i = Σ_c n_c log(n_c x̄_c), ``log_b`` B_i = Σ_c log x̄_c; and the Γ(n_c ν) table:
     ``count_risk`` (risk position), ``count_n`` (a claim count n) and ``count_cells`` (how many
-    of the risk's cells have n claims). ``magnitude`` is the largest severity.
+    of the risk's cells have n claims). ``group`` and ``severity`` name the columns,
+    ``magnitude`` is the largest severity and ``frame`` the validated data (for errors that name
+    rows).
     """
 
     group: str
@@ -184,7 +186,7 @@ def draw_rates(rng: np.random.Generator, nu, alpha, beta, stats) -> np.ndarray:
 
 def without_effects(c: SeverityCells) -> tuple[float, float]:
     """ML (ν, μ) of the model without risk effects (every λ_i = ν/μ): μ = ΣS/ΣN and ν the root of
-    the concave score Σ A_i − N log μ + N log ν − Σ_c n_c ψ(n_c ν) (docs/formulas.md §12).
+    the score Σ A_i − N log μ + N log ν − Σ_c n_c ψ(n_c ν), decreasing in log ν (docs/formulas.md §12).
 
     Raises :class:`DegenerateResponseError` when the claim sizes do not vary (the score has no
     root: ν = ∞) or vary too little for the likelihood to be resolved in double precision."""
