@@ -233,7 +233,7 @@ def test_eb_boundary_without_heterogeneity():
                          "severity": rng.gamma(n * 2.0, 1.0 / (n * 2.0 / 1000.0))})
     with pytest.warns(BoundaryWarning, match="between = 0"):
         fit = gamma_severity_eb(data, group="risk", severity="severity", claims="claims")
-    assert fit.boundary == "between = 0"
+    assert fit.boundary and fit.boundary_side == "between = 0"
     r = fit.ranef()
     assert (r["Z"] == 0).all() and np.allclose(r["premium"], fit.collective)
     assert fit.collective == pytest.approx((n * data["severity"]).sum() / n.sum(), rel=1e-14)
@@ -261,7 +261,7 @@ def test_eb_boundary_of_infinite_between_variance():
         fit = gamma_severity_eb(data, group="risk", severity="severity", claims="claims")
     assert [str(w.message) for w in caught if "boundary" in str(w.message)]
     assert all(issubclass(w.category, BoundaryWarning) for w in caught), [str(w.message) for w in caught]
-    assert fit.boundary == "between = inf" and fit.alpha == 2 and fit.converged
+    assert fit.boundary and fit.boundary_side == "between = inf" and fit.alpha == 2 and fit.converged
     r = fit.ranef()
     N = r["claims"].to_numpy()
     np.testing.assert_allclose(r["Z"], fit.nu * N / (fit.nu * N + 1), rtol=1e-14)

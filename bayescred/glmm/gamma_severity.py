@@ -7,7 +7,7 @@ is :func:`bayescred.likelihood.gamma.log_marginal`. It is maximised over
 1/(α − 2) the squared coefficient of variation of the risks' mean claims (α > 2, so that the
 between variance is finite), with the analytic gradient and Hessian (scipy ``trust-exact``).
 
-Boundaries, flagged (``boundary``, a :class:`BoundaryWarning`) as ``poisson_gamma_eb`` flags
+Boundaries, flagged (``boundary`` True, a :class:`BoundaryWarning`, and ``boundary_side``) as ``poisson_gamma_eb`` flags
 λ = 0: ``"between = 0"`` when the score in φ at φ = 0 (risk effects absent),
 ½(ν/μ)² [Σ_i (S_i − μ N_i)² − μ² N/ν] at the ML of the model without them, is ≤ 0, or the
 optimum runs to α = ∞; then every premium is the collective (Z = 0). ``"between = inf"`` when
@@ -177,13 +177,13 @@ class GammaSeverityFit:
     (DataFrame over collective, between, within, k in Bühlmann–Straub units: ``estimate``,
     ``se`` and ``lower``/``upper``, a Wald interval on the log scale at ``prob``; no interval
     for a boundary value), ``information`` (observed, over θ), ``loglik``, ``aic``, ``bic``,
-    ``boundary`` (False, "between = 0" or "between = inf"), ``converged``, ``n_obs`` (cells),
+    ``boundary`` (bool) and ``boundary_side`` (None, "between = 0" or "between = inf"), ``converged``, ``n_obs`` (cells),
     ``n_claims``, ``n_groups``. Methods ``ranef()``, ``summary()``, ``to_dict()``.
     """
 
     def __init__(self, c: kernel.SeverityCells, theta, side, converged, prob=0.9):
         self._cells, self.group = c, c.group
-        self.boundary = side or False
+        self.boundary, self.boundary_side = side is not None, side
         self.converged = converged
         self.prob = prob
         st = c.arrays()
@@ -259,7 +259,7 @@ class GammaSeverityFit:
         the premium against μ(Θ_i): ``cond_sd`` (i), ``pev_sd`` (ii), ``mse_sd`` (iii)."""
         c, st = self._cells, self._cells.arrays()
         nu, alpha, beta, mu = self.nu, self.alpha, self.beta, self.collective
-        if self.boundary == "between = 0":
+        if self.boundary_side == "between = 0":
             P, Z, g1 = np.full(c.size, mu), np.zeros(c.size), np.zeros(c.size)
             d = np.column_stack([np.zeros(c.size), np.full(c.size, mu), np.full(c.size, np.nan)])
         else:
@@ -292,7 +292,7 @@ class GammaSeverityFit:
             comp.to_string(float_format=lambda v: f"{v:.6g}"),
         ]
         if self.boundary:
-            lines.append(f"BOUNDARY: {self.boundary}")
+            lines.append(f"BOUNDARY: {self.boundary_side}")
         if not self.converged:
             lines.append("WARNING: the optimiser did not converge")
         return "\n".join(lines)
@@ -301,7 +301,7 @@ class GammaSeverityFit:
         return self.summary()
 
     def __repr__(self) -> str:
-        flag = f" BOUNDARY ({self.boundary})" if self.boundary else ""
+        flag = f" BOUNDARY ({self.boundary_side})" if self.boundary else ""
         return f"<GammaSeverityFit nu={self.nu:.6g} alpha={self.alpha:.6g} loglik={self.loglik:.4f}{flag}>"
 
     def to_dict(self) -> dict:
@@ -313,7 +313,7 @@ class GammaSeverityFit:
             "nu": _num(self.nu), "alpha": _num(self.alpha), "beta": _num(self.beta),
             "components": {name: {k: _num(v) for k, v in row.items()} for name, row in self.components.iterrows()},
             "loglik": _num(self.loglik), "aic": _num(self.aic), "bic": _num(self.bic),
-            "boundary": self.boundary, "converged": self.converged,
+            "boundary": self.boundary, "boundary_side": self.boundary_side, "converged": self.converged,
             "n_obs": self.n_obs, "n_claims": _num(self.n_claims), "n_groups": self.n_groups,
             "ranef": [{"grp": self.group, "level": _num(level), **{k: _num(v) for k, v in row.items()}}
                       for level, row in r.iterrows()],
