@@ -822,7 +822,7 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
         elif col in factors or col in base_levels or not _is_numeric(s):
             levs = r_levels(s)
             if col in base_levels:
-                base = _match_level(col, levs, base_levels[col])
+                base = match_level(col, levs, base_levels[col])
                 levs = [base] + [v for v in levs if v != base]
             learned[col] = levs
             s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
@@ -830,7 +830,9 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
     return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
 
 
-def _match_level(column: str, levels: list, wanted):
+def match_level(column: str, levels: list, wanted):
+    """The level of ``column`` equal to ``wanted``, or whose text R prints the same (``4`` and
+    ``"4"``); DataError naming the column and its levels otherwise."""
     for lev in levels:
         if lev == wanted:
             return lev

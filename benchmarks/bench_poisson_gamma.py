@@ -103,7 +103,7 @@ def r_glm_nb(df: pd.DataFrame) -> str:
 def calibration(n_rep: int = 300, n_boot_rep: int = 60, n_boot: int = 40, J: int = 30, K: int = 4, lam: float = 0.5) -> list[str]:
     """Sum over risks and portfolios of each measure squared over the realised sum of (u_i - u)^2;
     the bootstrap columns on the first ``n_boot_rep`` portfolios (against their own realised error)."""
-    spec = dict(group="risk", claims="claims", exposure="expo", fixed="zone + age")
+    spec = dict(group="risk", claims="claims", exposure="expo", covariates="zone + age")  # linear, as simulated
     measures = ("cond_sd", "pev_sd", "mse_sd", "boot_sd", "boot_bc_sd")
     sq, err = dict.fromkeys(measures, 0.0), {"all": 0.0, "boot": 0.0}
     used = boundary = 0

@@ -30,7 +30,7 @@ from scipy import optimize
 
 import bayescred as bc
 from bayescred.report import plots
-from bayescred.runner import fit_eb
+from bayescred import catalogue
 
 
 FAST = os.environ.get("BAYESCRED_FAST") == "1"
@@ -133,7 +133,7 @@ if SHARED:  # EBLUPs of risks 1-20, seed 004 lines 2214-2216 (three decimals)
 #
 # with m̂ = Σ (X̄_j/v_j) / Σ (1/v_j). Profiling σ² out at each τ² gives the curve; we check
 # the formula against `bc.lmm`'s criterion here, and below against the profile that
-# `bayescred.runner.fit_eb` computes with the package's own engine.
+# the model's catalogue entry computes with the package's own engine.
 
 # %%
 def reml_profile(data, group, response, weight, grid):
@@ -177,15 +177,18 @@ post_sim = bc.sample(model_sim, draws=DRAWS, tune=TUNE, chains=CHAINS, random_se
 # %% [markdown]
 # ### Classical vs REML vs Bayes
 #
-# `bayescred.runner.fit_eb` fits the mixed model and summarises each risk's EBLUP with its
+# The catalogue entry of the model fits the mixed model that *is* Bühlmann–Straub
+# (`y ~ 1 + (1 | risk)` with weights, by `bc.lmm`) and summarises each risk's EBLUP with its
 # three uncertainty measures: (i) the conditional SD at the estimates (lme4's condVar),
 # (ii) the prediction-error SD that also counts the collective's estimation error,
 # (iii) the second-order MSE (Prasad–Rao) that also counts the variance components.
 
 # %%
+entry = catalogue.get("buhlmann_straub")
 args_sim = {"group": "risk", "response": "loss", "weight": "weight"}
-eb_sim, eb_sim_summary = fit_eb("buhlmann_straub", portfolio, args_sim)
-cmp_sim = bc.compare(eb_sim_summary, post_sim, classical=unbiased)
+eb_sim = entry.eb(portfolio, args_sim)  # an LMMFit: bc.compare takes it as it is
+print(entry.formula(args_sim))
+cmp_sim = bc.compare(eb_sim, post_sim, classical=unbiased)
 print("intervals:", cmp_sim.interval_label)
 cmp_sim.variance_components
 
@@ -200,7 +203,7 @@ cmp_sim.premiums.head(10)
 cmp_sim.understatement()
 
 # %%
-profile = eb_sim_summary.extra["profile"]  # bc's profile of the between-variance (lmm.inference.profile_between)
+XX of the between-variance (lmm.inference.profile_between)
 mine = reml_profile(portfolio, "risk", "loss", "weight", profile["value"].to_numpy())
 assert np.allclose(mine["deviance"], profile["deviance"], atol=1e-6)  # the formula above, point by point
 assert profile["deviance"].min() >= reml.criterion - 1e-6  # and bc.lmm found the minimum
@@ -240,7 +243,8 @@ pd.concat({"unbiased": hach_unbiased.table, "iterative": hach_iterative.table[["
 # (lines 698–709): old lme4 rescaled the weights by their mean (erratum E7); its premiums agree.
 
 # %%
-eb_h, eb_h_summary = fit_eb("buhlmann_straub", hach, args_h)
+eb_h = entry.eb(hach, args_h)
+eb_h_summary = entry.eb_summary(eb_h, args_h, hach)
 print(f"REML criterion {eb_h.criterion:.4f}")
 eb_h.varcorr
 
@@ -259,7 +263,7 @@ eb_h_summary.premiums
 # %%
 model_h = bc.models.buhlmann_straub(hach, **args_h)
 post_h = bc.sample(model_h, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=SEED)
-cmp_h = bc.compare(eb_h_summary, post_h, classical=hach_unbiased)
+cmp_h = bc.compare(eb_h, post_h, classical=hach_unbiased)
 print("intervals:", cmp_h.interval_label)
 cmp_h.variance_components
 

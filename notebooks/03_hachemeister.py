@@ -291,14 +291,19 @@ pd.DataFrame(rows).set_index(["state", "coef"]).round(4)
 # %% [markdown]
 # ### Premiums for the next quarter: classical, EBLUP and posterior
 #
-# `bayescred.runner.fit_eb` fits `hm.mixed.3` and predicts period 13 with the three
-# uncertainty measures; `bc.compare` sets them beside the posterior.
+# The model's catalogue entry fits `hm.mixed.3` (the mixed model of Hachemeister's model, with
+# the same covariance structure as the classical fit and the factory) and `bc.compare` predicts
+# period 13 with the three uncertainty measures beside the posterior.
 
 # %%
-from bayescred.runner import fit_eb
+from bayescred import catalogue
 
-eb, eb_summary = fit_eb("hachemeister", hach, {**args, "centering": "group"})
-cmp = bc.compare(eb_summary, posterior, classical=group)
+entry = catalogue.get("hachemeister")
+eb_args = {**args, "centering": "group"}
+eb = entry.eb(hach, eb_args)
+print(entry.formula(eb_args), "--", entry.structure(eb_args))
+cmp = bc.compare(eb, posterior, classical=group, arguments=eb_args)
+eb_summary = cmp.eb
 print("intervals:", cmp.interval_label)
 cmp.premiums.round(2)
 

@@ -163,10 +163,11 @@ model = bc.models.poisson_gamma(sim, **args)
 posterior = bc.sample(model, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=SEED)
 
 # %%
-from bayescred.runner import fit_eb
+from bayescred.lmm import poisson_gamma_eb
 
-eb, eb_summary = fit_eb("poisson_gamma", sim, args)
-cmp = bc.compare(eb_summary, posterior, classical=classical)
+eb = poisson_gamma_eb(sim, **args)  # the exact negative-binomial marginal ML
+cmp = bc.compare(eb, posterior, classical=classical)
+eb_summary = cmp.eb
 print("intervals:", cmp.interval_label)
 cmp.variance_components
 

@@ -109,15 +109,17 @@ assert np.allclose(premiums.to_numpy(), lme4_premiums, atol=0.05)
 # %% [markdown]
 # ### How sure are the premiums?
 #
-# `bayescred.runner.fit_eb` predicts each cell's premium m + a_i + b_j + c_ij with the
+# The model's catalogue entry fits the crossed mixed model and predicts each cell's premium m + a_i + b_j + c_ij with the
 # EBLUP's three SDs. Three levels per factor say little about σ₁² and σ₂², and the premium
 # of every cell leans on the estimated main effects: the second-order SD (iii), which counts
 # the uncertainty of the variance components, is about 1.5 times the conditional SD (i).
 
 # %%
-from bayescred.runner import fit_eb
+from bayescred import catalogue
 
-eb, eb_summary = fit_eb("crossed", cells, summary_args)
+entry = catalogue.get("crossed")
+eb = entry.eb(cells, summary_args)  # bc.lmm on the cell means, with the pooled within SS
+eb_summary = entry.eb_summary(eb, summary_args)
 assert np.allclose(eb_summary.premiums["premium"].to_numpy(), crossed.table["premium"].to_numpy(), atol=1e-3)
 eb_summary.premiums.assign(ratio_iii_to_i=eb_summary.premiums["mse_sd"] / eb_summary.premiums["cond_sd"]).round(3)
 
@@ -133,22 +135,11 @@ model = bc.models.crossed(cells, **summary_args)
 posterior = bc.sample(model, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=SEED)
 
 # %% [markdown]
-# The posterior labels a cell "status:experience" (dim `cell`), the EB and classical tables by
-# the pair (status, experience); we give them the posterior's labels before comparing. The
-# variance components are set side by side by hand: the posterior's `between` has one entry
-# per term.
+# The posterior labels a cell "status:experience", the EB and classical tables by the pair
+# (status, experience): `bc.compare` matches them, and the variance components by name.
 
 # %%
-from dataclasses import replace
-from types import SimpleNamespace
-
-
-def by_cell(frame):
-    return frame.set_axis(pd.Index([f"{a}:{b}" for a, b in frame.index], name="cell"))
-
-
-cmp = bc.compare(replace(eb_summary, premiums=by_cell(eb_summary.premiums)), posterior,
-                 classical=SimpleNamespace(structure=crossed.structure, table=by_cell(crossed.table)))
+cmp = bc.compare(eb, posterior, classical=crossed)
 print("intervals:", cmp.interval_label)
 between = posterior["posterior"]["between"]
 pd.DataFrame({"REML": [crossed.structure["between"][t] for t in between["term"].to_numpy()],

@@ -111,17 +111,15 @@ assert (bs.loc[bs["method"] == coverage.BAYES_METHOD, "replicates"] == bs_plan["
 # experience lean most on the estimated collective and between-variance.
 
 # %%
-from bayescred.runner import fit_eb
-
 ARGS = {"group": "risk", "response": "loss", "weight": "weight"}
 comparisons = {}
 for J in RATIO_SIZES:
     portfolio = bc.datasets.simulate.buhlmann_straub(J, seed=SEED + J).data
     classical = bc.credibility.buhlmann_straub(portfolio, **ARGS)
-    eb, eb_summary = fit_eb("buhlmann_straub", portfolio, ARGS)
+    eb = bc.lmm("loss ~ 1 + (1 | risk)", portfolio, weights="weight")  # Bühlmann–Straub as a mixed model
     posterior = bc.sample(bc.models.buhlmann_straub(portfolio, **ARGS), random_seed=SEED + J,
                           draws=SAMPLER["draws"] + 100, tune=SAMPLER["tune"] + 100, chains=SAMPLER["chains"])
-    comparisons[J] = bc.compare(eb_summary, posterior, classical=classical)
+    comparisons[J] = bc.compare(eb, posterior, classical=classical)
 
 ratios = pd.concat({J: c.premiums.join(c.credibility[["reml"]].rename(columns={"reml": "Z"}))
                     for J, c in comparisons.items()}, names=["J"])

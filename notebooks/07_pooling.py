@@ -167,7 +167,8 @@ if md is not None:
     poisson = bc.glm(form + " + provnum", md, family="poisson", base_levels=base, factors=["age", "provnum"])
     quasi = bc.glm(form + " + provnum", md, family="quasipoisson", weights="n_obs", base_levels=base,
                    factors=["age", "provnum"])  # fmt: skip
-    hglm = poisson_gamma_eb(md, group="provnum", claims="los", fixed="type + white + hmo + age", base=base, method="hl")
+    hglm = poisson_gamma_eb(md, group="provnum", claims="los", fixed="type + age", covariates="white + hmo", base=base,
+                            method="hl")
     rows = ["(Intercept)", "typeUrgent", "typeEmergency", "white", "hmo"]
     rows += [f"age{a}" for a in (1, 2, 3, 4, 5, 7, 8, 9)]
     hglm_se = np.sqrt(np.diag(hglm.vcov.loc[rows, rows]))

@@ -50,7 +50,7 @@ def one_line(capsys) -> str:
 # (what goes wrong, how the spec is changed, what the line says, exit status)
 SPEC_MISTAKES = [
     ("invalid TOML", ('name = "buhlmann"', 'name = "buhlmann'), "not valid TOML", 2),
-    ("unknown model", ('model = "buhlmann"', 'model = "buhlman"'), "spec field model: Input should be", 2),
+    ("unknown model", ('model = "buhlmann"', 'model = "buhlman"'), "spec field model: unknown model 'buhlman'; the catalogue has", 2),
     ("unknown dataset", ('dataset = "buhlmann_table31"', 'dataset = "table31"'), "spec field dataset: unknown dataset", 2),
     ("unknown key", ("[arguments]", 'colour = "red"\n[arguments]'), "spec field colour: unknown key", 2),
     ("one chain", ("chains = 4", "chains = 1"), "spec field sampler.chains: at least 2 chains", 2),

@@ -102,8 +102,8 @@ def test_poisson_gamma_and_glm_rows(shared_data):
         "poisson": bc.glm("y ~ x + offset(log(t))", train, family="poisson"),
         "negbin": bc.glm("y ~ x + offset(log(t))", train, family="negbin"),
     }
-    fits["hglm ml"] = poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x")
-    fits["hglm hl"] = poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="hl")
+    fits["hglm ml"] = poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x")
+    fits["hglm hl"] = poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x", method="hl")
     table = bc.compare_models(fits, train, response="y")
     close(table.loc["poisson", "aic"], "133.52")  # seed line 3488
     assert table.loc["negbin", "loglik"] == pytest.approx(table.loc["hglm ml", "loglik"], rel=1e-6)

@@ -165,7 +165,7 @@ def test_same_seed_same_table_and_sizes_are_independent():
         (dict(seed=1.5), "explicit non-negative integer seed"),
         (dict(betwen=3.0), "unknown simulation settings"),
         (dict(draws=0), "draws must be"),
-        (dict(model="poisson_gamma", factors={"zone": [0.0, 0.3]}), "intercept-only"),
+        (dict(model="poisson_gamma", factors={"zone": [0.0, 0.3]}), "read no rating factors"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(kwargs, message):

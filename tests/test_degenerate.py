@@ -22,7 +22,7 @@ import pytest
 import bayescred as bc
 from bayescred.errors import BayescredError, BoundaryWarning, DegenerateResponseError
 from bayescred.lmm.poisson_gamma import poisson_gamma_eb
-from bayescred.runner import eb_formula
+from bayescred import catalogue
 
 MODELS = ["buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "crossed", "poisson_gamma"]
 SCENARIOS = ["all_equal", "shifted", "one_obs_per_risk", "one_risk", "extreme_weights"]
@@ -100,7 +100,7 @@ def _eb(model, data):
         values = np.r_[pred["premium"].to_numpy(float), ranef[["premium", "u", "cond_sd", "pev_sd"]].to_numpy(float).ravel()]
         return values, fit
     args = dict(ARGS[model])
-    formula = eb_formula(model, args).replace("time_c", "period")
+    formula = catalogue.get(model).formula(args).replace("time_c", "period")
     fit = bc.lmm(formula, data, weights=args.get("weight"))
     ranef = fit.ranef()
     pred = fit.predict()

@@ -85,7 +85,7 @@ def bus_hl(bus):
 def test_train_collisions_as_printed(train):
     """Seed lines 3496-3511: log lam -1.752 (SE 0.4235), -2ML 127.79514, -2RL 136.82822,
     cAIC 129.86560, scaled deviance 11.31993, df 15.56043 (fixed effects lost in conversion)."""
-    fit = poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="hl")
+    fit = poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x", method="hl")
     close(math.log(fit.lam), "-1.752")
     close(fit.log_lam_se, "0.4235")
     check_likelihoods(fit, "127.79514", "136.82822", "129.86560", "11.31993", "15.56043")
@@ -96,13 +96,13 @@ def test_train_collisions_as_printed(train):
 def test_fabric_as_printed(fabric):
     """Seed lines 3391-3420. dhglm 2.0 drops its lam/q term for data of exactly 32 rows (a
     hard-coded ``n == 32`` branch in dhglmfit_run), which fabric has: lambda_correction=False."""
-    fit = poisson_gamma_eb(fabric, group="rf", claims="y", fixed="log(x)", method="hl", lambda_correction=False)
+    fit = poisson_gamma_eb(fabric, group="rf", claims="y", covariates="log(x)", method="hl", lambda_correction=False)
     check_coefs(fit, {"(Intercept)": ("-3.9195", "1.4442"), "log(x)": ("0.9624", "0.2259")})
     close(math.log(fit.lam), "-2.074")
     close(fit.log_lam_se, "0.3623")
     check_likelihoods(fit, "175.72501", "179.88494", "172.77209", "14.28605", "14.40607")
     # with dhglm's usual lam/q term the estimate moves (so the branch matters at this precision)
-    other = poisson_gamma_eb(fabric, group="rf", claims="y", fixed="log(x)", method="hl")
+    other = poisson_gamma_eb(fabric, group="rf", claims="y", covariates="log(x)", method="hl")
     assert abs(math.log(other.lam) - math.log(fit.lam)) > 0.001
 
 
@@ -112,7 +112,8 @@ def test_medpar_provider_hglm_as_printed(medpar):
         medpar,
         group="provnum",
         claims="los",
-        fixed="type + white + hmo + age",
+        fixed="type + age",
+        covariates="white + hmo",
         base={"type": "Elective", "age": 6},
         method="hl",
     )
@@ -218,8 +219,8 @@ def test_summary_shows_both_estimators_with_the_reason(bus, train, bus_hl):
     (0.334 vs 0.420456, E12) and above it on the train data (0.1734 vs 0.0988)."""
     ml = poisson_gamma_eb(bus, **BUS)
     assert bus_hl.lam < ml.lam
-    tr_ml = poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x")
-    tr_hl = poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="hl")
+    tr_ml = poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x")
+    tr_hl = poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x", method="hl")
     assert tr_hl.lam > tr_ml.lam
     for fit in (ml, bus_hl):
         text = fit.summary()
@@ -238,18 +239,18 @@ def test_under_dispersed_counts_reach_the_boundary():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"risk": np.arange(200), "x": rng.normal(size=200)})
     df["n"] = rng.binomial(4, 0.5, 200)
-    loose = poisson_gamma_eb(df, group="risk", claims="n", fixed=["x"], method="hl", lambda_correction=False)
+    loose = poisson_gamma_eb(df, group="risk", claims="n", covariates=["x"], method="hl", lambda_correction=False)
     assert 0 < loose.lam < 1e-6
     d = loose._d
     res = hlik.fit_hlik(d.X, d.off, d.y, d.codes, d.J, lambda_correction=False, tol=1e-10)
     assert res.boundary and res.lam == 0 and res.converged and math.isnan(res.ml)
-    dhglm = poisson_gamma_eb(df, group="risk", claims="n", fixed=["x"], method="hl")
+    dhglm = poisson_gamma_eb(df, group="risk", claims="n", covariates=["x"], method="hl")
     assert dhglm.lam > 1e-3 and not dhglm.boundary
 
 
 def test_method_is_checked(train):
     with pytest.raises(errors.ArgumentError, match="method"):
-        poisson_gamma_eb(train, group="id", claims="y", exposure="t", fixed="x", method="reml")
+        poisson_gamma_eb(train, group="id", claims="y", exposure="t", covariates="x", method="reml")
 
 
 def test_hachemeister_hglm2_normal_random_effects(shared_data):

@@ -178,7 +178,7 @@ def test_hachemeister_names_and_dims(hach):
 def test_poisson_gamma_names_and_dims(pg):
     model = poisson_gamma(pg, group="company", claims="claims", exposure="exposure", fixed=["zone"])
     assert {"collective", "lam", "alpha", "Z", "premium", "fixef"} <= set(model.named_vars)
-    assert list(model.coords["coef"]) == [f"zone[{z}]" for z in sorted(pg["zone"].unique()) if z != pg.groupby("zone")["exposure"].sum().idxmax()]
+    assert list(model.coords["coef"]) == [f"zone{z}" for z in sorted(pg["zone"].unique()) if z != pg.groupby("zone")["exposure"].sum().idxmax()]
 
 
 def test_crossed_names_and_dims(credit):

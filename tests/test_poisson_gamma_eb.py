@@ -61,7 +61,7 @@ def simulate(J=40, K=3, lam=0.5, seed=1, beta=(-0.2, 0.3)):
     return df
 
 
-SIM_MODEL = dict(group="risk", claims="n", exposure="expo", fixed="x + cls")
+SIM_MODEL = dict(group="risk", claims="n", exposure="expo", fixed="cls", covariates="x", base={"cls": "a"})
 
 
 # --------------------------------------------------------------------------- bus data
@@ -188,7 +188,7 @@ def test_fabric_is_nb2(fabric):
     """REFERENCE-VALUES §12 (D, exact NB2 ML): 1/theta = 0.115375, beta (-3.795137, 0.937760),
     2 logLik -175.38743, rel 1e-5; printed glm.nb (seed 004 lines 3293-3308): Theta 8.6674 (from
     the family line), AIC 181.39, intercept -3.7951 (tol R)."""
-    fit = poisson_gamma_eb(fabric, group="rf", claims="y", fixed="log(x)")
+    fit = poisson_gamma_eb(fabric, group="rf", claims="y", covariates="log(x)")
     assert list(fit.fixef.index) == ["(Intercept)", "log(x)"]
     assert fit.lam == pytest.approx(0.115375, rel=1e-5)
     assert fit.fixef.tolist() == pytest.approx([-3.795137, 0.937760], rel=1e-5)
@@ -216,7 +216,7 @@ def test_nb2_against_statsmodels_on_random_designs():
     import statsmodels.api as sm
 
     for i, df in nb2_designs(8, seed=2024):
-        fit = poisson_gamma_eb(df, group="id", claims="y", exposure="e", fixed=["x1", "x2"])
+        fit = poisson_gamma_eb(df, group="id", claims="y", exposure="e", covariates=["x1", "x2"])
         X = sm.add_constant(df[["x1", "x2"]].to_numpy())
         model = sm.NegativeBinomial(df["y"], X, offset=np.log(df["e"]), loglike_method="nb2")
         start = model.fit(disp=0, method="bfgs", maxiter=2000).params
@@ -252,7 +252,7 @@ def test_nb2_against_mass_glm_nb_live(rscript, tmp_path):
     assert res.returncode == 0, res.stderr
     ref = pd.read_csv(tmp_path / "out.csv").set_index("design")
     for i, df in nb2_designs(20, seed=7):
-        fit = poisson_gamma_eb(df, group="id", claims="y", exposure="e", fixed=["x1", "x2"])
+        fit = poisson_gamma_eb(df, group="id", claims="y", exposure="e", covariates=["x1", "x2"])
         row = ref.loc[i]
         assert fit.fixef.tolist() == pytest.approx(row.iloc[:3].tolist(), rel=1e-5, abs=1e-6), i
         assert fit.alpha == pytest.approx(row["theta"], rel=1e-4), i
@@ -360,7 +360,7 @@ def test_boundary_fit_is_flagged():
     df = pd.DataFrame({"risk": np.arange(200), "x": rng.normal(size=200)})
     df["n"] = rng.binomial(4, 0.5, 200)  # binomial: variance below the mean
     with pytest.warns(errors.BoundaryWarning, match="boundary"):
-        fit = poisson_gamma_eb(df, group="risk", claims="n", fixed=["x"])
+        fit = poisson_gamma_eb(df, group="risk", claims="n", covariates=["x"])
     assert fit.boundary and fit.lam == 0 and math.isinf(fit.alpha)
     pois = sm.GLM(df["n"], sm.add_constant(df["x"]), family=sm.families.Poisson()).fit()
     assert fit.fixef.tolist() == pytest.approx(pois.params.tolist(), rel=1e-8)
@@ -382,9 +382,14 @@ def test_formula_list_and_polars_agree(bus, bus_fit):
     assert np.allclose(as_list.fixef, bus_fit.fixef, rtol=1e-10)
     polar = poisson_gamma_eb(pl.from_pandas(bus), **BUS_MODEL)
     assert np.allclose(polar.fixef, bus_fit.fixef, rtol=1e-10) and polar.lam == pytest.approx(bus_fit.lam, rel=1e-10)
-    # C() gives R's default base (first level) and the same likelihood
+    # C() says "factor" too; without base= the base is the level with the largest exposure
+    # (zone 4 / age 4 here), the factory's rule; R's first level gives the same likelihood
     default = poisson_gamma_eb(bus, group="co.id", claims="clm.cnt", exposure="dur", fixed="~ C(zone) + C(bus.age)")
-    assert default.fixef.index[1] == "zone2" and default.loglik == pytest.approx(bus_fit.loglik, rel=1e-10)
+    assert list(default.fixef.index) == list(bus_fit.fixef.index)
+    assert np.allclose(default.fixef, bus_fit.fixef, rtol=1e-8)
+    first = poisson_gamma_eb(bus, group="co.id", claims="clm.cnt", exposure="dur", fixed=["zone", "bus.age"],
+                             base={"zone": 1, "bus.age": 0})
+    assert first.fixef.index[1] == "zone2" and first.loglik == pytest.approx(bus_fit.loglik, rel=1e-10)
 
 
 def test_does_not_mutate_and_to_dict_is_json(bus, bus_fit):
@@ -422,7 +427,7 @@ def test_bad_specification_is_rejected():
     with pytest.raises(errors.FormulaError, match="group="):
         poisson_gamma_eb(df, group="risk", claims="n", fixed="x + (1 | risk)")
     with pytest.raises(errors.DataError, match="base level"):
-        poisson_gamma_eb(df, **SIM_MODEL, base={"cls": "q"})
+        poisson_gamma_eb(df, **{**SIM_MODEL, "base": {"cls": "q"}})
     with pytest.raises(errors.FormulaError, match="main effects"):
         poisson_gamma_eb(df, group="risk", claims="n", fixed="x * cls")
     with pytest.raises(ValueError, match="both"):

@@ -10,10 +10,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bayescred as bc
-from bayescred import runfolder
+from bayescred import catalogue, runfolder
 from bayescred.errors import DatasetNotFoundError
 from bayescred.runner import run_spec
 from bayescred.sources import load_data
@@ -48,6 +49,24 @@ def test_catalogue_spec_reproduces_its_references(path, runs, tmp_path_factory):
     for name in ("posterior.nc", "compare_premiums.csv", "reference_checks.csv", "report.html", "manifest.json"):
         assert (run.out / name).is_file()
     assert set(runfolder.verify(run.out)) == runfolder.ARTEFACTS - {"manifest.json"}
+
+
+@pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
+def test_catalogue_run_compares_like_with_like(path, runs, tmp_path_factory):
+    """Every component row of a run's comparison carries the model's unit and is reported by
+    all three arms where the model defines it in all three (issue 11: the Poisson–gamma run once
+    paired a frequency variance 0.0077 with a relative variance 0.534)."""
+    run = _run(runs, path, tmp_path_factory)
+    entry = catalogue.get(run.spec.model)
+    units = entry.components(run.spec.arguments)
+    table = run.comparison.variance_components
+    assert set(units) <= set(table.index)
+    for name, unit in units.items():
+        row = table.loc[name]
+        assert row["unit"] == unit
+        assert np.isfinite(row["reml"]) and np.isfinite(row["post_mean"]), f"{path.stem}: {name} missing an arm"
+    text = (run.out / "report.html").read_text()
+    assert entry.structure(run.spec.arguments) in text  # the report states the one structure all arms fit
 
 
 def test_report_is_self_contained_with_every_section(runs, tmp_path_factory):

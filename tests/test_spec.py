@@ -29,7 +29,7 @@ def test_minimal_spec_gets_sampler_defaults(tmp_path):
     "text, message",
     [
         ('model="buhlmann"\ndataset="buhlmann_table31"\n' + ARGS, "spec field name: missing"),
-        (HEAD.replace('"buhlmann"', '"nope"') + ARGS, r"spec field model: Input should be 'buhlmann'.*got 'nope'"),
+        (HEAD.replace('"buhlmann"', '"nope"') + ARGS, r"spec field model: unknown model 'nope'; the catalogue has buhlmann, "),
         (HEAD.replace("buhlmann_table31", "nope") + ARGS, r"spec field dataset: unknown dataset 'nope'"),
         (HEAD + 'colour="red"\n' + ARGS, "spec field colour: unknown key; allowed: arguments, data, dataset"),
         (HEAD + ARGS + "[sampler]\nthin=2\n", "spec field sampler.thin: unknown key; allowed: chains, draws"),

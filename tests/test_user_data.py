@@ -218,7 +218,8 @@ def test_other_models_from_parquet_give_the_pandas_numbers(tmp_path, dataset, mo
     """The classical fit on the lazy Parquet scan and the REML/ML fit on its collected model
     columns equal the fits on the pandas frame."""
     import bayescred as bc
-    from bayescred.runner import fit_eb, rows
+    from bayescred import catalogue
+    from bayescred.sources import rows
 
     frame = bc.datasets.load(dataset)
     frame.to_parquet(tmp_path / "d.parquet")
@@ -232,8 +233,10 @@ def test_other_models_from_parquet_give_the_pandas_numbers(tmp_path, dataset, mo
     numeric = eager.table.select_dtypes("number").columns
     pd.testing.assert_frame_equal(lazy.table[numeric], eager.table[numeric], rtol=1e-10, check_dtype=False,
                                   check_index_type=False)
-    _, lazy_eb = fit_eb(model, rows(scan, args), args)
-    _, eager_eb = fit_eb(model, frame, args)
+    entry = catalogue.get(model)
+    lazy_rows = rows(scan, entry.columns(args))
+    lazy_eb = entry.eb_summary(entry.eb(lazy_rows, args), args, lazy_rows)
+    eager_eb = entry.eb_summary(entry.eb(frame, args), args, frame)
     pd.testing.assert_frame_equal(lazy_eb.premiums, eager_eb.premiums, rtol=1e-10, check_dtype=False,
                                   check_index_type=False)
 

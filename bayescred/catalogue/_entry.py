@@ -146,6 +146,14 @@ class Entry:
         """The covariance structure of the risk effects, one sentence, the same for every arm."""
         return "one variance per random term (independent risk effects)"
 
+    # ------------------------------------------------------------------ simulated data
+    def example(self, seed: int = 1) -> tuple[pd.DataFrame, dict]:
+        """A simulated portfolio of this model (``bayescred.datasets.simulate``, default settings)
+        and the arguments that read it: the data of the catalogue's conformance tests."""
+        from ..datasets import simulate
+
+        return getattr(simulate, self.study.simulator)(seed=seed).data, dict(self.study.arguments)
+
     def __repr__(self) -> str:
         return f"<catalogue entry {self.name!r}: {self.title}>"
 

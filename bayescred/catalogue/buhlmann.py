@@ -33,6 +33,12 @@ class Buhlmann(BuhlmannStraub):
     column_keys = ("group", "response")
     study = None
 
+    def example(self, seed=1):
+        from ..datasets import simulate
+
+        data = simulate.buhlmann_straub(10, 6, weights=(1.0, 1.0), seed=seed).data
+        return data, {"group": "risk", "response": "loss"}
+
     def components(self, args):
         return {"between": UNITS["between"], "within": "variance of one observation (response units squared)"}
 

@@ -50,6 +50,12 @@ class Crossed(GaussianEntry):
         a, b = args["factors"]
         return [a, b, f"{a}:{b}"] if args.get("interaction", True) else [a, b]
 
+    def example(self, seed=1):
+        from ..datasets import simulate
+
+        data = simulate.crossed((4, 3), (8, 15), seed=seed).data
+        return data, {"factors": ["status", "experience"], "response": "payment"}
+
     def formula(self, args):
         return f"{args['response']} ~ 1 + " + " + ".join(f"(1 | {t})" for t in self.terms(args))
 

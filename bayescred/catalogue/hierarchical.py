@@ -41,6 +41,12 @@ class Hierarchical(GaussianEntry):
     def risks(self, args):
         return list(args["levels"])
 
+    def example(self, seed=1):
+        from ..datasets import simulate
+
+        data = simulate.hierarchical((6, 5), 4, seed=seed).data
+        return data, {"levels": ["sector", "risk"], "response": "loss", "weight": "weight"}
+
     def formula(self, args):
         levels = args["levels"]
         terms = [":".join(levels[: i + 1]) for i in range(len(levels))]

@@ -9,15 +9,10 @@ import math
 import pandas as pd
 
 from ..errors import DataError
+from ..rating import UNITS
 from ._entry import EBSummary, Entry, Study, table
 from ._types import Likelihood, Name, Number, Positive, Strict
 from pydantic import StrictInt, StrictStr
-
-UNITS = {
-    "lam": "relative variance of the multiplicative risk effect u (unitless)",
-    "between": "variance of the risk's claim frequency ((claims per unit exposure) squared)",
-}
-
 
 class Arguments(Strict):
     group: Name
@@ -47,7 +42,7 @@ class PoissonGamma(Entry):
     factory_function = "bayescred.models:poisson_gamma"
     reads = {
         "classical": ("group", "claims", "exposure", "alpha", "beta"),
-        "eb": ("group", "claims", "exposure", "fixed", "base"),
+        "eb": ("group", "claims", "exposure", "fixed", "base", "covariates"),
         "bayes": ("group", "claims", "exposure", "fixed", "base", "covariates", "likelihood"),
     }
     column_keys = ("group", "claims", "exposure", "fixed", "covariates")
@@ -63,9 +58,9 @@ class PoissonGamma(Entry):
         return "exact marginal ML"
 
     def components(self, args):
-        if args.get("fixed"):  # the risk's frequency varies with its rating cell: only lam is one number
+        if args.get("fixed") or args.get("covariates"):  # the frequency differs by cell: only lam is one number
             return {"lam": UNITS["lam"]}
-        return dict(UNITS)
+        return {"lam": UNITS["lam"], "between": UNITS["between"]}
 
     def structure(self, args):
         return "one multiplicative gamma risk effect u per risk, independent across risks"
@@ -93,10 +88,7 @@ class PoissonGamma(Entry):
     def eb_summary(self, fit, args, data=None, prob=0.9):
         prem = self.premiums(fit, args, data)
         nan = math.nan
-        comps = {"lam": (fit.lam, nan, nan)}
-        if not args.get("fixed"):
-            m = math.exp(float(fit.fixef.iloc[0]))
-            comps["between"] = (fit.lam * m * m, nan, nan)
+        comps = {name: (fit.components.loc[name, "estimate"], nan, nan) for name in self.components(args)}
         return EBSummary(prem, table(comps, self.components(args)), method="ML", prob=prob,
                          singular=bool(fit.boundary))
 

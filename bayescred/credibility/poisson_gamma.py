@@ -40,6 +40,14 @@ def poisson_gamma(
 
     With ``alpha`` and ``beta`` (gamma prior, rate form) the result is the conjugate
     posterior mean (α + N_i)/(β + E_i): collective α/β, between α/β², within α/β, k = β.
+
+    Units (docs/formulas.md §7, "Components and units"; the same names in every arm,
+    :data:`bayescred.rating.UNITS`): ``collective`` and ``within`` in claims per unit
+    exposure; ``between`` the variance of a risk's frequency, (claims per unit exposure)²;
+    ``lam`` = between/collective², the relative variance of the risk effect u (frequency =
+    collective·u, E u = 1; unitless: 1/α with a gamma prior), which the empirical-Bayes fit
+    and the Bayesian factory estimate directly (NaN without claims). Rating factors are not
+    taken here: this estimator sees one frequency per risk.
     """
     if (alpha is None) != (beta is None):
         raise ValueError("give both alpha= and beta= (gamma shape and rate), or neither")
@@ -79,6 +87,7 @@ def poisson_gamma(
     structure = {
         "collective": float(collective),
         "between": float(between),
+        "lam": float(between / collective**2) if collective > 0 else np.nan,
         "within": float(within),
         "k": float(within / between) if between > 0 else np.inf,
         "between_raw": raw,

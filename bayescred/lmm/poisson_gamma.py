@@ -54,6 +54,7 @@ from scipy import linalg, optimize, sparse, special
 
 from .. import errors
 from .. import formula as fm
+from .. import rating
 from .._arguments import check_number
 from . import hlik
 from ..portfolio import _to_pandas, as_frame, validate
@@ -66,37 +67,9 @@ _LOG_ALPHA_MAX = 30.0  # lam < 1e-13: numerically the Poisson boundary
 # --------------------------------------------------------------------------- design
 
 
-def _fixed_formula(fixed) -> tuple[fm.Formula, list[str]]:
-    """``fixed`` (None, column names or a right-hand side) as a formula of bayescred.formula,
-    and the columns it declares factors: a bare ``C(col)`` makes ``col`` a factor whose
-    coefficients are named as R names those of a factor column (``zone2``)."""
-    if fixed is None:
-        text = "1"
-    elif isinstance(fixed, str):
-        text = fixed.split("~", 1)[1] if "~" in fixed else fixed
-    else:
-        text = " + ".join(f"`{c}`" for c in fixed) or "1"
-    parsed = fm.parse(f"~ {text}")
-    if parsed.random:
-        raise errors.FormulaError(
-            "the random intercept is given by group=, not in fixed=; write only the fixed effects, e.g. 'zone + age'"
-        )
-    factors, pieces = [], []
-    for sign, piece in parsed.terms:
-        if isinstance(piece, fm.Call) and piece.func == "C" and len(piece.args) == 1 and isinstance(piece.args[0], fm.Name):
-            factors.append(piece.args[0].id)
-            piece = piece.args[0]
-        elif not isinstance(piece, fm.Name | fm.Call | fm.Num):
-            raise errors.FormulaError(
-                f"only main effects are supported in {fixed!r}; build interaction columns in the data first"
-            )
-        pieces.append(f"{sign} {fm.deparse(piece)}")
-    return fm.parse("~ " + " ".join(pieces)), factors
-
-
 @dataclass
 class _Design:
-    fixed: fm.FixedDesign
+    rating: rating.RatingDesign  # the shared rating-factor coding (bayescred.rating)
     group: str
     claims: str
     exposure: str | None
@@ -104,10 +77,10 @@ class _Design:
 
     @property
     def names(self) -> list[str]:
-        return self.fixed.names
+        return self.rating.names
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.fixed.transform(frame)
+        return self.rating.matrix(frame)
 
     def log_offset(self, frame: pd.DataFrame) -> np.ndarray:
         off = np.zeros(len(frame))
@@ -119,60 +92,46 @@ class _Design:
 
     def check(self, data, *, fitting: bool):
         """Validate ``data`` for this design (claims only when fitting); return it as pandas."""
-        return _table(data, self.fixed.formula, self.group, self.claims if fitting else None, self.exposure, self.offset)
+        return _table(
+            data, self.rating.terms, self.group, self.claims if fitting else None, self.exposure, self.offset
+        )
 
 
-def _table(data, formula: fm.Formula, group, claims, exposure, offset) -> pd.DataFrame:
+def _table(data, terms: rating.Terms, group, claims, exposure, offset) -> pd.DataFrame:
     """The columns of one fit or prediction, validated, as pandas (caller's row labels)."""
     frame = validate(
         data,
         groups=group,
         counts=claims,
         positive=[c for c in (exposure,) if c is not None],
-        numeric=[offset] if offset else [],
+        numeric=[*terms.covariate_columns, *([offset] if offset else [])],
         min_groups=2 if claims is not None else 1,
     )
-    columns = [group, *formula.variables, exposure, offset, claims]
+    columns = [group, *terms.variables, exposure, offset, claims]
     table = _to_pandas(frame.select(*dict.fromkeys(c for c in columns if c is not None)))
     if isinstance(data, pd.DataFrame):
         table.index = data.index  # report the caller's row labels
     return table
 
 
-def _build_design(data, group, claims, exposure, offset, fixed, base) -> tuple[_Design, pd.DataFrame]:
-    formula, factors = _fixed_formula(fixed)
-    base = dict(base or {})
-    stray = set(base) - set(formula.variables)
-    if stray:
-        raise errors.FormulaError(f"base levels given for columns not among the fixed effects: {sorted(stray)}")
+def _build_design(data, group, claims, exposure, offset, fixed, covariates, base) -> tuple[_Design, pd.DataFrame]:
+    terms = rating.terms(fixed, covariates, group=group)
+    if base is not None and not isinstance(base, Mapping):
+        raise errors.FormulaError(f"base= maps rating factors to levels, e.g. {{'zone': 4}}, got {type(base).__name__}")
     # unknown columns first; the full validation runs before any computation
     frame = as_frame(data)
     schema = frame.collect_schema() if hasattr(frame, "collect_schema") else frame.schema
-    fm.check_columns(formula, list(schema))
-    table = _table(data, formula, group, claims, exposure, offset)
-    design = fm.fixed_design(formula, table, factors=factors, base_levels=base)
-    return _Design(design, group, claims, exposure, offset), table
-
-
-def _check_rank(X: np.ndarray, names: list[str]) -> None:
-    """Name the columns involved in a linear dependency: the null space of the column-scaled
-    X, singular values below 1e-7 of the largest (R's lm/glm tolerance), from the p x p Gram."""
-    if X.shape[1] == 0:
-        return
-    scaled = X / np.maximum(np.linalg.norm(X, axis=0), np.finfo(float).tiny)
-    eigval, eigvec = np.linalg.eigh(scaled.T @ scaled)
-    null = eigvec[:, eigval <= eigval[-1] * 1e-14]
-    if null.shape[1]:
-        involved = [names[j] for j in np.flatnonzero(np.any(np.abs(null) > 1e-6, axis=1))]
-        raise errors.RankDeficientError(
-            f"fixed-effect columns are linearly dependent: {', '.join(involved)}; drop one or merge levels"
-        )
+    fm.check_columns(terms.formula, list(schema))
+    table = _table(data, terms, group, claims, exposure, offset)
+    weight = None if exposure is None else table[exposure].to_numpy(float)
+    coding = rating.design(table, terms, exposure=weight, base=base)
+    return _Design(coding, group, claims, exposure, offset), table
 
 
 def _check_claims(design: _Design, table: pd.DataFrame, y: np.ndarray) -> None:
     if y.sum() == 0:
         raise errors.NoClaimsError("the data has no claims at all; frequencies cannot be estimated", design.claims)
-    for column, levels in design.fixed.levels.items():
+    for column, levels in design.rating.levels.items():
         totals = pd.Series(y).groupby(table[column].to_numpy()).sum()
         empty = [lev for lev in levels if totals.get(lev, 0) == 0]
         if empty:
@@ -373,6 +332,10 @@ class PoissonGammaFit:
     glm.nb's theta), ``log_lam_se``, ``lam_se``, ``loglik`` (with the -log y! terms),
     ``deviance`` (-2 loglik), ``aic``, ``bic``, ``boundary``, ``converged``, ``estimated``
     (False when evaluated at given values), ``n_obs``, ``n_groups``.
+    ``collective`` (exp of the intercept: the base frequency, claims per unit exposure at
+    the base level of every rating factor and covariates at 0), ``components`` (lam,
+    between, collective with their units, :func:`bayescred.rating.components`), ``coding``
+    (the rating factors, their base levels and dummy columns, as the factory records them).
     Methods: ``ranef()``, ``predict(newdata)``, ``summary()``, ``to_dict()``.
     """
 
@@ -388,6 +351,12 @@ class PoissonGammaFit:
         self.estimated = estimated
         self.n_obs, self.n_groups = len(d.y), d.J
         self.fixef = pd.Series(beta, index=names, name="fixef")
+        self.collective = math.exp(float(beta[0]))
+        self.coding = design.rating.coding()
+        # between = lam m^2 needs one frequency m for every cell: no factors, covariates or offset
+        self.components = rating.components(
+            self.collective, self.lam, single_frequency=len(names) == 1 and design.offset is None
+        )
         if self.boundary:
             mu = np.exp(d.X @ beta + d.off)
             self.loglik = float(d.y @ np.log(mu) - mu.sum() - special.gammaln(d.y + 1).sum())
@@ -577,6 +546,7 @@ class PoissonGammaFit:
                 f"Random effect: lam = Var(u) = {self.lam:.6f} (SE {self.lam_se:.6f});"
                 f" log(lam) = {math.log(self.lam):.6f} (SE {self.log_lam_se:.6f}); alpha = 1/lam = {self.alpha:.6f}",
             ]
+        lines.append(rating.between_line(self.components))
         if self.method == "hl":
             h = self.hlik
             lines.append(
@@ -640,6 +610,9 @@ class PoissonGammaFit:
             "lam_se": _num(self.lam_se),
             "log_lam_se": _num(self.log_lam_se),
             "alpha": _num(self.alpha),
+            "collective": _num(self.collective),
+            "between": _num(self.components["estimate"].get("between", math.nan)),
+            "coding": self.coding,
             "varcorr": [
                 {
                     "grp": self._design.group,
@@ -705,6 +678,7 @@ def poisson_gamma_eb(
     exposure: str | None = None,
     fixed: str | Sequence[str] | None = None,
     base: Mapping[str, object] | None = None,
+    covariates: str | Sequence[str] | None = None,
     offset: str | None = None,
     fixef: Mapping[str, float] | Sequence[float] | None = None,
     lam: float | None = None,
@@ -724,14 +698,17 @@ def poisson_gamma_eb(
     group : the risk column (one gamma effect u_i per level).
     claims : claim counts (non-negative whole numbers).
     exposure : exposure column (> 0); log(exposure) is the offset. None: exposure 1.
-    fixed : fixed effects besides the intercept: a list of columns or a right-hand-side
-        formula in bayescred.formula's language (main effects only), ``"zone + bus.age"``,
-        ``"C(zone) + log(x)"``, ``"0 + C(zone)"``, ``"factor(zone) + poly(age, 2)"``. Text and
-        categorical columns, columns wrapped in a bare ``C()`` and columns named in ``base``
-        are treatment-coded factors (coefficient names as R names a factor column: ``zone1``);
-        other numeric columns enter linearly.
+    fixed : rating factors: a column, a list of columns or ``"zone + bus.age"`` (``C(zone)``
+        says the same). Every one is a factor, treatment (dummy) coded by the rule of
+        :mod:`bayescred.rating` that the Bayesian factory uses too, **a numeric column as
+        well** (``zone = 1..7`` gets six dummies, never one slope); columns named as R's
+        model.matrix names them (``zone1``, ``bus.age0``).
     base : base (reference) level per factor, e.g. ``{"zone": 4, "bus.age": 4}``; default
-        the first level in sorted order (R's default).
+        the level with the largest total exposure (rows when ``exposure`` is None), the
+        rating convention, the same in ``bc.models.poisson_gamma``.
+    covariates : linear terms: numeric columns (a name or a list) or a right-hand side of
+        numeric main effects in bayescred.formula's language (``"log(x)"``, ``"x1 + x2"``),
+        entered as they are (not centred: the intercept is the log frequency at 0).
     offset : an extra log-scale offset column, added to log(exposure).
     fixef, lam : evaluate at these estimates instead of maximising (e.g. published values);
         ``fixef`` maps coefficient names to values (or lists them in design order).
@@ -742,10 +719,12 @@ def poisson_gamma_eb(
 
     Returns
     -------
-    PoissonGammaFit with ``fixef``, ``vcov``, ``lam``, ``alpha``, ``loglik``, ``ranef()``,
-    ``predict()``, ``summary()``, ``to_dict()``. A fit with lam = 0 (no extra-Poisson
-    variation between risks: the profile score 1/2 sum_i[(y_i+ - mu_i+)^2 - y_i+] <= 0 at the
-    Poisson fit) is flagged: ``boundary = True`` and a BoundaryWarning.
+    PoissonGammaFit with ``fixef``, ``vcov``, ``lam``, ``alpha``, ``collective``,
+    ``components`` (lam, between, collective with their units), ``coding`` (factors, base
+    levels, columns), ``loglik``, ``ranef()``, ``predict()``, ``summary()``, ``to_dict()``.
+    A fit with lam = 0 (no extra-Poisson variation between risks: the profile score
+    1/2 sum_i[(y_i+ - mu_i+)^2 - y_i+] <= 0 at the Poisson fit) is flagged: ``boundary =
+    True`` and a BoundaryWarning.
 
     Example (Swedish bus data, seed 004_07f8365c92996b9b.txt §6.3; docs/reference-values.md §11.6)::
 
@@ -753,12 +732,11 @@ def poisson_gamma_eb(
                                fixed="zone + bus.age", base={"zone": 4, "bus.age": 4})
         fit.lam   # 0.420456 exact marginal ML; dhglm's h-likelihood prints 0.334 (E12)
     """
-    design, table = _build_design(data, group, claims, exposure, offset, fixed, base)
+    design, table = _build_design(data, group, claims, exposure, offset, fixed, covariates, base)
     codes, levels = pd.factorize(table[group], sort=True)
     y = table[claims].to_numpy(float)
-    X = design.matrix(table)
+    X = design.rating.X
     names = design.names
-    _check_rank(X, names)
     d = _Data(X, design.log_offset(table), y, codes, len(levels))
     if (fixef is None) != (lam is None):
         raise ValueError("give both fixef= and lam= to evaluate at given estimates, or neither to fit")

@@ -33,7 +33,8 @@ class ModelInfo:
     added (the marginal model's conditional-mean premium). ``after`` names per-risk
     deterministics that ``augment`` computes itself, vectorised in numpy, so the sampler
     need not carry them through every draw. ``target_accept`` is the NUTS default for this
-    model.
+    model. ``coding`` records how the factory coded its rating factors (factor -> base level,
+    levels and dummy columns; :meth:`bayescred.rating.RatingDesign.coding`), empty otherwise.
     """
 
     factory: str
@@ -44,6 +45,7 @@ class ModelInfo:
     after: tuple = ()
     target_accept: float = 0.9
     compiled: dict = field(default_factory=dict)
+    coding: dict = field(default_factory=dict)
     arguments: dict = field(default_factory=dict)
 
 

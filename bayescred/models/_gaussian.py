@@ -52,8 +52,8 @@ def nested_data(data, levels: list[str], response: str, weight: str | None):
         # nodes of this level = distinct label paths down to it, in the (sorted) table's order
         code, uniq = pd.factorize(pd.MultiIndex.from_frame(keys[levels[: depth + 1]]))
         node_tuples = list(uniq)
-        own = [t[-1] for t in node_tuples]
-        names.append(labels(own) if len(set(own)) == len(own) else labels(node_tuples))
+        # a nested node is named by its path "sector:risk", as the classical and EB fits name it
+        names.append(labels([t[-1] for t in node_tuples]) if depth == 0 else labels(node_tuples))
         if depth > 0:
             parent_of = np.zeros(len(node_tuples), dtype=int)
             parent_of[code] = codes[-1]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import narwhals.stable.v2 as nw
 import numpy as np
 import pymc as pm
@@ -10,22 +12,24 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.special import gammaln
 
+from .. import rating
 from .._arguments import column_arguments
-from ..errors import DataError
-from ..portfolio import as_list, validate
+from ..errors import DataError, FormulaError
+from ..portfolio import validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
 from ._marginal import poisson_gamma_loglik, pt_segsum
 
 
-def _cells(data, group, claims, exposure, fixed, covariates):
-    """Validate, then sum claims and exposure by (company, fixed-effect levels, covariates):
+def _cells(data, group, claims, exposure, terms: rating.Terms):
+    """Validate, then sum claims and exposure by (company, rating factors, covariate columns):
     the Poisson likelihood depends on the rows only through these cell totals, plus a
     parameter-free constant sum(y log e - log y!) kept for the exact log density."""
-    column_arguments(group=group, claims=claims, exposure=exposure, fixed=fixed, covariates=covariates)
-    frame = validate(data, groups=[group, *fixed], numeric=covariates, positive=exposure, counts=claims, min_groups=2)
-    keys = [group, *fixed, *covariates]
+    columns = terms.variables
+    frame = validate(data, groups=[group, *terms.factors], numeric=terms.covariate_columns, positive=exposure,
+                     counts=claims, min_groups=2)
+    keys = [group, *columns]
     rows = frame.select(*[nw.col(k) for k in keys], nw.col(claims).cast(nw.Float64).alias("y"),
                         nw.col(exposure).cast(nw.Float64).alias("e"))
     rows = rows.collect() if isinstance(rows, nw.LazyFrame) else rows
@@ -35,46 +39,47 @@ def _cells(data, group, claims, exposure, fixed, covariates):
     return cells.reset_index()
 
 
-def _design(cells, fixed, covariates):
-    """Dummy columns for the factors (base = the level with the largest exposure, the usual
-    rating convention: zone 4 / age 4 on the Swedish bus data) and covariates centred at
-    their exposure-weighted mean (so ``collective`` is the base frequency there)."""
-    columns, names = [], []
-    for f in fixed:
-        totals = cells.groupby(f, sort=True)["e"].sum()
-        base = totals.idxmax()
-        for level in totals.index:
-            if level != base:
-                columns.append((cells[f] == level).to_numpy(float))
-                names.append(f"{f}[{level}]")
-    for c in covariates:
-        x = cells[c].to_numpy(float)
-        columns.append(x - np.sum(x * cells["e"]) / cells["e"].sum())
-        names.append(str(c))
-    X = np.column_stack(columns) if columns else np.zeros((len(cells), 0))
-    if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
-        from ..errors import RankDeficientError
-
-        raise RankDeficientError(f"fixed-effect columns are linearly dependent: {', '.join(names)}")
-    return X, names
+def _design(cells, terms: rating.Terms, base) -> tuple[np.ndarray, list[str], rating.RatingDesign]:
+    """The shared rating design (bayescred.rating: dummies for every factor, base = ``base``
+    or the level with the largest exposure; rank checked) without its intercept column (the
+    factory's ``log_collective``), covariates centred at their exposure-weighted mean (so
+    ``collective`` is the base frequency there)."""
+    coding = rating.design(cells, terms, exposure=cells["e"].to_numpy(float), base=base)
+    X = coding.X[:, 1:].copy()
+    n_cov = len(coding.covariate_columns)
+    if n_cov:
+        w = cells["e"].to_numpy(float)
+        X[:, X.shape[1] - n_cov:] -= w @ X[:, X.shape[1] - n_cov:] / w.sum()
+    return X, coding.names[1:], coding
 
 
 @records_arguments
 def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, covariates=None, priors=None,
-                  likelihood: str = "marginal"):
+                  likelihood: str = "marginal", base=None):
     """PyMC model of y_ik ~ Poisson(u_i mu_ik), mu_ik = e_ik exp(log_collective + x_ik' fixef),
     u_i ~ Gamma(alpha, alpha) (mean 1, variance lam = 1/alpha).
 
     Same data arguments as ``bc.credibility.poisson_gamma`` (``claims`` counts and
-    ``exposure`` per row), plus optional ``fixed`` (factors, dummy-coded against the level
-    with the largest exposure; e.g. ``fixed=["zone", "bus.age"]`` on the Swedish bus data)
-    and ``covariates`` (numeric, linear, centred at the exposure-weighted mean). Dims:
-    ``group`` and ``coef`` (the fixed-effect columns). Variables: ``collective`` (base
-    frequency per unit exposure), ``fixef``, ``lam`` (= ``between``, the VHM of u),
-    ``alpha`` = 1/lam (= ``k``), ``expected_claims`` mu_i+ = sum_k mu_ik,
-    ``Z`` = mu_i+/(mu_i+ + alpha) and ``premium``: the company's frequency per unit exposure,
-    u_i mu_i+/e_i+. With no fixed effects the conditional posterior mean of the premium is
-    (alpha + y_i+)/(alpha/collective + e_i+), the Gamma–Poisson credibility premium.
+    ``exposure`` per row), plus optional ``fixed``, ``base`` and ``covariates``, coded exactly
+    as ``bayescred.lmm.poisson_gamma_eb`` codes them (one rule, :mod:`bayescred.rating`):
+    every column in ``fixed`` is a rating factor, dummy (treatment) coded, **a numeric column
+    too** (``zone = 1..7`` gets six dummies); its base level is ``base[factor]`` if given,
+    otherwise the level with the largest total exposure (zone 4 / age 4 on the Swedish bus
+    data); ``covariates`` are the linear terms (numeric columns or ``"log(x)"``), centred here
+    at their exposure-weighted mean (so ``collective`` is the base frequency there). Dims:
+    ``group`` and ``coef`` (the fixed-effect columns, named as the EB fit's ``fixef``:
+    ``zone1``, ``bus.age0``); the coding (factors, base levels, columns) is recorded in the
+    model's ModelInfo (``bayescred.models._base.info_of(model).coding``).
+
+    Variables: ``collective`` (base frequency per unit exposure), ``fixef``, ``lam`` = Var(u),
+    the relative variance of the risk effect (unitless), ``between`` = lam x collective², the
+    variance of a risk's frequency in (claims per unit exposure)² (the classical VHM; only
+    without rating factors and covariates, where the portfolio has one frequency:
+    ``bayescred.rating.WHY_NO_BETWEEN``), ``alpha`` = 1/lam (= ``k`` in expected claims),
+    ``expected_claims`` mu_i+ = sum_k mu_ik, ``Z`` = mu_i+/(mu_i+ + alpha) and ``premium``:
+    the company's frequency per unit exposure, u_i mu_i+/e_i+. With no fixed effects the
+    conditional posterior mean of the premium is (alpha + y_i+)/(alpha/collective + e_i+), the
+    Gamma–Poisson credibility premium.
 
     ``likelihood="marginal"`` integrates u_i out (negative-multinomial per company,
     docs/reference-values.md §11.6): cost O(cells); ``bc.sample`` then draws u_i from its exact
@@ -88,11 +93,13 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
     plausible; lam = 0 is no heterogeneity).
     """
     check_likelihood(likelihood)
-    fixed, covariates = as_list(fixed), as_list(covariates)
-    if set(fixed) & set(covariates) or group in fixed + covariates:
-        raise DataError("a column cannot be both a factor and a covariate, nor the group")
-    cells = _cells(data, group, claims, exposure, fixed, covariates)
-    X, coef = _design(cells, fixed, covariates)
+    column_arguments(group=group, claims=claims, exposure=exposure, fixed=fixed, covariates=covariates)
+    if base is not None and not isinstance(base, Mapping):
+        raise FormulaError(f"base= maps rating factors to levels, e.g. {{'zone': 4}}, got {type(base).__name__}")
+    terms = rating.terms(fixed, covariates, group=group)
+    cells = _cells(data, group, claims, exposure, terms)
+    X, coef, coding = _design(cells, terms, base)
+    n_cov = len(coding.covariate_columns)
     companies, company = np.unique(cells[group].to_numpy(), return_inverse=True)
     J = len(companies)
     y_plus = np.bincount(company, weights=cells["y"].to_numpy(), minlength=J)
@@ -100,7 +107,7 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
     freq = y_plus.sum() / e_plus.sum()
     if freq == 0:
         raise DataError("there are no claims at all: the frequency is not identified", column=claims)
-    x_sd = np.array([1.0] * (len(coef) - len(covariates)) + [P.scale_of(X[:, -len(covariates) + i]) for i in range(len(covariates))])
+    x_sd = np.array([1.0] * (len(coef) - n_cov) + [P.scale_of(X[:, len(coef) - n_cov + i]) for i in range(n_cov)])
     params = [
         P.Param("log_collective", (), lambda: pm.Normal.dist(mu=P.from_data("log_collective_mu", np.log(freq)),
                                                              sigma=2.5)),
@@ -134,7 +141,8 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
             eta = eta + pt.as_tensor(X) @ beta
         lam = P.register("lam", chosen["lam"], spec["lam"])
         alpha = pm.Deterministic("alpha", 1.0 / lam)
-        pm.Deterministic("between", lam)
+        if not coef:  # one frequency for the portfolio: between = lam collective^2 (bayescred.rating)
+            pm.Deterministic("between", lam * pt.exp(2.0 * intercept))
         pm.Deterministic("k", alpha)
         mu_plus = pm.Deterministic("expected_claims", pt_segsum(d["exposure"] * pt.exp(eta), company, J), dims=group)
         pm.Deterministic("Z", mu_plus / (mu_plus + alpha), dims=group)
@@ -152,7 +160,8 @@ def poisson_gamma(data, group: str, claims: str, exposure: str, fixed=None, cova
 
     attach(model, ModelInfo(factory="poisson_gamma", likelihood=likelihood, observed=claims,
                             augment=_augmenter(group, claims, likelihood),
-                            renames={"premium": "premium_conditional_mean"} if likelihood == "marginal" else {}))
+                            renames={"premium": "premium_conditional_mean"} if likelihood == "marginal" else {},
+                            coding=coding.coding()))
     return model
 
 

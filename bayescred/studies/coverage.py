@@ -44,6 +44,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import catalogue, errors
+from ..compare import risk_labels
 from ..datasets import simulate
 from ..progress import track
 
@@ -102,7 +103,8 @@ def eblup_intervals(model: str, sim: simulate.Simulation, prob: float = 0.9) -> 
     _check_prob(prob)
     fit = entry.eb(sim.data, study.arguments)
     boundary = bool(fit.boundary)
-    pred = entry.premiums(fit, study.arguments, sim.data).reindex(sim.effects.index)
+    risks = study.truth(sim).index
+    pred = entry.premiums(fit, study.arguments, sim.data).reindex(risks)
     z = stats.norm.ppf(0.5 + prob / 2)
     parts = []
     for column, method in EBLUP_METHODS.items():
@@ -111,7 +113,7 @@ def eblup_intervals(model: str, sim: simulate.Simulation, prob: float = 0.9) -> 
         parts.append(
             pd.DataFrame(
                 {"method": method, "estimate": est, "sd": sd, "lower": est - z * sd, "upper": est + z * sd},
-                index=sim.effects.index,
+                index=risks,
             )
         )
     out = pd.concat(parts)
@@ -171,7 +173,7 @@ def bayes_intervals(
         log_likelihood=False,
         posterior_predictive=False,
     )
-    values = _premium_draws(posterior, sim)
+    values = _premium_draws(posterior, true_premium(model, sim))
     a = (1 - prob) / 2
     lower, upper = np.quantile(values, [a, 1 - a], axis=0)
     out = pd.DataFrame(
@@ -182,22 +184,24 @@ def bayes_intervals(
             "lower": lower,
             "upper": upper,
         },
-        index=sim.effects.index,
+        index=true_premium(model, sim).index,
     )
     stats_ = posterior["sample_stats"]
     out.attrs["divergences"] = int(stats_["diverging"].sum()) if "diverging" in stats_ else 0
     return out
 
 
-def _premium_draws(posterior, sim: simulate.Simulation) -> np.ndarray:
-    """Draws (S, J) of each risk's premium, in the order of ``sim.effects.index``."""
+def _premium_draws(posterior, truth: pd.Series) -> np.ndarray:
+    """Draws (S, J) of each risk's premium, in the order of the risks of ``truth`` (a crossed
+    or nested cell (a, b) is labelled "a:b" in the posterior)."""
     da = posterior["posterior"]["premium"]
     dim = next(d for d in da.dims if d not in ("chain", "draw"))
     da = da.stack(sample=("chain", "draw")).transpose("sample", dim)
     labels = pd.Index(da[dim].to_numpy())
-    order = labels.get_indexer(sim.effects.index)
+    risks = risk_labels(truth.index)
+    order = labels.get_indexer(risks)
     if (order < 0).any():
-        order = pd.Index(labels.astype(str)).get_indexer(sim.effects.index.astype(str))
+        order = pd.Index(labels.astype(str)).get_indexer(risks.astype(str))
     if (order < 0).any():
         raise errors.BayescredError(f"posterior 'premium' is not labelled by the simulated risks ({dim!r})")
     return da.to_numpy()[:, order]
@@ -254,7 +258,8 @@ def _settings(model, n_risks, replicates, bayes, bayes_replicates, prob, draws, 
         bayes_replicates = _positive_int("bayes_replicates", bayes_replicates, 2)
         if bayes_replicates > replicates:
             raise ValueError(f"bayes_replicates ({bayes_replicates}) cannot exceed replicates ({replicates})")
-    simulator = getattr(simulate, catalogue.get(model).study.simulator)
+    study = catalogue.get(model).study
+    simulator = getattr(simulate, study.simulator)
     allowed = {
         name
         for name, p in inspect.signature(simulator).parameters.items()
