@@ -14,6 +14,7 @@ from ._common import CredibilityFit
 from .buhlmann import buhlmann
 from .buhlmann_straub import buhlmann_straub
 from .crossed import CrossedFit, crossed
+from .gamma_severity import gamma_severity
 from .hachemeister import HachemeisterFit, hachemeister
 from .halliwell import credibility_given, mixed_estimation
 from .hierarchical import HierarchicalFit, hierarchical
@@ -26,6 +27,7 @@ __all__ = [
     "hachemeister",
     "crossed",
     "poisson_gamma",
+    "gamma_severity",
     "CredibilityFit",
     "HierarchicalFit",
     "HachemeisterFit",

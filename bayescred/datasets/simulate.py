@@ -30,6 +30,7 @@ __all__ = [
     "hachemeister",
     "poisson_gamma",
     "crossed",
+    "gamma_severity",
 ]
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence
@@ -289,4 +290,48 @@ def crossed(
         {"a": a[ii], "b": b[jj], "c": c[ii, jj], "mean": cell_mean, "n": counts},
         index=pd.MultiIndex.from_arrays([ii + 1, jj + 1], names=[f1, f2]),
     )
+    return Simulation(data, truth, effects)
+
+
+def gamma_severity(
+    n_risks: int = 50,
+    n_periods: int | Sequence[int] = 5,
+    *,
+    collective: float = 1000.0,
+    between: float = 250_000.0,
+    nu: float = 1.5,
+    claims=(1, 40),
+    seed: SeedLike,
+) -> Simulation:
+    """Gamma severity portfolio (docs/formulas.md §12): claim sizes of risk i are Gamma(shape ν,
+    rate λ_i), λ_i ~ Gamma(α, β) with α = 2 + μ²/between and β = μ(α − 1)/ν, so the risk's
+    mean claim ν/λ_i has mean μ = ``collective`` and variance ``between``.
+
+    Each period of a risk reports ``claims`` claims (an int, or ``(low, high)`` for uniform
+    whole numbers in [low, high]) and their average ``severity`` ~ Gamma(nν, nλ_i) (the
+    average of n gamma claims). Columns: risk, period, claims, severity. ``effects``: per-risk
+    ``rate`` λ_i and ``mean`` = ν/λ_i (the true mean claim, the premium's target).
+    ``truth``: collective, between, within = (μ² + between)/ν, k = (α − 1)/ν, nu, alpha.
+    """
+    rng = _rng(seed)
+    if not (collective > 0 and between > 0 and nu > 0):
+        raise ValueError("collective, between and nu must be positive")
+    alpha = 2.0 + collective**2 / between
+    beta = collective * (alpha - 1.0) / nu
+    rate = rng.gamma(alpha, 1.0 / beta, n_risks)
+    periods = _periods(n_periods, n_risks)
+    risk, period = _long(periods)
+    if isinstance(claims, tuple):
+        n = rng.integers(claims[0], claims[1] + 1, len(risk))
+    else:
+        n = np.full(len(risk), int(claims))
+    if (n < 1).any():
+        raise ValueError("every period needs at least one claim")
+    severity = rng.gamma(n * nu, 1.0 / (n * rate[risk]))
+    labels = np.arange(1, n_risks + 1)
+    data = pd.DataFrame({"risk": labels[risk], "period": period, "claims": n, "severity": severity})
+    within = (collective**2 + between) / nu
+    truth = {"collective": collective, "between": between, "within": within, "k": within / between,
+             "nu": nu, "alpha": alpha}
+    effects = pd.DataFrame({"rate": rate, "mean": nu / rate}, index=pd.Index(labels, name="risk"))
     return Simulation(data, truth, effects)

@@ -5,9 +5,11 @@
 * :mod:`.optimise` glmer's two optimisation stages;
 * :mod:`.model` :func:`glmm` and :class:`GLMMFit`; :mod:`.uncertainty` prediction,
   the bootstrap MSE of the conditional modes and the summary text;
-* :mod:`.negbin` the negative binomial with its shape estimated (``glmer.nb``).
+* :mod:`.negbin` the negative binomial with its shape estimated (``glmer.nb``);
+* :mod:`.gamma_severity` gamma severity credibility by exact marginal ML (``gamma_severity_eb``).
 """
 
+from .gamma_severity import GammaSeverityFit, gamma_severity_eb
 from .model import GLMMFit, glmm
 
-__all__ = ["glmm", "GLMMFit"]
+__all__ = ["glmm", "GLMMFit", "gamma_severity_eb", "GammaSeverityFit"]

@@ -15,6 +15,7 @@ from .buhlmann import buhlmann
 from .buhlmann_straub import buhlmann_straub
 from .crossed import crossed
 from .gamma_lognormal import gamma_lognormal
+from .gamma_severity import gamma_severity
 
 from .hachemeister import hachemeister
 from .hierarchical import hierarchical
@@ -22,4 +23,5 @@ from .poisson_gamma import poisson_gamma
 from .poisson_lognormal import poisson_lognormal
 
 __all__ = ["buhlmann", "buhlmann_straub", "hierarchical", "hachemeister", "poisson_gamma", "crossed",
-           "poisson_lognormal", "gamma_lognormal", "binomial_logitnormal"]
+           "poisson_lognormal", "gamma_lognormal", "binomial_logitnormal",
+           "gamma_severity"]
