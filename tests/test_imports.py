@@ -73,3 +73,13 @@ def test_the_subpackage_imports_while_bc_lmm_stays_the_function():
         "print(type(result).__name__, round(result.fixef.iloc[0], 6))"
     )
     assert out == "LMMFit 750.0"
+
+
+def test_a_reml_fit_leaves_the_bayes_side_and_scipy_stats_unloaded():
+    loaded = _run(
+        "import sys, bayescred as bc\n"
+        "fit = bc.lmm('loss ~ 1 + (1|class)', bc.datasets.load('buhlmann_table31'))\n"
+        "fit.ranef()\n"
+        "print(','.join(m for m in ('matplotlib', 'arviz', 'pymc', 'pytensor', 'scipy.stats') if m in sys.modules))"
+    )
+    assert loaded == ""
