@@ -53,6 +53,9 @@ PATHS = {
 }
 
 
+MODELS = {}  # the model each backend sampled in ``trees``: it holds that backend's compiled model
+
+
 @pytest.fixture(scope="module")
 def trees():
     """Each backend's posterior, sampled twice with the same seed, once with another."""
@@ -67,9 +70,6 @@ def trees():
             out[backend] = [bc.sample(model, random_seed=seed, **SETTINGS) for seed in (7, 7, 8)]
             MODELS[backend] = model
     return out
-
-
-MODELS = {}  # the model each backend sampled in ``trees``: it holds that backend's compiled model
 
 
 def _of(trees, backend):
