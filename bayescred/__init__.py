@@ -8,7 +8,6 @@ by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on fir
 import sys
 import types
 from importlib import import_module
-from importlib import metadata as _metadata
 
 from . import credibility, datasets, errors, portfolio
 from .compare import compare
@@ -19,6 +18,10 @@ from .report import report
 # functions that share their names with the subpackages holding them: the import system
 # sets a package attribute to each subpackage it imports, so the package class below keeps
 # those names for the functions (bc.compare and bc.report, bound eagerly, the same way).
+# The subpackages stay importable: `import bayescred.lmm`, `from bayescred.lmm import model`
+# and importlib.import_module("bayescred.lmm") give them. Only the forms that bind a name by
+# reading the attribute, `import bayescred.lmm as m` and `import bayescred.lmm.model as m`,
+# see the function (Python resolves `as` through getattr on the parent): use the `from` form.
 _FUNCTIONS = {"compare", "compare_models", "glm", "glmm", "lmm", "report"}
 
 
@@ -30,11 +33,6 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
-
-try:  # the single source of the version is pyproject.toml, through the installed metadata
-    __version__ = _metadata.version("bayescred")
-except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
-    __version__ = "0+unknown"
 
 # Loaded on first use: PyMC and its compiler, the REML/GLM/GLMM engines
 _LAZY = {
@@ -51,7 +49,21 @@ _LAZY = {
 __all__ = ["credibility", "datasets", "errors", "portfolio", "compare", "report", *_LAZY]
 
 
+def _version() -> str:
+    """The single source of the version is pyproject.toml, through the installed metadata
+    (read on first use of ``bc.__version__``: importlib.metadata costs ~35 ms of import)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bayescred")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     if name in _LAZY:
         module_name, attr = _LAZY[name]
         module = import_module(module_name)

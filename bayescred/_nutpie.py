@@ -14,16 +14,52 @@ the sampler) is nutpie's own.
 
 Measured on the 1,000-risk Bühlmann benchmark in a fresh process: compilation 3.6 s ->
 about 0.8 s, of which about 0.3 s is numba initialising itself (``benchmarks/bench_bayes.py``).
-The nutpie helpers used are those of nutpie 0.16 (pinned in ``pyproject.toml``);
-``tests/test_sampling.py`` checks the log density, gradient and trace values against PyMC's.
+The helpers used are private to nutpie (``_wrap_with_lock``, ``_make_functions``,
+``make_user_data``, ``_prepare_dims_and_coords``, ``address_as_void_pointer``) and to PyTensor
+(its numba cache: ``CACHED_SRC_FUNCTIONS``, ``compile_numba_function_src``), so this path is
+taken only for the versions it was tested with (:data:`TESTED`, :func:`supported`);
+``bc.sample`` uses nutpie's public ``compile_pymc_model`` otherwise
+(``tests/test_sampling_backends.py``). ``tests/test_sampling.py`` checks the log density,
+gradient and trace values against PyMC's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from importlib import metadata
 
 import numpy as np
+
+# The package versions this module was tested with: one mapping per tested combination,
+# each package's PEP 440 range (pre-releases excluded). Add a combination once
+# tests/test_sampling.py and tests/test_sampling_backends.py pass with it.
+TESTED = (
+    {"nutpie": ">=0.16.11,<0.17", "pytensor": ">=3.3.8,<3.4"},
+)
+
+
+def _version(package: str) -> str | None:
+    """The installed version of ``package`` (None when it is not installed)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def supported() -> bool:
+    """Whether the installed nutpie and PyTensor fall within one of the :data:`TESTED` combinations."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    def within(package: str, spec: str) -> bool:
+        installed = _version(package)
+        try:
+            return installed is not None and Version(installed) in SpecifierSet(spec)
+        except InvalidVersion:
+            return False
+
+    return any(all(within(package, spec) for package, spec in combination.items()) for combination in TESTED)
 
 _LOGP_SRC = """
 def logp(dim, x_, grad_, logp_, user_data_):

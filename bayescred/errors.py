@@ -192,3 +192,9 @@ class DegenerateResponseError(DataError):
 
 class DataSourceError(BayescredError, ValueError):
     """A spec's own data cannot be read: a missing or unreadable file, or an SQL query DuckDB refuses."""
+
+
+class SamplerFallbackWarning(UserWarning):
+    """``bc.sample`` used a slower sampler backend than the preferred one because the
+    preferred one could not compile the model; the message names the error and the backend
+    used (recorded as the posterior's attribute ``bayescred_sampler``)."""

@@ -4,11 +4,19 @@ nutpie (when installed) or PyMC's NUTS samples the hyperparameters; then, for a 
 model, every risk's effect is drawn from its exact conditional distribution given each
 draw, and the pointwise log-likelihood (for LOO), the posterior predictive and the observed
 data are added. The result is an ArviZ 1.x ``xarray.DataTree``.
+
+Three sampler backends, the first that applies (recorded as the posterior's attribute
+``bayescred_sampler``):
+
+* ``"nutpie-lean"``: nutpie with :mod:`bayescred._nutpie`'s disk-cached wrappers, only for
+  the nutpie and PyTensor versions that module was tested with (``_nutpie.TESTED``);
+* ``"nutpie"``: nutpie's public ``nutpie.compile_pymc_model``;
+* ``"pymc"``: PyMC's own NUTS, when nutpie is not installed or could not compile the model
+  (a :class:`~bayescred.errors.SamplerFallbackWarning` says why).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 
@@ -16,20 +24,48 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, SamplerFallbackWarning
 from .models._base import info_of
 from .progress import enabled as show_progress
 
 __all__ = ["sample"]
 
 
-
-def _sampler(sampler: str | None) -> str:
-    if sampler is None:
-        return "nutpie" if importlib.util.find_spec("nutpie") is not None else "pymc"
-    if sampler not in ("nutpie", "pymc"):
+def _check_sampler(sampler: str | None) -> None:
+    if sampler not in (None, "nutpie", "pymc"):
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
-    return sampler
+
+
+def _nutpie_importable(strict: bool) -> bool:
+    """Whether nutpie imports; an installed nutpie that fails to import is named in a warning
+    (``strict``, from ``sampler="nutpie"``: an error)."""
+    try:
+        import nutpie  # noqa: F401
+    except ImportError as exc:
+        if strict:
+            raise ImportError(f"sampler='nutpie' needs nutpie (pip install 'bayescred[fast]'): {exc}") from exc
+        if not (isinstance(exc, ModuleNotFoundError) and exc.name == "nutpie"):  # installed, but broken
+            warnings.warn(f"nutpie could not be imported ({type(exc).__name__}: {exc}); using 'pymc'",
+                          SamplerFallbackWarning, stacklevel=3)
+        return False
+    return True
+
+
+def _nutpie_backends() -> tuple[str, ...]:
+    """The nutpie compile paths to try, fastest first."""
+    from ._nutpie import supported
+
+    return ("nutpie-lean", "nutpie") if supported() else ("nutpie",)
+
+
+def _compile(model, var_names: list[str], backend: str):
+    if backend == "nutpie-lean":
+        from ._nutpie import compile_model
+
+        return compile_model(model, var_names)
+    import nutpie
+
+    return nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
 
 
 _LARGE = 20_000  # per-draw elements of deterministics above which they are computed after sampling
@@ -67,27 +103,48 @@ def _current_data(model) -> dict:
     return {d.name: np.asarray(d.get_value()) for d in model.data_vars}
 
 
-def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, target_accept):
-    """Compile once per model, stored variables and data shapes; after ``pm.set_data`` the new
-    data are swapped into the compiled model with ``with_data`` (SBC and refits reuse it).
-    Compiling again for new shapes is cheap: the compiled code comes from the disk cache."""
-    import nutpie
+def _run_nutpie(model, info, draws, tune, chains, seed, progressbar, cores, target_accept, strict):
+    """Sample with nutpie: ``(tree, backend)``, or None when neither nutpie compile path could
+    compile the model (``strict``, from ``sampler="nutpie"``: raise instead).
 
-    from ._nutpie import compile_model
+    Compiled once per backend, model, stored variables and data shapes; after ``pm.set_data``
+    the new data are swapped into the compiled model with nutpie's ``with_data`` (SBC and
+    refits reuse it). Compiling again for new shapes is cheap: the compiled code comes from
+    the disk cache."""
+    import nutpie
 
     cache = info.compiled if info is not None else {}
     data = _current_data(model)
-    key = (tuple(_stored(model)), tuple((k, v.shape) for k, v in sorted(data.items())))
-    compiled = cache.get(key)
-    if compiled is None:
-        compiled = cache[key] = compile_model(model, list(key[0]))
-    held = {var.name: compiled.shared_data[k] for var, k in compiled.shared_var_keys.items()}
-    changed = {k: v for k, v in data.items() if k in held and not np.array_equal(held[k], v)}
-    if changed:
-        compiled = compiled.with_data(**changed)
+    stored = _stored(model)
+    shapes = tuple((k, v.shape) for k, v in sorted(data.items()))
+    backends = _nutpie_backends()
+    for i, backend in enumerate(backends):
+        key = (backend, tuple(stored), shapes)
+        if key in cache:
+            break
+        try:
+            cache[key] = (_compile(model, stored, backend), data)
+            break
+        except Exception as exc:  # a compile failure, e.g. an internal name gone in a newer release
+            if strict and i == len(backends) - 1:
+                raise
+            fallback = backends[i + 1] if i + 1 < len(backends) else "pymc"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            warnings.warn(f"the {backend!r} sampler could not compile the model ({type(exc).__name__}: {first}); "
+                          f"using {fallback!r}", SamplerFallbackWarning, stacklevel=3)
+    else:
+        return None
+    compiled, held = cache[key]
+    for name, value in data.items():
+        if not np.array_equal(held[name], value):
+            try:
+                compiled = compiled.with_data(**{name: value})
+            except KeyError:  # data that neither the log density nor the stored values read
+                continue
     kwargs = {"cores": cores} if cores is not None else {}
-    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
+    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
                          save_warmup=False, target_accept=target_accept, **kwargs)
+    return tree, backend
 
 
 def _run_pymc(model, draws, tune, chains, seed, progressbar, cores, target_accept):
@@ -104,9 +161,11 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     """Sample ``model`` (a ``bayescred.models`` factory's model, or any PyMC model) and return a DataTree.
 
     ``random_seed`` is required: the same seed gives the same numbers (sampler and the
-    post-sampling draws use independent streams spawned from it). ``sampler``: "nutpie"
-    (default when installed) or "pymc". ``target_accept`` defaults to the model's own
-    setting: 0.9 rather than 0.8 (with few risks the posterior of the between SD is wide and
+    post-sampling draws use independent streams spawned from it). ``sampler``: None (the
+    default: nutpie when installed and able to compile the model, else PyMC's NUTS, see the
+    module docstring), "nutpie" (an error when nutpie cannot compile the model) or "pymc";
+    the backend used is the posterior's attribute ``bayescred_sampler``. ``target_accept``
+    defaults to the model's own setting: 0.9 rather than 0.8 (with few risks the posterior of the between SD is wide and
     skewed; 0.8 gave a few divergences on Table 3.1, 3 classes, where 0.9 gave none), 0.95
     for the crossed model and for every ``likelihood="latent"`` model. Progress is shown when ``progressbar`` is True, or,
     by default, when standard error is a terminal (:mod:`bayescred.progress`).
@@ -118,6 +177,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     per risk for the marginal models), ``posterior_predictive`` and ``observed_data``.
     A warning (:class:`~bayescred.errors.ConvergenceWarning`) reports divergences.
     """
+    _check_sampler(sampler)
     if random_seed is None:
         raise ValueError("random_seed is required: pass an integer so that results can be reproduced")
     for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
@@ -134,12 +194,15 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     if progressbar is None:
         progressbar = show_progress()
 
-    if _sampler(sampler) == "nutpie":
-        tree = _run_nutpie(model, info, draws, tune, chains, sampler_seed, progressbar, cores, target_accept)
-    else:
-        tree = _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept)
+    ran = None
+    if sampler != "pymc" and _nutpie_importable(strict=sampler == "nutpie"):
+        ran = _run_nutpie(model, info, draws, tune, chains, sampler_seed, progressbar, cores, target_accept,
+                          sampler == "nutpie")
+    tree, backend = ran if ran is not None else (
+        _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept), "pymc")
 
     posterior = tree["posterior"].to_dataset()
+    posterior.attrs["bayescred_sampler"] = backend
     deferred = _deferred(model, _stored(model))
     if deferred:
         posterior = posterior.assign(pm.compute_deterministics(posterior, var_names=deferred, model=model,

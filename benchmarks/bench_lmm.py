@@ -12,8 +12,8 @@ fit is printed so the timings compare like with like.
 (c) ``perf``: lme4's classic small fits (sleepstudy, Penicillin, Pastes, cake, Dyestuff,
     Orthodont, Machines), lme4's InstEval (73,421 rows) with both formulas, fit and
     ``ranef()`` against ``lmer`` and ``ranef(condVar = TRUE)``, the Jewell hierarchical
-    portfolio (6,000 risks in 50 sectors), the classical-fit median on Hachemeister and the
-    whole-process import ratio; all against R in the same run.
+    portfolio (6,000 risks in 50 sectors) and the classical-fit median on Hachemeister; all
+    against R in the same run (the whole-process import ratio: bench_imports.py).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py        # sections "lmm" and "lmm_perf"
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py perf   # only "lmm_perf"
@@ -288,15 +288,6 @@ def _capped_seconds(fn, cap=RANEF_CAP):
     return queue.get() if not queue.empty() else None
 
 
-def _process_seconds(code: str, runs: int = 7) -> float:
-    best = np.inf
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def perf():
     """Section "lmm_perf" of RESULTS.md (docstring of the module, item (c))."""
     import os
@@ -356,9 +347,6 @@ def perf():
             fn()
             times.append(time.perf_counter() - t)
         medians[name] = (float(np.median(times)), float(np.min(times)))
-    bare = _process_seconds("import numpy, pandas")
-    ours = _process_seconds("import bayescred as bc; h = bc.datasets.load('hachemeister'); "
-                            "bc.credibility.buhlmann_straub(h, 'state', 'severity', 'claims')")
     load1 = os.getloadavg()[0]
     text = [
         f"lme4 timed inside R (`system.time` around `lmer`, best of {REPEATS} for the small fits, one for the large; "
@@ -378,8 +366,7 @@ def perf():
         "",
         *[f"- {k} on Hachemeister (60 rows, pandas), in-process warm, 200 fits: median {m * 1e3:.2f} ms, "
           f"fastest {lo * 1e3:.2f} ms" for k, (m, lo) in medians.items()],
-        f"- whole process `import bayescred; bc.datasets.load('hachemeister'); buhlmann_straub(...)`: {ours:.2f} s "
-        f"against `import numpy, pandas` {bare:.2f} s (ratio {ours / bare:.2f}; best of 7 each)",
+        "- whole process with imports: section \"imports\" (bench_imports.py)",
         "",
         f"Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py [perf]` (R part {t_r:.0f} s).",
     ]

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 
 from ..errors import ArgumentError, BayescredError, DataError, MissingColumnError, NotNumericError, RankDeficientError
 from ._common import CredibilityFit
@@ -175,6 +174,8 @@ def mixed_estimation(
         raise DataError(f"{n} rows for {p} coefficients: sigma^2 cannot be estimated; give sigma2=")
     # stochastic rows by QR of the whitened design (no normal equations: Exhibit 7's constraint
     # has relative variance 1e-15 next to exposures of 1e5)
+    from scipy import linalg  # loaded here: `import bayescred` and the other classical fits do without it
+
     w = 1 / np.sqrt(phi[~exact])
     A, b = X[~exact] * w[:, None], y[~exact] * w
     Q, Rf = linalg.qr(A, mode="economic")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.optimize import brentq, minimize, minimize_scalar
 
 from ..errors import DataError
@@ -23,6 +22,8 @@ from .fit import LOG2PI
 
 def mixture_pvalue(statistic: float, df: int) -> float:
     """½χ²_{df−1} + ½χ²_df tail probability (χ²₀ is a point mass at 0)."""
+    from scipy import stats  # here, not at import: scipy.stats costs ~0.6 s and a fit does not need it
+
     if statistic <= 0:
         return 1.0
     low = stats.chi2.sf(statistic, df - 1) if df > 1 else 0.0
@@ -45,6 +46,8 @@ def lrt(null, alt) -> dict:
     df = alt.n_params - null.n_params
     if df < 1:
         raise DataError("the alternative must have more parameters than the null")
+    from scipy import stats
+
     stat = max(null.criterion - alt.criterion, 0.0)
     return {
         "statistic": float(stat),
@@ -64,6 +67,8 @@ def _full_deviance(design, theta, log_sigma2, reml):
 
 def profile_intervals(fit, level: float = 0.95) -> pd.DataFrame:
     """Profile-likelihood intervals for every SD in ``fit.varcorr`` (and the residual)."""
+    from scipy import stats
+
     d = fit._design
     reml = fit.reml
     theta_hat = fit._sol.theta

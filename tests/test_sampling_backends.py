@@ -1,0 +1,236 @@
+"""bc.sample's three sampler backends (bayescred.sampling's module docstring): nutpie with
+bayescred's lean wrappers only for the nutpie and PyTensor versions they were tested with,
+nutpie's public compile API otherwise, PyMC's NUTS without nutpie or when nutpie cannot
+compile the model. Each path gives a valid posterior with the same variables, names the
+backend in the posterior's ``bayescred_sampler`` attribute, and the same seed gives the same
+draws."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import bayescred as bc
+from bayescred import _nutpie
+from bayescred.errors import SamplerFallbackWarning
+from bayescred.sampling import _nutpie_backends
+
+pytest.importorskip("nutpie")
+
+SETTINGS = {"draws": 300, "tune": 300, "chains": 2, "cores": 1}
+
+
+def _model():
+    # Table 3.1 (3 classes): a fresh model per test, so no compiled model is shared between paths
+    return bc.models.buhlmann(bc.datasets.load("buhlmann_table31"), group="class", response="loss")
+
+
+def _versions(monkeypatch, **versions):
+    """Make ``_nutpie`` see these installed versions (the others as installed)."""
+    seen = _nutpie._version
+    monkeypatch.setattr(_nutpie, "_version", lambda package: versions.get(package, seen(package)))
+
+
+def _tested_versions():
+    """One version inside each range of the first tested combination (its lower bound)."""
+    return {package: spec.split(",")[0].removeprefix(">=") for package, spec in _nutpie.TESTED[0].items()}
+
+
+def _untested(monkeypatch):
+    _versions(monkeypatch, nutpie="0.99.0")
+
+
+def _without_nutpie(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nutpie", None)  # `import nutpie` raises ImportError
+
+
+PATHS = {
+    "nutpie-lean": lambda monkeypatch: None,  # as installed (the tests skip outside the tested versions)
+    "nutpie": _untested,
+    "pymc": _without_nutpie,
+}
+
+
+MODELS = {}  # the model each backend sampled in ``trees``: it holds that backend's compiled model
+
+
+@pytest.fixture(scope="module")
+def trees():
+    """Each backend's posterior, sampled twice with the same seed, once with another."""
+    out = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for backend, select in PATHS.items():
+            monkeypatch.undo()
+            select(monkeypatch)
+            if backend == "nutpie-lean" and not _nutpie.supported():
+                continue
+            model = _model()
+            out[backend] = [bc.sample(model, random_seed=seed, **SETTINGS) for seed in (7, 7, 8)]
+            MODELS[backend] = model
+    return out
+
+
+def _of(trees, backend):
+    if backend not in trees:
+        pytest.skip(f"the installed nutpie and PyTensor are outside bayescred._nutpie.TESTED: {_nutpie.TESTED}")
+    return trees[backend]
+
+
+@pytest.mark.parametrize("backend", list(PATHS))
+def test_each_path_names_its_backend_and_gives_a_valid_posterior(trees, backend):
+    tree = _of(trees, backend)[0]
+    post = tree["posterior"].to_dataset()
+    assert post.attrs["bayescred_sampler"] == backend
+    assert dict(post.sizes)["chain"] == 2 and dict(post.sizes)["draw"] == 300
+    for name, values in post.data_vars.items():
+        assert np.isfinite(values.values).all(), name
+    assert int(tree["sample_stats"]["diverging"].sum()) <= 3
+    # Table 3.1's grand mean is 750; the posterior of the collective is centred there
+    assert float(post["collective"].mean()) == pytest.approx(750, abs=0.2 * float(post["collective"].std()))
+    # the same posterior as PyMC's NUTS samples: each hyperparameter's mean and SD agree
+    reference = trees["pymc"][0]["posterior"].to_dataset()
+    for name in ("collective", "between_sd", "within_sd"):
+        sd = float(reference[name].std())
+        assert float(post[name].mean()) == pytest.approx(float(reference[name].mean()), abs=0.25 * sd), name
+        assert float(post[name].std()) == pytest.approx(sd, rel=0.2), name
+
+
+@pytest.mark.parametrize("backend", ["nutpie-lean", "nutpie"])
+def test_every_path_gives_the_same_variables_and_groups(trees, backend):
+    tree, reference = _of(trees, backend)[0], trees["pymc"][0]
+    assert set(tree.children) == set(reference.children)
+    for group in reference.children:
+        mine, theirs = tree[group].to_dataset(), reference[group].to_dataset()
+        if group == "sample_stats":  # each sampler reports its own statistics; both report divergences
+            assert "diverging" in mine and "diverging" in theirs
+            continue
+        assert set(mine.data_vars) == set(theirs.data_vars), group
+        for name in mine.data_vars:
+            assert mine[name].dims == theirs[name].dims and mine[name].shape == theirs[name].shape, name
+
+
+@pytest.mark.parametrize("backend", list(PATHS))
+def test_the_same_seed_gives_the_same_draws_on_each_path(trees, backend):
+    first, again, other = (tree["posterior"].to_dataset() for tree in _of(trees, backend))
+    for name in first.data_vars:
+        np.testing.assert_array_equal(first[name].values, again[name].values, err_msg=name)
+    assert not np.array_equal(first["collective"].values, other["collective"].values)
+
+
+def test_lean_and_public_nutpie_compilations_give_the_same_draws(trees):
+    # the lean wrappers call the same PyTensor function as nutpie's own: same seed, same draws
+    lean, public = (_of(trees, backend)[0]["posterior"].to_dataset() for backend in ("nutpie-lean", "nutpie"))
+    for name in public.data_vars:
+        np.testing.assert_array_equal(lean[name].values, public[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("versions,expected", [
+    ({}, True),
+    ({"nutpie": "0.16.10"}, False),
+    ({"nutpie": "0.17.0"}, False),
+    ({"nutpie": "0.17.0rc1"}, False),
+    ({"pytensor": "3.4.0"}, False),
+    ({"pytensor": "3.3.7"}, False),
+    ({"nutpie": "not a version"}, False),
+    ({"pytensor": None}, False),
+])
+def test_the_version_gate_admits_only_the_tested_ranges(monkeypatch, versions, expected):
+    _versions(monkeypatch, **{**_tested_versions(), **versions})  # None: not installed
+    assert _nutpie.supported() is expected
+
+
+def _failing_compile(*args, **kwargs):
+    raise RuntimeError("no such helper in this nutpie")
+
+
+def test_a_failing_lean_compile_falls_back_to_nutpies_public_api(monkeypatch, trees):
+    _versions(monkeypatch, **_tested_versions())
+    monkeypatch.setattr(_nutpie, "compile_model", _failing_compile)
+    with pytest.warns(SamplerFallbackWarning, match="'nutpie-lean'.*no such helper.*using 'nutpie'"):
+        # the model nutpie's public API compiled in ``trees``: the fallback finds it compiled
+        tree = bc.sample(MODELS["nutpie"], random_seed=7, **SETTINGS)
+    assert tree["posterior"].attrs["bayescred_sampler"] == "nutpie"
+    np.testing.assert_array_equal(tree["posterior"]["collective"].values,
+                                  trees["nutpie"][0]["posterior"]["collective"].values)
+
+
+def test_a_failing_nutpie_compile_falls_back_to_pymc(monkeypatch):
+    import nutpie
+
+    _untested(monkeypatch)
+    monkeypatch.setattr(nutpie, "compile_pymc_model", _failing_compile)
+    with pytest.warns(SamplerFallbackWarning, match="'nutpie'.*RuntimeError.*using 'pymc'"):
+        tree = bc.sample(_model(), random_seed=7, **SETTINGS)
+    assert tree["posterior"].attrs["bayescred_sampler"] == "pymc"
+
+
+def test_asking_for_nutpie_never_falls_back_to_pymc(monkeypatch):
+    import nutpie
+
+    _untested(monkeypatch)
+    monkeypatch.setattr(nutpie, "compile_pymc_model", _failing_compile)
+    with pytest.raises(RuntimeError, match="no such helper"):
+        bc.sample(_model(), random_seed=7, sampler="nutpie", **SETTINGS)
+    _without_nutpie(monkeypatch)
+    with pytest.raises(ImportError, match="sampler='nutpie' needs nutpie"):
+        bc.sample(_model(), random_seed=7, sampler="nutpie", **SETTINGS)
+
+
+def test_nutpie_absent_is_silent_and_nutpie_broken_is_named(monkeypatch, trees):
+    import builtins
+    import warnings
+
+    _without_nutpie(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerFallbackWarning)
+        tree = bc.sample(MODELS["pymc"], random_seed=7, **SETTINGS)
+    assert tree["posterior"].attrs["bayescred_sampler"] == "pymc"
+    monkeypatch.undo()
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):  # installed, but its compiled extension does not load
+        if name == "nutpie":
+            raise ImportError("undefined symbol: PyInit__lib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.warns(SamplerFallbackWarning, match="nutpie could not be imported.*undefined symbol.*using 'pymc'"):
+        tree = bc.sample(MODELS["pymc"], random_seed=7, **SETTINGS)
+    assert tree["posterior"].attrs["bayescred_sampler"] == "pymc"
+    np.testing.assert_array_equal(tree["posterior"]["collective"].values,
+                                  trees["pymc"][0]["posterior"]["collective"].values)
+
+
+def test_asking_for_pymc_uses_pymc_with_nutpie_installed(trees):
+    post = bc.sample(_model(), random_seed=7, sampler="pymc", **SETTINGS)["posterior"].to_dataset()
+    assert post.attrs["bayescred_sampler"] == "pymc"
+    np.testing.assert_array_equal(post["collective"].values, trees["pymc"][0]["posterior"]["collective"].values)
+
+
+@pytest.mark.parametrize("backend", ["nutpie-lean", "nutpie"])
+def test_data_swapped_into_a_compiled_model_give_a_fresh_compilations_draws(monkeypatch, trees, backend):
+    # after pm.set_data the compiled model is reused through nutpie's with_data (SBC, coverage
+    # studies): its draws are those of a model compiled afresh with the new data (the lean
+    # compilation here; the lean and public compilations give the same draws, test above)
+    import pymc as pm
+
+    _of(trees, backend)
+    other = bc.datasets.load("buhlmann_table31").assign(loss=lambda d: d["loss"] * 1.5 + 40)
+    new = {var.name: var.get_value() for var in bc.models.buhlmann(other, group="class", response="loss").data_vars}
+    fresh = _model()
+    pm.set_data(new, model=fresh)
+    expected = bc.sample(fresh, random_seed=7, **SETTINGS)["posterior"]
+    assert expected.attrs["bayescred_sampler"] in _nutpie_backends()
+    PATHS[backend](monkeypatch)
+    model = MODELS[backend]
+    before = {var.name: var.get_value() for var in model.data_vars}
+    pm.set_data(new, model=model)
+    try:
+        post = bc.sample(model, random_seed=7, **SETTINGS)["posterior"]
+    finally:
+        pm.set_data(before, model=model)
+    assert post.attrs["bayescred_sampler"] == backend
+    np.testing.assert_array_equal(post["collective"].values, expected["collective"].values)
+    assert not np.array_equal(post["collective"].values, trees[backend][0]["posterior"]["collective"].values)
