@@ -22,52 +22,10 @@ import pytest
 from scipy.linalg import block_diag
 
 import bayescred as bc
-from bayescred.lmm.blockmatrix import BlockMatrix, ProductSum
 from bayescred.lmm.fit import tri_index
 
 
-def _random_block(rng, J, k, q2, r):
-    return BlockMatrix(rng.normal(size=(J, k, k)), rng.normal(size=(J * k, r)), rng.normal(size=(J * k, r)),
-                       rng.normal(size=(J * k, q2)), rng.normal(size=(q2, J * k)), rng.normal(size=(q2, q2)))
-
-
-def _dense(X: BlockMatrix) -> np.ndarray:
-    q1 = X.q1
-    top = np.hstack([block_diag(*X.D) + X.L @ X.R.T, X.X12])
-    return np.vstack([top, np.hstack([X.X21, X.X22])]) if X.q2 else block_diag(*X.D) + X.L @ X.R.T[:, :q1]
-
-
-@pytest.mark.parametrize("k", [1, 2])
-def test_block_matrix_operations_equal_dense(k):
-    rng = np.random.default_rng(k)
-    J, q2 = 40, 5
-    X, Y = _random_block(rng, J, k, q2, 3), _random_block(rng, J, k, q2, 30)
-    dx, dy = _dense(X), _dense(Y)
-    tol = dict(rtol=1e-10, atol=1e-10 * np.abs(dx @ dy).max())
-    np.testing.assert_allclose(_dense(X @ Y), dx @ dy, **tol)
-    np.testing.assert_allclose(_dense(X + Y), dx + dy, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_dense((X - Y) * 2.5), 2.5 * (dx - dy), rtol=1e-12, atol=1e-11)
-    np.testing.assert_allclose(_dense(X.T), dx.T)
-    np.testing.assert_allclose(X.trace_of_product(Y), np.trace(dx @ dy), rtol=1e-10)
-    np.testing.assert_allclose(X.diagonal_of_product(Y), np.diag(dx @ dy), **tol)
-    np.testing.assert_allclose(X.diagonal(), np.diag(dx))
-    V = rng.normal(size=(dx.shape[0], 3))
-    np.testing.assert_allclose(X.dot(V), dx @ V, rtol=1e-10, atol=1e-10)
-    idx = np.array([0, 7, J * k - 1, J * k, J * k + q2 - 1])
-    np.testing.assert_allclose(X.sub(idx), dx[np.ix_(idx, idx)], rtol=1e-12)
-    np.testing.assert_allclose(X.rows(idx), dx[idx])
-    np.testing.assert_allclose(ProductSum().add(0.5, X, Y, symmetrise=True).sub(idx),
-                               0.5 * (dx @ dy + (dx @ dy).T)[np.ix_(idx, idx)], **tol)
-    # a symmetric positive definite M without low-rank part, as M = Λ'AΛ + I
-    B = rng.normal(size=(J * k + q2, J * k + q2)) * 0.05
-    dm = B @ B.T + np.eye(J * k + q2)
-    for j in range(J):  # no coupling between levels of block 1
-        for i in range(J):
-            if i != j:
-                dm[j * k : (j + 1) * k, i * k : (i + 1) * k] = 0
-    M = BlockMatrix(np.array([dm[j * k : (j + 1) * k, j * k : (j + 1) * k] for j in range(J)]),
-                    X12=dm[: J * k, J * k :], X21=dm[J * k :, : J * k], X22=dm[J * k :, J * k :])
-    np.testing.assert_allclose(_dense(M.inv()), np.linalg.inv(dm), rtol=1e-10, atol=1e-12)
+# TWOBLOCK_TEST
 
 
 def _dense_measures(fit):

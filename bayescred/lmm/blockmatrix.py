@@ -1,260 +1,219 @@
-"""q×q matrices of a mixed model in the block structure of its sparse Cholesky factor.
+"""The q-space matrices of a mixed model on the blocks of its sparse Cholesky factor.
 
 The random effects split as in ``fit.Design``: block 1 (the grouping factor with the most
-levels, J₁ levels × k₁ effects, eliminated first) and the q₂ remaining effects. Every
-matrix the uncertainty measures need (Z'WZ, Λ, M⁻¹, G, H = Z'V⁻¹Z, their products) is
+levels, J₁ levels × k₁ effects, eliminated first, so M₁₁ is block diagonal) and the q₂
+remaining effects. With Y = M₁₁⁻¹M₁₂ (sparse: the pattern of Z₁'WZ₂) and the Schur
+complement S = M₂₂ − M₂₁Y, the inverse of the two-block factor is (selected inversion,
+the Takahashi equations for two blocks; docs/formulas.md §9)
 
-    X = [ bd(D) + L R'   X₁₂ ]      bd(D): J₁ diagonal k₁×k₁ blocks,
-        [ X₂₁            X₂₂ ]      L, R: q₁×r (r ≤ a few q₂), X₁₂, X₂₁, X₂₂ dense,
+    M⁻¹ = [bd(M₁₁⁻¹) 0; 0 0] + U S⁻¹U',   U = [Y; −I],
 
-because the only coupling between two levels of block 1 runs through the q₂ other
-effects (rank ≤ q₂ per product). M⁻¹ is of this form by the Schur complement
-S = M₂₂ − M₂₁M₁₁⁻¹M₁₂ (the Takahashi / selected-inversion identity for a two-block
-factor). Memory and time are linear in J₁ (for fixed q₂), where the dense q×q algebra
-was quadratic/cubic; with q₂ = 0 (one grouping factor) the low-rank part is empty and
-everything is per-level blocks.
+so C = ΛM⁻¹Λ' = C_b + U_C S⁻¹U_C' with C_b = bd(T₁M₁₁⁻¹T₁') ⊕ 0 and U_C = ΛU = [Λ₁Y; −Λ₂]
+sparse. With A = Z'WZ, W_A = AU_C and G = σ²ΛΛ' every q×q matrix the uncertainty
+measures read is a sparse part plus a q₂-rank part:
+
+    σ²H = σ²Z'V⁻¹Z = H_b − W_A S⁻¹W_A',        H_b = A − A C_b A,
+    I − GH = I − CA,  (I − GH)G̃ = K_b − U_C S⁻¹W_A'G̃,   K_b = G̃ − C_b A G̃,
+
+for any G̃ with the block structure of G. Only diagonals and a few entries are read, so
+no q×q matrix is formed: memory is O(nnz(Z₁'WZ₂) + q₁q₂ + q₂²) and time
+O(nnz(Z₁'WZ₂)·q₂ + q₂³) per use. With q₂ = 0 (one grouping factor) the q₂-rank parts are
+empty and everything is per-level blocks.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
 
 
-def _bd_mul(D, V):
-    """bd(D) @ V for V of shape (q1, m)."""
-    J, k, _ = D.shape
-    if k == 1:
-        return D[:, 0, 0, None] * V
-    return np.einsum("jab,jbm->jam", D, V.reshape(J, k, -1)).reshape(V.shape)
+def rowdot(a, b) -> np.ndarray:
+    """Σ_j a_ij b_ij for each row i (a, b dense or sparse, of one shape)."""
+    if sp.issparse(a):
+        return np.asarray(sp.csr_matrix(a.multiply(b)).sum(axis=1)).ravel()
+    if sp.issparse(b):
+        return rowdot(b, a)
+    return np.einsum("ij,ij->i", a, b)
 
 
-def _mm(a, b):
-    """Product of two optional dense blocks (None = zero)."""
-    return None if a is None or b is None else a @ b
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
-def _add(*terms):
-    out = None
-    for t in terms:
-        if t is not None:
-            out = t if out is None else out + t
+def _level_blocks(X, Y, k) -> np.ndarray:
+    """(J, k, k) level-diagonal blocks of X Y' for X, Y of shape (J·k, m), dense or sparse."""
+    J = X.shape[0] // k
+    out = np.empty((J, k, k))
+    for a in range(k):
+        for b in range(k):
+            out[:, a, b] = rowdot(X[a::k], Y[b::k])
     return out
 
 
-class BlockMatrix:
-    """X = [[bd(D) + L R', X12], [X21, X22]] (docstring of the module); None = zero."""
+class TwoBlock:
+    """The two-block factor of M = Λ'AΛ + I at one θ and the operators built from it.
 
-    __slots__ = ("D", "L", "R", "X12", "X21", "X22")
-    __array_ufunc__ = None  # numpy scalars defer to __rmul__
+    Vectors and matrices in q-space are pairs (block 1 rows, block 2 rows); ``G̃`` arguments
+    are per-term covariance-shaped blocks Γ_i (k_i × k_i), repeated over the term's levels.
+    """
 
-    def __init__(self, D, L=None, R=None, X12=None, X21=None, X22=None):
-        self.D, self.X12, self.X21, self.X22 = D, X12, X21, X22
-        q1 = D.shape[0] * D.shape[1]
-        self.L = np.zeros((q1, 0)) if L is None else L
-        self.R = np.zeros((q1, 0)) if R is None else R
-
-    # -- shape
-    @property
-    def q1(self) -> int:
-        return self.D.shape[0] * self.D.shape[1]
-
-    @property
-    def q2(self) -> int:
-        for b in (self.X22, self.X12, self.X21):
-            if b is not None:
-                return b.shape[-1] if b is self.X12 else b.shape[0]
-        return 0
-
-    @classmethod
-    def identity(cls, J, k, q2):
-        return cls(np.broadcast_to(np.eye(k), (J, k, k)).copy(), X22=np.eye(q2) if q2 else None)
-
-    # -- algebra
-    @property
-    def T(self) -> "BlockMatrix":
-        t = lambda b: None if b is None else b.T  # noqa: E731
-        return BlockMatrix(np.swapaxes(self.D, 1, 2), self.R, self.L, t(self.X21), t(self.X12), t(self.X22))
-
-    def __mul__(self, c: float) -> "BlockMatrix":
-        s = lambda b: None if b is None else c * b  # noqa: E731
-        return BlockMatrix(c * self.D, c * self.L, self.R, s(self.X12), s(self.X21), s(self.X22))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, c: float) -> "BlockMatrix":
-        return self * (1.0 / c)
-
-    def __add__(self, o: "BlockMatrix") -> "BlockMatrix":
-        return BlockMatrix(self.D + o.D, np.hstack([self.L, o.L]), np.hstack([self.R, o.R]),
-                           _add(self.X12, o.X12), _add(self.X21, o.X21), _add(self.X22, o.X22))._compress()
-
-    def __sub__(self, o: "BlockMatrix") -> "BlockMatrix":
-        return self + o * -1.0
-
-    def __matmul__(self, o):
-        if not isinstance(o, BlockMatrix):
-            return self.dot(o)
-        D = np.matmul(self.D, o.D)
-        # (bd Dx + Lx Rx')(bd Dy + Ly Ry') + X12 Y21: the low-rank parts collected
-        Ls = [_bd_mul(self.D, o.L), self.L]
-        Rs = [o.R, _bd_mul(np.swapaxes(o.D, 1, 2), self.R) + o.R @ (o.L.T @ self.R)]
-        if self.X12 is not None and o.X21 is not None:
-            Ls.append(self.X12)
-            Rs.append(o.X21.T)
-        X12 = _add(None if o.X12 is None else _bd_mul(self.D, o.X12) + self.L @ (self.R.T @ o.X12),
-                   _mm(self.X12, o.X22))
-        X21 = _add(None if self.X21 is None else _bd_mul(np.swapaxes(o.D, 1, 2), self.X21.T).T
-                   + (self.X21 @ o.L) @ o.R.T, _mm(self.X22, o.X21))
-        X22 = _add(_mm(self.X21, o.X12), _mm(self.X22, o.X22))
-        return BlockMatrix(D, np.hstack(Ls), np.hstack(Rs), X12, X21, X22)._compress()
-
-    def dot(self, V: np.ndarray) -> np.ndarray:
-        """X @ V for a dense V of shape (q, m) (or (q,))."""
-        V2 = V.reshape(V.shape[0], -1)
+    def __init__(self, d, Ts):
+        self.d = d
+        J, k, q2 = d.J1, d.k1, d.q2
+        self.J, self.k, self.q1, self.q2 = J, k, J * k, q2
         q1 = self.q1
-        v1, v2 = V2[:q1], V2[q1:]
-        top = _bd_mul(self.D, v1) + self.L @ (self.R.T @ v1)
-        if self.X12 is not None:
-            top = top + self.X12 @ v2
-        bottom = np.zeros_like(v2)
-        if self.X21 is not None:
-            bottom = bottom + self.X21 @ v1
-        if self.X22 is not None:
-            bottom = bottom + self.X22 @ v2
-        return np.vstack([top, bottom]).reshape(V.shape)
+        T1 = d.T1(Ts)
+        M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1) + np.eye(k)
+        Di = np.linalg.inv(M11)
+        self.A11 = d.A11
+        self.Cb = T1 @ Di @ T1.T  # (J, k, k) level blocks of C_b
+        if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ
+            A12, A22 = d.A[:q1, q1:].tocsr(), d.A[q1:, q1:].toarray()
+        elif q2:
+            A12, A22 = sp.csr_matrix(d.A12m), np.asarray(d.A22)
+        else:
+            A12, A22 = sp.csr_matrix((q1, 0)), np.zeros((0, 0))
+        self.A12, self.A22 = A12, A22
+        Lam2 = d.Lam2(Ts).tocsr() if q2 else sp.csr_matrix((0, 0))
+        self.Lam2 = Lam2
+        bdT1 = d.block_diagonal(T1)
+        M12 = (bdT1.T @ A12 @ Lam2).tocsr()
+        M22 = _dense(Lam2.T @ (Lam2.T @ A22).T) + np.eye(q2)
+        Y = d.bd_mul(Di, M12)
+        S = M22 - _dense(M12.T @ Y)
+        if q2:
+            cS = sla.cho_factor(S, lower=True)
+            Si = sla.cho_solve(cS, np.eye(q2))
+            self.Si = 0.5 * (Si + Si.T)
+        else:
+            self.Si = np.zeros((0, 0))
+        Si = self.Si
+        # U_C = ΛU = [Λ₁Y; −Λ₂] and W_A = A U_C (block 1 sparse, block 2 dense)
+        self.U1 = (bdT1 @ Y).tocsr()
+        self.U2 = (-Lam2).tocsr()
+        self.W1 = (d.bd_mul(d.A11, self.U1) + A12 @ self.U2).tocsr()
+        self.W2 = _dense(A12.T @ self.U1) + _dense(self.U2.T @ A22.T).T
+        self.W1Si, self.W2Si = _dense(self.W1 @ Si), self.W2 @ Si
+        # H_b = A − A C_b A
+        ACb = d.A11 @ self.Cb
+        self.Hb11 = d.A11 - ACb @ d.A11
+        self.Hb12 = (A12 - d.bd_mul(ACb, A12)).tocsr()
+        self.Hb22 = A22 - _dense(A12.T @ d.bd_mul(self.Cb, A12))
 
-    def _compress(self, rtol: float = 1e-15) -> "BlockMatrix":
-        """Re-express L R' with the fewest columns (QR of both sides, SVD of the core);
-        as a dense q1×q1 block once that is smaller."""
-        r, q1 = self.L.shape[1], self.q1
-        if r == 0:
-            return self
-        if r >= q1:
-            self.L, self.R = self.L @ self.R.T, np.eye(q1)
-            return self
-        if r <= max(3 * self.q2, 8):  # ranks add up in products; QR only when it pays
-            return self
-        Ql, Rl = np.linalg.qr(self.L)
-        Qr, Rr = np.linalg.qr(self.R)
-        U, s, Vt = np.linalg.svd(Rl @ Rr.T)
-        keep = s > rtol * r * max(s[0], 1e-300) if s.size else s.astype(bool)
-        self.L = Ql @ (U[:, keep] * s[keep])
-        self.R = Qr @ Vt[keep].T
-        return self
+    # -- building blocks
+    def bd(self, D, X):
+        """bd(D) X for (J, k, k) (or one (k, k)) blocks and X of shape (q1, m), dense or sparse."""
+        return self.d.bd_mul(np.broadcast_to(D, (self.J, self.k, self.k)), X)
 
-    def inv(self) -> "BlockMatrix":
-        """Inverse by the Schur complement of block 1 (needs L R' = 0, as M = Λ'AΛ + I)."""
-        if self.L.shape[1]:
-            raise ValueError("inverse of a block matrix with a low-rank part")
-        Di = np.linalg.inv(self.D)
+    def gt2(self, Gamma) -> sp.csr_matrix:
+        """G̃ of the remaining terms (block 2) as a sparse q₂×q₂ matrix."""
+        d = self.d
         if not self.q2:
-            return BlockMatrix(Di)
-        Y = _bd_mul(Di, self.X12)  # M₁₁⁻¹M₁₂
-        Yt = _bd_mul(np.swapaxes(Di, 1, 2), self.X21.T).T  # M₂₁M₁₁⁻¹
-        Si = np.linalg.inv(self.X22 - self.X21 @ Y)
-        return BlockMatrix(Di, Y @ Si, Yt.T, -Y @ Si, -Si @ Yt, Si)
+            return sp.csr_matrix((0, 0))
+        return sp.block_diag([sp.kron(sp.identity(d.terms[i].n_levels), sp.csr_matrix(Gamma[i])) for i in d.rest],
+                             format="csr")
 
-    # -- reductions
-    def diag_blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """(J₁, k₁, k₁) diagonal blocks of block 1 and the dense q₂×q₂ X₂₂."""
-        J, k, _ = self.D.shape
-        d1 = self.D + np.einsum("jar,jbr->jab", self.L.reshape(J, k, -1), self.R.reshape(J, k, -1))
-        return d1, (np.zeros((0, 0)) if self.X22 is None else self.X22)
+    def gt1(self, Gamma) -> np.ndarray:
+        """G̃ of block 1: one k₁×k₁ block (the block-1 terms' Γ_i on its diagonal)."""
+        return sla.block_diag(*[Gamma[i] for i in self.d.block1])
 
-    def diagonal(self) -> np.ndarray:
-        d1, d2 = self.diag_blocks()
-        return np.concatenate([np.diagonal(d1, axis1=1, axis2=2).ravel(), np.diag(d2)])
-
-    def trace_of_product(self, o: "BlockMatrix") -> float:
-        """tr(X Y) without forming X Y."""
-        t = float(np.einsum("jab,jba->", self.D, o.D))
-        t += float(np.sum((self.R.T @ _bd_mul(o.D, self.L)).diagonal()))
-        t += float(np.sum((o.R.T @ _bd_mul(self.D, o.L)).diagonal()))
-        t += float(np.sum((self.R.T @ o.L) * (o.R.T @ self.L).T))
-        for a, b in ((self.X12, o.X21), (self.X21, o.X12), (self.X22, o.X22)):
-            if a is not None and b is not None:
-                t += float(np.sum(a * b.T))
-        return t
-
-    def diagonal_of_product(self, o: "BlockMatrix") -> np.ndarray:
-        """diag(X Y) without forming X Y (cost q₁r² + q₁q₂ + q₂²)."""
-        J, k, _ = self.D.shape
-        d1 = np.einsum("jab,jba->ja", self.D, o.D).ravel()
-        d1 += np.sum(_bd_mul(self.D, o.L) * o.R, axis=1)
-        d1 += np.sum(self.L * (_bd_mul(np.swapaxes(o.D, 1, 2), self.R) + o.R @ (o.L.T @ self.R)), axis=1)
-        if self.X12 is not None and o.X21 is not None:
-            d1 += np.sum(self.X12 * o.X21.T, axis=1)
-        d2 = np.zeros(self.q2)
-        if self.X21 is not None and o.X12 is not None:
-            d2 += np.sum(self.X21 * o.X12.T, axis=1)
-        if self.X22 is not None and o.X22 is not None:
-            d2 += np.sum(self.X22 * o.X22.T, axis=1)
+    def cond_diag(self) -> np.ndarray:
+        """diag(C), C = ΛM⁻¹Λ' (= (G − GHG)/σ²)."""
+        d1 = np.diagonal(self.Cb, axis1=1, axis2=2).ravel() + rowdot(_dense(self.U1 @ self.Si), self.U1)
+        d2 = rowdot(_dense(self.U2 @ self.Si), self.U2)
         return np.concatenate([d1, d2])
 
-    def rows(self, idx: np.ndarray) -> np.ndarray:
-        """The dense rows ``idx`` of ``X`` (cost len(idx)·q₁·r)."""
-        J, k, _ = self.D.shape
-        q1, q2 = self.q1, self.q2
-        out = np.zeros((len(idx), q1 + q2))
-        for n, i in enumerate(idx):
-            if i < q1:
-                j, a = divmod(int(i), k)
-                out[n, j * k : (j + 1) * k] = self.D[j, a]
-                out[n, :q1] += self.R @ self.L[i]
-                if self.X12 is not None:
-                    out[n, q1:] = self.X12[i]
-            else:
-                if self.X21 is not None:
-                    out[n, :q1] = self.X21[i - q1]
-                if self.X22 is not None:
-                    out[n, q1:] = self.X22[i - q1]
-        return out
-
-    def quad(self, F: np.ndarray) -> np.ndarray:
-        """F' X F for a dense F of shape (q, p)."""
-        return F.T @ self.dot(F)
-
-    def sub(self, idx: np.ndarray) -> np.ndarray:
-        """The dense submatrix of ``X`` on the rows and columns ``idx`` (a few global indices)."""
-        J, k, _ = self.D.shape
+    def C_dot(self, V):
+        """C V for V of shape (q, m)."""
         q1 = self.q1
-        out = np.zeros((len(idx), len(idx)))
-        in1 = idx < q1
-        i1, i2 = idx[in1], idx[~in1] - q1
-        blk = np.ix_(np.flatnonzero(in1), np.flatnonzero(in1))
-        same = (i1[:, None] // k) == (i1[None, :] // k)
-        Dv = self.D[i1[:, None] // k, i1[:, None] % k, i1[None, :] % k]
-        out[blk] = np.where(same, Dv, 0.0) + self.L[i1] @ self.R[i1].T
-        p1, p2 = np.flatnonzero(in1), np.flatnonzero(~in1)
-        if self.X12 is not None:
-            out[np.ix_(p1, p2)] = self.X12[np.ix_(i1, i2)]
-        if self.X21 is not None:
-            out[np.ix_(p2, p1)] = self.X21[np.ix_(i2, i1)]
-        if self.X22 is not None:
-            out[np.ix_(p2, p2)] = self.X22[np.ix_(i2, i2)]
-        return out
+        t = self.Si @ (_dense(self.U1.T @ V[:q1]) + _dense(self.U2.T @ V[q1:]))
+        return np.vstack([self.bd(self.Cb, V[:q1]) + _dense(self.U1 @ t), _dense(self.U2 @ t)])
 
-    def dense(self) -> np.ndarray:
-        """The full q×q matrix (tests only)."""
-        return self.sub(np.arange(self.q1 + self.q2))
+    def A_dot(self, V):
+        q1 = self.q1
+        v1, v2 = V[:q1], V[q1:]
+        return np.vstack([self.bd(self.A11, v1) + _dense(self.A12 @ v2), _dense(self.A12.T @ v1) + self.A22 @ v2])
 
+    def Hs_dot(self, V):
+        """σ²H V = (H_b − W_A S⁻¹W_A') V for V of shape (q, m)."""
+        q1 = self.q1
+        v1, v2 = V[:q1], V[q1:]
+        t = self.Si @ (_dense(self.W1.T @ v1) + self.W2.T @ v2)
+        top = self.bd(self.Hb11, v1) + _dense(self.Hb12 @ v2) - _dense(self.W1 @ t)
+        return np.vstack([top, _dense(self.Hb12.T @ v1) + self.Hb22 @ v2 - self.W2 @ t])
 
-class ProductSum:
-    """Σ c · X Y for block matrices, kept unmultiplied: only its diagonal and a few of
-    its entries are ever read, and forming each product would cost a rank reduction."""
+    def Hs_blocks(self):
+        """The dense blocks σ²H₁₂ (q₁×q₂) and σ²H₂₂ (q₂×q₂)."""
+        H12 = _dense(self.Hb12) - self.W1Si @ self.W2.T
+        H22 = self.Hb22 - self.W2Si @ self.W2.T
+        return H12, 0.5 * (H22 + H22.T)
 
-    def __init__(self):
-        self.terms: list[tuple[float, BlockMatrix, BlockMatrix]] = []
+    # -- (I − GH)G̃ and its quadratic forms
+    def direction(self, Gamma) -> dict:
+        """The pieces of K = (I − GH)G̃ = K_b − U_C Φ', Φ = G̃W_A S⁻¹, for G̃ given per term."""
+        g1, g2 = self.gt1(Gamma), self.gt2(Gamma)
+        K11 = g1[None] - self.Cb @ self.A11 @ g1  # (J, k, k)
+        K12 = (-self.bd(self.Cb, self.A12 @ g2)).tocsr()
+        return {"g1": g1, "g2": g2, "K11": K11, "K12": K12,
+                "Phi1": self.bd(g1, self.W1Si), "Phi2": _dense(g2 @ self.W2Si)}
 
-    def add(self, c: float, X: BlockMatrix, Y: BlockMatrix, symmetrise: bool = False) -> "ProductSum":
-        """Add c·X Y (and c·(X Y)' with ``symmetrise``)."""
-        self.terms.append((float(c), X, Y))
-        if symmetrise:
-            self.terms.append((float(c), Y.T, X.T))
-        return self
+    def quad_diag(self, k) -> tuple[np.ndarray, np.ndarray]:
+        """diag(K σ²H K') of one direction ``k`` (from :meth:`direction`), returned as the
+        sparse-part diagonal and the q₂×q₂ core X whose diag(U_C X U_C') completes it
+        (summed over directions by the caller, so that U_C X U_C' is read once)."""
+        Si, W1, W2 = self.Si, self.W1, self.W2
+        g1, g2, K11, K12, Phi1, Phi2 = (k[n] for n in ("g1", "g2", "K11", "K12", "Phi1", "Phi2"))
+        Xt = _dense(W1.T @ Phi1) + W2.T @ Phi2  # W_A'Φ
+        HbPhi1 = self.bd(self.Hb11, Phi1) + _dense(self.Hb12 @ Phi2)
+        HbPhi2 = _dense(self.Hb12.T @ Phi1) + self.Hb22 @ Phi2
+        SiXt = Si @ Xt
+        P1 = HbPhi1 - _dense(W1 @ SiXt)  # σ²HΦ
+        P2 = HbPhi2 - W2 @ SiXt
+        KP1 = self.bd(K11, P1) + _dense(K12 @ P2)
+        KP2 = _dense(g2 @ P2)
+        cross = np.concatenate([rowdot(self.U1, KP1), rowdot(self.U2, KP2)])
+        GW1, GW2 = self.bd(g1, W1), _dense(g2 @ W2)
+        core = Si @ (_dense(GW1.T @ HbPhi1) + GW2.T @ HbPhi2) - Xt.T @ SiXt
+        # diag(K_b H_b K_b')
+        K11Hb12 = self.bd(K11, self.Hb12)
+        kk1 = np.diagonal(K11 @ self.Hb11 @ np.swapaxes(K11, 1, 2), axis1=1, axis2=2).ravel()
+        kk1 = kk1 + 2 * rowdot(K11Hb12, K12) + rowdot(_dense(K12 @ self.Hb22), K12)
+        kk2 = rowdot(_dense(g2 @ self.Hb22), g2)
+        # diag(K_b W_A S⁻¹W_A' K_b')
+        KWSi1 = self.bd(K11, self.W1Si) + _dense(K12 @ self.W2Si)
+        KW1 = _dense(self.bd(K11, W1)) + _dense(K12 @ W2)
+        kw1 = rowdot(KWSi1, KW1)
+        kw2 = rowdot(_dense(g2 @ self.W2Si), _dense(g2 @ W2))
+        sparse_part = np.concatenate([kk1 - kw1, kk2 - kw2]) - 2 * cross
+        return sparse_part, 0.5 * (core + core.T)
 
-    def diagonal(self) -> np.ndarray:
-        return sum(c * X.diagonal_of_product(Y) for c, X, Y in self.terms)
+    def core_diag(self, X) -> np.ndarray:
+        """diag(U_C X U_C') for a q₂×q₂ X."""
+        return np.concatenate([rowdot(_dense(self.U1 @ X), self.U1), rowdot(_dense(self.U2 @ X), self.U2)])
 
-    def sub(self, idx: np.ndarray) -> np.ndarray:
-        return sum(c * (X.rows(idx) @ Y.T.rows(idx).T) for c, X, Y in self.terms)
+    def sandwich_diag(self, k) -> np.ndarray:
+        """diag((I − GH)G̃(I − HG)) = diag(K) − diag(K A C) of one direction ``k``."""
+        Si, U1, U2 = self.Si, self.U1, self.U2
+        g2, K11, K12, Phi1, Phi2 = (k[n] for n in ("g2", "K11", "K12", "Phi1", "Phi2"))
+        diagK = np.concatenate([np.diagonal(K11, axis1=1, axis2=2).ravel() - rowdot(U1, Phi1),
+                                g2.diagonal() - rowdot(U2, Phi2)])
+        # K A C = K A C_b + K W_A S⁻¹U_C',  K W_A S⁻¹ = K_b W_A S⁻¹ − U_C (W_A'Φ)'S⁻¹
+        XSi = (_dense(self.W1.T @ Phi1) + self.W2.T @ Phi2).T @ Si
+        KWSi1 = self.bd(K11, self.W1Si) + _dense(K12 @ self.W2Si) - _dense(U1 @ XSi)
+        KWSi2 = _dense(g2 @ self.W2Si) - _dense(U2 @ XSi)
+        # K A C_b lives on block 1: level blocks of (K A)₁₁ = K₁₁A₁₁ + K₁₂A₂₁ − U₁(AΦ)₁'
+        APhi1 = self.bd(self.A11, Phi1) + _dense(self.A12 @ Phi2)
+        KA11 = K11 @ self.A11 + _level_blocks(K12, self.A12, self.k) - _level_blocks(U1, APhi1, self.k)
+        kac = np.einsum("jab,jba->ja", KA11, self.Cb).ravel()
+        return diagK - np.concatenate([kac + rowdot(KWSi1, U1), rowdot(KWSi2, U2)])
+
+    def K_T_dot(self, k, e) -> np.ndarray:
+        """K'e = K_b'e − G̃W_A S⁻¹U_C'e for a q-vector e (one target's row combination of K)."""
+        q1 = self.q1
+        e1, e2 = e[:q1], e[q1:]
+        t = self.Si @ (self.U1.T @ e1 + self.U2.T @ e2)
+        top = self.bd(np.swapaxes(k["K11"], 1, 2), e1[:, None])[:, 0] - self.bd(k["g1"], (self.W1 @ t)[:, None])[:, 0]
+        bottom = k["K12"].T @ e1 + k["g2"].T @ e2 - k["g2"] @ (self.W2 @ t)
+        return np.concatenate([top, bottom])
+
