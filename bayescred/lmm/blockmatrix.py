@@ -37,6 +37,27 @@ def rowdot(a, b) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
+def sampled_diag(A, M, B) -> np.ndarray:
+    """diag(A M B') for sparse A, B of one shape and a dense M, read only where B is not
+    zero: Σ_{(i,j) ∈ B} B_ij (A_i· M_·j) (cost Σ_i nnz(A_i)·nnz(B_i), no dense A M)."""
+    A, B = sp.csr_matrix(A), sp.coo_matrix(B)
+    rep = np.diff(A.indptr)[B.row]
+    n = int(rep.sum())
+    out = np.zeros(A.shape[0])
+    if not n:
+        return out
+    e = np.repeat(np.arange(B.nnz), rep)
+    first = np.cumsum(rep) - rep
+    ai = np.repeat(A.indptr[B.row], rep) + (np.arange(n) - np.repeat(first, rep))
+    vals = A.data[ai] * M[A.indices[ai], B.col[e]] * B.data[e]
+    return np.bincount(B.row[e], vals, minlength=A.shape[0])
+
+
+def _add(a, b):
+    """a + b with None as zero."""
+    return b if a is None else a if b is None else a + b
+
+
 def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
@@ -120,9 +141,8 @@ class TwoBlock:
 
     def cond_diag(self) -> np.ndarray:
         """diag(C), C = ΛM⁻¹Λ' (= (G − GHG)/σ²)."""
-        d1 = np.diagonal(self.Cb, axis1=1, axis2=2).ravel() + rowdot(_dense(self.U1 @ self.Si), self.U1)
-        d2 = rowdot(_dense(self.U2 @ self.Si), self.U2)
-        return np.concatenate([d1, d2])
+        cb = np.concatenate([np.diagonal(self.Cb, axis1=1, axis2=2).ravel(), np.zeros(self.q2)])
+        return cb + self.core_diag(self.Si)
 
     def C_dot(self, V):
         """C V for V of shape (q, m)."""
@@ -151,46 +171,107 @@ class TwoBlock:
 
     # -- (I − GH)G̃ and its quadratic forms
     def direction(self, Gamma) -> dict:
-        """The pieces of K = (I − GH)G̃ = K_b − U_C Φ', Φ = G̃W_A S⁻¹, for G̃ given per term."""
+        """The pieces of K = (I − GH)G̃ = K_b − U_C Φ', Φ = G̃W_A S⁻¹, for G̃ given per term
+        (``rows``: the block-2 rows where G̃ is not zero; ``on1``: whether block 1's is)."""
         g1, g2 = self.gt1(Gamma), self.gt2(Gamma)
+        rows = np.unique(g2.nonzero()[0])
         K11 = g1[None] - self.Cb @ self.A11 @ g1  # (J, k, k)
         K12 = (-self.bd(self.Cb, self.A12 @ g2)).tocsr()
-        return {"g1": g1, "g2": g2, "K11": K11, "K12": K12,
-                "Phi1": self.bd(g1, self.W1Si), "Phi2": _dense(g2 @ self.W2Si)}
+        Phi2 = np.zeros((self.q2, self.q2))
+        Phi2[rows] = _dense(g2[rows] @ self.W2Si)
+        return {"g1": g1, "g2": g2, "K11": K11, "K12": K12, "rows": rows, "on1": bool(np.any(g1)),
+                "Phi1": self.bd(g1, self.W1Si), "Phi2": Phi2}
 
-    def quad_diag(self, k) -> tuple[np.ndarray, np.ndarray]:
-        """diag(K σ²H K') of one direction ``k`` (from :meth:`direction`), returned as the
-        sparse-part diagonal and the q₂×q₂ core X whose diag(U_C X U_C') completes it
-        (summed over directions by the caller, so that U_C X U_C' is read once)."""
-        Si, W1, W2 = self.Si, self.W1, self.W2
-        g1, g2, K11, K12, Phi1, Phi2 = (k[n] for n in ("g1", "g2", "K11", "K12", "Phi1", "Phi2"))
-        Xt = _dense(W1.T @ Phi1) + W2.T @ Phi2  # W_A'Φ
-        HbPhi1 = self.bd(self.Hb11, Phi1) + _dense(self.Hb12 @ Phi2)
-        HbPhi2 = _dense(self.Hb12.T @ Phi1) + self.Hb22 @ Phi2
+    def _linear(self, k) -> dict:
+        """The parts of one direction that enter its quadratic forms linearly: W_A'Φ, H_bΦ,
+        σ²HΦ = H_bΦ − W_A S⁻¹W_A'Φ, K_bW_A and K_bW_A S⁻¹ by block (None: a zero block)."""
+        Si, W1, W2, rows, on1 = self.Si, self.W1, self.W2, k["rows"], k["on1"]
+        Phi1 = k["Phi1"]
+        Xt = HbPhi1 = HbPhi2 = KW1 = KWSi1 = KW2 = KWSi2 = K12Hb22 = None
+        if len(rows):
+            Phi2 = k["Phi2"][rows]
+            Xt = W2[rows].T @ Phi2
+            HbPhi1 = _dense(self.Hb12[:, rows] @ Phi2)
+            HbPhi2 = self.Hb22[:, rows] @ Phi2
+            K12r, g2r = k["K12"][:, rows], k["g2"][rows][:, rows]
+            KW1, KWSi1 = _dense(K12r @ W2[rows]), _dense(K12r @ self.W2Si[rows])
+            KW2, KWSi2 = np.zeros((self.q2, self.q2)), np.zeros((self.q2, self.q2))
+            KW2[rows], KWSi2[rows] = _dense(g2r @ W2[rows]), _dense(g2r @ self.W2Si[rows])
+            K12Hb22 = self.Hb22[rows]
+        if on1:
+            Xt = _add(Xt, _dense(W1.T @ Phi1))
+            HbPhi1 = _add(HbPhi1, self.bd(self.Hb11, Phi1))
+            HbPhi2 = _add(HbPhi2, _dense(self.Hb12.T @ Phi1))
+            KW1 = _add(KW1, _dense(self.bd(k["K11"], W1)))
+            KWSi1 = _add(KWSi1, self.bd(k["K11"], self.W1Si))
         SiXt = Si @ Xt
-        P1 = HbPhi1 - _dense(W1 @ SiXt)  # σ²HΦ
+        P1 = HbPhi1 - _dense(W1 @ SiXt)
         P2 = HbPhi2 - W2 @ SiXt
-        KP1 = self.bd(K11, P1) + _dense(K12 @ P2)
-        KP2 = _dense(g2 @ P2)
-        cross = np.concatenate([rowdot(self.U1, KP1), rowdot(self.U2, KP2)])
-        GW1, GW2 = self.bd(g1, W1), _dense(g2 @ W2)
-        core = Si @ (_dense(GW1.T @ HbPhi1) + GW2.T @ HbPhi2) - Xt.T @ SiXt
-        # diag(K_b H_b K_b')
-        K11Hb12 = self.bd(K11, self.Hb12)
-        kk1 = np.diagonal(K11 @ self.Hb11 @ np.swapaxes(K11, 1, 2), axis1=1, axis2=2).ravel()
-        kk1 = kk1 + 2 * rowdot(K11Hb12, K12) + rowdot(_dense(K12 @ self.Hb22), K12)
-        kk2 = rowdot(_dense(g2 @ self.Hb22), g2)
-        # diag(K_b W_A S⁻¹W_A' K_b')
-        KWSi1 = self.bd(K11, self.W1Si) + _dense(K12 @ self.W2Si)
-        KW1 = _dense(self.bd(K11, W1)) + _dense(K12 @ W2)
-        kw1 = rowdot(KWSi1, KW1)
-        kw2 = rowdot(_dense(g2 @ self.W2Si), _dense(g2 @ W2))
-        sparse_part = np.concatenate([kk1 - kw1, kk2 - kw2]) - 2 * cross
-        return sparse_part, 0.5 * (core + core.T)
+        return {"Xt": Xt, "SiXt": SiXt, "HbPhi1": HbPhi1, "HbPhi2": HbPhi2, "P1": P1, "P2": P2,
+                "KW1": KW1, "KWSi1": KWSi1, "KW2": KW2, "KWSi2": KWSi2, "Hb22r": K12Hb22}
+
+    def g3_diag(self, dirs, Omega) -> np.ndarray:
+        """Σ_kl Ω_kl diag(K_k σ²H K_l') for directions K_k = (I − GH)G̃_k (from :meth:`direction`).
+
+        σ²KHK_l' = K_bH_bK_{b,l}' − K_bW_AS⁻¹W_A'K_{b,l}' − U_CΦ'σ²HK_{b,l}' − K_bσ²HΦ_lU_C'
+        + U_C(Φ'H_bΦ_l − W_A'Φ S⁻¹ W_A'Φ_l)U_C'; the bilinear sums are taken over l first
+        (Ω-weighted combinations of the linear parts), so each direction costs a few q₂³."""
+        q1, m = self.q1, len(dirs)
+        lin = [self._linear(k) for k in dirs]
+
+        def mix(name, kk):
+            out = None
+            for ll in range(m):
+                if Omega[kk, ll] != 0 and lin[ll][name] is not None:
+                    out = _add(out, Omega[kk, ll] * lin[ll][name])
+            return out
+
+        out1, out2 = np.zeros(q1), np.zeros(self.q2)
+        core = np.zeros((self.q2, self.q2))
+        inner = np.zeros((self.q2, self.q2))
+        for kk, k in enumerate(dirs):
+            if not np.any(Omega[kk]):
+                continue
+            rows, K11, K12, g2, on1 = k["rows"], k["K11"], k["K12"], k["g2"], k["on1"]
+            # − 2 diag(U_C Φ'σ²H K_b') summed: K_b (σ²HΦ̄) against U_C
+            if len(rows):
+                P2 = mix("P2", kk)
+                out1 -= 2 * sampled_diag(K12[:, rows], P2[rows], self.U1)
+                out2 -= 2 * rowdot(self.U2, _dense(g2[:, rows] @ P2[rows]))
+            if on1:
+                out1 -= 2 * rowdot(self.U1, self.bd(K11, mix("P1", kk)))
+            # − diag(K_b W_A S⁻¹ W_A' K̄_b')
+            for name, acc in (("1", out1), ("2", out2)):
+                KWSi = lin[kk]["KWSi" + name]
+                KW = None if KWSi is None else mix("KW" + name, kk)
+                if KW is not None:
+                    acc -= rowdot(KWSi, KW)
+            # diag(K_b H_b K̄_b'), pair by pair (sparse)
+            for ll, kl in enumerate(dirs):
+                w = Omega[kk, ll]
+                if w == 0:
+                    continue
+                if len(rows) and len(kl["rows"]):
+                    out1 += w * sampled_diag(K12[:, rows], lin[kk]["Hb22r"], kl["K12"])
+                    out2 += w * rowdot(_dense(g2[:, rows] @ lin[kk]["Hb22r"]), kl["g2"])
+                if on1 and kl["on1"]:
+                    out1 += w * np.einsum("jab,jbc,jac->ja", K11, self.Hb11, kl["K11"]).ravel()
+                if on1 and len(kl["rows"]):
+                    out1 += w * rowdot(self.bd(K11, self.Hb12), kl["K12"])
+                if kl["on1"] and len(rows):
+                    out1 += w * rowdot(self.bd(kl["K11"], self.Hb12), K12)
+            # the q₂×q₂ core: Φ'H_bΦ̄ − (W_A'Φ)'S⁻¹(W_A'Φ̄), Φ = G̃W_AS⁻¹
+            if len(rows):
+                inner += _dense(g2[rows][:, rows] @ self.W2[rows]).T @ mix("HbPhi2", kk)[rows]
+            if on1:
+                inner += _dense(self.bd(k["g1"], self.W1).T @ mix("HbPhi1", kk))
+            core -= lin[kk]["Xt"].T @ mix("SiXt", kk)
+        core += self.Si @ inner
+        return np.concatenate([out1, out2]) + self.core_diag(0.5 * (core + core.T))
 
     def core_diag(self, X) -> np.ndarray:
         """diag(U_C X U_C') for a q₂×q₂ X."""
-        return np.concatenate([rowdot(_dense(self.U1 @ X), self.U1), rowdot(_dense(self.U2 @ X), self.U2)])
+        return np.concatenate([sampled_diag(self.U1, X, self.U1), sampled_diag(self.U2, X, self.U2)])
 
     def sandwich_diag(self, k) -> np.ndarray:
         """diag((I − GH)G̃(I − HG)) = diag(K) − diag(K A C) of one direction ``k``."""

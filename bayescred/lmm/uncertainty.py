@@ -15,9 +15,9 @@ bayescred/lmm/blockmatrix.py: selected inversion, sparse parts plus a q₂-rank 
 memory and time are linear in the number of risks for a fixed number of other effects.
 The forms used (derivations in the comments):
   ∂B/∂θ_k = (I − GH)G_k Z'V⁻¹ with G_k = ∂G/∂θ_k, and, as B = GZ'V⁻¹ is homogeneous of
-  degree 0 in (Σ entries, σ²), ∂B/∂σ² = −(I − GH)G Z'V⁻¹/σ². So with I⁻¹ = Σ_r s_r c_r c_r'
-  (eigen-decomposition) and G̃_r = Σ_k c_rk G_k − c_rσ G/σ² (per-term blocks, as G):
-      g₃ = Σ_r s_r m'(I − GH)G̃_r H G̃_r(I − HG)m.
+  degree 0 in (Σ entries, σ²), ∂B/∂σ² = −(I − GH)G Z'V⁻¹/σ² = −Σ_k ψ_k ∂B/∂θ_k/σ² (ψ_k the
+  Σ entries). So with Ω = J'I⁻¹J, J = [I; −ψ'/σ²], on the Σ-entry directions only:
+      g₃ = Σ_kl Ω_kl m'(I − GH)G_k H G_l(I − HG)m.
   The information needs only tr(G_k H_P) and tr(G_k H_P G_l H_P), H_P = Z'PZ = H − FF'
   (V_σ = W⁻¹ = (V − ZGZ')/σ², PVP = P): traces of level blocks of H.
   ML bias: ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m and, g₁ being homogeneous of degree 1,
@@ -175,22 +175,24 @@ class Uncertainty:
         return np.linalg.pinv(self.info)
 
     @functools.cached_property
-    def directions(self) -> list[tuple[float, dict]]:
-        """(s_r, pieces of (I − GH)G̃_r) for I⁻¹ = Σ_r s_r c_r c_r'."""
-        ev, vec = np.linalg.eigh(0.5 * (self.info_inv + self.info_inv.T))
+    def directions(self) -> list[dict]:
+        """Pieces of (I − GH)G_k for each Σ-entry parameter k (bayescred/lmm/blockmatrix.py)."""
+        m = len(self.params)
         with _single_thread():
-            return [(float(s), self.tb.direction(self._gamma(v))) for s, v in zip(ev, vec.T) if s != 0]
+            return [self.tb.direction(self._gamma(np.eye(m + 1)[k])) for k in range(m)]
+
+    @functools.cached_property
+    def Omega(self) -> np.ndarray:
+        """I⁻¹ on the Σ-entry directions: the σ² direction is −Σ_k ψ_k G_k/σ² (module docstring)."""
+        m = len(self.params)
+        J = np.vstack([np.eye(m), -self.psi[None] / self.s2])
+        return J.T @ self.info_inv @ J
 
     @functools.cached_property
     def g3(self) -> np.ndarray:
-        """g₃ of every random effect: Σ_r s_r diag((I − GH)G̃_r H G̃_r(I − HG))."""
+        """g₃ of every random effect: Σ_kl Ω_kl diag((I − GH)G_k H G_l(I − HG))."""
         with _single_thread():
-            sparse_part, core = np.zeros(self.q), np.zeros((self.design.q2,) * 2)
-            for s, k in self.directions:
-                part, X = self.tb.quad_diag(k)
-                sparse_part += s * part
-                core += s * X
-            return (sparse_part + self.tb.core_diag(core)) / self.s2
+            return self.tb.g3_diag(self.directions, self.Omega) / self.s2
 
     @functools.cached_property
     def bias(self) -> tuple[dict, float] | None:
@@ -281,11 +283,8 @@ class Uncertainty:
             with _single_thread():
                 g1 = self.s2 * float(e @ self.tb.C_dot(e[:, None])[:, 0])
                 a_vec = self.LxX.T @ e
-                g3 = 0.0
-                for s, k in self.directions:
-                    v = self.tb.K_T_dot(k, e)
-                    g3 += s * float(v @ self.tb.Hs_dot(v[:, None])[:, 0])
-                g3 /= self.s2
+                V = np.column_stack([self.tb.K_T_dot(k, e) for k in self.directions])
+                g3 = float(np.sum(self.Omega * (V.T @ self.tb.Hs_dot(V)))) / self.s2
         dvec = l - a_vec
         g2 = float(self.s2 * dvec @ self.Qinv @ dvec) if self.design.p else 0.0
         return g1, g2, g3
