@@ -23,6 +23,8 @@ empty and everything is per-level blocks.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -109,18 +111,39 @@ class TwoBlock:
             self.Si = 0.5 * (Si + Si.T)
         else:
             self.Si = np.zeros((0, 0))
-        Si = self.Si
-        # U_C = ΛU = [Λ₁Y; −Λ₂] and W_A = A U_C (block 1 sparse, block 2 dense)
+        # U_C = ΛU = [Λ₁Y; −Λ₂]
         self.U1 = (bdT1 @ Y).tocsr()
         self.U2 = (-Lam2).tocsr()
-        self.W1 = (d.bd_mul(d.A11, self.U1) + A12 @ self.U2).tocsr()
-        self.W2 = _dense(A12.T @ self.U1) + _dense(self.U2.T @ A22.T).T
-        self.W1Si, self.W2Si = _dense(self.W1 @ Si), self.W2 @ Si
-        # H_b = A − A C_b A
-        ACb = d.A11 @ self.Cb
-        self.Hb11 = d.A11 - ACb @ d.A11
-        self.Hb12 = (A12 - d.bd_mul(ACb, A12)).tocsr()
-        self.Hb22 = A22 - _dense(A12.T @ d.bd_mul(self.Cb, A12))
+
+    # W_A = A U_C (block 1 sparse, block 2 dense) and H_b = A − A C_b A: only the PEV and MSE
+    # measures read them
+    @functools.cached_property
+    def W1(self):
+        return (self.d.bd_mul(self.A11, self.U1) + self.A12 @ self.U2).tocsr()
+
+    @functools.cached_property
+    def W2(self) -> np.ndarray:
+        return _dense(self.A12.T @ self.U1) + _dense(self.U2.T @ self.A22.T).T
+
+    @functools.cached_property
+    def W1Si(self) -> np.ndarray:
+        return _dense(self.W1 @ self.Si)
+
+    @functools.cached_property
+    def W2Si(self) -> np.ndarray:
+        return self.W2 @ self.Si
+
+    @functools.cached_property
+    def Hb11(self) -> np.ndarray:
+        return self.A11 - self.A11 @ self.Cb @ self.A11
+
+    @functools.cached_property
+    def Hb12(self):
+        return (self.A12 - self.d.bd_mul(self.A11 @ self.Cb, self.A12)).tocsr()
+
+    @functools.cached_property
+    def Hb22(self) -> np.ndarray:
+        return self.A22 - _dense(self.A12.T @ self.d.bd_mul(self.Cb, self.A12))
 
     # -- building blocks
     def bd(self, D, X):
@@ -246,14 +269,17 @@ class TwoBlock:
                 KW = None if KWSi is None else mix("KW" + name, kk)
                 if KW is not None:
                     acc -= rowdot(KWSi, KW)
-            # diag(K_b H_b K̄_b'), pair by pair (sparse)
+            # diag(K_b H_b K̄_b'): the block-2 columns against Σ_l Ω_kl K_{b,l} at once, the rest pair by pair
+            if len(rows):
+                K12bar = sum(Omega[kk, ll] * kl["K12"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
+                g2bar = sum(Omega[kk, ll] * kl["g2"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
+                if sp.issparse(K12bar):
+                    out1 += sampled_diag(K12[:, rows], lin[kk]["Hb22r"], K12bar)
+                    out2 += rowdot(_dense(g2[:, rows] @ lin[kk]["Hb22r"]), g2bar)
             for ll, kl in enumerate(dirs):
                 w = Omega[kk, ll]
                 if w == 0:
                     continue
-                if len(rows) and len(kl["rows"]):
-                    out1 += w * sampled_diag(K12[:, rows], lin[kk]["Hb22r"], kl["K12"])
-                    out2 += w * rowdot(_dense(g2[:, rows] @ lin[kk]["Hb22r"]), kl["g2"])
                 if on1 and kl["on1"]:
                     out1 += w * np.einsum("jab,jbc,jac->ja", K11, self.Hb11, kl["K11"]).ravel()
                 if on1 and len(kl["rows"]):

@@ -54,15 +54,20 @@ class Uncertainty:
         self.q1, self.q = q1, q1 + q2
         with _single_thread():
             self.tb = TwoBlock(d, sol.Ts)
-            AX = d.B1[:, :, 1:].reshape(q1, d.p)
-            self.AX = np.vstack([AX, d.B2[:, 1:]]) if q2 else AX
-            self.LxX = self.tb.C_dot(self.AX)  # GK/σ²·σ² = ΛM⁻¹Λ'Z'WX: (q, p)
+        AX = d.B1[:, :, 1:].reshape(q1, d.p)
+        self.AX = np.vstack([AX, d.B2[:, 1:]]) if q2 else AX  # Z'WX
         self.Qinv = np.linalg.inv(sol.Qxx) if d.p else np.zeros((0, 0))
         self.pos = self._positions()
         # the variance parameters: (term, a, b) of each Σ_i entry in lme4's order, their values
         self.params = [(i, a, b) for i, t in enumerate(d.terms) for a, b in tri_index(t.k)]
         self.Sigma = [self.s2 * T @ T.T for T in sol.Ts]
         self.psi = np.array([self.Sigma[i][a, b] for i, a, b in self.params])
+
+    @functools.cached_property
+    def LxX(self) -> np.ndarray:
+        """ΛM⁻¹Λ'Z'WX = GK (q, p), K = Z'V⁻¹X."""
+        with _single_thread():
+            return self.tb.C_dot(self.AX)
 
     # -- the variance directions
     @staticmethod
