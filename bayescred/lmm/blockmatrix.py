@@ -40,19 +40,9 @@ def rowdot(a, b) -> np.ndarray:
 
 
 def sampled_diag(A, M, B) -> np.ndarray:
-    """diag(A M B') for sparse A, B of one shape and a dense M, read only where B is not
-    zero: Σ_{(i,j) ∈ B} B_ij (A_i· M_·j) (cost Σ_i nnz(A_i)·nnz(B_i), no dense A M)."""
-    A, B = sp.csr_matrix(A), sp.coo_matrix(B)
-    rep = np.diff(A.indptr)[B.row]
-    n = int(rep.sum())
-    out = np.zeros(A.shape[0])
-    if not n:
-        return out
-    e = np.repeat(np.arange(B.nnz), rep)
-    first = np.cumsum(rep) - rep
-    ai = np.repeat(A.indptr[B.row], rep) + (np.arange(n) - np.repeat(first, rep))
-    vals = A.data[ai] * M[A.indices[ai], B.col[e]] * B.data[e]
-    return np.bincount(B.row[e], vals, minlength=A.shape[0])
+    """diag(A M B') for a sparse A, a dense M and B of A's shape: the rows of A M against
+    those of B (cost nnz(A)·m; A M B' itself is never formed)."""
+    return rowdot(_dense(A @ M), B)
 
 
 def _add(a, b):
