@@ -4,7 +4,7 @@ The random effects split as in ``fit.Design``: block 1 (the grouping factor with
 levels, J₁ levels × k₁ effects, eliminated first, so M₁₁ is block diagonal) and the q₂
 remaining effects. With Y = M₁₁⁻¹M₁₂ (sparse: the pattern of Z₁'WZ₂) and the Schur
 complement S = M₂₂ − M₂₁Y, the inverse of the two-block factor is (selected inversion,
-the Takahashi equations for two blocks; docs/formulas.md §9)
+the Takahashi equations for two blocks; docs/formulas.md §9.5)
 
     M⁻¹ = [bd(M₁₁⁻¹) 0; 0 0] + U S⁻¹U',   U = [Y; −I],
 

@@ -1,7 +1,7 @@
 """How uncertain are the EBLUPs? Three measures side by side, plus a parametric bootstrap.
 
 Target μ = l'β + m'u (a random effect: l = 0, m = unit vector; a group's premium:
-l = x₀, m = z₀ on its level). docs/formulas.md §9; G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
+l = x₀, m = z₀ on its level). docs/formulas.md §9 (computation §9.5); G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
 
 (i)   cond_sd = √g₁,  g₁ = m'(G − GHG)m = σ² m'ΛM⁻¹Λ'm            (lme4 condVar; β, θ known)
 (ii)  pev_sd  = √(g₁ + g₂), g₂ = d'(X'V⁻¹X)⁻¹d, d = l − X'V⁻¹ZGm   (Henderson [l;m]'C[l;m])
