@@ -193,44 +193,65 @@ class TwoBlock:
         Phi2 = np.zeros((self.q2, self.q2))
         Phi2[rows] = _dense(g2[rows] @ self.W2Si)
         return {"g1": g1, "g2": g2, "K11": K11, "K12": K12, "rows": rows, "on1": bool(np.any(g1)),
-                "Phi1": self.bd(g1, self.W1Si), "Phi2": Phi2}
+                "Phi1": self.bd(g1, self.W1Si) if np.any(g1) else None, "Phi2": Phi2}
 
     def _linear(self, k) -> dict:
         """The parts of one direction that enter its quadratic forms linearly: W_A'Φ, H_bΦ,
-        σ²HΦ = H_bΦ − W_A S⁻¹W_A'Φ, K_bW_A and K_bW_A S⁻¹ by block (None: a zero block)."""
+        σ²HΦ = H_bΦ − W_A S⁻¹W_A'Φ and K_bW_A by block (None: a zero block)."""
         Si, W1, W2, rows, on1 = self.Si, self.W1, self.W2, k["rows"], k["on1"]
-        Phi1 = k["Phi1"]
-        Xt = HbPhi1 = HbPhi2 = KW1 = KWSi1 = KW2 = KWSi2 = K12Hb22 = None
+        Xt = HbPhi1 = HbPhi2 = KW1 = KW2 = None
         if len(rows):
             Phi2 = k["Phi2"][rows]
             Xt = W2[rows].T @ Phi2
             HbPhi1 = _dense(self.Hb12[:, rows] @ Phi2)
             HbPhi2 = self.Hb22[:, rows] @ Phi2
-            K12r, g2r = k["K12"][:, rows], k["g2"][rows][:, rows]
-            KW1, KWSi1 = _dense(K12r @ W2[rows]), _dense(K12r @ self.W2Si[rows])
-            KW2, KWSi2 = np.zeros((self.q2, self.q2)), np.zeros((self.q2, self.q2))
-            KW2[rows], KWSi2[rows] = _dense(g2r @ W2[rows]), _dense(g2r @ self.W2Si[rows])
-            K12Hb22 = self.Hb22[rows]
+            KW1 = _dense(k["K12"][:, rows] @ W2[rows])
+            KW2 = np.zeros((self.q2, self.q2))
+            KW2[rows] = _dense(k["g2"][rows][:, rows] @ W2[rows])
         if on1:
+            Phi1 = k["Phi1"]
             Xt = _add(Xt, _dense(W1.T @ Phi1))
             HbPhi1 = _add(HbPhi1, self.bd(self.Hb11, Phi1))
             HbPhi2 = _add(HbPhi2, _dense(self.Hb12.T @ Phi1))
             KW1 = _add(KW1, _dense(self.bd(k["K11"], W1)))
-            KWSi1 = _add(KWSi1, self.bd(k["K11"], self.W1Si))
         SiXt = Si @ Xt
         P1 = HbPhi1 - _dense(W1 @ SiXt)
         P2 = HbPhi2 - W2 @ SiXt
         return {"Xt": Xt, "SiXt": SiXt, "HbPhi1": HbPhi1, "HbPhi2": HbPhi2, "P1": P1, "P2": P2,
-                "KW1": KW1, "KWSi1": KWSi1, "KW2": KW2, "KWSi2": KWSi2, "Hb22r": K12Hb22}
+                "KW1": KW1, "KW2": KW2}
+
+    def _kwsi(self, k):
+        """K_bW_AS⁻¹ of one direction by block (None: a zero block), from W_AS⁻¹."""
+        rows = k["rows"]
+        KWSi1 = KWSi2 = None
+        if len(rows):
+            KWSi1 = _dense(k["K12"][:, rows] @ self.W2Si[rows])
+            KWSi2 = np.zeros((self.q2, self.q2))
+            KWSi2[rows] = _dense(k["g2"][rows][:, rows] @ self.W2Si[rows])
+        if k["on1"]:
+            KWSi1 = _add(KWSi1, self.bd(k["K11"], self.W1Si))
+        return KWSi1, KWSi2
 
     def g3_diag(self, dirs, Omega) -> np.ndarray:
         """Σ_kl Ω_kl diag(K_k σ²H K_l') for directions K_k = (I − GH)G̃_k (from :meth:`direction`).
 
         σ²KHK_l' = K_bH_bK_{b,l}' − K_bW_AS⁻¹W_A'K_{b,l}' − U_CΦ'σ²HK_{b,l}' − K_bσ²HΦ_lU_C'
         + U_C(Φ'H_bΦ_l − W_A'Φ S⁻¹ W_A'Φ_l)U_C'; the bilinear sums are taken over l first
-        (Ω-weighted combinations of the linear parts), so each direction costs a few q₂³."""
+        (Ω-weighted combinations of the linear parts), so each direction costs a few q₂³. Of
+        the q₁×q₂ panels only K_bW_A per direction is kept; σ²HΦ and H_bΦ are folded into
+        the combinations that need them as each direction is computed."""
         q1, m = self.q1, len(dirs)
-        lin = [self._linear(k) for k in dirs]
+        on1 = [kk for kk, k in enumerate(dirs) if k["on1"]]
+        acc = {kk: {"P1": None, "HbPhi1": None} for kk in on1}
+        lin = []
+        for ll, kl in enumerate(dirs):
+            part = self._linear(kl)
+            for kk in on1:
+                if Omega[kk, ll] != 0:
+                    for name in ("P1", "HbPhi1"):
+                        acc[kk][name] = _add(acc[kk][name], Omega[kk, ll] * part[name])
+            del part["P1"], part["HbPhi1"]
+            lin.append(part)
 
         def mix(name, kk):
             out = None
@@ -245,42 +266,41 @@ class TwoBlock:
         for kk, k in enumerate(dirs):
             if not np.any(Omega[kk]):
                 continue
-            rows, K11, K12, g2, on1 = k["rows"], k["K11"], k["K12"], k["g2"], k["on1"]
+            rows, K11, K12, g2, on1k = k["rows"], k["K11"], k["K12"], k["g2"], k["on1"]
             # − 2 diag(U_C Φ'σ²H K_b') summed: K_b (σ²HΦ̄) against U_C
             if len(rows):
                 P2 = mix("P2", kk)
                 out1 -= 2 * sampled_diag(K12[:, rows], P2[rows], self.U1)
                 out2 -= 2 * rowdot(self.U2, _dense(g2[:, rows] @ P2[rows]))
-            if on1:
-                out1 -= 2 * rowdot(self.U1, self.bd(K11, mix("P1", kk)))
+            if on1k:
+                out1 -= 2 * rowdot(self.U1, self.bd(K11, acc[kk]["P1"]))
             # − diag(K_b W_A S⁻¹ W_A' K̄_b')
-            for name, acc in (("1", out1), ("2", out2)):
-                KWSi = lin[kk]["KWSi" + name]
-                KW = None if KWSi is None else mix("KW" + name, kk)
+            for KWSi, name, o in zip(self._kwsi(k), ("KW1", "KW2"), (out1, out2)):
+                KW = None if KWSi is None else mix(name, kk)
                 if KW is not None:
-                    acc -= rowdot(KWSi, KW)
+                    o -= rowdot(KWSi, KW)
             # diag(K_b H_b K̄_b'): the block-2 columns against Σ_l Ω_kl K_{b,l} at once, the rest pair by pair
             if len(rows):
                 K12bar = sum(Omega[kk, ll] * kl["K12"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
                 g2bar = sum(Omega[kk, ll] * kl["g2"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
                 if sp.issparse(K12bar):
-                    out1 += sampled_diag(K12[:, rows], lin[kk]["Hb22r"], K12bar)
-                    out2 += rowdot(_dense(g2[:, rows] @ lin[kk]["Hb22r"]), g2bar)
+                    out1 += sampled_diag(K12[:, rows], self.Hb22[rows], K12bar)
+                    out2 += rowdot(_dense(g2[:, rows] @ self.Hb22[rows]), g2bar)
             for ll, kl in enumerate(dirs):
                 w = Omega[kk, ll]
                 if w == 0:
                     continue
-                if on1 and kl["on1"]:
+                if on1k and kl["on1"]:
                     out1 += w * np.einsum("jab,jbc,jac->ja", K11, self.Hb11, kl["K11"]).ravel()
-                if on1 and len(kl["rows"]):
+                if on1k and len(kl["rows"]):
                     out1 += w * rowdot(self.bd(K11, self.Hb12), kl["K12"])
                 if kl["on1"] and len(rows):
                     out1 += w * rowdot(self.bd(kl["K11"], self.Hb12), K12)
             # the q₂×q₂ core: Φ'H_bΦ̄ − (W_A'Φ)'S⁻¹(W_A'Φ̄), Φ = G̃W_AS⁻¹
             if len(rows):
                 inner += _dense(g2[rows][:, rows] @ self.W2[rows]).T @ mix("HbPhi2", kk)[rows]
-            if on1:
-                inner += _dense(self.bd(k["g1"], self.W1).T @ mix("HbPhi1", kk))
+            if on1k:
+                inner += _dense(self.bd(k["g1"], self.W1).T @ acc[kk]["HbPhi1"])
             core -= lin[kk]["Xt"].T @ mix("SiXt", kk)
         core += self.Si @ inner
         return np.concatenate([out1, out2]) + self.core_diag(0.5 * (core + core.T))
@@ -292,7 +312,8 @@ class TwoBlock:
     def sandwich_diag(self, k) -> np.ndarray:
         """diag((I − GH)G̃(I − HG)) = diag(K) − diag(K A C) of one direction ``k``."""
         Si, U1, U2 = self.Si, self.U1, self.U2
-        g2, K11, K12, Phi1, Phi2 = (k[n] for n in ("g2", "K11", "K12", "Phi1", "Phi2"))
+        g2, K11, K12, Phi2 = (k[n] for n in ("g2", "K11", "K12", "Phi2"))
+        Phi1 = np.zeros((self.q1, self.q2)) if k["Phi1"] is None else k["Phi1"]
         diagK = np.concatenate([np.diagonal(K11, axis1=1, axis2=2).ravel() - rowdot(U1, Phi1),
                                 g2.diagonal() - rowdot(U2, Phi2)])
         # K A C = K A C_b + K W_A S⁻¹U_C',  K W_A S⁻¹ = K_b W_A S⁻¹ − U_C (W_A'Φ)'S⁻¹
