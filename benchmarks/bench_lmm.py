@@ -17,6 +17,8 @@ fit is printed so the timings compare like with like.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py        # sections "lmm" and "lmm_perf"
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py perf   # only "lmm_perf"
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py ranef  # only "lmm_ranef": InstEval and
+        Jewell, ranef() with all three measures against lme4's ranef(condVar = TRUE)
     (PYTHONPATH: the shared venv's editable install may point at another checkout)
 """
 
@@ -375,7 +377,61 @@ def perf():
     print("\n".join(text))
 
 
+def ranef_bench():
+    """Section "lmm_ranef": only the large designs, ``ranef()`` against ``ranef(condVar = TRUE)``."""
+    import os
+
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = {"InstEval": _r_datasets(tmp)["InstEval"], "jewell": jewell()}
+        data["jewell"].to_csv(tmp / "jewell.csv", index=False)
+        jobs = [(f"b{i}", ds, form, True, weighted) for i, (ds, form, weighted) in enumerate(BIG)]
+        pd.DataFrame(jobs, columns=["id", "data", "formula", "big", "weighted"]).to_csv(tmp / "jobs.csv", index=False)
+        (tmp / "perf.R").write_text(PERF_R)
+        subprocess.run(["Rscript", str(tmp / "perf.R"), str(tmp / "r.csv"), "1", str(tmp / "jewell.csv"),
+                        str(tmp / "jobs.csv")], check=True)
+        r = pd.read_csv(tmp / "r.csv").set_index("id")
+    print(r, flush=True)
+    lines = ["| data | formula | effects | bc.lmm `ranef(measures=(\"cond_sd\",))` | bc.lmm `ranef()` (cond, PEV, MSE) "
+             "| lme4 `ranef(condVar = TRUE)` | ratio `ranef()` / condVar | bc.lmm fit | lme4 fit |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    bc.lmm("Yield ~ 1 + (1|Batch)", pd.DataFrame({"Yield": [1.0, 2, 3, 4, 5, 7], "Batch": list("aabbcc")}))
+    for jid, ds, form, _, weighted in jobs:
+        kw = {"weights": "w"} if weighted else {}
+        t_fit, fit = _best(lambda: bc.lmm(form, data[ds], **kw), 1)
+        t_cond, _ = _best(lambda: fit.ranef(measures=("cond_sd",)), 1)
+        fit._uncertainty = None  # nothing cached from the cheap call
+        t_all = _capped_seconds(lambda: fit.ranef())
+        q = sum(t.n_levels * t.k for t in fit._design.terms)
+        ratio = "—" if t_all is None else f"{t_all / r.condvar[jid]:.2f}"
+        lines.append(f"| {ds} | `{form}` | {q:,} | {t_cond:.2f} s | "
+                     f"{'> %.0f s' % RANEF_CAP if t_all is None else '%.2f s' % t_all} | {r.condvar[jid]:.2f} s | "
+                     f"{ratio} | {t_fit:.2f} s | {r.fit[jid]:.2f} s |")
+        print(lines[-1], flush=True)
+    load1 = os.getloadavg()[0]
+    text = [
+        "lme4 timed inside R (`system.time` around `lmer`, then around `ranef(condVar = TRUE)`), bc.lmm in-process "
+        "(`ranef()` in a forked child of the fitted process, nothing cached), one run each, REML, same run. "
+        f"Load average of the shared 2-core machine: {load0:.1f} at the start, {load1:.1f} at the end "
+        "(other jobs running: seconds are inflated, ratios are what compares).",
+        "",
+        "`ranef()` reads every measure off the two-block factor (bayescred/lmm/blockmatrix.py: selected "
+        "inversion of M, sparse parts plus a rank-q₂ part, g₃ and the REML information without any q×q matrix).",
+        "",
+        *lines,
+        "",
+        "Command: `PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_lmm.py ranef`.",
+    ]
+    write_section("lmm_ranef", "## Linear mixed models: uncertainty of the random effects against lme4's condVar "
+                  "(bench_lmm.py ranef)\n\n" + "\n".join(text))
+    print("\n".join(text))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["ranef"]:
+        ranef_bench()
+        sys.exit()
     if sys.argv[1:] != ["perf"]:
         main()
     perf()

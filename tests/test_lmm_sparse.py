@@ -1,6 +1,7 @@
 """Uncertainty measures from the block (sparse-factor) algebra equal the dense q×q algebra.
 
-(a) every BlockMatrix operation equals numpy on the dense matrices (random blocks);
+(a) the two-block factor's operators (selected inverse, σ²H, (I − GH)G̃ and its quadratic
+    forms) equal numpy on the dense matrices;
 (b) cond_sd, pev_sd and mse_sd of ``ranef()`` equal a dense implementation of FORMULAS §9
     (G − GHG; + d'(X'V⁻¹X)⁻¹d; + 2g₃ with the REML/ML information and, for ML, the bias
     term) to 1e-10 on crossed, nested and one-factor designs small enough for dense;
@@ -22,52 +23,75 @@ import pytest
 from scipy.linalg import block_diag
 
 import bayescred as bc
-from bayescred.lmm.blockmatrix import BlockMatrix, ProductSum
 from bayescred.lmm.fit import tri_index
 
 
-def _random_block(rng, J, k, q2, r):
-    return BlockMatrix(rng.normal(size=(J, k, k)), rng.normal(size=(J * k, r)), rng.normal(size=(J * k, r)),
-                       rng.normal(size=(J * k, q2)), rng.normal(size=(q2, J * k)), rng.normal(size=(q2, q2)))
+def _dense_pieces(fit):
+    """Dense Λ, A = Z'WZ, C = ΛM⁻¹Λ' and σ²H = σ²Z'V⁻¹Z of a fit, in the two-block order."""
+    d, sol = fit._design, fit._sol
+    unc = fit._measures()
+    q = unc.q
+    cols, lam = np.zeros((d.n_rows, q)), np.zeros((q, q))
+    for i, (t, T) in enumerate(zip(d.terms, sol.Ts)):
+        idx = unc._term_index(i)
+        for lev in range(t.n_levels):
+            lam[np.ix_(idx[lev], idx[lev])] = T
+            for e in range(t.k):
+                cols[:, idx[lev, e]] = t.X[:, e] * (t.codes == lev)
+    A = cols.T @ (cols * d.w[:, None])
+    C = lam @ np.linalg.solve(lam.T @ A @ lam + np.eye(q), lam.T)
+    return lam, A, C, A - A @ C @ A
 
 
-def _dense(X: BlockMatrix) -> np.ndarray:
-    q1 = X.q1
-    top = np.hstack([block_diag(*X.D) + X.L @ X.R.T, X.X12])
-    return np.vstack([top, np.hstack([X.X21, X.X22])]) if X.q2 else block_diag(*X.D) + X.L @ X.R.T[:, :q1]
+@pytest.mark.parametrize("form", ["y ~ x + (1|a) + (1|b)", "y ~ x + (1 + x|a) + (1|b)", "y ~ x + (1|b/c)",
+                                  "y ~ x + (1 + x|a)", "y ~ x + (1|a) + (x|b) + (1|c)"])
+def test_two_block_factor_equals_dense(form):
+    """Selected inversion and the sparse + rank-q₂ operators of TwoBlock equal dense algebra."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm(form, _small(), weights="w")
+    unc = fit._measures()
+    tb, q, q1 = unc.tb, unc.q, unc.q1
+    lam, A, C, Hs = _dense_pieces(fit)
+    rng = np.random.default_rng(0)
+    V = rng.normal(size=(q, 3))
+    tol = dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(tb.cond_diag(), np.diag(C), **tol)
+    np.testing.assert_allclose(tb.C_dot(V), C @ V, **tol)
+    np.testing.assert_allclose(tb.A_dot(V), A @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tb.Hs_dot(V), Hs @ V, rtol=1e-10, atol=1e-10 * np.abs(Hs).max())
+    H12, H22 = tb.Hs_blocks()
+    np.testing.assert_allclose(H12, Hs[:q1, q1:], rtol=1e-10, atol=1e-10 * np.abs(Hs).max())
+    np.testing.assert_allclose(H22, Hs[q1:, q1:], rtol=1e-10, atol=1e-10 * np.abs(Hs).max())
+    # a direction G̃ with random per-term blocks: K = (I − GH)G̃ = (I − CA)G̃
+    gam = [(lambda B: B + B.T)(rng.normal(size=(t.k, t.k))) for t in fit._design.terms]
+    Gt = np.zeros((q, q))
+    for i, t in enumerate(fit._design.terms):
+        idx = unc._term_index(i)
+        for lev in range(t.n_levels):
+            Gt[np.ix_(idx[lev], idx[lev])] = gam[i]
+    K = (np.eye(q) - C @ A) @ Gt
+    k = tb.direction(gam)
+    e = rng.normal(size=q)
+    np.testing.assert_allclose(tb.K_T_dot(k, e), K.T @ e, rtol=1e-10, atol=1e-10 * np.abs(K).max())
+    np.testing.assert_allclose(tb.sandwich_diag(k), np.diag(K @ (np.eye(q) - A @ C)), rtol=1e-10,
+                               atol=1e-10 * np.abs(K).max())
+    Omega = np.array([[0.7]])
+    np.testing.assert_allclose(tb.g3_diag([k], Omega), 0.7 * np.diag(K @ Hs @ K.T), rtol=1e-10,
+                               atol=1e-10 * np.abs(K @ Hs @ K.T).max())
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_block_matrix_operations_equal_dense(k):
-    rng = np.random.default_rng(k)
-    J, q2 = 40, 5
-    X, Y = _random_block(rng, J, k, q2, 3), _random_block(rng, J, k, q2, 30)
-    dx, dy = _dense(X), _dense(Y)
-    tol = dict(rtol=1e-10, atol=1e-10 * np.abs(dx @ dy).max())
-    np.testing.assert_allclose(_dense(X @ Y), dx @ dy, **tol)
-    np.testing.assert_allclose(_dense(X + Y), dx + dy, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_dense((X - Y) * 2.5), 2.5 * (dx - dy), rtol=1e-12, atol=1e-11)
-    np.testing.assert_allclose(_dense(X.T), dx.T)
-    np.testing.assert_allclose(X.trace_of_product(Y), np.trace(dx @ dy), rtol=1e-10)
-    np.testing.assert_allclose(X.diagonal_of_product(Y), np.diag(dx @ dy), **tol)
-    np.testing.assert_allclose(X.diagonal(), np.diag(dx))
-    V = rng.normal(size=(dx.shape[0], 3))
-    np.testing.assert_allclose(X.dot(V), dx @ V, rtol=1e-10, atol=1e-10)
-    idx = np.array([0, 7, J * k - 1, J * k, J * k + q2 - 1])
-    np.testing.assert_allclose(X.sub(idx), dx[np.ix_(idx, idx)], rtol=1e-12)
-    np.testing.assert_allclose(X.rows(idx), dx[idx])
-    np.testing.assert_allclose(ProductSum().add(0.5, X, Y, symmetrise=True).sub(idx),
-                               0.5 * (dx @ dy + (dx @ dy).T)[np.ix_(idx, idx)], **tol)
-    # a symmetric positive definite M without low-rank part, as M = Λ'AΛ + I
-    B = rng.normal(size=(J * k + q2, J * k + q2)) * 0.05
-    dm = B @ B.T + np.eye(J * k + q2)
-    for j in range(J):  # no coupling between levels of block 1
-        for i in range(J):
-            if i != j:
-                dm[j * k : (j + 1) * k, i * k : (i + 1) * k] = 0
-    M = BlockMatrix(np.array([dm[j * k : (j + 1) * k, j * k : (j + 1) * k] for j in range(J)]),
-                    X12=dm[: J * k, J * k :], X21=dm[J * k :, : J * k], X22=dm[J * k :, J * k :])
-    np.testing.assert_allclose(_dense(M.inv()), np.linalg.inv(dm), rtol=1e-10, atol=1e-12)
+def test_sampled_diag_equals_dense():
+    import scipy.sparse as sps
+
+    from bayescred.lmm.blockmatrix import sampled_diag
+
+    rng = np.random.default_rng(1)
+    A = sps.random(40, 15, density=0.2, random_state=2, format="csr")
+    B = sps.random(40, 15, density=0.3, random_state=3, format="csr")
+    M = rng.normal(size=(15, 15))
+    np.testing.assert_allclose(sampled_diag(A, M, B), np.diag(A.toarray() @ M @ B.toarray().T), rtol=1e-12,
+                               atol=1e-14)
 
 
 def _dense_measures(fit):
@@ -140,6 +164,46 @@ def test_block_measures_equal_dense_formulas(form, method):
     np.testing.assert_allclose(r.mse_sd ** 2, mse, rtol=1e-9)
 
 
+@pytest.mark.parametrize("form", ["y ~ x + (1|a) + (1|b)", "y ~ x + (1 + x|a) + (1|b)"])
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_measures_at_the_boundary_equal_dense_formulas(form, method):
+    """A term with a zero variance (θ on its bound, Λ singular) changes nothing: the
+    factor-based measures still equal the dense ones."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm(form, _small(), weights="w", method=method)
+        theta = fit.theta.copy()
+        theta[-1] = 0.0  # the last term's variance on its bound
+        if "1 + x" in form:
+            theta[2] = 0.0  # and the slope of (1 + x | a) perfectly correlated with its intercept
+        at = fit.at(theta)
+    r = at.ranef()
+    cond, pev, mse = _dense_measures(at)
+    np.testing.assert_allclose(r.cond_sd ** 2, cond, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(r.pev_sd ** 2, pev, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(r.mse_sd ** 2, mse, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_target_components_equal_the_ranef_diagonal(method):
+    """predict's per-target path (K'm, then m'KHK'm) equals the diagonal read by ranef()."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm("y ~ x + (1 + x|a) + (1|b)", _small(), weights="w", method=method)
+    r = fit.ranef()
+    unc = fit._measures()
+    rows = []
+    for i, t in enumerate(fit._design.terms):
+        for lev in range(t.n_levels):
+            for e in range(t.k):
+                g1, g2, g3 = unc.components(np.zeros(fit._design.p), [(i, lev, e, 1.0)])
+                rows.append((g1, g1 + g2, g1 + g2 + 2 * g3 - unc.ml_bias([(i, lev, e, 1.0)])))
+    rows = np.array(rows)
+    np.testing.assert_allclose(rows[:, 0], r.cond_sd ** 2, rtol=1e-10)
+    np.testing.assert_allclose(rows[:, 1], r.pev_sd ** 2, rtol=1e-10)
+    np.testing.assert_allclose(rows[:, 2], r.mse_sd ** 2, rtol=1e-9)
+
+
 def test_measures_after_a_sparse_lu_fit(monkeypatch):
     """Designs whose remaining factors are too many for the dense Schur complement are
     fitted by sparse LU; their measures come from the same block algebra."""
@@ -185,9 +249,15 @@ def test_jewell_6000_risks_conditional_sds_fast():
 
 
 def test_jewell_6000_risks_every_measure_and_cli_json(tmp_path):
+    import tracemalloc
+
     data = _jewell()
     fit = bc.lmm("y ~ 1 + (1 | sector/risk)", data, weights="w")
+    tracemalloc.start()
     r = fit.ranef()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # memory linear in the effects: one dense 6,050² matrix is 293 MB
     assert np.all(np.isfinite(r[["cond_sd", "pev_sd", "mse_sd"]].to_numpy()))
     assert np.all(r.cond_sd <= r.pev_sd + 1e-12) and np.all(r.pev_sd <= r.mse_sd + 1e-12)
     csv = tmp_path / "jewell.csv"

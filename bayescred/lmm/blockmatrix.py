@@ -1,260 +1,337 @@
-"""q×q matrices of a mixed model in the block structure of its sparse Cholesky factor.
+"""The q-space matrices of a mixed model on the blocks of its sparse Cholesky factor.
 
 The random effects split as in ``fit.Design``: block 1 (the grouping factor with the most
-levels, J₁ levels × k₁ effects, eliminated first) and the q₂ remaining effects. Every
-matrix the uncertainty measures need (Z'WZ, Λ, M⁻¹, G, H = Z'V⁻¹Z, their products) is
+levels, J₁ levels × k₁ effects, eliminated first, so M₁₁ is block diagonal) and the q₂
+remaining effects. With Y = M₁₁⁻¹M₁₂ (sparse: the pattern of Z₁'WZ₂) and the Schur
+complement S = M₂₂ − M₂₁Y, the inverse of the two-block factor is (selected inversion,
+the Takahashi equations for two blocks; docs/formulas.md §9.5)
 
-    X = [ bd(D) + L R'   X₁₂ ]      bd(D): J₁ diagonal k₁×k₁ blocks,
-        [ X₂₁            X₂₂ ]      L, R: q₁×r (r ≤ a few q₂), X₁₂, X₂₁, X₂₂ dense,
+    M⁻¹ = [bd(M₁₁⁻¹) 0; 0 0] + U S⁻¹U',   U = [Y; −I],
 
-because the only coupling between two levels of block 1 runs through the q₂ other
-effects (rank ≤ q₂ per product). M⁻¹ is of this form by the Schur complement
-S = M₂₂ − M₂₁M₁₁⁻¹M₁₂ (the Takahashi / selected-inversion identity for a two-block
-factor). Memory and time are linear in J₁ (for fixed q₂), where the dense q×q algebra
-was quadratic/cubic; with q₂ = 0 (one grouping factor) the low-rank part is empty and
-everything is per-level blocks.
+so C = ΛM⁻¹Λ' = C_b + U_C S⁻¹U_C' with C_b = bd(T₁M₁₁⁻¹T₁') ⊕ 0 and U_C = ΛU = [Λ₁Y; −Λ₂]
+sparse. With A = Z'WZ, W_A = AU_C and G = σ²ΛΛ' every q×q matrix the uncertainty
+measures read is a sparse part plus a q₂-rank part:
+
+    σ²H = σ²Z'V⁻¹Z = H_b − W_A S⁻¹W_A',        H_b = A − A C_b A,
+    I − GH = I − CA,  (I − GH)G̃ = K_b − U_C S⁻¹W_A'G̃,   K_b = G̃ − C_b A G̃,
+
+for any G̃ with the block structure of G. Only diagonals and a few entries are read, so
+no q×q matrix is formed: memory is O(nnz(Z₁'WZ₂) + q₁q₂ + q₂²) and time
+O(nnz(Z₁'WZ₂)·q₂ + q₂³) per use. With q₂ = 0 (one grouping factor) the q₂-rank parts are
+empty and everything is per-level blocks.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
 
 
-def _bd_mul(D, V):
-    """bd(D) @ V for V of shape (q1, m)."""
-    J, k, _ = D.shape
-    if k == 1:
-        return D[:, 0, 0, None] * V
-    return np.einsum("jab,jbm->jam", D, V.reshape(J, k, -1)).reshape(V.shape)
+def rowdot(a, b) -> np.ndarray:
+    """Σ_j a_ij b_ij for each row i (a, b dense or sparse, of one shape)."""
+    if sp.issparse(a):
+        return np.asarray(sp.csr_matrix(a.multiply(b)).sum(axis=1)).ravel()
+    if sp.issparse(b):
+        return rowdot(b, a)
+    return np.einsum("ij,ij->i", a, b)
 
 
-def _mm(a, b):
-    """Product of two optional dense blocks (None = zero)."""
-    return None if a is None or b is None else a @ b
+def sampled_diag(A, M, B) -> np.ndarray:
+    """diag(A M B') for a sparse A, a dense M and B of A's shape: the rows of A M against
+    those of B (cost nnz(A)·m; A M B' itself is never formed)."""
+    return rowdot(_dense(A @ M), B)
 
 
-def _add(*terms):
-    out = None
-    for t in terms:
-        if t is not None:
-            out = t if out is None else out + t
+def _add(a, b):
+    """a + b with None as zero."""
+    return b if a is None else a if b is None else a + b
+
+
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
+def _level_blocks(X, Y, k) -> np.ndarray:
+    """(J, k, k) level-diagonal blocks of X Y' for X, Y of shape (J·k, m), dense or sparse."""
+    J = X.shape[0] // k
+    out = np.empty((J, k, k))
+    for a in range(k):
+        for b in range(k):
+            out[:, a, b] = rowdot(X[a::k], Y[b::k])
     return out
 
 
-class BlockMatrix:
-    """X = [[bd(D) + L R', X12], [X21, X22]] (docstring of the module); None = zero."""
+class TwoBlock:
+    """The two-block factor of M = Λ'AΛ + I at one θ and the operators built from it.
 
-    __slots__ = ("D", "L", "R", "X12", "X21", "X22")
-    __array_ufunc__ = None  # numpy scalars defer to __rmul__
+    Vectors and matrices in q-space are pairs (block 1 rows, block 2 rows); ``G̃`` arguments
+    are per-term covariance-shaped blocks Γ_i (k_i × k_i), repeated over the term's levels.
+    """
 
-    def __init__(self, D, L=None, R=None, X12=None, X21=None, X22=None):
-        self.D, self.X12, self.X21, self.X22 = D, X12, X21, X22
-        q1 = D.shape[0] * D.shape[1]
-        self.L = np.zeros((q1, 0)) if L is None else L
-        self.R = np.zeros((q1, 0)) if R is None else R
-
-    # -- shape
-    @property
-    def q1(self) -> int:
-        return self.D.shape[0] * self.D.shape[1]
-
-    @property
-    def q2(self) -> int:
-        for b in (self.X22, self.X12, self.X21):
-            if b is not None:
-                return b.shape[-1] if b is self.X12 else b.shape[0]
-        return 0
-
-    @classmethod
-    def identity(cls, J, k, q2):
-        return cls(np.broadcast_to(np.eye(k), (J, k, k)).copy(), X22=np.eye(q2) if q2 else None)
-
-    # -- algebra
-    @property
-    def T(self) -> "BlockMatrix":
-        t = lambda b: None if b is None else b.T  # noqa: E731
-        return BlockMatrix(np.swapaxes(self.D, 1, 2), self.R, self.L, t(self.X21), t(self.X12), t(self.X22))
-
-    def __mul__(self, c: float) -> "BlockMatrix":
-        s = lambda b: None if b is None else c * b  # noqa: E731
-        return BlockMatrix(c * self.D, c * self.L, self.R, s(self.X12), s(self.X21), s(self.X22))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, c: float) -> "BlockMatrix":
-        return self * (1.0 / c)
-
-    def __add__(self, o: "BlockMatrix") -> "BlockMatrix":
-        return BlockMatrix(self.D + o.D, np.hstack([self.L, o.L]), np.hstack([self.R, o.R]),
-                           _add(self.X12, o.X12), _add(self.X21, o.X21), _add(self.X22, o.X22))._compress()
-
-    def __sub__(self, o: "BlockMatrix") -> "BlockMatrix":
-        return self + o * -1.0
-
-    def __matmul__(self, o):
-        if not isinstance(o, BlockMatrix):
-            return self.dot(o)
-        D = np.matmul(self.D, o.D)
-        # (bd Dx + Lx Rx')(bd Dy + Ly Ry') + X12 Y21: the low-rank parts collected
-        Ls = [_bd_mul(self.D, o.L), self.L]
-        Rs = [o.R, _bd_mul(np.swapaxes(o.D, 1, 2), self.R) + o.R @ (o.L.T @ self.R)]
-        if self.X12 is not None and o.X21 is not None:
-            Ls.append(self.X12)
-            Rs.append(o.X21.T)
-        X12 = _add(None if o.X12 is None else _bd_mul(self.D, o.X12) + self.L @ (self.R.T @ o.X12),
-                   _mm(self.X12, o.X22))
-        X21 = _add(None if self.X21 is None else _bd_mul(np.swapaxes(o.D, 1, 2), self.X21.T).T
-                   + (self.X21 @ o.L) @ o.R.T, _mm(self.X22, o.X21))
-        X22 = _add(_mm(self.X21, o.X12), _mm(self.X22, o.X22))
-        return BlockMatrix(D, np.hstack(Ls), np.hstack(Rs), X12, X21, X22)._compress()
-
-    def dot(self, V: np.ndarray) -> np.ndarray:
-        """X @ V for a dense V of shape (q, m) (or (q,))."""
-        V2 = V.reshape(V.shape[0], -1)
+    def __init__(self, d, Ts):
+        self.d = d
+        J, k, q2 = d.J1, d.k1, d.q2
+        self.J, self.k, self.q1, self.q2 = J, k, J * k, q2
         q1 = self.q1
-        v1, v2 = V2[:q1], V2[q1:]
-        top = _bd_mul(self.D, v1) + self.L @ (self.R.T @ v1)
-        if self.X12 is not None:
-            top = top + self.X12 @ v2
-        bottom = np.zeros_like(v2)
-        if self.X21 is not None:
-            bottom = bottom + self.X21 @ v1
-        if self.X22 is not None:
-            bottom = bottom + self.X22 @ v2
-        return np.vstack([top, bottom]).reshape(V.shape)
+        T1 = d.T1(Ts)
+        M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1) + np.eye(k)
+        Di = np.linalg.inv(M11)
+        self.A11 = d.A11
+        self.Cb = T1 @ Di @ T1.T  # (J, k, k) level blocks of C_b
+        if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ
+            A12, A22 = d.A[:q1, q1:].tocsr(), d.A[q1:, q1:].toarray()
+        elif q2:
+            A12, A22 = sp.csr_matrix(d.A12m), np.asarray(d.A22)
+        else:
+            A12, A22 = sp.csr_matrix((q1, 0)), np.zeros((0, 0))
+        self.A12, self.A22 = A12, A22
+        Lam2 = d.Lam2(Ts).tocsr() if q2 else sp.csr_matrix((0, 0))
+        self.Lam2 = Lam2
+        bdT1 = d.block_diagonal(T1)
+        M12 = (bdT1.T @ A12 @ Lam2).tocsr()
+        M22 = _dense(Lam2.T @ (Lam2.T @ A22).T) + np.eye(q2)
+        Y = d.bd_mul(Di, M12)
+        S = M22 - _dense(M12.T @ Y)
+        if q2:
+            cS = sla.cho_factor(S, lower=True)
+            Si = sla.cho_solve(cS, np.eye(q2))
+            self.Si = 0.5 * (Si + Si.T)
+        else:
+            self.Si = np.zeros((0, 0))
+        # U_C = ΛU = [Λ₁Y; −Λ₂]
+        self.U1 = (bdT1 @ Y).tocsr()
+        self.U2 = (-Lam2).tocsr()
 
-    def _compress(self, rtol: float = 1e-15) -> "BlockMatrix":
-        """Re-express L R' with the fewest columns (QR of both sides, SVD of the core);
-        as a dense q1×q1 block once that is smaller."""
-        r, q1 = self.L.shape[1], self.q1
-        if r == 0:
-            return self
-        if r >= q1:
-            self.L, self.R = self.L @ self.R.T, np.eye(q1)
-            return self
-        if r <= max(3 * self.q2, 8):  # ranks add up in products; QR only when it pays
-            return self
-        Ql, Rl = np.linalg.qr(self.L)
-        Qr, Rr = np.linalg.qr(self.R)
-        U, s, Vt = np.linalg.svd(Rl @ Rr.T)
-        keep = s > rtol * r * max(s[0], 1e-300) if s.size else s.astype(bool)
-        self.L = Ql @ (U[:, keep] * s[keep])
-        self.R = Qr @ Vt[keep].T
-        return self
+    # W_A = A U_C (block 1 sparse, block 2 dense) and H_b = A − A C_b A: only the PEV and MSE
+    # measures read them
+    @functools.cached_property
+    def W1(self):
+        return (self.d.bd_mul(self.A11, self.U1) + self.A12 @ self.U2).tocsr()
 
-    def inv(self) -> "BlockMatrix":
-        """Inverse by the Schur complement of block 1 (needs L R' = 0, as M = Λ'AΛ + I)."""
-        if self.L.shape[1]:
-            raise ValueError("inverse of a block matrix with a low-rank part")
-        Di = np.linalg.inv(self.D)
+    @functools.cached_property
+    def W2(self) -> np.ndarray:
+        return _dense(self.A12.T @ self.U1) + _dense(self.U2.T @ self.A22.T).T
+
+    @functools.cached_property
+    def W1Si(self) -> np.ndarray:
+        return _dense(self.W1 @ self.Si)
+
+    @functools.cached_property
+    def W2Si(self) -> np.ndarray:
+        return self.W2 @ self.Si
+
+    @functools.cached_property
+    def Hb11(self) -> np.ndarray:
+        return self.A11 - self.A11 @ self.Cb @ self.A11
+
+    @functools.cached_property
+    def Hb12(self):
+        return (self.A12 - self.d.bd_mul(self.A11 @ self.Cb, self.A12)).tocsr()
+
+    @functools.cached_property
+    def Hb22(self) -> np.ndarray:
+        return self.A22 - _dense(self.A12.T @ self.d.bd_mul(self.Cb, self.A12))
+
+    # -- building blocks
+    def bd(self, D, X):
+        """bd(D) X for (J, k, k) (or one (k, k)) blocks and X of shape (q1, m), dense or sparse."""
+        return self.d.bd_mul(np.broadcast_to(D, (self.J, self.k, self.k)), X)
+
+    def gt2(self, Gamma) -> sp.csr_matrix:
+        """G̃ of the remaining terms (block 2) as a sparse q₂×q₂ matrix."""
+        d = self.d
         if not self.q2:
-            return BlockMatrix(Di)
-        Y = _bd_mul(Di, self.X12)  # M₁₁⁻¹M₁₂
-        Yt = _bd_mul(np.swapaxes(Di, 1, 2), self.X21.T).T  # M₂₁M₁₁⁻¹
-        Si = np.linalg.inv(self.X22 - self.X21 @ Y)
-        return BlockMatrix(Di, Y @ Si, Yt.T, -Y @ Si, -Si @ Yt, Si)
+            return sp.csr_matrix((0, 0))
+        return sp.block_diag([sp.kron(sp.identity(d.terms[i].n_levels), sp.csr_matrix(Gamma[i])) for i in d.rest],
+                             format="csr")
 
-    # -- reductions
-    def diag_blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """(J₁, k₁, k₁) diagonal blocks of block 1 and the dense q₂×q₂ X₂₂."""
-        J, k, _ = self.D.shape
-        d1 = self.D + np.einsum("jar,jbr->jab", self.L.reshape(J, k, -1), self.R.reshape(J, k, -1))
-        return d1, (np.zeros((0, 0)) if self.X22 is None else self.X22)
+    def gt1(self, Gamma) -> np.ndarray:
+        """G̃ of block 1: one k₁×k₁ block (the block-1 terms' Γ_i on its diagonal)."""
+        return sla.block_diag(*[Gamma[i] for i in self.d.block1])
 
-    def diagonal(self) -> np.ndarray:
-        d1, d2 = self.diag_blocks()
-        return np.concatenate([np.diagonal(d1, axis1=1, axis2=2).ravel(), np.diag(d2)])
+    def cond_diag(self) -> np.ndarray:
+        """diag(C), C = ΛM⁻¹Λ' (= (G − GHG)/σ²)."""
+        cb = np.concatenate([np.diagonal(self.Cb, axis1=1, axis2=2).ravel(), np.zeros(self.q2)])
+        return cb + self.core_diag(self.Si)
 
-    def trace_of_product(self, o: "BlockMatrix") -> float:
-        """tr(X Y) without forming X Y."""
-        t = float(np.einsum("jab,jba->", self.D, o.D))
-        t += float(np.sum((self.R.T @ _bd_mul(o.D, self.L)).diagonal()))
-        t += float(np.sum((o.R.T @ _bd_mul(self.D, o.L)).diagonal()))
-        t += float(np.sum((self.R.T @ o.L) * (o.R.T @ self.L).T))
-        for a, b in ((self.X12, o.X21), (self.X21, o.X12), (self.X22, o.X22)):
-            if a is not None and b is not None:
-                t += float(np.sum(a * b.T))
-        return t
-
-    def diagonal_of_product(self, o: "BlockMatrix") -> np.ndarray:
-        """diag(X Y) without forming X Y (cost q₁r² + q₁q₂ + q₂²)."""
-        J, k, _ = self.D.shape
-        d1 = np.einsum("jab,jba->ja", self.D, o.D).ravel()
-        d1 += np.sum(_bd_mul(self.D, o.L) * o.R, axis=1)
-        d1 += np.sum(self.L * (_bd_mul(np.swapaxes(o.D, 1, 2), self.R) + o.R @ (o.L.T @ self.R)), axis=1)
-        if self.X12 is not None and o.X21 is not None:
-            d1 += np.sum(self.X12 * o.X21.T, axis=1)
-        d2 = np.zeros(self.q2)
-        if self.X21 is not None and o.X12 is not None:
-            d2 += np.sum(self.X21 * o.X12.T, axis=1)
-        if self.X22 is not None and o.X22 is not None:
-            d2 += np.sum(self.X22 * o.X22.T, axis=1)
-        return np.concatenate([d1, d2])
-
-    def rows(self, idx: np.ndarray) -> np.ndarray:
-        """The dense rows ``idx`` of ``X`` (cost len(idx)·q₁·r)."""
-        J, k, _ = self.D.shape
-        q1, q2 = self.q1, self.q2
-        out = np.zeros((len(idx), q1 + q2))
-        for n, i in enumerate(idx):
-            if i < q1:
-                j, a = divmod(int(i), k)
-                out[n, j * k : (j + 1) * k] = self.D[j, a]
-                out[n, :q1] += self.R @ self.L[i]
-                if self.X12 is not None:
-                    out[n, q1:] = self.X12[i]
-            else:
-                if self.X21 is not None:
-                    out[n, :q1] = self.X21[i - q1]
-                if self.X22 is not None:
-                    out[n, q1:] = self.X22[i - q1]
-        return out
-
-    def quad(self, F: np.ndarray) -> np.ndarray:
-        """F' X F for a dense F of shape (q, p)."""
-        return F.T @ self.dot(F)
-
-    def sub(self, idx: np.ndarray) -> np.ndarray:
-        """The dense submatrix of ``X`` on the rows and columns ``idx`` (a few global indices)."""
-        J, k, _ = self.D.shape
+    def C_dot(self, V):
+        """C V for V of shape (q, m)."""
         q1 = self.q1
-        out = np.zeros((len(idx), len(idx)))
-        in1 = idx < q1
-        i1, i2 = idx[in1], idx[~in1] - q1
-        blk = np.ix_(np.flatnonzero(in1), np.flatnonzero(in1))
-        same = (i1[:, None] // k) == (i1[None, :] // k)
-        Dv = self.D[i1[:, None] // k, i1[:, None] % k, i1[None, :] % k]
-        out[blk] = np.where(same, Dv, 0.0) + self.L[i1] @ self.R[i1].T
-        p1, p2 = np.flatnonzero(in1), np.flatnonzero(~in1)
-        if self.X12 is not None:
-            out[np.ix_(p1, p2)] = self.X12[np.ix_(i1, i2)]
-        if self.X21 is not None:
-            out[np.ix_(p2, p1)] = self.X21[np.ix_(i2, i1)]
-        if self.X22 is not None:
-            out[np.ix_(p2, p2)] = self.X22[np.ix_(i2, i2)]
-        return out
+        t = self.Si @ (_dense(self.U1.T @ V[:q1]) + _dense(self.U2.T @ V[q1:]))
+        return np.vstack([self.bd(self.Cb, V[:q1]) + _dense(self.U1 @ t), _dense(self.U2 @ t)])
 
-    def dense(self) -> np.ndarray:
-        """The full q×q matrix (tests only)."""
-        return self.sub(np.arange(self.q1 + self.q2))
+    def A_dot(self, V):
+        q1 = self.q1
+        v1, v2 = V[:q1], V[q1:]
+        return np.vstack([self.bd(self.A11, v1) + _dense(self.A12 @ v2), _dense(self.A12.T @ v1) + self.A22 @ v2])
 
+    def Hs_dot(self, V):
+        """σ²H V = (H_b − W_A S⁻¹W_A') V for V of shape (q, m)."""
+        q1 = self.q1
+        v1, v2 = V[:q1], V[q1:]
+        t = self.Si @ (_dense(self.W1.T @ v1) + self.W2.T @ v2)
+        top = self.bd(self.Hb11, v1) + _dense(self.Hb12 @ v2) - _dense(self.W1 @ t)
+        return np.vstack([top, _dense(self.Hb12.T @ v1) + self.Hb22 @ v2 - self.W2 @ t])
 
-class ProductSum:
-    """Σ c · X Y for block matrices, kept unmultiplied: only its diagonal and a few of
-    its entries are ever read, and forming each product would cost a rank reduction."""
+    def Hs_blocks(self):
+        """The dense blocks σ²H₁₂ (q₁×q₂) and σ²H₂₂ (q₂×q₂)."""
+        H12 = _dense(self.Hb12) - self.W1Si @ self.W2.T
+        H22 = self.Hb22 - self.W2Si @ self.W2.T
+        return H12, 0.5 * (H22 + H22.T)
 
-    def __init__(self):
-        self.terms: list[tuple[float, BlockMatrix, BlockMatrix]] = []
+    # -- (I − GH)G̃ and its quadratic forms
+    def direction(self, Gamma) -> dict:
+        """The pieces of K = (I − GH)G̃ = K_b − U_C Φ', Φ = G̃W_A S⁻¹, for G̃ given per term
+        (``rows``: the block-2 rows where G̃ is not zero; ``on1``: whether block 1's is)."""
+        g1, g2 = self.gt1(Gamma), self.gt2(Gamma)
+        rows = np.unique(g2.nonzero()[0])
+        K11 = g1[None] - self.Cb @ self.A11 @ g1  # (J, k, k)
+        K12 = (-self.bd(self.Cb, self.A12 @ g2)).tocsr()
+        Phi2 = np.zeros((self.q2, self.q2))
+        Phi2[rows] = _dense(g2[rows] @ self.W2Si)
+        return {"g1": g1, "g2": g2, "K11": K11, "K12": K12, "rows": rows, "on1": bool(np.any(g1)),
+                "Phi1": self.bd(g1, self.W1Si) if np.any(g1) else None, "Phi2": Phi2}
 
-    def add(self, c: float, X: BlockMatrix, Y: BlockMatrix, symmetrise: bool = False) -> "ProductSum":
-        """Add c·X Y (and c·(X Y)' with ``symmetrise``)."""
-        self.terms.append((float(c), X, Y))
-        if symmetrise:
-            self.terms.append((float(c), Y.T, X.T))
-        return self
+    def _linear(self, k) -> dict:
+        """The parts of one direction that enter its quadratic forms linearly: W_A'Φ, H_bΦ,
+        σ²HΦ = H_bΦ − W_A S⁻¹W_A'Φ and K_bW_A by block (None: a zero block)."""
+        Si, W1, W2, rows, on1 = self.Si, self.W1, self.W2, k["rows"], k["on1"]
+        Xt = HbPhi1 = HbPhi2 = KW1 = KW2 = None
+        if len(rows):
+            Phi2 = k["Phi2"][rows]
+            Xt = W2[rows].T @ Phi2
+            HbPhi1 = _dense(self.Hb12[:, rows] @ Phi2)
+            HbPhi2 = self.Hb22[:, rows] @ Phi2
+            KW1 = _dense(k["K12"][:, rows] @ W2[rows])
+            KW2 = np.zeros((self.q2, self.q2))
+            KW2[rows] = _dense(k["g2"][rows][:, rows] @ W2[rows])
+        if on1:
+            Phi1 = k["Phi1"]
+            Xt = _add(Xt, _dense(W1.T @ Phi1))
+            HbPhi1 = _add(HbPhi1, self.bd(self.Hb11, Phi1))
+            HbPhi2 = _add(HbPhi2, _dense(self.Hb12.T @ Phi1))
+            KW1 = _add(KW1, _dense(self.bd(k["K11"], W1)))
+        SiXt = Si @ Xt
+        P1 = HbPhi1 - _dense(W1 @ SiXt)
+        P2 = HbPhi2 - W2 @ SiXt
+        return {"Xt": Xt, "SiXt": SiXt, "HbPhi1": HbPhi1, "HbPhi2": HbPhi2, "P1": P1, "P2": P2,
+                "KW1": KW1, "KW2": KW2}
 
-    def diagonal(self) -> np.ndarray:
-        return sum(c * X.diagonal_of_product(Y) for c, X, Y in self.terms)
+    def _kwsi(self, k):
+        """K_bW_AS⁻¹ of one direction by block (None: a zero block), from W_AS⁻¹."""
+        rows = k["rows"]
+        KWSi1 = KWSi2 = None
+        if len(rows):
+            KWSi1 = _dense(k["K12"][:, rows] @ self.W2Si[rows])
+            KWSi2 = np.zeros((self.q2, self.q2))
+            KWSi2[rows] = _dense(k["g2"][rows][:, rows] @ self.W2Si[rows])
+        if k["on1"]:
+            KWSi1 = _add(KWSi1, self.bd(k["K11"], self.W1Si))
+        return KWSi1, KWSi2
 
-    def sub(self, idx: np.ndarray) -> np.ndarray:
-        return sum(c * (X.rows(idx) @ Y.T.rows(idx).T) for c, X, Y in self.terms)
+    def g3_diag(self, dirs, Omega) -> np.ndarray:
+        """Σ_kl Ω_kl diag(K_k σ²H K_l') for directions K_k = (I − GH)G̃_k (from :meth:`direction`).
+
+        σ²KHK_l' = K_bH_bK_{b,l}' − K_bW_AS⁻¹W_A'K_{b,l}' − U_CΦ'σ²HK_{b,l}' − K_bσ²HΦ_lU_C'
+        + U_C(Φ'H_bΦ_l − W_A'Φ S⁻¹ W_A'Φ_l)U_C'; the bilinear sums are taken over l first
+        (Ω-weighted combinations of the linear parts), so each direction costs a few q₂³. Of
+        the q₁×q₂ panels only K_bW_A per direction is kept; σ²HΦ and H_bΦ are folded into
+        the combinations that need them as each direction is computed."""
+        q1, m = self.q1, len(dirs)
+        on1 = [kk for kk, k in enumerate(dirs) if k["on1"]]
+        acc = {kk: {"P1": None, "HbPhi1": None} for kk in on1}
+        lin = []
+        for ll, kl in enumerate(dirs):
+            part = self._linear(kl)
+            for kk in on1:
+                if Omega[kk, ll] != 0:
+                    for name in ("P1", "HbPhi1"):
+                        acc[kk][name] = _add(acc[kk][name], Omega[kk, ll] * part[name])
+            del part["P1"], part["HbPhi1"]
+            lin.append(part)
+
+        def mix(name, kk):
+            out = None
+            for ll in range(m):
+                if Omega[kk, ll] != 0 and lin[ll][name] is not None:
+                    out = _add(out, Omega[kk, ll] * lin[ll][name])
+            return out
+
+        out1, out2 = np.zeros(q1), np.zeros(self.q2)
+        core = np.zeros((self.q2, self.q2))
+        inner = np.zeros((self.q2, self.q2))
+        for kk, k in enumerate(dirs):
+            if not np.any(Omega[kk]):
+                continue
+            rows, K11, K12, g2, on1k = k["rows"], k["K11"], k["K12"], k["g2"], k["on1"]
+            # − 2 diag(U_C Φ'σ²H K_b') summed: K_b (σ²HΦ̄) against U_C
+            if len(rows):
+                P2 = mix("P2", kk)
+                out1 -= 2 * sampled_diag(K12[:, rows], P2[rows], self.U1)
+                out2 -= 2 * rowdot(self.U2, _dense(g2[:, rows] @ P2[rows]))
+            if on1k:
+                out1 -= 2 * rowdot(self.U1, self.bd(K11, acc[kk]["P1"]))
+            # − diag(K_b W_A S⁻¹ W_A' K̄_b')
+            for KWSi, name, o in zip(self._kwsi(k), ("KW1", "KW2"), (out1, out2)):
+                KW = None if KWSi is None else mix(name, kk)
+                if KW is not None:
+                    o -= rowdot(KWSi, KW)
+            # diag(K_b H_b K̄_b'): the block-2 columns against Σ_l Ω_kl K_{b,l} at once, the rest pair by pair
+            if len(rows):
+                K12bar = sum(Omega[kk, ll] * kl["K12"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
+                g2bar = sum(Omega[kk, ll] * kl["g2"] for ll, kl in enumerate(dirs) if len(kl["rows"]))
+                if sp.issparse(K12bar):
+                    out1 += sampled_diag(K12[:, rows], self.Hb22[rows], K12bar)
+                    out2 += rowdot(_dense(g2[:, rows] @ self.Hb22[rows]), g2bar)
+            for ll, kl in enumerate(dirs):
+                w = Omega[kk, ll]
+                if w == 0:
+                    continue
+                if on1k and kl["on1"]:
+                    out1 += w * np.einsum("jab,jbc,jac->ja", K11, self.Hb11, kl["K11"]).ravel()
+                if on1k and len(kl["rows"]):
+                    out1 += w * rowdot(self.bd(K11, self.Hb12), kl["K12"])
+                if kl["on1"] and len(rows):
+                    out1 += w * rowdot(self.bd(kl["K11"], self.Hb12), K12)
+            # the q₂×q₂ core: Φ'H_bΦ̄ − (W_A'Φ)'S⁻¹(W_A'Φ̄), Φ = G̃W_AS⁻¹
+            if len(rows):
+                inner += _dense(g2[rows][:, rows] @ self.W2[rows]).T @ mix("HbPhi2", kk)[rows]
+            if on1k:
+                inner += _dense(self.bd(k["g1"], self.W1).T @ acc[kk]["HbPhi1"])
+            core -= lin[kk]["Xt"].T @ mix("SiXt", kk)
+        core += self.Si @ inner
+        return np.concatenate([out1, out2]) + self.core_diag(0.5 * (core + core.T))
+
+    def core_diag(self, X) -> np.ndarray:
+        """diag(U_C X U_C') for a q₂×q₂ X."""
+        return np.concatenate([sampled_diag(self.U1, X, self.U1), sampled_diag(self.U2, X, self.U2)])
+
+    def sandwich_diag(self, k) -> np.ndarray:
+        """diag((I − GH)G̃(I − HG)) = diag(K) − diag(K A C) of one direction ``k``."""
+        Si, U1, U2 = self.Si, self.U1, self.U2
+        g2, K11, K12, Phi2 = (k[n] for n in ("g2", "K11", "K12", "Phi2"))
+        Phi1 = np.zeros((self.q1, self.q2)) if k["Phi1"] is None else k["Phi1"]
+        diagK = np.concatenate([np.diagonal(K11, axis1=1, axis2=2).ravel() - rowdot(U1, Phi1),
+                                g2.diagonal() - rowdot(U2, Phi2)])
+        # K A C = K A C_b + K W_A S⁻¹U_C',  K W_A S⁻¹ = K_b W_A S⁻¹ − U_C (W_A'Φ)'S⁻¹
+        XSi = (_dense(self.W1.T @ Phi1) + self.W2.T @ Phi2).T @ Si
+        KWSi1 = self.bd(K11, self.W1Si) + _dense(K12 @ self.W2Si) - _dense(U1 @ XSi)
+        KWSi2 = _dense(g2 @ self.W2Si) - _dense(U2 @ XSi)
+        # K A C_b lives on block 1: level blocks of (K A)₁₁ = K₁₁A₁₁ + K₁₂A₂₁ − U₁(AΦ)₁'
+        APhi1 = self.bd(self.A11, Phi1) + _dense(self.A12 @ Phi2)
+        KA11 = K11 @ self.A11 + _level_blocks(K12, self.A12, self.k) - _level_blocks(U1, APhi1, self.k)
+        kac = np.einsum("jab,jba->ja", KA11, self.Cb).ravel()
+        return diagK - np.concatenate([kac + rowdot(KWSi1, U1), rowdot(KWSi2, U2)])
+
+    def K_T_dot(self, k, e) -> np.ndarray:
+        """K'e = K_b'e − G̃W_A S⁻¹U_C'e for a q-vector e (one target's row combination of K)."""
+        q1 = self.q1
+        e1, e2 = e[:q1], e[q1:]
+        t = self.Si @ (self.U1.T @ e1 + self.U2.T @ e2)
+        top = self.bd(np.swapaxes(k["K11"], 1, 2), e1[:, None])[:, 0] - self.bd(k["g1"], (self.W1 @ t)[:, None])[:, 0]
+        bottom = k["K12"].T @ e1 + k["g2"].T @ e2 - k["g2"] @ (self.W2 @ t)
+        return np.concatenate([top, bottom])
+

@@ -259,6 +259,22 @@ class Solution:
     gradient: np.ndarray | None = None  # ∂ criterion / ∂θ when asked for
 
 
+def conditional_modes(d: Design, sol: Solution) -> list[np.ndarray]:
+    """b = Λu* per term, as (n_levels, k) arrays in lme4's term order."""
+    out = [None] * len(d.terms)
+    b1 = sol.u_spherical1 @ d.T1(sol.Ts).T  # (J1, k1)
+    start = 0
+    for i in d.block1:
+        out[i] = b1[:, start : start + d.k[i]]
+        start += d.k[i]
+    for i in d.rest:
+        t = d.terms[i]
+        o = d.rest_offset[i]
+        u = sol.u_spherical2[o : o + t.n_levels * t.k].reshape(t.n_levels, t.k)
+        out[i] = u @ sol.Ts[i].T
+    return out
+
+
 def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 

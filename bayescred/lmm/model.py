@@ -24,7 +24,8 @@ from ..errors import (
 )
 from .. import formula as fm
 from .._arguments import aligned_values, check_number
-from .fit import Design, optimise
+from .fit import Design, conditional_modes, optimise
+from .uncertainty import MEASURES, Uncertainty
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
 
@@ -214,22 +215,6 @@ def _check_residual(fit, y, name) -> None:
         )
 
 
-def conditional_modes(d: Design, sol) -> list[np.ndarray]:
-    """b = Λu* per term, as (n_levels, k) arrays in lme4's term order."""
-    out = [None] * len(d.terms)
-    b1 = sol.u_spherical1 @ d.T1(sol.Ts).T  # (J1, k1)
-    start = 0
-    for i in d.block1:
-        out[i] = b1[:, start : start + d.k[i]]
-        start += d.k[i]
-    for i in d.rest:
-        t = d.terms[i]
-        o = d.rest_offset[i]
-        u = sol.u_spherical2[o : o + t.n_levels * t.k].reshape(t.n_levels, t.k)
-        out[i] = u @ sol.Ts[i].T
-    return out
-
-
 class LMMFit:
     """A fitted linear mixed model (names as lme4: fixef, vcov, varcorr, ranef)."""
 
@@ -310,20 +295,16 @@ class LMMFit:
 
     def _measures(self):
         if self._uncertainty is None:
-            from .uncertainty import Uncertainty
-
             self._uncertainty = Uncertainty(self)
         return self._uncertainty
 
     def ranef(self, bootstrap: int | None = None, seed: int | None = None,
-              measures=("cond_sd", "pev_sd", "mse_sd")) -> pd.DataFrame:
+              measures=MEASURES) -> pd.DataFrame:
         """Conditional modes with three uncertainty measures side by side (docs/formulas.md §9):
         ``cond_sd`` (lme4 condVar: u | y at θ̂, β known), ``pev_sd`` (Henderson C²²: also
         β̂), ``mse_sd`` (√(g₁ + g₂ + 2g₃), Prasad–Rao/Datta–Lahiri: also θ̂). ``measures``
         picks which (``("cond_sd",)`` is the cheapest). With ``bootstrap=B`` (and a
         ``seed``) adds ``boot_sd``, the parametric-bootstrap RMSE."""
-        from .uncertainty import MEASURES
-
         measures = tuple(measures)
         unknown = [m for m in measures if m not in MEASURES]
         if unknown:

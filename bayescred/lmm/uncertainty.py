@@ -1,7 +1,7 @@
 """How uncertain are the EBLUPs? Three measures side by side, plus a parametric bootstrap.
 
 Target μ = l'β + m'u (a random effect: l = 0, m = unit vector; a group's premium:
-l = x₀, m = z₀ on its level). docs/formulas.md §9; G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
+l = x₀, m = z₀ on its level). docs/formulas.md §9 (computation §9.5); G = Cov(u), H = Z'V⁻¹Z, V = ZGZ' + σ²W⁻¹.
 
 (i)   cond_sd = √g₁,  g₁ = m'(G − GHG)m = σ² m'ΛM⁻¹Λ'm            (lme4 condVar; β, θ known)
 (ii)  pev_sd  = √(g₁ + g₂), g₂ = d'(X'V⁻¹X)⁻¹d, d = l − X'V⁻¹ZGm   (Henderson [l;m]'C[l;m])
@@ -10,15 +10,19 @@ l = x₀, m = z₀ on its level). docs/formulas.md §9; G = Cov(u), H = Z'V⁻¹
       REML information of the variance parameters (the entries of each Σ_i and σ²)).
       ML fits use the ML information (V⁻¹ for P) and add the bias term −b_ML'∇g₁.
 
-All q-space algebra runs on ``BlockMatrix`` (bayescred/lmm/blockmatrix.py): per-level
-blocks of the largest grouping factor, a low-rank coupling through the remaining q₂
-effects and dense q₂ blocks, so memory and time are linear in the number of risks (the
-nested Jewell portfolio with 6,000 risks in 50 sectors needs no q×q matrix). Each
-measure is computed only when asked for (``ranef(measures=...)``). The needed q-space
-forms (derivations in the comments):
-  ∂B/∂θ_k = (I − GH)G_k Z'V⁻¹,  ∂B/∂σ² = −GZ'V⁻¹W⁻¹V⁻¹   (B = GZ'V⁻¹)
-  Z'V⁻¹W⁻¹V⁻¹Z = (H − HGH)/σ²,  Z'V⁻¹W⁻¹V⁻¹W⁻¹V⁻¹Z = (H − 2HGH + HGHGH)/σ⁴
-  tr(PW⁻¹PW⁻¹) = [N − p − 2tr(GH_P) + tr(GH_PGH_P)]/σ⁴,  H_P = Z'PZ = H − FF'.
+Every q-space quantity is read off the two-block factor of the fit (``TwoBlock``,
+bayescred/lmm/blockmatrix.py: selected inversion, sparse parts plus a q₂-rank part), so
+memory and time are linear in the number of risks for a fixed number of other effects.
+The forms used (derivations in the comments):
+  ∂B/∂θ_k = (I − GH)G_k Z'V⁻¹ with G_k = ∂G/∂θ_k, and, as B = GZ'V⁻¹ is homogeneous of
+  degree 0 in (Σ entries, σ²), ∂B/∂σ² = −(I − GH)G Z'V⁻¹/σ² = −Σ_k ψ_k ∂B/∂θ_k/σ² (ψ_k the
+  Σ entries). So with Ω = J'I⁻¹J, J = [I; −ψ'/σ²], on the Σ-entry directions only:
+      g₃ = Σ_kl Ω_kl m'(I − GH)G_k H G_l(I − HG)m.
+  The information needs only tr(G_k H_P) and tr(G_k H_P G_l H_P), H_P = Z'PZ = H − FF'
+  (V_σ = W⁻¹ = (V − ZGZ')/σ², PVP = P): traces of level blocks of H.
+  ML bias: ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m and, g₁ being homogeneous of degree 1,
+  σ²∂g₁/∂σ² = g₁ − m'(I − GH)G(I − HG)m.
+Each measure is computed only when asked for (``ranef(measures=...)``).
 """
 
 from __future__ import annotations
@@ -30,63 +34,67 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..formula import _to_pandas
 from ..progress import track
-from .blockmatrix import BlockMatrix, ProductSum
-from .fit import _single_thread, tri_index
+from .blockmatrix import TwoBlock, rowdot
+from .fit import _single_thread, conditional_modes, optimise, tri_index
 
 MEASURES = ("cond_sd", "pev_sd", "mse_sd")
 
 
 class Uncertainty:
-    """The q-space quantities of a fit at θ̂ as block matrices (computed on first use)."""
+    """The q-space quantities of a fit at θ̂ on its two-block factor (computed on first use)."""
 
     def __init__(self, fit):
         self.fit = fit
         d, sol = fit._design, fit._sol
         self.design = d
-        s2 = sol.sigma2
-        self.s2 = s2
-        T1 = d.T1(sol.Ts)
-        J, k1, q1, q2 = d.J1, d.k1, d.J1 * d.k1, d.q2
-        self.q = q1 + q2
-        if q2:
-            if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ
-                A12, A22 = d.A[:q1, q1:].toarray(), d.A[q1:, q1:].toarray()
-            else:
-                A12, A22 = d.A12.reshape(q1, q2), d.A22
-            A = BlockMatrix(d.A11, X12=A12, X21=A12.T, X22=A22)
-            AX = np.vstack([d.B1[:, :, 1:].reshape(q1, d.p), d.B2[:, 1:]])
-            Lam = BlockMatrix(np.broadcast_to(T1, (J, k1, k1)).copy(), X22=d.Lam2(sol.Ts).toarray())
-        else:
-            A = BlockMatrix(d.A11)
-            AX = d.B1[:, :, 1:].reshape(q1, d.p)
-            Lam = BlockMatrix(np.broadcast_to(T1, (J, k1, k1)).copy())
-        self.A, self.AX, self.Lam = A, AX, Lam
+        self.s2 = sol.sigma2
+        q1, q2 = d.J1 * d.k1, d.q2
+        self.q1, self.q = q1, q1 + q2
         with _single_thread():
-            self.Minv = (Lam.T @ A @ Lam + BlockMatrix.identity(J, k1, q2)).inv()
-            self.LxX = Lam @ (self.Minv @ (Lam.T @ AX))  # GK: (q, p)
+            self.tb = TwoBlock(d, sol.Ts)
+        AX = d.B1[:, :, 1:].reshape(q1, d.p)
+        self.AX = np.vstack([AX, d.B2[:, 1:]]) if q2 else AX  # Z'WX
         self.Qinv = np.linalg.inv(sol.Qxx) if d.p else np.zeros((0, 0))
         self.pos = self._positions()
-
-    # -- the measures' matrices, each built on first use
-    @functools.cached_property
-    def condvar(self) -> ProductSum:
-        """G − GHG = σ²ΛM⁻¹Λ'."""
-        return ProductSum().add(self.s2, self.Lam @ self.Minv, self.Lam.T)
+        # the variance parameters: (term, a, b) of each Σ_i entry in lme4's order, their values
+        self.params = [(i, a, b) for i, t in enumerate(d.terms) for a, b in tri_index(t.k)]
+        self.Sigma = [self.s2 * T @ T.T for T in sol.Ts]
+        self.psi = np.array([self.Sigma[i][a, b] for i, a, b in self.params])
 
     @functools.cached_property
-    def G(self) -> BlockMatrix:
-        return self.s2 * (self.Lam @ self.Lam.T)
+    def LxX(self) -> np.ndarray:
+        """ΛM⁻¹Λ'Z'WX = GK (q, p), K = Z'V⁻¹X."""
+        with _single_thread():
+            return self.tb.C_dot(self.AX)
 
-    @functools.cached_property
-    def H(self) -> BlockMatrix:
-        AL = self.A @ self.Lam
-        return (self.A - AL @ self.Minv @ AL.T) / self.s2
+    # -- the variance directions
+    @staticmethod
+    def _sym(a, b):
+        return [(a, b), (b, a)] if a != b else [(a, a)]
+
+    def _gamma(self, c) -> list[np.ndarray]:
+        """Per-term blocks of G̃ = Σ_k c_k G_k − c_σ G/σ² for c = (c_k..., c_σ)."""
+        out = [-c[-1] / self.s2 * S for S in self.Sigma]
+        for ck, (i, a, b) in zip(c[:-1], self.params):
+            for x, y in self._sym(a, b):
+                out[i][x, y] += ck
+        return out
+
+    def _Gk_dot(self, k, F) -> np.ndarray:
+        """G_k F for the k-th variance parameter and F of shape (q, p)."""
+        i, a, b = self.params[k]
+        idx = self._term_index(i)
+        out = np.zeros_like(F)
+        for x, y in self._sym(a, b):
+            out[idx[:, x]] += F[idx[:, y]]
+        return out
 
     @functools.cached_property
     def K(self) -> np.ndarray:
         """Z'V⁻¹X = (Z'WX − AΛM⁻¹Λ'Z'WX)/σ²."""
-        return (self.AX - self.A @ self.LxX) / self.s2
+        return (self.AX - self.tb.A_dot(self.LxX)) / self.s2
 
     @functools.cached_property
     def F(self) -> np.ndarray:
@@ -95,59 +103,76 @@ class Uncertainty:
         return self.K @ np.linalg.cholesky(self.s2 * self.Qinv)
 
     @functools.cached_property
-    def IGH(self) -> BlockMatrix:
-        return BlockMatrix.identity(self.design.J1, self.design.k1, self.design.q2) - self.G @ self.H
-
-    @functools.cached_property
-    def Gk(self) -> list[BlockMatrix]:
-        """G_k = ∂G/∂(entry (a,b) of Σ_i), one per variance parameter."""
-        d = self.design
-        J, k1, q2 = d.J1, d.k1, d.q2
-        out = []
-        for i, t in enumerate(d.terms):
-            for a, b in tri_index(t.k):
-                D = np.zeros((J, k1, k1))
-                X22 = np.zeros((q2, q2)) if q2 else None
-                idx = np.array([[self.pos(i, lev, e) for e in range(t.k)] for lev in range(t.n_levels)])
-                if i in d.block1:
-                    off = idx[0, 0]
-                    D[:, off + a, off + b] = D[:, off + b, off + a] = 1.0
-                else:
-                    ia, ib = idx[:, a] - J * k1, idx[:, b] - J * k1
-                    X22[ia, ib] = X22[ib, ia] = 1.0
-                out.append(BlockMatrix(D, X22=X22))
-        return out
-
-    @functools.cached_property
-    def GkH(self) -> list[BlockMatrix]:
-        return [Gk @ self.H for Gk in self.Gk]
-
-    @functools.cached_property
     def info(self) -> np.ndarray:
         """Expected REML (or ML) information of (Σ entries..., σ²) (docs/formulas.md §9.1)."""
-        d, s2, G, H = self.design, self.s2, self.G, self.H
+        d, s2, tb = self.design, self.s2, self.tb
         F = self.F if self.fit.reml else self.F[:, :0]
         dof = d.N - d.p if self.fit.reml else d.N
-        mats = self.Gk + [G]
-        AHs = self.GkH + [G @ H]
-        FAF = [A.quad(F) for A in mats]
+        Hs12, Hs22 = tb.Hs_blocks()
+        q1 = self.q1
+        slot_cache, ip_cache = {}, {}
 
-        def trGHP(a):
-            return mats[a].trace_of_product(H) - float(np.trace(FAF[a]))
+        def slot(i, a):
+            """(global indices over the levels of term i's effect a, its column in block 1 or None)."""
+            if (i, a) not in slot_cache:
+                idx = self._term_index(i)[:, a]
+                col = idx[0] % d.k1 if i in d.block1 else None
+                slot_cache[i, a] = (idx, col)
+            return slot_cache[i, a]
 
-        def trGHPGHP(a, b):
-            t1 = AHs[a].trace_of_product(AHs[b])
-            t2 = float(np.sum(F * AHs[a].dot(mats[b].dot(F))))
-            t3 = float(np.sum(FAF[a] * FAF[b].T))
-            return t1 - 2 * t2 + t3
+        def block(s, t):
+            """σ²H on the rows of slot s and the columns of slot t (not both in block 1)."""
+            (i1, c1), (i2, c2) = slot(*s), slot(*t)
+            if c1 is not None:
+                return Hs12[np.ix_(i1, i2 - q1)]
+            if c2 is not None:
+                return Hs12[np.ix_(i2, i1 - q1)].T
+            return Hs22[np.ix_(i1 - q1, i2 - q1)]
 
-        m = len(self.Gk)
+        def level_diag(s, t):
+            """σ²H[(j, s), (j, t)] over the levels j of one term."""
+            (i1, c1), (i2, c2) = slot(*s), slot(*t)
+            if c1 is not None:
+                return tb.Hb11[:, c1, c2] - rowdot(tb.W1Si[i1], tb.W1[i2])
+            return Hs22[i1 - q1, i2 - q1]
+
+        def ip(s1, s2_, s3, s4):
+            """Σ_{j,j'} σ²H[(j,s1),(j',s2)] σ²H[(j,s3),(j',s4)] (terms of s1, s3 and of s2, s4 equal)."""
+            key = (s1, s2_, s3, s4)
+            if key in ip_cache:
+                return ip_cache[key]
+            (i1, c1), (i2, c2), (i3, c3), (i4, c4) = (slot(*s) for s in key)
+            if c1 is not None and c2 is not None:  # both in block 1: level-diagonal H_b + q₂-rank part
+                h12, h34 = tb.Hb11[:, c1, c2], tb.Hb11[:, c3, c4]
+                W1, W1Si, Si = tb.W1, tb.W1Si, tb.Si
+                G13 = (W1[i1].T @ W1[i3]).toarray()
+                G42 = (W1[i4].T @ W1[i2]).toarray()
+                val = (h12 @ h34 - h12 @ rowdot(W1Si[i3], W1[i4]) - h34 @ rowdot(W1Si[i1], W1[i2])
+                       + float(np.sum((Si @ G13) * (Si @ G42).T)))
+            else:
+                val = float(np.sum(block(s1, s2_) * block(s3, s4)))
+            ip_cache[key] = val
+            return val
+
+        m = len(self.params)
+        GF = [self._Gk_dot(k, F) for k in range(m)]
+        HGF = [tb.Hs_dot(g) / s2 for g in GF]
+        FGF = [F.T @ g for g in GF]
+        T1 = np.zeros(m)
+        T2 = np.zeros((m, m))
+        for k, (i, a, b) in enumerate(self.params):
+            T1[k] = sum(float(np.sum(level_diag((i, y), (i, x)))) for x, y in self._sym(a, b)) / s2
+            T1[k] -= float(np.trace(FGF[k]))
+            for l in range(k, m):
+                i2, c, e = self.params[l]
+                t = sum(ip((i, y), (i2, u), (i, x), (i2, v)) for x, y in self._sym(a, b) for u, v in self._sym(c, e))
+                T2[k, l] = T2[l, k] = (t / s2**2 - 2 * float(np.sum(GF[k] * HGF[l]))
+                                       + float(np.sum(FGF[k] * FGF[l].T)))
+        psi = self.psi
         info = np.zeros((m + 1, m + 1))
-        for a in range(m):
-            for b in range(a, m):
-                info[a, b] = info[b, a] = 0.5 * trGHPGHP(a, b)
-            info[a, m] = info[m, a] = 0.5 / s2 * (trGHP(a) - trGHPGHP(a, m))
-        info[m, m] = 0.5 / s2**2 * (dof - 2 * trGHP(m) + trGHPGHP(m, m))
+        info[:m, :m] = 0.5 * T2
+        info[:m, m] = info[m, :m] = 0.5 / s2 * (T1 - T2 @ psi)
+        info[m, m] = 0.5 / s2**2 * (dof - 2 * T1 @ psi + psi @ T2 @ psi)
         return info
 
     @functools.cached_property
@@ -155,41 +180,42 @@ class Uncertainty:
         return np.linalg.pinv(self.info)
 
     @functools.cached_property
-    def S(self) -> ProductSum:
-        """Σ_kl I⁻¹_kl (∂B/∂θ_k) V (∂B/∂θ_l)': m'(·)m is g₃ of target m."""
-        G, H, s2 = self.G, self.H, self.s2
-        HG = H @ G
-        HGH = HG @ H
-        Hw = (H - HGH) / s2
-        Hww = (H - HGH * 2.0 + (HGH @ G) @ H) / s2**2
-        left = [self.IGH @ Gk for Gk in self.Gk]  # (I − GH)G_k
-        m = len(left)
-        Iinv = self.info_inv
-        S = ProductSum().add(Iinv[m, m], G @ Hww, G)
-        HwG = Hw @ G
-        for a in range(m):
-            HL = H @ left[a].T
-            for b in range(m):
-                S.add(Iinv[b, a], left[b], HL)
-            S.add(-Iinv[a, m], left[a], HwG, symmetrise=True)
-        return S
+    def directions(self) -> list[dict]:
+        """Pieces of (I − GH)G_k for each Σ-entry parameter k (bayescred/lmm/blockmatrix.py)."""
+        m = len(self.params)
+        with _single_thread():
+            return [self.tb.direction(self._gamma(np.eye(m + 1)[k])) for k in range(m)]
 
     @functools.cached_property
-    def bias(self) -> ProductSum | None:
+    def Omega(self) -> np.ndarray:
+        """I⁻¹ on the Σ-entry directions: the σ² direction is −Σ_k ψ_k G_k/σ² (module docstring)."""
+        m = len(self.params)
+        J = np.vstack([np.eye(m), -self.psi[None] / self.s2])
+        return J.T @ self.info_inv @ J
+
+    @functools.cached_property
+    def g3(self) -> np.ndarray:
+        """g₃ of every random effect: Σ_kl Ω_kl diag((I − GH)G_k H G_l(I − HG))."""
+        with _single_thread():
+            return self.tb.g3_diag(self.directions, self.Omega) / self.s2
+
+    @functools.cached_property
+    def bias(self) -> tuple[dict, float] | None:
         """For ML θ̂ the MSE estimator adds −b_ML'∇g₁ (docs/formulas.md §9.1; Datta & Lahiri 2000):
-        b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X], ∂g₁/∂θ_k = m'(I − GH)G_k(I − HG)m,
-        ∂g₁/∂σ² = m'G(H − HGH)G m/σ². Returns Σ_k b_k ∂(G − GHG)/∂θ_k (None for REML)."""
+        b_ML = −½ I⁻¹ col_k tr[(X'V⁻¹X)⁻¹ X'V⁻¹V_kV⁻¹X]; b'∇g₁ = m'(I − GH)G̃_b(I − HG)m + b_σ m'Cm
+        with G̃_b = Σ_k b_k G_k − b_σG/σ² and C = ΛM⁻¹Λ' (module docstring). Returns
+        (pieces of (I − GH)G̃_b, b_σ), None for REML."""
         if self.fit.reml:
             return None
-        G, H, s2, K = self.G, self.H, self.s2, self.K
+        s2, K = self.s2, self.K
         XVX_inv = s2 * self.Qinv
-        t = [float(np.sum(XVX_inv * Gk.quad(K))) for Gk in self.Gk]
-        t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - G.quad(K)))) / s2)
+        KGK = [K.T @ self._Gk_dot(k, K) for k in range(len(self.params))]
+        t = [float(np.sum(XVX_inv * A)) for A in KGK]
+        KGallK = sum((p * A for p, A in zip(self.psi, KGK)), np.zeros((self.design.p,) * 2))
+        t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - KGallK))) / s2)
         b = -0.5 * self.info_inv @ np.array(t)
-        out = ProductSum().add(b[-1] / s2, G @ (H - H @ G @ H), G)
-        for bk, Gk in zip(b[:-1], self.Gk):
-            out.add(bk, self.IGH @ Gk, self.IGH.T)
-        return out
+        with _single_thread():
+            return self.tb.direction(self._gamma(b)), float(b[-1])
 
     # -- layout: (term, level, effect) -> global index in q-space
     def _positions(self):
@@ -225,14 +251,18 @@ class Uncertainty:
     def _ranef_measures(self, measures):
         s2 = self.s2
         var = {}
-        g1 = self.condvar.diagonal()
+        cdiag = self.tb.cond_diag()
+        g1 = s2 * cdiag
         var["cond_sd"] = g1
         if "pev_sd" in measures or "mse_sd" in measures:
             g2 = s2 * np.einsum("ap,pq,aq->a", self.LxX, self.Qinv, self.LxX)
             var["pev_sd"] = g1 + g2
             if "mse_sd" in measures:
-                bias = 0.0 if self.bias is None else self.bias.diagonal()
-                var["mse_sd"] = g1 + g2 + 2 * self.S.diagonal() - bias
+                bias = 0.0
+                if self.bias is not None:
+                    kb, b_sigma = self.bias
+                    bias = self.tb.sandwich_diag(kb) + b_sigma * cdiag
+                var["mse_sd"] = g1 + g2 + 2 * self.g3 - bias
         out = {}
         for name in measures:
             sd = np.sqrt(np.maximum(var[name], 0))
@@ -240,45 +270,45 @@ class Uncertainty:
         return out
 
     def _target(self, m_entries):
-        """The random-effect part m of a target as (global indices, values), or None."""
-        vals: dict[int, float] = {}
-        for i, lev, e, v in m_entries:
-            a = self.pos(i, lev, e)
-            vals[a] = vals.get(a, 0.0) + v
-        if not vals:
+        """The random-effect part m of a target as a q-vector, or None."""
+        if not m_entries:
             return None
-        return np.array(list(vals)), np.array(list(vals.values()))
+        e = np.zeros(self.q)
+        for i, lev, ef, v in m_entries:
+            e[self.pos(i, lev, ef)] += v
+        return e
 
     def components(self, l, m_entries):
         """g₁, g₂, g₃ of the target l'β + m'u; ``m_entries`` = [(term, level, effect, value)]."""
-        target = self._target(m_entries)
+        e = self._target(m_entries)
         l = np.asarray(l, float)
-        if target is None:
+        if e is None:
             g1, g3, a_vec = 0.0, 0.0, np.zeros(self.design.p)
         else:
-            idx, mv = target
-            g1 = float(mv @ self.condvar.sub(idx) @ mv)
-            a_vec = self.LxX[idx].T @ mv
-            g3 = float(mv @ self.S.sub(idx) @ mv)
+            with _single_thread():
+                g1 = self.s2 * float(e @ self.tb.C_dot(e[:, None])[:, 0])
+                a_vec = self.LxX.T @ e
+                V = np.column_stack([self.tb.K_T_dot(k, e) for k in self.directions])
+                g3 = float(np.sum(self.Omega * (V.T @ self.tb.Hs_dot(V)))) / self.s2
         dvec = l - a_vec
         g2 = float(self.s2 * dvec @ self.Qinv @ dvec) if self.design.p else 0.0
         return g1, g2, g3
 
     def ml_bias(self, m_entries) -> float:
         """b_ML'∇g₁ of the target (0 for REML fits)."""
-        target = self._target(m_entries)
-        if self.bias is None or target is None:
+        e = self._target(m_entries)
+        if self.bias is None or e is None:
             return 0.0
-        idx, mv = target
-        return float(mv @ self.bias.sub(idx) @ mv)
+        kb, b_sigma = self.bias
+        with _single_thread():
+            Ce = self.tb.C_dot(e[:, None])[:, 0]
+            Re = e - self.tb.A_dot(Ce[:, None])[:, 0]  # (I − HG)m = (I − AC)m
+            return float(self.tb.K_T_dot(kb, e) @ Re) + b_sigma * float(e @ Ce)
 
     def _targets(self, newdata):
         """Fixed design rows, per-term (X, codes) and offsets of the rows of newdata."""
         fit = self.fit
-        data = fit._data if newdata is None else newdata
-        from .model import _to_pandas
-
-        data = _to_pandas(data)
+        data = _to_pandas(fit._data if newdata is None else newdata)
         X = fit._fixed.transform(data)
         zs = [t.design_for(data) for t in self.design.terms]
         off = fit._fixed.offset_for(data)
@@ -326,9 +356,6 @@ class Uncertainty:
         """Parametric bootstrap of the prediction error at θ̂: simulate u*, ε* from the
         fit, refit by the same criterion, average the squared error of the new EBLUPs
         (of each u, or of the premiums of ``targets``). Returns RMSEs."""
-        from .fit import optimise
-        from .model import conditional_modes
-
         fit, d = self.fit, self.design
         rng = np.random.default_rng(seed)
         acc = None
