@@ -192,13 +192,15 @@ def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     return (codes, levels) if (codes >= 0).all() else None
 
 
-def _validate_fast(native: pd.DataFrame, groups, numeric, positive, counts, min_groups, nonnegative,
+def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, counts, min_groups, nonnegative,
                    unique, min_periods, varying, complete, nested) -> bool:
     """True when the data passes every requested check (decided with numpy)."""
     if nested or complete or not len(native) or len(groups) > 1 or unique and unique != groups:
         return False
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
-    if any(c not in native.columns for c in groups + values):
+    if any(c not in native.columns for c in groups + present + values):
+        return False
+    if any(native[c].isna().any() for c in present):
         return False
     arrays = {}
     for col in values:
@@ -253,11 +255,18 @@ def _summarise_fast(native: pd.DataFrame, by: list[str], response: str, weight: 
     return pd.DataFrame({"n": n.astype("int64"), "weight": total, "mean": mean, "within_ss": within}, index=index)
 
 
+# The one rule for weights and exposures, in every arm (classical, empirical Bayes, Bayes): a
+# zero weight is refused like a negative one. A row with zero weight carries no information
+# in any of the models (its precision is 0), and the likelihoods' sum of log weights is -inf.
+ZERO_WEIGHT = "must be strictly positive, found zeros (a row with zero weight carries no information: drop it)"
+
+
 def validate(
     data,
     *,
     groups: str | Sequence[str] | None = None,
     numeric: str | Sequence[str] | None = None,
+    present: str | Sequence[str] | None = None,
     positive: str | Sequence[str] | None = None,
     counts: str | Sequence[str] | None = None,
     min_groups: int = 2,
@@ -272,7 +281,10 @@ def validate(
 
     * ``groups``: present, no missing values; together with ``min_groups`` distinct risks.
     * ``numeric``: present, numeric dtype, no missing values, finite (responses, time, covariates).
-    * ``positive``: numeric and strictly positive (weights, exposures).
+    * ``present``: present and no missing values, any dtype (categorical covariates).
+    * ``positive``: numeric and strictly positive (weights, exposures): negative values raise
+      :class:`~bayescred.errors.NonPositiveError` (naming every row <= 0), zeros alone its
+      subclass :class:`~bayescred.errors.ZeroWeightError`.
     * ``counts``: numeric, non-negative whole numbers (claim counts).
     * ``nonnegative``: numeric and >= 0, with a positive total within each level of ``groups``
       (weights that may be zero in some periods).
@@ -291,16 +303,17 @@ def validate(
     rows written out for lazy engines). The caller's frame is never modified.
     """
     frame = as_frame(data)
-    groups, numeric, positive, counts = map(as_list, (groups, numeric, positive, counts))
+    groups, numeric, present, positive, counts = map(as_list, (groups, numeric, present, positive, counts))
     nonnegative, unique, varying, complete, nested = map(as_list, (nonnegative, unique, varying, complete, nested))
     native = _pandas_native(frame)
-    if native is not None and _validate_fast(native, groups, numeric, positive, counts, min_groups, nonnegative,
-                                             unique, min_periods, varying, complete, nested):
+    if native is not None and _validate_fast(native, groups, numeric, present, positive, counts, min_groups,
+                                             nonnegative, unique, min_periods, varying, complete, nested):
         return frame
     keys = list(dict.fromkeys(groups + nested + complete + unique))
+    present = [c for c in dict.fromkeys(present) if c not in keys]
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     schema = frame.collect_schema() if _is_lazy(frame) else frame.schema
-    for col in dict.fromkeys(keys + values):
+    for col in dict.fromkeys(keys + present + values):
         if col not in schema:
             raise MissingColumnError(
                 f"not in the data; available columns: {', '.join(map(str, schema))}", column=col
@@ -314,6 +327,14 @@ def validate(
         if _any(frame, bad):
             kind = "grouping" if col in groups + nested + complete else "key"
             raise MissingValueError(f"{kind} column has missing values", col, offending_rows(frame, bad, [col]))
+    for col in present:
+        if col in values:
+            continue  # checked with the numeric columns
+        bad = nw.col(col).is_null()
+        if schema[col].is_float():
+            bad = bad | nw.col(col).is_nan()
+        if _any(frame, bad):
+            raise MissingValueError("has missing values", col, offending_rows(frame, bad, [*keys, col]))
     for col in values:
         if not schema[col].is_numeric() or schema[col] == nw.Boolean:
             raise NotNumericError(f"must be numeric, found dtype {schema[col]}", column=col)
@@ -328,8 +349,10 @@ def validate(
                 raise NonFiniteError("has infinite values", col, offending_rows(frame, infinite, [*keys, col]))
     for col in positive:
         bad = nw.col(col) <= 0
-        if _any(frame, bad):
+        if _any(frame, nw.col(col) < 0):
             raise NonPositiveError("must be strictly positive", col, offending_rows(frame, bad, [*keys, col]))
+        if _any(frame, bad):
+            raise ZeroWeightError(ZERO_WEIGHT, col, offending_rows(frame, bad, [*keys, col]))
     for col in nonnegative:
         bad = nw.col(col) < 0
         if _any(frame, bad):
