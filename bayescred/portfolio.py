@@ -13,8 +13,9 @@ Entry points:
 * :func:`validate`: every check a model needs (columns, types, missing/infinite values,
   positive weights, number of risks, duplicates, periods per risk, time varying within a
   risk, complete crossed cells, nesting), one specific exception per kind of problem;
-* :func:`summarise` (per risk or per cell), :func:`cross_products` (regression credibility),
-  :func:`claim_totals` (claim counts and exposure);
+* :func:`summarise` (per risk or per cell), :func:`cross_products` and
+  :func:`within_cross_products` (regression credibility), :func:`claim_totals` (claim counts
+  and exposure);
 * :class:`Sufficient`: the Gaussian sufficient statistics (cell counts, weights, means and the
   pooled within SS with its df), built from raw rows by :func:`sufficient` or from published
   cell summaries by :func:`from_summaries` (aggregated input is a first-class input).
@@ -57,7 +58,10 @@ __all__ = [
     "as_frame",
     "validate",
     "summarise",
+    "centred",
+    "largest",
     "cross_products",
+    "within_cross_products",
     "claim_totals",
     "Sufficient",
     "sufficient",
@@ -169,6 +173,8 @@ def _pandas_native(frame) -> pd.DataFrame | None:
 
 def _fast_key(series: pd.Series) -> bool:
     """Keys the fast group-by sorts exactly as the engine path: plain numbers or strings."""
+    if isinstance(series.dtype, pd.StringDtype):  # pandas' str dtype (the default for text since pandas 3)
+        return True
     if not isinstance(series.dtype, np.dtype):
         return False
     if series.dtype.kind in "iuf":
@@ -439,6 +445,35 @@ def _to_pandas(frame) -> pd.DataFrame:
     return _eager(frame).to_pandas()
 
 
+def centred(data, column: str) -> tuple:
+    """``(frame, c)``: the frame with ``column`` replaced by ``column − c`` (as float), c its
+    mean; the shift every estimator makes before any sum of squares (docs/formulas.md §2).
+    Small pandas frames are shifted by pandas directly, others by their engine."""
+    frame = as_frame(data)
+    native = _pandas_native(frame)
+    if native is not None:
+        values = native[column].astype(float)
+        c = float(values.mean())
+        shifted = native.copy(deep=False)
+        shifted[column] = values - c
+        return nw.from_native(shifted, eager_only=True), c
+    out = frame.select(nw.col(column).cast(nw.Float64).mean().alias("__c"))
+    c = float(_eager(out).item(0, "__c"))
+    return frame.with_columns((nw.col(column).cast(nw.Float64) - c).alias(column)), c
+
+
+def largest(data, column: str, *, absolute: bool = False) -> float:
+    """max of ``column`` (of |column| when ``absolute``): by pandas for small pandas frames,
+    else by the engine."""
+    frame = as_frame(data)
+    native = _pandas_native(frame)
+    if native is not None:
+        values = native[column].abs() if absolute else native[column]
+        return float(values.max())
+    expr = nw.col(column).abs() if absolute else nw.col(column)
+    return float(_eager(frame.select(expr.max().alias("__m"))).item(0, "__m"))
+
+
 def summarise(
     data,
     by: str | Sequence[str],
@@ -568,6 +603,66 @@ def cross_products(
         "QWy": QWy,
         "yWy": table["yWy"].to_numpy(float),
     }
+
+
+def within_cross_products(
+    data,
+    group: str,
+    columns: Sequence[str],
+    weight: str | None = None,
+    *,
+    check: bool = True,
+) -> dict:
+    """Per-risk weighted cross-products of ``columns`` centred at each risk's weighted means
+    (two passes, as :func:`summarise`, so they cannot cancel below 0): with d_jt the
+    deviations of the columns from the risk's weighted means,
+    S_j = Σ_t w_jt d_jt d_jt′ (docs/formulas.md §4, the stand-alone residual SS).
+
+    Returns a dict with ``levels`` (sorted risk labels), ``names`` (``columns``) and ``S``
+    (J, k, k), computed by the engine holding the data.
+    """
+    columns = as_list(columns)
+    if check:
+        frame = validate(data, groups=group, numeric=columns, positive=weight, min_groups=1)
+    else:
+        frame = as_frame(data)
+    k = len(columns)
+    native = _pandas_native(frame)
+    grouped = None if native is None else _fast_group_codes(native, [group])
+    if grouped is not None:
+        codes, levels = grouped
+        J = len(levels)
+        V = np.column_stack([native[c].to_numpy(dtype=float) for c in columns])
+        w = np.ones(len(V)) if weight is None else native[weight].to_numpy(dtype=float)
+        total = np.bincount(codes, w, minlength=J)
+        means = np.column_stack([np.bincount(codes, w * V[:, a], minlength=J) for a in range(k)]) / total[:, None]
+        D = V - means[codes]
+        wD = w[:, None] * D
+        S = np.empty((J, k, k))
+        for a in range(k):
+            for b in range(a, k):
+                S[:, a, b] = S[:, b, a] = np.bincount(codes, wD[:, a] * D[:, b], minlength=J)
+        return {"levels": np.asarray(levels), "names": columns, "S": S}
+    w = (nw.col(weight) if weight is not None else nw.lit(1.0)).cast(nw.Float64)
+    base = frame.select(nw.col(group), w.alias("__w"),
+                        *[nw.col(c).cast(nw.Float64).alias(f"__v{i}") for i, c in enumerate(columns)])
+    base = base.with_columns(*[(nw.col("__w") * nw.col(f"__v{i}")).alias(f"__wv{i}") for i in range(k)])
+    means = base.group_by(group).agg(nw.col("__w").sum(), *[nw.col(f"__wv{i}").sum() for i in range(k)])
+    means = means.select(nw.col(group), *[(nw.col(f"__wv{i}") / nw.col("__w")).alias(f"__m{i}") for i in range(k)])
+    dev = base.join(means, on=group, how="left").select(
+        nw.col(group), nw.col("__w"), *[(nw.col(f"__v{i}") - nw.col(f"__m{i}")).alias(f"__d{i}") for i in range(k)]
+    )
+    prods = [(nw.col("__w") * nw.col(f"__d{a}") * nw.col(f"__d{b}")).alias(f"__s{a}_{b}")
+             for a in range(k) for b in range(a, k)]
+    sums = dev.select(nw.col(group), *prods).group_by(group).agg(
+        *[nw.col(f"__s{a}_{b}").sum() for a in range(k) for b in range(a, k)]
+    )
+    table = _to_pandas(sums).sort_values(group).reset_index(drop=True)
+    S = np.empty((len(table), k, k))
+    for a in range(k):
+        for b in range(a, k):
+            S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
+    return {"levels": table[group].to_numpy(), "names": columns, "S": S}
 
 
 def claim_totals(

@@ -18,7 +18,7 @@ from ..errors import (
     TooFewRisksError,
 )
 from .._arguments import check_number, check_variance, column_arguments
-from ..portfolio import as_list, offending_rows, summarise, validate
+from ..portfolio import as_list, centred, largest, offending_rows, summarise, validate
 
 __all__ = [
     "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
@@ -116,14 +116,12 @@ def location(frame, response):
     the digits that carry the variances: at +1e10 the Hachemeister within variance came
     out 57% off. ``y − c`` is exact in floating point when y and c are close (Sterbenz), so
     the centred data carry every digit of the original ones."""
-    out = frame.select(nw.col(response).cast(nw.Float64).mean().alias("__c"))
-    c = float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__c"))
-    return frame.with_columns((nw.col(response).cast(nw.Float64) - c).alias(response)), c
+    return centred(frame, response)
 
 
 def magnitude(frame, response, c) -> float:
-    out = frame.select(nw.col(response).abs().max().alias("__m"))
-    return float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__m")) + abs(c)
+    """The largest |response| before centring at ``c`` (the scale of the data's digits)."""
+    return largest(frame, response, absolute=True) + abs(c)
 
 
 def zero_within(within: float, stats) -> bool:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import warnings
 
-import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 
 from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
-from ..portfolio import as_list, cross_products
+from ..portfolio import as_list, cross_products, largest, within_cross_products
 from ..errors import InvalidArgumentError
 from ._common import (
     CredibilityFit,
@@ -306,34 +305,13 @@ def _limiting_within(within, U, Minv):
 
 def _residual_ss(frame, group, response, regressors, weight) -> np.ndarray:
     """Per-risk weighted residual SS of the stand-alone WLS fits, from cross-products
-    centred at each risk's weighted means (two passes, as ``portfolio.summarise``):
+    centred at each risk's weighted means (``portfolio.within_cross_products``):
     rss_j = S_yy − s′S⁻¹s. A fit exact to 12 digits (rss below 1e-12 S_yy) is exact: 0."""
-    cols = [response, *regressors]
-    w = (nw.col(weight) if weight is not None else nw.lit(1.0)).cast(nw.Float64)
-    base = frame.select(nw.col(group), w.alias("__w"), *[nw.col(c).cast(nw.Float64).alias(f"__v{i}") for i, c in enumerate(cols)])
-    k = len(cols)
-    base = base.with_columns(*[(nw.col("__w") * nw.col(f"__v{i}")).alias(f"__wv{i}") for i in range(k)])
-    means = base.group_by(group).agg(nw.col("__w").sum(), *[nw.col(f"__wv{i}").sum() for i in range(k)])
-    means = means.select(nw.col(group), *[(nw.col(f"__wv{i}") / nw.col("__w")).alias(f"__m{i}") for i in range(k)])
-    dev = base.join(means, on=group, how="left").select(
-        nw.col(group), nw.col("__w"), *[(nw.col(f"__v{i}") - nw.col(f"__m{i}")).alias(f"__d{i}") for i in range(k)]
-    )
-    prods = [(nw.col("__w") * nw.col(f"__d{a}") * nw.col(f"__d{b}")).alias(f"__s{a}_{b}") for a in range(k) for b in range(a, k)]
-    sums = dev.select(nw.col(group), *prods).group_by(group).agg(
-        *[nw.col(f"__s{a}_{b}").sum() for a in range(k) for b in range(a, k)]
-    )
-    table = (sums.collect() if isinstance(sums, nw.LazyFrame) else sums).to_pandas().sort_values(group)
-    S = np.empty((len(table), k, k))
-    for a in range(k):
-        for b in range(a, k):
-            S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
+    S = within_cross_products(frame, group, [response, *regressors], weight, check=False)["S"]
     syy, s, Sxx = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]
     rss = syy - np.einsum("ja,ja->j", s, np.einsum("jab,jb->ja", np.linalg.pinv(Sxx), s))
     return np.where(rss <= 1e-12 * syy, 0.0, rss)
 
 
 def _last_time(frame, time) -> float:
-    out = frame.select(nw.col(time).max().alias("m"))
-    if isinstance(out, nw.LazyFrame):
-        out = out.collect()
-    return float(out.item(0, "m"))
+    return largest(frame, time)
