@@ -300,12 +300,14 @@ def _process_seconds(code: str, runs: int = 7) -> float:
 
 
 CLASSICAL_BUDGET = 5e-3  # seconds: median of a classical fit on Hachemeister's 60 rows (issue 15)
+CLASSICAL_FITS = 200
 
 
-def classical(fits: int = 200) -> dict:
+def classical(check: bool = False) -> dict:
     """Median and fastest in-process time (warm imports) of the classical fits on Hachemeister:
     Bühlmann–Straub and the regression model with the arguments of models/hachemeister.toml.
-    Asserts the regression fit's median is within CLASSICAL_BUDGET."""
+    ``check``: assert the regression fit's median is within CLASSICAL_BUDGET (the ``classical``
+    mode; ``perf`` records the figures whatever they are, after its long R part)."""
     import tomllib
 
     h = bc.datasets.load("hachemeister")
@@ -316,19 +318,24 @@ def classical(fits: int = 200) -> dict:
                      ("Hachemeister regression", lambda: bc.credibility.hachemeister(h, **args))):
         fn()
         times = []
-        for _ in range(fits):
+        for _ in range(CLASSICAL_FITS):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
         medians[name] = (float(np.median(times)), float(np.min(times)))
     print("\n".join(classical_lines(medians)), flush=True)
     median = medians["Hachemeister regression"][0]
-    assert median <= CLASSICAL_BUDGET, f"Hachemeister classical fit: median {median * 1e3:.2f} ms > 5 ms"
+    if check:
+        import os
+
+        assert median <= CLASSICAL_BUDGET, (f"Hachemeister classical fit: median {median * 1e3:.2f} ms > "
+                                            f"{CLASSICAL_BUDGET * 1e3:.0f} ms (load average {os.getloadavg()[0]:.1f})")
     return medians
 
 
 def classical_lines(medians: dict) -> list[str]:
-    return [f"- {k} on Hachemeister (60 rows, pandas), in-process warm, 200 fits: median {m * 1e3:.2f} ms, "
+    return [f"- {k} on Hachemeister (60 rows, pandas), in-process warm, {CLASSICAL_FITS} fits: "
+            f"median {m * 1e3:.2f} ms, "
             f"fastest {lo * 1e3:.2f} ms" + (" (arguments of models/hachemeister.toml)" if "regression" in k else "")
             for k, (m, lo) in medians.items()]
 
@@ -414,7 +421,7 @@ def perf():
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["classical"]:
-        classical()
+        classical(check=True)
         sys.exit()
     if sys.argv[1:] != ["perf"]:
         main()

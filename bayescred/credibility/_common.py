@@ -163,8 +163,9 @@ def _key_in(keys, labels):
 def require_periods(frame, keys, stats, minimum: int, why: str):
     """Raise :class:`TooFewPeriodsError` naming the risks (and rows) with fewer than
     ``minimum`` observations."""
-    short = stats.index[stats["n"] < minimum]
-    if len(short):
+    few = stats["n"].to_numpy() < minimum
+    if few.any():
+        short = stats.index[few]
         raise TooFewPeriodsError(
             f"risk(s) {', '.join(map(str, short))} have fewer than {minimum} periods; {why}",
             column=", ".join(as_list(keys)),

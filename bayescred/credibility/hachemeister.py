@@ -198,23 +198,18 @@ def hachemeister(
         last = _last_time(frame, time)
         future = last + 1.0
     x_future = np.column_stack([np.ones(J), future - centre])
-    table = pd.DataFrame({"n": stats["n"].to_numpy(), "weight": w}, index=index)
+    # each frame built from one dict of columns (column-wise inserts cost ~0.1 ms apiece)
+    columns = {"n": stats["n"].to_numpy(), "weight": w}
     for c, name in enumerate(names):
-        table[f"B_{name}"] = B[:, c]
-        table[f"A_{name}"] = A[:, c, c]
-        table[f"cred_{name}"] = cw[:, c]
-        table[f"outside_{name}"] = outside[:, c]
-    table["anomaly"] = outside.any(axis=1)
+        columns.update({f"B_{name}": B[:, c], f"A_{name}": A[:, c, c], f"cred_{name}": cw[:, c],
+                        f"outside_{name}": outside[:, c]})
+    columns["anomaly"] = outside.any(axis=1)
     if not extra:
-        table["mean"] = np.einsum("jp,jp->j", x_future, B[:, :2])
-        table["premium"] = np.einsum("jp,jp->j", x_future, cw[:, :2])
-    long = []
-    for j, risk in enumerate(cp["levels"]):
-        for c, name in enumerate(names):
-            row = {group: risk, "coef": name, "standalone": B[j, c], "credibility": cw[j, c],
-                   "collective": collective[c], "outside": bool(outside[j, c])}
-            row.update({f"A_{names[d]}": A[j, c, d] for d in range(p)})
-            long.append(row)
+        columns["mean"] = np.einsum("jp,jp->j", x_future, B[:, :2])
+        columns["premium"] = np.einsum("jp,jp->j", x_future, cw[:, :2])
+    table = pd.DataFrame(columns, index=index)
+    long = {"standalone": B.ravel(), "credibility": cw.ravel(), "collective": np.tile(collective, J),
+            "outside": outside.ravel(), **{f"A_{names[d]}": A[:, :, d].ravel() for d in range(p)}}
     U_frame = pd.DataFrame(U, index=names, columns=names)
     sd = np.sqrt(np.diag(U))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -232,7 +227,9 @@ def hachemeister(
         table=table, boundary=bool(flagged), boundary_parameters=flagged,
     )
     fit.A = A
-    fit.coefficients = pd.DataFrame(long).set_index([group, "coef"])
+    pairs = pd.MultiIndex(levels=[index, pd.Index(names)], codes=[np.repeat(np.arange(J), p), np.tile(np.arange(p), J)],
+                          names=[group, "coef"], verify_integrity=False)  # (risk, coefficient), risk-major
+    fit.coefficients = pd.DataFrame(long, index=pairs)
     fit.centre = pd.Series(centre, index=index, name="centre")
     fit.anomaly = list(index[outside.any(axis=1)])
     fit._cw = cw
