@@ -194,7 +194,14 @@ def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     """(codes, sorted levels) of a single plain key column, else None."""
     if len(by) != 1 or by[0] not in native.columns or not _fast_key(native[by[0]]):
         return None
-    codes, levels = pd.factorize(native[by[0]], sort=True)
+    series = native[by[0]]
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":  # numbers: numpy's sort, no index
+        values = series.to_numpy()
+        if series.dtype.kind == "f" and np.isnan(values).any():
+            return None
+        levels, codes = np.unique(values, return_inverse=True)
+        return codes.reshape(-1), levels
+    codes, levels = pd.factorize(series, sort=True)
     return (codes, levels) if (codes >= 0).all() else None
 
 
