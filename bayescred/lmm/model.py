@@ -66,24 +66,24 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     fm.check_columns(parsed, data.columns)
     groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
     numeric = [v for v in parsed.variables if _is_number(data[v])]
-    named = {"weights": weights, "offset": offset}
-    columns = {what: arg for what, arg in named.items() if isinstance(arg, str)}
-    validate(
-        data, groups=groups, present=parsed.variables, min_groups=1,
-        numeric=numeric + [c for what, c in columns.items() if what == "offset" or not positive_weights],
-        positive=columns.get("weights") if positive_weights else None,
-    )
+    columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
+    _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
+          groups=groups, present=parsed.variables, numeric=numeric)
     w, wname = _column_or_array(weights, data, "weights")
     off, offname = _column_or_array(offset, data, "offset")
     arrays = {what: values for what, values in (("weights", w), ("offset", off))
               if values is not None and what not in columns}
     if arrays:  # values passed as arrays: the same checks, named by the argument
-        validate(
-            pd.DataFrame(arrays, index=data.index), min_groups=1,
-            numeric=[a for a in arrays if a == "offset" or not positive_weights],
-            positive="weights" if positive_weights and "weights" in arrays else None,
-        )
+        _door(pd.DataFrame(arrays, index=data.index), "weights" if "weights" in arrays else None,
+              "offset" if "offset" in arrays else None, positive_weights)
     return data, parsed, w, wname, off
+
+
+def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=(), present=(), numeric=()) -> None:
+    """portfolio.validate for a formula's columns, the weights and the offset."""
+    extra = [c for c in (offset, None if positive_weights else weight) if c is not None]
+    validate(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
+             positive=weight if positive_weights else None)
 
 
 def _is_number(series: pd.Series) -> bool:
