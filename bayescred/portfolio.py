@@ -454,7 +454,8 @@ def _to_pandas(frame) -> pd.DataFrame:
 
 def centred(data, column: str) -> tuple:
     """``(frame, c)``: the frame with ``column`` replaced by ``column − c`` (as float), c its
-    mean; the shift every estimator makes before any sum of squares (docs/formulas.md §2).
+    mean; the shift every estimator makes before any sum of squares, so the sums keep the
+    digits that carry the variances (``bayescred.credibility._common.location``).
     Small pandas frames are shifted by pandas directly, others by their engine."""
     frame = as_frame(data)
     native = _pandas_native(frame)
