@@ -77,8 +77,9 @@ class EmptyCellError(DataError):
     """A cell of a crossed classification has no data."""
 
 
-class ZeroWeightError(DataError):
-    """The total weight is zero."""
+class ZeroWeightError(NonPositiveError):
+    """A weight or exposure is zero (a row, or a risk's total): such a row carries no
+    information, and every arm refuses it the same way (a :class:`NonPositiveError`)."""
 
 
 class EmptyDataError(DataError):

@@ -13,8 +13,9 @@ Entry points:
 * :func:`validate`: every check a model needs (columns, types, missing/infinite values,
   positive weights, number of risks, duplicates, periods per risk, time varying within a
   risk, complete crossed cells, nesting), one specific exception per kind of problem;
-* :func:`summarise` (per risk or per cell), :func:`cross_products` (regression credibility),
-  :func:`claim_totals` (claim counts and exposure);
+* :func:`summarise` (per risk or per cell), :func:`cross_products` and
+  :func:`within_cross_products` (regression credibility), :func:`claim_totals` (claim counts
+  and exposure);
 * :class:`Sufficient`: the Gaussian sufficient statistics (cell counts, weights, means and the
   pooled within SS with its df), built from raw rows by :func:`sufficient` or from published
   cell summaries by :func:`from_summaries` (aggregated input is a first-class input).
@@ -57,7 +58,10 @@ __all__ = [
     "as_frame",
     "validate",
     "summarise",
+    "centred",
+    "largest",
     "cross_products",
+    "within_cross_products",
     "claim_totals",
     "Sufficient",
     "sufficient",
@@ -169,6 +173,8 @@ def _pandas_native(frame) -> pd.DataFrame | None:
 
 def _fast_key(series: pd.Series) -> bool:
     """Keys the fast group-by sorts exactly as the engine path: plain numbers or strings."""
+    if isinstance(series.dtype, pd.StringDtype):  # pandas' str dtype (the default for text since pandas 3)
+        return True
     if not isinstance(series.dtype, np.dtype):
         return False
     if series.dtype.kind in "iuf":
@@ -188,17 +194,26 @@ def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     """(codes, sorted levels) of a single plain key column, else None."""
     if len(by) != 1 or by[0] not in native.columns or not _fast_key(native[by[0]]):
         return None
-    codes, levels = pd.factorize(native[by[0]], sort=True)
+    series = native[by[0]]
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":  # numbers: numpy's sort, no index
+        values = series.to_numpy()
+        if series.dtype.kind == "f" and np.isnan(values).any():
+            return None
+        levels, codes = np.unique(values, return_inverse=True)
+        return codes.reshape(-1), levels
+    codes, levels = pd.factorize(series, sort=True)
     return (codes, levels) if (codes >= 0).all() else None
 
 
-def _validate_fast(native: pd.DataFrame, groups, numeric, positive, counts, min_groups, nonnegative,
+def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, counts, min_groups, nonnegative,
                    unique, min_periods, varying, complete, nested) -> bool:
     """True when the data passes every requested check (decided with numpy)."""
     if nested or complete or not len(native) or len(groups) > 1 or unique and unique != groups:
         return False
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
-    if any(c not in native.columns for c in groups + values):
+    if any(c not in native.columns for c in groups + present + values):
+        return False
+    if any(native[c].isna().any() for c in present):
         return False
     arrays = {}
     for col in values:
@@ -253,11 +268,18 @@ def _summarise_fast(native: pd.DataFrame, by: list[str], response: str, weight: 
     return pd.DataFrame({"n": n.astype("int64"), "weight": total, "mean": mean, "within_ss": within}, index=index)
 
 
+# The one rule for weights and exposures, in every arm (classical, empirical Bayes, Bayes): a
+# zero weight is refused like a negative one. A row with zero weight carries no information
+# in any of the models (its precision is 0), and the likelihoods' sum of log weights is -inf.
+ZERO_WEIGHT = "must be strictly positive, found zeros (a row with zero weight carries no information: drop it)"
+
+
 def validate(
     data,
     *,
     groups: str | Sequence[str] | None = None,
     numeric: str | Sequence[str] | None = None,
+    present: str | Sequence[str] | None = None,
     positive: str | Sequence[str] | None = None,
     counts: str | Sequence[str] | None = None,
     min_groups: int = 2,
@@ -272,7 +294,10 @@ def validate(
 
     * ``groups``: present, no missing values; together with ``min_groups`` distinct risks.
     * ``numeric``: present, numeric dtype, no missing values, finite (responses, time, covariates).
-    * ``positive``: numeric and strictly positive (weights, exposures).
+    * ``present``: present and no missing values, any dtype (categorical covariates).
+    * ``positive``: numeric and strictly positive (weights, exposures): negative values raise
+      :class:`~bayescred.errors.NonPositiveError` (naming every row <= 0), zeros alone its
+      subclass :class:`~bayescred.errors.ZeroWeightError`.
     * ``counts``: numeric, non-negative whole numbers (claim counts).
     * ``nonnegative``: numeric and >= 0, with a positive total within each level of ``groups``
       (weights that may be zero in some periods).
@@ -291,16 +316,17 @@ def validate(
     rows written out for lazy engines). The caller's frame is never modified.
     """
     frame = as_frame(data)
-    groups, numeric, positive, counts = map(as_list, (groups, numeric, positive, counts))
+    groups, numeric, present, positive, counts = map(as_list, (groups, numeric, present, positive, counts))
     nonnegative, unique, varying, complete, nested = map(as_list, (nonnegative, unique, varying, complete, nested))
     native = _pandas_native(frame)
-    if native is not None and _validate_fast(native, groups, numeric, positive, counts, min_groups, nonnegative,
-                                             unique, min_periods, varying, complete, nested):
+    if native is not None and _validate_fast(native, groups, numeric, present, positive, counts, min_groups,
+                                             nonnegative, unique, min_periods, varying, complete, nested):
         return frame
     keys = list(dict.fromkeys(groups + nested + complete + unique))
+    present = [c for c in dict.fromkeys(present) if c not in keys]
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     schema = frame.collect_schema() if _is_lazy(frame) else frame.schema
-    for col in dict.fromkeys(keys + values):
+    for col in dict.fromkeys(keys + present + values):
         if col not in schema:
             raise MissingColumnError(
                 f"not in the data; available columns: {', '.join(map(str, schema))}", column=col
@@ -314,6 +340,14 @@ def validate(
         if _any(frame, bad):
             kind = "grouping" if col in groups + nested + complete else "key"
             raise MissingValueError(f"{kind} column has missing values", col, offending_rows(frame, bad, [col]))
+    for col in present:
+        if col in values:
+            continue  # checked with the numeric columns
+        bad = nw.col(col).is_null()
+        if schema[col].is_float():
+            bad = bad | nw.col(col).is_nan()
+        if _any(frame, bad):
+            raise MissingValueError("has missing values", col, offending_rows(frame, bad, [*keys, col]))
     for col in values:
         if not schema[col].is_numeric() or schema[col] == nw.Boolean:
             raise NotNumericError(f"must be numeric, found dtype {schema[col]}", column=col)
@@ -328,8 +362,10 @@ def validate(
                 raise NonFiniteError("has infinite values", col, offending_rows(frame, infinite, [*keys, col]))
     for col in positive:
         bad = nw.col(col) <= 0
-        if _any(frame, bad):
+        if _any(frame, nw.col(col) < 0):
             raise NonPositiveError("must be strictly positive", col, offending_rows(frame, bad, [*keys, col]))
+        if _any(frame, bad):
+            raise ZeroWeightError(ZERO_WEIGHT, col, offending_rows(frame, bad, [*keys, col]))
     for col in nonnegative:
         bad = nw.col(col) < 0
         if _any(frame, bad):
@@ -414,6 +450,36 @@ def validate(
 
 def _to_pandas(frame) -> pd.DataFrame:
     return _eager(frame).to_pandas()
+
+
+def centred(data, column: str) -> tuple:
+    """``(frame, c)``: the frame with ``column`` replaced by ``column − c`` (as float), c its
+    mean; the shift every estimator makes before any sum of squares, so the sums keep the
+    digits that carry the variances (``bayescred.credibility._common.location``).
+    Small pandas frames are shifted by pandas directly, others by their engine."""
+    frame = as_frame(data)
+    native = _pandas_native(frame)
+    if native is not None:
+        values = native[column].astype(float)
+        c = float(values.mean())
+        shifted = native.copy(deep=False)
+        shifted[column] = values - c
+        return nw.from_native(shifted, eager_only=True), c
+    out = frame.select(nw.col(column).cast(nw.Float64).mean().alias("__c"))
+    c = float(_eager(out).item(0, "__c"))
+    return frame.with_columns((nw.col(column).cast(nw.Float64) - c).alias(column)), c
+
+
+def largest(data, column: str, *, absolute: bool = False) -> float:
+    """max of ``column`` (of |column| when ``absolute``): by pandas for small pandas frames,
+    else by the engine."""
+    frame = as_frame(data)
+    native = _pandas_native(frame)
+    if native is not None:
+        values = native[column].abs() if absolute else native[column]
+        return float(values.max())
+    expr = nw.col(column).abs() if absolute else nw.col(column)
+    return float(_eager(frame.select(expr.max().alias("__m"))).item(0, "__m"))
 
 
 def summarise(
@@ -545,6 +611,66 @@ def cross_products(
         "QWy": QWy,
         "yWy": table["yWy"].to_numpy(float),
     }
+
+
+def within_cross_products(
+    data,
+    group: str,
+    columns: Sequence[str],
+    weight: str | None = None,
+    *,
+    check: bool = True,
+) -> dict:
+    """Per-risk weighted cross-products of ``columns`` centred at each risk's weighted means
+    (two passes, as :func:`summarise`, so they cannot cancel below 0): with d_jt the
+    deviations of the columns from the risk's weighted means,
+    S_j = Σ_t w_jt d_jt d_jt′ (docs/formulas.md §4, the stand-alone residual SS).
+
+    Returns a dict with ``levels`` (sorted risk labels), ``names`` (``columns``) and ``S``
+    (J, k, k), computed by the engine holding the data.
+    """
+    columns = as_list(columns)
+    if check:
+        frame = validate(data, groups=group, numeric=columns, positive=weight, min_groups=1)
+    else:
+        frame = as_frame(data)
+    k = len(columns)
+    native = _pandas_native(frame)
+    grouped = None if native is None else _fast_group_codes(native, [group])
+    if grouped is not None:
+        codes, levels = grouped
+        J = len(levels)
+        V = np.column_stack([native[c].to_numpy(dtype=float) for c in columns])
+        w = np.ones(len(V)) if weight is None else native[weight].to_numpy(dtype=float)
+        total = np.bincount(codes, w, minlength=J)
+        means = np.column_stack([np.bincount(codes, w * V[:, a], minlength=J) for a in range(k)]) / total[:, None]
+        D = V - means[codes]
+        wD = w[:, None] * D
+        S = np.empty((J, k, k))
+        for a in range(k):
+            for b in range(a, k):
+                S[:, a, b] = S[:, b, a] = np.bincount(codes, wD[:, a] * D[:, b], minlength=J)
+        return {"levels": np.asarray(levels), "names": columns, "S": S}
+    w = (nw.col(weight) if weight is not None else nw.lit(1.0)).cast(nw.Float64)
+    base = frame.select(nw.col(group), w.alias("__w"),
+                        *[nw.col(c).cast(nw.Float64).alias(f"__v{i}") for i, c in enumerate(columns)])
+    base = base.with_columns(*[(nw.col("__w") * nw.col(f"__v{i}")).alias(f"__wv{i}") for i in range(k)])
+    means = base.group_by(group).agg(nw.col("__w").sum(), *[nw.col(f"__wv{i}").sum() for i in range(k)])
+    means = means.select(nw.col(group), *[(nw.col(f"__wv{i}") / nw.col("__w")).alias(f"__m{i}") for i in range(k)])
+    dev = base.join(means, on=group, how="left").select(
+        nw.col(group), nw.col("__w"), *[(nw.col(f"__v{i}") - nw.col(f"__m{i}")).alias(f"__d{i}") for i in range(k)]
+    )
+    prods = [(nw.col("__w") * nw.col(f"__d{a}") * nw.col(f"__d{b}")).alias(f"__s{a}_{b}")
+             for a in range(k) for b in range(a, k)]
+    sums = dev.select(nw.col(group), *prods).group_by(group).agg(
+        *[nw.col(f"__s{a}_{b}").sum() for a in range(k) for b in range(a, k)]
+    )
+    table = _to_pandas(sums).sort_values(group).reset_index(drop=True)
+    S = np.empty((len(table), k, k))
+    for a in range(k):
+        for b in range(a, k):
+            S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
+    return {"levels": table[group].to_numpy(), "names": columns, "S": S}
 
 
 def claim_totals(

@@ -1,6 +1,6 @@
 """Bad input gets a specific exception naming the column and the rows; variance estimates
 at the boundary are truncated to 0, flagged and warned about; the caller's frame is never
-modified; zero-weight rows are ignored; other dataframe engines give the same answer."""
+modified; zero weights are refused; other dataframe engines give the same answer."""
 
 import warnings
 
@@ -93,7 +93,7 @@ def test_zero_total_weight_of_a_risk():
 
 def test_zero_total_weight():
     data = portfolio().assign(w=0.0)
-    with pytest.raises(errors.ZeroWeightError, match="total weight is zero"):
+    with pytest.raises(errors.ZeroWeightError, match="zero weight carries no information"):
         cred.buhlmann_straub(data, group="risk", response="y", weight="w")
 
 
@@ -105,14 +105,16 @@ def test_negative_weight():
     assert info.value.rows == ["r5"]
 
 
-def test_zero_weight_rows_are_ignored():
-    data = portfolio(periods=5)
-    zeroed = data.copy()
+def test_zero_weight_rows_are_refused():
+    """As in the EB and Bayes arms (tests/test_one_door.py): a zero weight is bad input,
+    not a row to drop silently."""
+    zeroed = portfolio(periods=5)
     zeroed.loc[["r2", "r7"], "w"] = 0.0
-    zeroed.loc[["r2", "r7"], "y"] = 1e6  # carries no information
-    fit = cred.buhlmann_straub(zeroed, group="risk", response="y", weight="w")
-    ref = cred.buhlmann_straub(data.drop(index=["r2", "r7"]), group="risk", response="y", weight="w")
-    pd.testing.assert_frame_equal(fit.table, ref.table)
+    for call in (cred.buhlmann_straub, cred.hachemeister):
+        extra = {"time": "period"} if call is cred.hachemeister else {}
+        with pytest.raises(errors.ZeroWeightError) as info:
+            call(zeroed, group="risk", response="y", weight="w", **extra)
+        assert info.value.column == "w" and info.value.rows == ["r2", "r7"]
 
 
 def test_missing_and_text_columns():

@@ -49,20 +49,46 @@ def test_summaries_equal_the_engine_path(keys, engine_only):
         np.testing.assert_array_equal(cf[key], cs[key])
     for key in ("weight", "QWQ", "QWy", "yWy"):
         np.testing.assert_allclose(cf[key], cs[key], rtol=1e-13)
+    wf = portfolio.within_cross_products(df, "risk", ["y", "t"], "w")
+    ws = engine_only(lambda: portfolio.within_cross_products(df, "risk", ["y", "t"], "w"))
+    np.testing.assert_array_equal(wf["levels"], ws["levels"])
+    np.testing.assert_allclose(wf["S"], ws["S"], rtol=1e-12)
+    assert wf["names"] == ws["names"] == ["y", "t"]
+    # S_yy of the centred products is the within SS of summarise
+    np.testing.assert_allclose(wf["S"][:, 0, 0], fast["within_ss"].to_numpy(), rtol=1e-12)
+
+
+def test_centring_equals_the_engine_path(engine_only):
+    df = _frame().assign(y=lambda d: d["y"] + 1e9)
+    before = df.copy()
+    (fast, c_fast), (slow, c_slow) = portfolio.centred(df, "y"), engine_only(lambda: portfolio.centred(df, "y"))
+    assert c_fast == c_slow
+    pd.testing.assert_frame_equal(fast.to_native(), slow.to_native())
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is untouched
+    for absolute in (False, True):
+        assert portfolio.largest(fast, "y", absolute=absolute) == engine_only(
+            lambda: portfolio.largest(slow, "y", absolute=absolute))
 
 
 def test_fits_equal_the_engine_path(engine_only):
     h = bc.datasets.load("hachemeister")
     for fit in (lambda: bc.credibility.buhlmann_straub(h, "state", "severity", "claims"),
-                lambda: bc.credibility.hachemeister(h, "state", "period", "severity", "claims")):
+                lambda: bc.credibility.hachemeister(h, "state", "period", "severity", "claims"),
+                lambda: bc.credibility.hachemeister(h, "state", "period", "severity", "claims", centering="group",
+                                                    tau_estimated_on="uncentred")):
         a, b = fit(), engine_only(fit)
         np.testing.assert_allclose(a.premiums().to_numpy(float), b.premiums().to_numpy(float), rtol=1e-12)
+        np.testing.assert_allclose(a.structure["within"], b.structure["within"], rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(a.structure["between"], float), np.asarray(b.structure["between"], float),
+                                   rtol=1e-12)
 
 
 @pytest.mark.parametrize("edit, kwargs", [
     (lambda d: d.assign(y=d.y.where(d.index != 105)), dict(groups="risk", numeric="y")),
     (lambda d: d.assign(y=d.y.mask(d.index == 107, np.inf)), dict(groups="risk", numeric="y")),
     (lambda d: d.assign(w=d.w.mask(d.index == 110, -1.0)), dict(groups="risk", positive="w")),
+    (lambda d: d.assign(w=d.w.mask(d.index == 110, 0.0)), dict(groups="risk", positive="w")),
+    (lambda d: d.assign(x=np.where(d.index == 104, None, "a")), dict(groups="risk", present="x")),
     (lambda d: d.assign(c=d.c.mask(d.index == 111, 1.5)), dict(groups="risk", counts="c")),
     (lambda d: d.assign(y=d.y.astype(str)), dict(groups="risk", numeric="y")),
     (lambda d: d, dict(groups="risk", numeric="y", min_periods=20)),

@@ -1,5 +1,5 @@
 """Shared pieces of the classical credibility estimators: the fit object, data preparation
-(validation, zero weights, per-risk reduction through :mod:`bayescred.portfolio`) and the
+(validation, per-risk reduction through :mod:`bayescred.portfolio`) and the
 Bühlmann–Straub building blocks that several models reuse."""
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ import pandas as pd
 from ..errors import (
     BoundaryWarning,
     ConvergenceWarning,
-    NonPositiveError,
     TooFewPeriodsError,
     TooFewRisksError,
-    ZeroWeightError,
 )
 from .._arguments import check_number, check_variance, column_arguments
-from ..portfolio import offending_rows, as_list, summarise, validate
+from ..portfolio import as_list, centred, largest, offending_rows, summarise, validate
 
 __all__ = [
     "CredibilityFit", "prepare", "all_rows", "rows_of", "require_periods", "pooled_within",
@@ -85,32 +83,17 @@ def rows_of(frame, column, labels) -> list:
 def prepare(data, keys, response, weight, *, regressors=(), min_risks: int = 2):
     """Validate the columns and reduce to per-risk sufficient statistics.
 
-    Weights must be non-negative; rows with zero weight carry no information and are
-    dropped (so they do not count as periods). A risk whose total weight is zero raises
-    :class:`ZeroWeightError` naming its rows. Returns ``(frame, stats)``: the narwhals
-    frame actually used, with the response centred (see :func:`location`), and
+    The checks are :func:`bayescred.portfolio.validate`'s, the same in every arm: weights
+    must be strictly positive (a zero weight raises :class:`ZeroWeightError`, a negative one
+    :class:`NonPositiveError`, both naming the rows). Returns ``(frame, stats)``: the
+    narwhals frame actually used, with the response centred (see :func:`location`), and
     :func:`bayescred.portfolio.summarise` of it by ``keys``. ``stats.attrs["location"]`` is
     the constant subtracted (every estimator adds it back to means and premiums) and
     ``stats.attrs["magnitude"]`` the largest |response| before centring.
     """
     column_arguments(group=keys, response=response, weight=weight, regressors=list(regressors))
     keys = as_list(keys)
-    numeric = [response, *regressors] + ([weight] if weight is not None else [])
-    frame = validate(data, groups=keys, numeric=numeric, min_groups=1)
-    if weight is not None:
-        negative = nw.col(weight) < 0
-        rows = offending_rows(frame, negative)
-        if rows:
-            raise NonPositiveError("weights must be non-negative", weight, rows)
-        totals = summarise(frame, by=keys, response=response, weight=weight, check=False)
-        if (totals["weight"] <= 0).all():
-            raise ZeroWeightError("the total weight is zero", weight, offending_rows(frame, nw.col(weight) <= 0))
-        zero = totals.index[totals["weight"] <= 0]
-        if len(zero):
-            bad = offending_rows(frame, _key_in(keys, zero))
-            raise ZeroWeightError(f"risk(s) {', '.join(map(str, zero))} have zero total weight", weight, bad)
-        if offending_rows(frame, nw.col(weight) == 0):
-            frame = frame.filter(nw.col(weight) > 0)
+    frame = validate(data, groups=keys, numeric=[response, *regressors], positive=weight, min_groups=1)
     frame, c = location(frame, response)
     stats = summarise(frame, by=keys, response=response, weight=weight, check=False)
     stats.attrs["location"] = c
@@ -133,14 +116,12 @@ def location(frame, response):
     the digits that carry the variances: at +1e10 the Hachemeister within variance came
     out 57% off. ``y − c`` is exact in floating point when y and c are close (Sterbenz), so
     the centred data carry every digit of the original ones."""
-    out = frame.select(nw.col(response).cast(nw.Float64).mean().alias("__c"))
-    c = float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__c"))
-    return frame.with_columns((nw.col(response).cast(nw.Float64) - c).alias(response)), c
+    return centred(frame, response)
 
 
 def magnitude(frame, response, c) -> float:
-    out = frame.select(nw.col(response).abs().max().alias("__m"))
-    return float((out.collect() if isinstance(out, nw.LazyFrame) else out).item(0, "__m")) + abs(c)
+    """The largest |response| before centring at ``c`` (the scale of the data's digits)."""
+    return largest(frame, response, absolute=True) + abs(c)
 
 
 def zero_within(within: float, stats) -> bool:
@@ -182,8 +163,9 @@ def _key_in(keys, labels):
 def require_periods(frame, keys, stats, minimum: int, why: str):
     """Raise :class:`TooFewPeriodsError` naming the risks (and rows) with fewer than
     ``minimum`` observations."""
-    short = stats.index[stats["n"] < minimum]
-    if len(short):
+    few = stats["n"].to_numpy() < minimum
+    if few.any():
+        short = stats.index[few]
         raise TooFewPeriodsError(
             f"risk(s) {', '.join(map(str, short))} have fewer than {minimum} periods; {why}",
             column=", ".join(as_list(keys)),

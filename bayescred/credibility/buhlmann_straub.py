@@ -56,7 +56,8 @@ def buhlmann_straub(
 
     ``between=``, ``within=`` fix the structure parameters instead of estimating them;
     ``collective=`` gives a known collective premium m (inhomogeneous credibility,
-    P_j = Z_j X_j + (1 − Z_j) m). Rows with zero weight are ignored.
+    P_j = Z_j X_j + (1 − Z_j) m). Weights must be strictly positive (a zero weight is refused
+    with :class:`~bayescred.errors.ZeroWeightError`, as in every arm).
 
     Boundaries (``.boundary``, BoundaryWarning): τ̂² ≤ 0 gives Z = 0 (complete pooling);
     σ̂² = 0 (every risk's observations equal) gives Z = 1 (full credibility) where τ̂² > 0.

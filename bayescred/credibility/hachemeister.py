@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import warnings
 
-import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 
 from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
-from ..portfolio import as_list, cross_products
+from ..portfolio import as_list, cross_products, largest, within_cross_products
 from ..errors import InvalidArgumentError
 from ._common import (
     CredibilityFit,
@@ -258,23 +257,18 @@ def hachemeister(
         last = _last_time(frame, time)
         future = last + 1.0
     x_future = np.column_stack([np.ones(J), future - centre])
-    table = pd.DataFrame({"n": stats["n"].to_numpy(), "weight": w}, index=index)
+    # each frame built from one dict of columns (column-wise inserts cost ~0.1 ms apiece)
+    columns = {"n": stats["n"].to_numpy(), "weight": w}
     for c, name in enumerate(names):
-        table[f"B_{name}"] = B[:, c]
-        table[f"A_{name}"] = A[:, c, c]
-        table[f"cred_{name}"] = cw[:, c]
-        table[f"outside_{name}"] = outside[:, c]
-    table["anomaly"] = outside.any(axis=1)
+        columns.update({f"B_{name}": B[:, c], f"A_{name}": A[:, c, c], f"cred_{name}": cw[:, c],
+                        f"outside_{name}": outside[:, c]})
+    columns["anomaly"] = outside.any(axis=1)
     if not extra:
-        table["mean"] = np.einsum("jp,jp->j", x_future, B[:, :2])
-        table["premium"] = np.einsum("jp,jp->j", x_future, cw[:, :2])
-    long = []
-    for j, risk in enumerate(cp["levels"]):
-        for c, name in enumerate(names):
-            row = {group: risk, "coef": name, "standalone": B[j, c], "credibility": cw[j, c],
-                   "collective": collective[c], "outside": bool(outside[j, c])}
-            row.update({f"A_{names[d]}": A[j, c, d] for d in range(p)})
-            long.append(row)
+        columns["mean"] = np.einsum("jp,jp->j", x_future, B[:, :2])
+        columns["premium"] = np.einsum("jp,jp->j", x_future, cw[:, :2])
+    table = pd.DataFrame(columns, index=index)
+    long = {"standalone": B.ravel(), "credibility": cw.ravel(), "collective": np.tile(collective, J),
+            "outside": outside.ravel(), **{f"A_{names[d]}": A[:, :, d].ravel() for d in range(p)}}
     U_frame = pd.DataFrame(U, index=names, columns=names)
     sd = np.sqrt(np.diag(U))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -293,7 +287,9 @@ def hachemeister(
         table=table, boundary=bool(flagged), boundary_parameters=flagged,
     )
     fit.A = A
-    fit.coefficients = pd.DataFrame(long).set_index([group, "coef"])
+    pairs = pd.MultiIndex(levels=[index, pd.Index(names)], codes=[np.repeat(np.arange(J), p), np.tile(np.arange(p), J)],
+                          names=[group, "coef"], verify_integrity=False)  # (risk, coefficient), risk-major
+    fit.coefficients = pd.DataFrame(long, index=pairs)
     fit.centre = pd.Series(centre, index=index, name="centre")
     fit.anomaly = list(index[outside.any(axis=1)])
     fit._cw = cw
@@ -395,34 +391,13 @@ def _limiting_within(within, U, Minv):
 
 def _residual_ss(frame, group, response, regressors, weight) -> np.ndarray:
     """Per-risk weighted residual SS of the stand-alone WLS fits, from cross-products
-    centred at each risk's weighted means (two passes, as ``portfolio.summarise``):
+    centred at each risk's weighted means (``portfolio.within_cross_products``):
     rss_j = S_yy − s′S⁻¹s. A fit exact to 12 digits (rss below 1e-12 S_yy) is exact: 0."""
-    cols = [response, *regressors]
-    w = (nw.col(weight) if weight is not None else nw.lit(1.0)).cast(nw.Float64)
-    base = frame.select(nw.col(group), w.alias("__w"), *[nw.col(c).cast(nw.Float64).alias(f"__v{i}") for i, c in enumerate(cols)])
-    k = len(cols)
-    base = base.with_columns(*[(nw.col("__w") * nw.col(f"__v{i}")).alias(f"__wv{i}") for i in range(k)])
-    means = base.group_by(group).agg(nw.col("__w").sum(), *[nw.col(f"__wv{i}").sum() for i in range(k)])
-    means = means.select(nw.col(group), *[(nw.col(f"__wv{i}") / nw.col("__w")).alias(f"__m{i}") for i in range(k)])
-    dev = base.join(means, on=group, how="left").select(
-        nw.col(group), nw.col("__w"), *[(nw.col(f"__v{i}") - nw.col(f"__m{i}")).alias(f"__d{i}") for i in range(k)]
-    )
-    prods = [(nw.col("__w") * nw.col(f"__d{a}") * nw.col(f"__d{b}")).alias(f"__s{a}_{b}") for a in range(k) for b in range(a, k)]
-    sums = dev.select(nw.col(group), *prods).group_by(group).agg(
-        *[nw.col(f"__s{a}_{b}").sum() for a in range(k) for b in range(a, k)]
-    )
-    table = (sums.collect() if isinstance(sums, nw.LazyFrame) else sums).to_pandas().sort_values(group)
-    S = np.empty((len(table), k, k))
-    for a in range(k):
-        for b in range(a, k):
-            S[:, a, b] = S[:, b, a] = table[f"__s{a}_{b}"].to_numpy(float)
+    S = within_cross_products(frame, group, [response, *regressors], weight, check=False)["S"]
     syy, s, Sxx = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]
     rss = syy - np.einsum("ja,ja->j", s, np.einsum("jab,jb->ja", np.linalg.pinv(Sxx), s))
     return np.where(rss <= 1e-12 * syy, 0.0, rss)
 
 
 def _last_time(frame, time) -> float:
-    out = frame.select(nw.col(time).max().alias("m"))
-    if isinstance(out, nw.LazyFrame):
-        out = out.collect()
-    return float(out.item(0, "m"))
+    return largest(frame, time)

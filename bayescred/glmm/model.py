@@ -69,7 +69,7 @@ def glmm(formula: str, data, family="poisson", weights=None, offset=None, nAGQ: 
     nAGQ = int(nAGQ)
     if nAGQ < 0 or nAGQ > 100:
         raise FormulaError(f"nAGQ must be between 0 and 100, got {nAGQ}")
-    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
+    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset, positive_weights=False)
     if w is not None and np.any(w < 0):
         raise NonPositiveError("weights must be >= 0", wname, list(data.index[w < 0]))
     n = len(data)

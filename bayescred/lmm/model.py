@@ -12,17 +12,13 @@ from ..errors import (
     ArgumentError,
     BoundaryWarning,
     DegenerateResponseError,
-    MissingColumnError,
-    MissingValueError,
-    NonFiniteError,
-    NonPositiveError,
-    NotNumericError,
     RankDeficientError,
     SummaryError,
     TooFewRisksError,
     TooManyLevelsError,
 )
 from .. import formula as fm
+from ..portfolio import validate
 from .._arguments import aligned_values, check_number
 from .fit import Design, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
@@ -57,41 +53,50 @@ def varcorr_table(terms, covariances, sigma2: float | None) -> pd.DataFrame:
     return out
 
 
-def model_inputs(formula: str, data, weights, offset):
+def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool = True):
     """The front door shared by ``bc.lmm`` and ``bc.glmm``: the data as pandas, the parsed
-    formula (its columns present and free of missing values), and the weights and offset
-    (column names or arrays aligned on the frame) checked finite. Each caller then applies
-    its own rule for the sign of the weights. Returns (data, parsed, w, wname, off)."""
+    formula, and the weights and offset (column names or arrays aligned on the frame).
+
+    Every column goes through :func:`bayescred.portfolio.validate`, so bad rows get the same
+    exception and message as in the classical and Bayesian arms: the grouping columns of the
+    random terms and every formula variable complete, the numeric ones finite, and the
+    weights strictly positive (``positive_weights``; ``bc.glmm`` passes False and applies
+    R's rule, zero prior weights allowed). Returns (data, parsed, w, wname, off)."""
     data = _to_pandas(data)
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
+    groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
+    numeric = [v for v in parsed.variables if _is_number(data[v])]
+    columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
+    _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
+          groups=groups, present=parsed.variables, numeric=numeric)
     w, wname = _column_or_array(weights, data, "weights")
     off, offname = _column_or_array(offset, data, "offset")
-    _check_missing(data, parsed.variables + [c for c in (weights, offset) if isinstance(c, str)])
-    for values, name in ((w, wname), (off, offname)):
-        if values is not None and not np.all(np.isfinite(values)):
-            raise NonFiniteError("has infinite or missing values", name, list(data.index[~np.isfinite(values)]))
+    arrays = {what: values for what, values in (("weights", w), ("offset", off))
+              if values is not None and what not in columns}
+    if arrays:  # values passed as arrays: the same checks, named by the argument
+        _door(pd.DataFrame(arrays, index=data.index), "weights" if "weights" in arrays else None,
+              "offset" if "offset" in arrays else None, positive_weights)
     return data, parsed, w, wname, off
+
+
+def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=(), present=(), numeric=()) -> None:
+    """portfolio.validate for a formula's columns, the weights and the offset."""
+    extra = [c for c in (offset, None if positive_weights else weight) if c is not None]
+    validate(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
+             positive=weight if positive_weights else None)
+
+
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
 def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
     if arg is None:
         return None, None
     if isinstance(arg, str):
-        if arg not in data.columns:
-            raise MissingColumnError(f"{what} column not in the data", column=arg)
-        series = data[arg]
-        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            raise NotNumericError(f"{what} must be numeric, found dtype {series.dtype}", column=arg)
-        return series.to_numpy(dtype=float), arg
+        return data[arg].to_numpy(dtype=float), arg
     return aligned_values(arg, data.index, what), what
-
-
-def _check_missing(data: pd.DataFrame, columns: list[str]) -> None:
-    for col in columns:
-        bad = data[col].isna().to_numpy()
-        if bad.any():
-            raise MissingValueError("has missing values", col, list(data.index[bad]))
 
 
 def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
@@ -136,8 +141,6 @@ def lmm(
     if method not in ("REML", "ML"):
         raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
     data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
-    if w is not None and np.any(w <= 0):
-        raise NonPositiveError("weights must be strictly positive", wname, list(data.index[w <= 0]))
     n = len(data)
     w = np.ones(n) if w is None else w
     if len(parsed.response_parts) != 1:
