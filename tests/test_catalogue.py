@@ -138,3 +138,66 @@ def test_eb_summary_is_complete(fitted):
     assert {"premium", "cond_sd", "pev_sd", "mse_sd"} <= set(prem.columns)
     assert np.isfinite(prem["premium"]).all() and (prem[["cond_sd", "pev_sd"]] >= 0).all().all()
     assert (prem["pev_sd"] >= prem["cond_sd"] - 1e-9).all()
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if "structure" in e.Arguments.model_fields],
+                         ids=lambda e: e.name)
+@pytest.mark.parametrize("structure", ["diagonal", "correlated"])
+def test_every_structure_option_is_fitted_alike_by_the_three_arms(entry, structure):
+    """A named structure option (Hachemeister's ``structure``) reaches all three arms."""
+    data, args = entry.example(seed=3)
+    args = dict(args, structure=structure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = (entry.classical(data, args), entry.eb(data, args), entry.bayes(data, args))
+    correlated = (_correlations_classical(fits[0]) > 0, _correlations_eb(fits[1]) > 0, _correlations_bayes(fits[2]) > 0)
+    assert correlated == ((structure == "correlated"),) * 3, correlated
+
+
+# --------------------------------------------------------------------------- one door for bad rows
+BAD_ROWS = [3, 7]
+DEFECTS = {  # defect -> (the column's role, the value put in rows BAD_ROWS, message before the rows)
+    "zero weight": ("weight", 0.0, "must be strictly positive, found zeros"),
+    "negative weight": ("weight", -1.0, "must be strictly positive"),
+    "missing weight": ("weight", np.nan, "has missing values"),
+    "infinite weight": ("weight", np.inf, "has infinite values"),
+    "missing response": ("response", np.nan, "has missing values"),
+    "infinite response": ("response", -np.inf, "has infinite values"),
+    "missing risk label": ("label", None, "grouping column has missing values"),
+}
+
+
+def _roles(entry, data, args):
+    """The weight (claim counts of the severity model, exposure of the frequency model), the
+    response and the first risk column of an entry's example; crossed gets a weight column."""
+    if "weight" in entry.column_keys and "weight" not in args:
+        data, args = data.assign(w=1.0), dict(args, weight="w")
+    weight = next((args[k] for k in ("weight", "exposure") if k in args), args.get("claims"))
+    response = next(args[k] for k in ("response", "severity", "claims") if k in args and args[k] != weight)
+    return data, args, {"weight": weight, "response": response, "label": entry.risks(args)[0]}
+
+
+@pytest.mark.parametrize("entry, defect", [
+    pytest.param(e, d, id=f"{e.name}-{d}") for e in ENTRIES for d in DEFECTS
+    if DEFECTS[d][0] != "weight" or {"weight", "exposure", "claims"} & set(e.column_keys)])
+def test_bad_rows_get_the_same_error_in_every_arm(entry, defect):
+    """Zero, negative, missing and infinite weights, a missing or infinite response and a
+    missing risk label: one exception class and one message (naming the column and the rows)
+    whichever arm is fitted (the one door, bayescred.portfolio.validate)."""
+    from bayescred.errors import DataError
+
+    data, args, roles = _roles(entry, *entry.example(seed=3))
+    role, value, message = DEFECTS[defect]
+    column = roles[role]
+    data = data.astype({column: float if value is not None else object})
+    data.loc[data.index[BAD_ROWS], column] = value
+    raised = []
+    for arm in (entry.classical, entry.eb, entry.bayes):
+        with warnings.catch_warnings(), pytest.raises(DataError) as info:
+            warnings.simplefilter("ignore")
+            arm(data, args)
+        raised.append((type(info.value), str(info.value)))
+    assert len(set(raised)) == 1, raised
+    text = raised[0][1]
+    assert message in text and column in text, text
+    assert all(str(data.index[i]) in text for i in BAD_ROWS), text
