@@ -5,44 +5,24 @@ Classical moment estimators (``bc.credibility``), empirical Bayes by REML/ML
 by side (``bc.compare``, ``bc.report``). Heavy modules (PyMC, ArviZ) load on first use.
 """
 
-import sys
-import types
 from importlib import import_module
 
-from . import credibility, datasets, errors, portfolio
-from .compare import compare
-from .report import report
+from . import compare, credibility, datasets, errors, portfolio, report
 
-# bc.compare_models, bc.glm, bc.glmm, bc.lmm and bc.lrt load on first use (they need
-# scipy.optimize, scipy.sparse and formulaic; a classical fit does not). Several are
-# functions that share their names with the subpackages holding them: the import system
-# sets a package attribute to each subpackage it imports, so the package class below keeps
-# those names for the functions (bc.compare and bc.report, bound eagerly, the same way).
-# The subpackages stay importable: `import bayescred.lmm`, `from bayescred.lmm import model`
-# and importlib.import_module("bayescred.lmm") give them. Only the forms that bind a name by
-# reading the attribute, `import bayescred.lmm as m` and `import bayescred.lmm.model as m`,
-# see the function (Python resolves `as` through getattr on the parent): use the `from` form.
-_FUNCTIONS = {"compare", "compare_models", "glm", "glmm", "lmm", "report"}
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-# Loaded on first use: PyMC and its compiler, the REML/GLM/GLMM engines
+# bc.compare, bc.compare_models, bc.glm, bc.glmm, bc.lmm and bc.report are subpackages (or
+# modules) that call their function of the same name (bayescred/_callable.py): bc.lmm(...)
+# fits, and `import bayescred.lmm.model` or `from bayescred.lmm import LMMFit` read the
+# subpackage. bc.compare_models, bc.glm, bc.glmm, bc.lmm and bc.lrt load on first use (they
+# need scipy.optimize, scipy.sparse and formulaic; a classical fit does not), as do PyMC and
+# its compiler (bc.models, bc.sample).
 _LAZY = {
     "models": ("bayescred.models", None),
     "sample": ("bayescred.sampling", "sample"),
     "implied_credibility": ("bayescred.implied", "implied_credibility"),
-    "compare_models": ("bayescred.compare_models", "compare_models"),
-    "glm": ("bayescred.glm", "glm"),
-    "glmm": ("bayescred.glmm", "glmm"),
-    "lmm": ("bayescred.lmm", "lmm"),
+    "compare_models": ("bayescred.compare_models", None),
+    "glm": ("bayescred.glm", None),
+    "glmm": ("bayescred.glmm", None),
+    "lmm": ("bayescred.lmm", None),
     "lrt": ("bayescred.lmm", "lrt"),
 }
 

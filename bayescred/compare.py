@@ -26,6 +26,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from ._callable import make_callable
 from . import catalogue
 from .catalogue import EBSummary
 from .errors import DataError
@@ -219,6 +220,11 @@ def compare(eb, posterior, classical=None, prob: float = 0.9, *, arguments: dict
     entry = catalogue.for_posterior(posterior)
     args = dict(arguments) if arguments is not None else _recorded_arguments(posterior)
     if not isinstance(eb, EBSummary):
+        if entry is not None and not entry.is_eb_fit(eb):
+            wanted = entry.eb_fit.partition(":")[2]
+            raise DataError(f"the posterior is of the catalogue model {entry.name!r}, whose EB fit is a {wanted} "
+                            f"(catalogue.get({entry.name!r}).eb), not a {type(eb).__name__}; a GLMM fit compares "
+                            f"with the posterior of a GLMM factory ({', '.join(GLMM_FACTORIES)})")
         eb = entry.eb_summary(eb, args, prob=prob) if entry is not None else glmm_summary(eb, posterior, prob)
     quantity = eb.extra.get("quantity", "premium")
     z = NormalDist().inv_cdf(0.5 + prob / 2)
@@ -265,3 +271,6 @@ def _recorded_arguments(posterior) -> dict:
 
     text = posterior["posterior"].attrs.get("bayescred_arguments")
     return json.loads(text) if text else {}
+
+
+make_callable(__name__)  # bc.compare(...) calls the function; the module stays importable

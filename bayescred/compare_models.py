@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ._callable import make_callable
 from .errors import ArgumentError, BayescredError, ComparabilityWarning, MissingColumnError
 from .glm import GLMFit
 from .lmm import LMMFit, PoissonGammaFit
@@ -136,3 +137,6 @@ def _comparable(fixed: dict) -> tuple[bool, str]:
     if any(basis.startswith("quasi") for basis in bases):
         return False, "quasi-likelihood fits have no likelihood, so no AIC/BIC"
     return True, ""
+
+
+make_callable(__name__)  # bc.compare_models(...) calls the function; the module stays importable

@@ -44,31 +44,34 @@ def test_version_is_read_on_first_use():
     assert out == "True True"
 
 
-def test_lmm_and_glm_load_on_first_use_and_stay_functions():
+def test_lmm_and_glm_load_on_first_use():
     out = _run(
         "import sys, bayescred as bc\n"
-        "assert 'bayescred.lmm' not in sys.modules\n"
-        "import bayescred.lmm.model, bayescred.glm.fit\n"
-        "assert bc.lmm is sys.modules['bayescred.lmm.model'].lmm\n"
-        "assert bc.glm is sys.modules['bayescred.glm.fit'].glm\n"
+        "assert 'bayescred.lmm' not in sys.modules and 'bayescred.glm' not in sys.modules\n"
+        "assert bc.lmm is sys.modules['bayescred.lmm'] and bc.glm is sys.modules['bayescred.glm']\n"
         "fit = bc.lmm('loss ~ 1 + (1|class)', bc.datasets.load('buhlmann_table31'))\n"
         "print(type(fit).__name__)"
     )
     assert out == "LMMFit"
 
 
-def test_the_subpackage_imports_while_bc_lmm_stays_the_function():
-    # `import bayescred.lmm` and importlib give the subpackage; the attribute bc.lmm stays the
-    # function after the subpackage and its modules are imported (bayescred/__init__.py, _Package)
+def test_bc_lmm_is_the_subpackage_and_fits_when_called():
+    # bc.lmm(...) fits; `import bayescred.lmm as m`, importlib and attribute access all give the
+    # one subpackage, whose modules resolve as attributes (bayescred/_callable.py). The same
+    # holds for bc.glm, bc.glmm, bc.compare, bc.compare_models and bc.report.
     out = _run(
-        "import importlib, sys, types\n"
-        "import bayescred.lmm\n"
+        "import importlib, inspect, sys, types\n"
+        "import bayescred\n"
+        "import bayescred.lmm as m\n"
+        "import bayescred.lmm.model\n"
         "package = importlib.import_module('bayescred.lmm')\n"
-        "assert isinstance(package, types.ModuleType) and package.__name__ == 'bayescred.lmm'\n"
-        "assert package is sys.modules['bayescred.lmm'] and hasattr(package, 'LMMFit')\n"
-        "from bayescred.lmm import model, fit\n"
-        "assert isinstance(model, types.ModuleType) and isinstance(fit, types.ModuleType)\n"
-        "assert isinstance(bayescred.lmm, types.FunctionType) and bayescred.lmm is model.lmm\n"
+        "assert m is package is bayescred.lmm is sys.modules['bayescred.lmm'] and hasattr(m, 'LMMFit')\n"
+        "assert isinstance(bayescred.lmm.model, types.ModuleType)\n"
+        "assert inspect.signature(m) == inspect.signature(bayescred.lmm.model.lmm)\n"
+        "for name in ('glm', 'glmm', 'compare', 'compare_models', 'report'):\n"
+        "    sub = importlib.import_module('bayescred.' + name)\n"
+        "    assert getattr(bayescred, name) is sub and callable(sub), name\n"
+        "    assert inspect.signature(sub) == inspect.signature(getattr(sub, name)), name\n"
         "result = bayescred.lmm('loss ~ 1 + (1|class)', bayescred.datasets.load('buhlmann_table31'))\n"
         "print(type(result).__name__, round(result.fixef.iloc[0], 6))"
     )

@@ -74,6 +74,7 @@ class Entry:
     Arguments: ClassVar[type[BaseModel]]
     classical_function: ClassVar[str]  # "module:function"
     factory_function: ClassVar[str]
+    eb_fit: ClassVar[str]  # "module:Class" of what :meth:`eb` returns
     reads: ClassVar[dict[str, tuple[str, ...]]]  # arm -> the argument names it reads
     study: ClassVar[Study | None] = None
     studied_as: ClassVar[str] = "buhlmann_straub"  # the studied model whose coverage the report quotes
@@ -109,6 +110,10 @@ class Entry:
     def eb(self, data, args: dict, method: str = "REML"):
         """The empirical-Bayes fit of the same model."""
         raise NotImplementedError
+
+    def is_eb_fit(self, fit) -> bool:
+        """Whether ``fit`` is this model's empirical-Bayes fit (what :meth:`eb` returns)."""
+        return isinstance(fit, _load(self.eb_fit))
 
     def eb_label(self, method: str) -> str:
         """How the report and the progress lines name the EB fit."""

@@ -12,6 +12,8 @@ from ._entry import EBSummary, Entry, table
 class GaussianEntry(Entry):
     """A credibility model whose EB arm is ``bc.lmm(self.formula(args), self.frame(data, args))``."""
 
+    eb_fit = "bayescred.lmm.model:LMMFit"
+
     def formula(self, args: dict) -> str:
         """The lme4 formula of the mixed model equal to this credibility model."""
         raise NotImplementedError

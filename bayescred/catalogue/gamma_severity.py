@@ -40,6 +40,7 @@ class GammaSeverity(Entry):
     Arguments = Arguments
     classical_function = "bayescred.credibility:gamma_severity"
     factory_function = "bayescred.models:gamma_severity"
+    eb_fit = "bayescred.glmm.gamma_severity:GammaSeverityFit"
     reads = {
         "classical": ("group", "severity", "claims", "method", "tol"),
         "eb": ("group", "severity", "claims"),

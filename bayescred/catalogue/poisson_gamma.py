@@ -40,6 +40,7 @@ class PoissonGamma(Entry):
     Arguments = Arguments
     classical_function = "bayescred.credibility:poisson_gamma"
     factory_function = "bayescred.models:poisson_gamma"
+    eb_fit = "bayescred.lmm.poisson_gamma:PoissonGammaFit"
     reads = {
         "classical": ("group", "claims", "exposure", "alpha", "beta"),
         "eb": ("group", "claims", "exposure", "fixed", "base", "covariates"),

@@ -19,9 +19,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
+from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning, InvalidArgumentError
 from ..portfolio import as_list, cross_products, largest, within_cross_products
-from ..errors import InvalidArgumentError
 from ._common import (
     CredibilityFit,
     between_unbiased,

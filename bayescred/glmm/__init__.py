@@ -9,7 +9,11 @@
 * :mod:`.gamma_severity` gamma severity credibility by exact marginal ML (``gamma_severity_eb``).
 """
 
+from .._callable import make_callable
 from .gamma_severity import GammaSeverityFit, gamma_severity_eb
 from .model import GLMMFit, glmm
 
 __all__ = ["glmm", "GLMMFit", "gamma_severity_eb", "GammaSeverityFit"]
+
+
+make_callable(__name__)  # bc.glmm(...) calls the function; the module stays importable

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from .._arguments import column_arguments
 from ..errors import DegenerateResponseError
@@ -122,8 +121,13 @@ def cells(data, group: str, severity: str, claims: str | None = None, *, min_ris
 
 
 def _gammaln(xp):
-    """log Γ in the namespace ``xp`` (pytensor.tensor has it; numpy has not)."""
-    return getattr(xp, "gammaln", special.gammaln)
+    """log Γ in the namespace ``xp`` (pytensor.tensor has it; numpy has not: scipy's, loaded
+    on first use so that importing the classical estimators does not load scipy)."""
+    if hasattr(xp, "gammaln"):
+        return xp.gammaln
+    from scipy.special import gammaln
+
+    return gammaln
 
 
 def _rows(xp, nu, stats):
@@ -191,6 +195,8 @@ def without_effects(c: SeverityCells) -> tuple[float, float]:
 
     Raises :class:`DegenerateResponseError` when the claim sizes do not vary (the score has no
     root: ν = ∞) or vary too little for the likelihood to be resolved in double precision."""
+    from scipy import special
+
     N, mu = c.claims.sum(), c.amount.sum() / c.claims.sum()
     lead = c.log_a.sum() - N * np.log(mu)
 

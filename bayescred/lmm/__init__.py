@@ -17,8 +17,12 @@ the optimal ordering and costs O(n + J k³ + q₂³) per evaluation. The analyti
 and the uncertainty measures use the same two-block structure (:mod:`.blockmatrix`).
 """
 
+from .._callable import make_callable
 from .inference import lrt
 from .model import LMMFit, lmm
 from .poisson_gamma import PoissonGammaFit, poisson_gamma_eb
 
 __all__ = ["lmm", "LMMFit", "lrt", "poisson_gamma_eb", "PoissonGammaFit"]
+
+
+make_callable(__name__)  # bc.lmm(...) calls the function; the module stays importable

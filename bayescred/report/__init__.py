@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 from markupsafe import Markup
 
+from .._callable import make_callable
 from .. import catalogue, runfolder
 from ..compare import by_risk
 from ..errors import BayescredError, RunFolderError
@@ -90,7 +91,10 @@ def _normal_quantile(prob: float) -> float:
 
 def _model_text(spec) -> Markup:
     """The model in formulas (the catalogue entry's text), its mixed-model formula and the
-    covariance structure of the risk effects that all three arms fit."""
+    covariance structure of the risk effects that all three arms fit. A model outside the
+    catalogue (a GLMM factory's comparison written by :func:`write_report`) is named."""
+    if spec.model not in catalogue.names():
+        return Markup("{}").format(spec.model)
     entry = catalogue.get(spec.model)
     text = Markup(entry.text)
     if hasattr(entry, "formula"):
@@ -340,3 +344,6 @@ def report(run, out=None) -> Path:
         kept = {k: v for k, v in files.items() if k not in REBUILT}
         runfolder.commit(locked, lambda new: write_report(loaded, new / "report.html"), keep=kept)
     return locked / "report.html"
+
+
+make_callable(__name__)  # bc.report(...) calls the function; the module stays importable

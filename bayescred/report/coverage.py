@@ -41,6 +41,9 @@ class Measured:
         return STUDY_NAMES[self.model]
 
 
+GLMM_STUDIED_AS = {"poisson_lognormal": "poisson_gamma"}  # the studied model closest to a GLMM factory
+
+
 def nearest(model: str, n_risks: int) -> Measured:
     """Coverage measured for ``model`` (or the studied model its catalogue entry names as closest) at the studied number
     of risks nearest to ``n_risks`` (distance on the log scale: 7 risks is nearer 5 than 10)."""
@@ -48,7 +51,12 @@ def nearest(model: str, n_risks: int) -> Measured:
 
     from .. import catalogue
 
-    studied = model if model in COVERAGE else catalogue.get(model).studied_as
+    if model in COVERAGE:
+        studied = model
+    elif model in catalogue.names():
+        studied = catalogue.get(model).studied_as
+    else:  # a GLMM factory (bc.models.poisson_lognormal, ...): not a catalogue model
+        studied = GLMM_STUDIED_AS.get(model, "buhlmann_straub")
     rows = COVERAGE[studied]
     j = min(rows, key=lambda k: (abs(math.log(k) - math.log(max(n_risks, 1))), k))
     return Measured(studied, j, rows[j], studied != model)
