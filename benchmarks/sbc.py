@@ -113,7 +113,8 @@ def case_hachemeister(rng):
         truth = {"collective": beta, "between_sd": sd, "between_corr": rho, "within": sigma**2}
         return data, truth
 
-    factory = lambda d: hachemeister(d, group="risk", time="t", response="y", weight="w", centering="origin", priors=priors)
+    factory = lambda d: hachemeister(d, group="risk", time="t", response="y", weight="w", centering="origin",
+                                     structure="correlated", priors=priors)  # the LKJ(2) U simulated above
     return simulate, factory
 
 

@@ -203,7 +203,7 @@ cmp_sim.premiums.head(10)
 cmp_sim.understatement()
 
 # %%
-XX of the between-variance (lmm.inference.profile_between)
+profile = cmp_sim.eb.extra["profile"]  # bc's profile of the between-variance (lmm.inference.profile_between)
 mine = reml_profile(portfolio, "risk", "loss", "weight", profile["value"].to_numpy())
 assert np.allclose(mine["deviance"], profile["deviance"], atol=1e-6)  # the formula above, point by point
 assert profile["deviance"].min() >= reml.criterion - 1e-6  # and bc.lmm found the minimum
