@@ -15,8 +15,9 @@ import types
 
 
 class CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return self.__function__(*args, **kwargs)
+    # a property, not a method: calling the module calls the function itself, with no frame of
+    # ours between, so a warning's stacklevel still points at the user's line
+    __call__ = property(lambda self: self.__function__)
 
 
 def make_callable(module_name: str) -> None:

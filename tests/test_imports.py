@@ -86,3 +86,18 @@ def test_a_reml_fit_leaves_the_bayes_side_and_scipy_stats_unloaded():
         "print(','.join(m for m in ('matplotlib', 'arviz', 'pymc', 'pytensor', 'scipy.stats') if m in sys.modules))"
     )
     assert loaded == ""
+
+
+def test_a_warning_from_a_callable_subpackage_points_at_the_callers_line():
+    out = _run(
+        "import warnings, bayescred as bc\n"
+        "warnings.simplefilter('always')\n"
+        "d = bc.datasets.load('buhlmann_table31').assign(loss=1.0)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    try:\n"
+        "        bc.lmm('loss ~ 1 + (1|class)', d.assign(loss=d['loss'] + d.index % 2))\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "print(sorted({w.filename for w in caught}))"
+    )
+    assert out == "['<string>']", out
