@@ -208,7 +208,10 @@ def _fast_group_codes(native: pd.DataFrame, by: list[str]):
 def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, counts, min_groups, nonnegative,
                    unique, min_periods, varying, complete, nested) -> bool:
     """True when the data passes every requested check (decided with numpy)."""
-    if nested or complete or not len(native) or len(groups) > 1 or unique and unique != groups:
+    if nested or complete or not len(native) or unique and unique != groups:
+        return False
+    several = len(groups) > 1  # crossed or nested factors of a mixed model: only "no missing labels"
+    if several and (unique or min_periods or varying or nonnegative or min_groups > 1):
         return False
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     if any(c not in native.columns for c in groups + present + values):
@@ -225,6 +228,8 @@ def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, cou
         return False
     if any((arrays[c] != np.round(arrays[c])).any() for c in counts):
         return False
+    if several:
+        return not any(native[c].isna().any() for c in groups)
     if not groups:
         return not nonnegative and not unique and not min_periods and not varying and \
             all(arrays[c].sum() > 0 for c in nonnegative)

@@ -96,6 +96,9 @@ def test_fits_equal_the_engine_path(engine_only):
     (lambda d: d.assign(t=1.0), dict(groups="risk", varying="t")),
     (lambda d: d, dict(groups="nope", numeric="y")),
     (lambda d: d.assign(risk=d.risk.where(d.index != 103)), dict(groups="risk", numeric="y")),
+    # several factors (a mixed model's grouping factors): a missing label in the second one
+    (lambda d: d.assign(t=d.t.where(d.index != 106)), dict(groups=["risk", "t"], numeric="y", min_groups=1)),
+    (lambda d: d.assign(w=d.w.mask(d.index == 110, 0.0)), dict(groups=["risk", "t"], positive="w", min_groups=1)),
 ])
 def test_bad_data_raises_the_engine_message(edit, kwargs, engine_only):
     df = edit(_frame())
@@ -111,3 +114,13 @@ def test_valid_data_passes_both_paths(engine_only):
     kw = dict(groups="risk", numeric=["y", "t"], positive="w", counts="c", min_periods=2, varying="t")
     portfolio.validate(df, **kw)
     engine_only(lambda: portfolio.validate(df, **kw))
+
+
+def test_several_factors_take_the_fast_path_and_agree(engine_only, monkeypatch):
+    """The grouping factors of a mixed model (bc.lmm's door): valid data is confirmed by numpy
+    without an engine round trip."""
+    df = _frame()
+    kw = dict(groups=["risk", "t"], numeric="y", positive="w", min_groups=1)
+    engine_only(lambda: portfolio.validate(df, **kw))
+    monkeypatch.setattr(portfolio, "_any", lambda *a: pytest.fail("the engine path ran"))
+    portfolio.validate(df, **kw)
