@@ -210,8 +210,9 @@ def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, cou
     """True when the data passes every requested check (decided with numpy)."""
     if nested or complete or not len(native) or unique and unique != groups:
         return False
-    several = len(groups) > 1  # crossed or nested factors of a mixed model: only "no missing labels"
-    if several and (unique or min_periods or varying or nonnegative or min_groups > 1):
+    # the grouping factors of a mixed model (bc.lmm's door): only "no missing labels" is asked
+    labels_only = not (unique or min_periods or varying or nonnegative) and min_groups <= 1
+    if len(groups) > 1 and not labels_only:
         return False
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     if any(c not in native.columns for c in groups + present + values):
@@ -228,7 +229,7 @@ def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, cou
         return False
     if any((arrays[c] != np.round(arrays[c])).any() for c in counts):
         return False
-    if several:
+    if labels_only:
         return not any(native[c].isna().any() for c in groups)
     if not groups:
         return not nonnegative and not unique and not min_periods and not varying and \

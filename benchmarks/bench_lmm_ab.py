@@ -5,7 +5,7 @@ make `bc.lmm` slower? Writes the "lmm_ab" section of RESULTS.md.
 
 The earlier commit is checked out into a temporary git worktree; each tree fits, in its own
 process, lme4's classic small fits (best of 7 after a warm-up), InstEval's two formulas (one
-run) and the 6,000-risk Jewell portfolio (best of 3); the two trees alternate for ``ROUNDS``
+run) and the 6,000-risk Jewell portfolio (best of 3); the two trees alternate for ``ROUNDS`` (3)
 rounds and each fit keeps its best time. The data sets are written once by R (lme4, nlme).
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _results import write_section  # noqa: E402
 
-ROUNDS = 2
+ROUNDS = 3
 
 CHILD = r"""
 import json, sys, time, warnings
@@ -92,7 +92,7 @@ def main(before: str) -> None:
     for key, (t0, c0) in best["before"].items():
         t1, c1 = best["after"][key]
         ratios.append(t1 / t0)
-        data, form = key.split(" | ")
+        data, form = key.split(" | ", 1)
         lines.append(f"| {data} | `{form.replace('|', '&#124;')}` | {t0 * 1e3:.1f} ms | {t1 * 1e3:.1f} ms | "
                      f"{t1 / t0:.2f} | {c1 - c0:.1e} |")
     geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
