@@ -958,11 +958,29 @@ def _fixed_columns(parsed: Formula) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
+_CONSTANT_DESIGNS: dict[str, tuple] = {}  # formulaic text -> (spec, its one row, names)
+
+
 def _rhs_design(pieces, frame: pd.DataFrame, what: str):
-    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names."""
+    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names.
+    Algebra that reads no column (``1``, the effects of ``(1 | g)``) has the same row everywhere:
+    it is built once per text on one row (formulaic's fixed cost is milliseconds a fit)."""
     leaves: list = []
+    columns: list = []
     for _, piece in pieces:
-        _formula_leaves(piece, what, [], leaves)
+        _formula_leaves(piece, what, columns, leaves)
+    if not columns:
+        key = " ".join(f"{sign} {deparse(node)}" for sign, node in pieces)
+        if key not in _CONSTANT_DESIGNS:
+            spec, row, names = _rhs_materialise(pieces, leaves, pd.DataFrame(index=pd.RangeIndex(1)), what)
+            _CONSTANT_DESIGNS[key] = (spec, row, names)
+        spec, row, names = _CONSTANT_DESIGNS[key]
+        return spec, np.repeat(row, len(frame), axis=0), names
+    return _rhs_materialise(pieces, leaves, frame, what)
+
+
+def _rhs_materialise(pieces, leaves, frame: pd.DataFrame, what: str):
+    """``_rhs_design``'s formulaic step on ``frame``."""
     display = {_factor_expr(leaf): deparse(leaf) for leaf in leaves}
     order = list(dict.fromkeys(deparse(leaf) for leaf in leaves))
     text = " ".join(f"{sign} {_py(node, True)}" for sign, node in pieces) if pieces else "1"
@@ -982,6 +1000,13 @@ def _rhs_design(pieces, frame: pd.DataFrame, what: str):
         intercept = all(f.eval_method is Factor.EvalMethod.LITERAL for f in s.term.factors)
         names += ["(Intercept)"] if intercept and s.columns else list(s.columns)
     return mm.model_spec, mm.to_numpy(dtype=float), names
+
+
+def _response_part(node, frame: pd.DataFrame) -> np.ndarray:
+    """One part of the response: a numeric column as it is, any other expression by formulaic."""
+    if isinstance(node, Name) and not isinstance(frame[_alias(node.id)].dtype, pd.CategoricalDtype):
+        return frame[_alias(node.id)].to_numpy(dtype=float)
+    return _Expression(node, frame, deparse(node)).values
 
 
 def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
@@ -1014,7 +1039,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
     y = None
     if parsed.response_parts:
-        parts = [_Expression(node, frame, deparse(node)).values for node in parsed.response_parts]
+        parts = [_response_part(node, frame) for node in parsed.response_parts]
         for part, node in zip(parts, parsed.response_parts):
             _finite(part, deparse(node), data.index)
         y = parts[0] if len(parts) == 1 else np.column_stack(parts)

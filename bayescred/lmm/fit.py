@@ -198,10 +198,30 @@ class Design:
         J, k = self.J1, self.k1
         return np.einsum("jab,jbm->jam", np.broadcast_to(blocks, (J, k, k)), X.reshape(J, k, -1)).reshape(X.shape)
 
-    def Lam2(self, Ts):
-        """Λ of the remaining terms as a sparse matrix (only for the uncertainty code)."""
-        blocks = [sp.kron(sp.identity(self.terms[i].n_levels), sp.csr_matrix(Ts[i])) for i in self.rest]
-        return sp.block_diag(blocks, format="csr")
+    @functools.cached_property
+    def _lam2_pattern(self):
+        """CSR indices and row pointers of Λ₂ = bd(I ⊗ T_i): row o + l·k + a holds the k columns
+        o + l·k + b of its level's block (full k × k blocks; the zeros above T_i's diagonal stay)."""
+        indices, lengths = [], []
+        for i in self.rest:
+            t, o = self.terms[i], self.rest_offset[i]
+            start = o + t.k * np.arange(t.n_levels)
+            indices.append((start[:, None, None] + np.zeros((1, t.k, 1), int) + np.arange(t.k)).ravel())
+            lengths.append(np.full(t.n_levels * t.k, t.k))
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
+        return np.concatenate(indices), indptr
+
+    def Lam2(self, Ts) -> sp.csr_matrix:
+        """Λ₂ of the remaining terms as a sparse matrix, on a pattern built once per design."""
+        indices, indptr = self._lam2_pattern
+        data = np.concatenate([np.tile(Ts[i].ravel(), self.terms[i].n_levels) for i in self.rest])
+        return sp.csr_matrix((data, indices, indptr), shape=(self.q2, self.q2))
+
+    def times_lam2(self, X, Ts):
+        """XΛ₂ for X of shape (m, q2): dense X term by term, sparse X through the sparse Λ₂."""
+        if sp.issparse(X):
+            return X @ self.Lam2(Ts)
+        return self.lam2_t(Ts, np.ascontiguousarray(X.T)).T
 
     def lam2_t(self, Ts, B):
         """Λ₂'B for B of shape (q2, m), term by term: (l, k, m) blocks times T_i'."""
@@ -319,7 +339,7 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
         # M₁₂ = Λ₁'Z₁'WZ₂Λ₂ and Y = M₁₁⁻¹M₁₂ keep the sparsity of Z₁'WZ₂ (MixedModels.jl's
         # blocked Cholesky): S costs the nonzeros, not J₁k₁q₂².
         q1 = d.J1 * d.k1
-        M12 = d.bd_mul(T1.T, d.A12m) @ d.Lam2(Ts)
+        M12 = d.times_lam2(d.bd_mul(T1.T, d.A12m), Ts)
         M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
         Y = d.bd_mul(np.linalg.inv(M11), M12)
         S = M22 - _dense(M12.T @ Y)
@@ -384,7 +404,7 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
         Si = np.tril(Si) + np.tril(Si, -1).T
         # W₁ += Y S⁻¹ C with C' = bd(T₁'A₁₁)'Y − A₁₂Λ₂, read on the nonzeros of C'
         YSi = Y @ Si
-        Ct = d.bd_mul(np.swapaxes(TA11, 1, 2), Y) - d.A12m @ d.Lam2(Ts)
+        Ct = d.bd_mul(np.swapaxes(TA11, 1, 2), Y) - d.times_lam2(d.A12m, Ts)
         if sp.issparse(Ct):
             Ct = Ct.tocoo()
             j, b = np.divmod(Ct.row, k1)
