@@ -171,6 +171,11 @@ class SamplerError(BayescredError):
     """The sampler stopped with an error instead of returning draws."""
 
 
+class PosteriorSizeError(ArgumentError):
+    """Every risk's draws would not fit in this machine's memory; ``bc.sample(...,
+    per_risk="summary")`` keeps per-risk summaries instead."""
+
+
 class NewLevelError(DataError):
     """New data has a level of a grouping factor that the fit did not see (lme4's
     ``allow.new.levels = FALSE``)."""

@@ -18,13 +18,14 @@ Three sampler backends, the first that applies (recorded as the posterior's attr
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from .errors import ConvergenceWarning, SamplerFallbackWarning
+from .errors import ArgumentError, ConvergenceWarning, PosteriorSizeError, SamplerFallbackWarning
 from .models._base import info_of
 from .progress import enabled as show_progress
 
@@ -157,7 +158,8 @@ def _run_pymc(model, draws, tune, chains, seed, progressbar, cores, target_accep
 def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, random_seed: int,
            sampler: str | None = None, cores: int | None = None, progressbar: bool | None = None,
            target_accept: float | None = None,
-           log_likelihood: bool = True, posterior_predictive: bool = True) -> xr.DataTree:
+           log_likelihood: bool | None = None, posterior_predictive: bool | None = None,
+           per_risk: str = "draws") -> xr.DataTree:
     """Sample ``model`` (a ``bayescred.models`` factory's model, or any PyMC model) and return a DataTree.
 
     ``random_seed`` is required: the same seed gives the same numbers (sampler and the
@@ -176,14 +178,37 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     kept as ``premium_conditional_mean``), ``sample_stats``, ``log_likelihood`` (pointwise,
     per risk for the marginal models), ``posterior_predictive`` and ``observed_data``.
     A warning (:class:`~bayescred.errors.ConvergenceWarning`) reports divergences.
+
+    ``per_risk``: "draws" (the default) keeps every risk's draws as above; "summary" (Bühlmann and
+    Bühlmann–Straub marginal models) keeps the hyperparameters' draws and, in the group
+    ``risk_summary``, each risk's posterior mean, sd and 5 %, 50 % and 95 % quantiles of ``premium``,
+    ``premium_conditional_mean`` and ``Z`` on (risk, statistic), computed a block of risks at a
+    time: memory no longer grows with risks x draws, which is what a portfolio of a million risks
+    needs. The per-risk ``log_likelihood`` and ``posterior_predictive`` groups are then left out
+    (both default to True with "draws" and False with "summary"). Per-risk draws that would need more
+    than half this machine's memory are refused before sampling
+    (:class:`~bayescred.errors.PosteriorSizeError`, naming ``per_risk="summary"``).
     """
     _check_sampler(sampler)
+    if per_risk not in ("draws", "summary"):
+        raise ArgumentError(f"per_risk must be 'draws' or 'summary', got {per_risk!r}")
+    summary = per_risk == "summary"
+    for name, value in (("log_likelihood", log_likelihood), ("posterior_predictive", posterior_predictive)):
+        if summary and value:
+            raise ArgumentError(f"{name}=True keeps every risk's draws; per_risk='summary' leaves them out")
     if random_seed is None:
         raise ValueError("random_seed is required: pass an integer so that results can be reproduced")
     for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(value, (int, np.integer)) or value < (1 if name != "tune" else 0):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    log_likelihood = not summary if log_likelihood is None else bool(log_likelihood)
+    posterior_predictive = not summary if posterior_predictive is None else bool(posterior_predictive)
     info = info_of(model)
+    if summary and (info is None or info.summarise is None):
+        raise ArgumentError("per_risk='summary' is offered by the Bühlmann and Bühlmann–Straub marginal models "
+                            "(bc.models.buhlmann, bc.models.buhlmann_straub, likelihood='marginal')")
+    if not summary:
+        _check_size(model, info, chains * draws, log_likelihood, posterior_predictive)
     if target_accept is None:
         target_accept = info.target_accept if info is not None else 0.9
         if info is not None and info.likelihood == "latent":  # non-centred effects: funnel remnants with few risks
@@ -219,13 +244,45 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
         ll = pm.compute_deterministics(posterior, var_names=["loglik"], model=model, progressbar=False)
         groups["log_likelihood"] = xr.Dataset({info.observed: ll["loglik"]})
     posterior = posterior.rename({k: v for k, v in info.renames.items() if k in posterior})
+    if summary:
+        groups["posterior"] = posterior
+        groups["risk_summary"] = info.summarise(model, posterior, rng)
+        return _finish(groups, posterior, info)
     extra = info.augment(model, posterior, rng, log_likelihood, posterior_predictive)
     posterior = posterior.assign(extra.pop("posterior", {}))
     groups["posterior"] = posterior
     for group, variables in extra.items():
         groups[group] = xr.Dataset(variables)
+    return _finish(groups, posterior, info)
+
+
+def _finish(groups: dict, posterior: xr.Dataset, info) -> xr.DataTree:
+    """The DataTree, every group carrying the posterior's attributes and the factory's record."""
     for group in groups.values():
         group.attrs.update(posterior.attrs)
     groups["posterior"].attrs.update({"bayescred_factory": info.factory, "bayescred_likelihood": info.likelihood,
                                       "bayescred_arguments": json.dumps(info.arguments, default=str)})
     return xr.DataTree.from_dict(groups)
+
+
+def _check_size(model, info, n_draws: int, log_likelihood: bool, predictive: bool) -> None:
+    """Refuse, before sampling, per-risk draws that would need more than half of this machine's
+    memory (estimated as 8 bytes x draws x the per-risk values ``augment`` keeps: twice the
+    factory's per-risk deterministics, plus the pointwise log-likelihood and one predictive
+    value per risk)."""
+    if info is None or not info.after:
+        return
+    sizes = {d.name: _size(model, d) for d in model.deterministics}
+    kept = [sizes.get(name, 0) for name in info.after]
+    values = 2 * sum(kept) + sizes.get("loglik", 0) * log_likelihood + max(kept) * predictive
+    need = 8.0 * n_draws * values
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no check
+        return
+    if need > 0.5 * memory:
+        raise PosteriorSizeError(
+            f"every risk's draws would need about {need / 2**30:.1f} GiB ({n_draws} draws x {values:,} per-risk "
+            f"values), more than half of this machine's {memory / 2**30:.0f} GiB: pass per_risk='summary' "
+            "(per-risk means, sds and quantiles), or fewer draws"
+        )

@@ -15,7 +15,8 @@ import xarray as xr
 
 from ..portfolio import as_list
 
-__all__ = ["ModelInfo", "info_of", "attach", "records_arguments", "sum_log_weight", "stack_draws", "unstack_draws", "labels"]
+__all__ = ["ModelInfo", "info_of", "attach", "records_arguments", "sum_log_weight", "stack_draws", "unstack_draws", "labels",
+           "SUMMARY_STATISTICS", "summary_columns"]
 
 _ATTR = "_bayescred_info"
 
@@ -29,7 +30,9 @@ class ModelInfo:
     ``augment(model, posterior, rng, log_likelihood, predictive)`` returns a dict of
     DataTree groups to add: new posterior variables (the exact conditional draws of the risk
     effects for a marginal model), ``log_likelihood``, ``posterior_predictive`` and
-    ``observed_data``. ``renames`` are posterior variables renamed before the draws are
+    ``observed_data``. ``summarise(model, posterior, rng)``, where the model offers it, returns
+    the per-risk summaries of ``bc.sample(..., per_risk="summary")`` instead (a Dataset on
+    (risk, statistic), computed a block of risks at a time). ``renames`` are posterior variables renamed before the draws are
     added (the marginal model's conditional-mean premium). ``after`` names per-risk
     deterministics that ``augment`` computes itself, vectorised in numpy, so the sampler
     need not carry them through every draw. ``target_accept`` is the NUTS default for this
@@ -47,6 +50,7 @@ class ModelInfo:
     compiled: dict = field(default_factory=dict)
     coding: dict = field(default_factory=dict)
     arguments: dict = field(default_factory=dict)
+    summarise: Callable | None = None
 
 
 def records_arguments(factory: Callable) -> Callable:
@@ -102,6 +106,16 @@ def unstack_draws(values: np.ndarray, posterior: xr.Dataset, dims: Sequence[str]
     all_coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
     all_coords.update({d: coords[d] for d in dims})
     return xr.DataArray(values, dims=("chain", "draw", *dims), coords=all_coords)
+
+
+SUMMARY_STATISTICS = ("mean", "sd", "q05", "q50", "q95")
+
+
+def summary_columns(values: np.ndarray) -> np.ndarray:
+    """Per row of a (risks, draws) array: mean, sd and the 5 %, 50 % and 95 % quantiles
+    (``SUMMARY_STATISTICS``), as a (risks, 5) array."""
+    q = np.quantile(values, [0.05, 0.5, 0.95], axis=1)
+    return np.column_stack([values.mean(axis=1), values.std(axis=1, ddof=1), *q])
 
 
 def labels(values) -> list:

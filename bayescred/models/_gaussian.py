@@ -19,7 +19,7 @@ from ..credibility._common import ZERO_SD, location, magnitude
 from ..errors import DegenerateResponseError, TooFewPeriodsError, TooFewRisksError
 from ..portfolio import summarise, validate
 from . import priors as P
-from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws
+from ._base import SUMMARY_STATISTICS, ModelInfo, attach, labels, stack_draws, sum_log_weight, summary_columns, unstack_draws
 from ..likelihood.gaussian import (
     credibility_factor,
     nested_collapse,
@@ -175,6 +175,7 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
         observed=response,
         augment=_augmenter(levels, response, parents, sizes, likelihood),
         after=tuple(f"{name}{sfx}" for name in ("Z", "premium") for sfx in suffixes) if likelihood == "marginal" else (),
+        summarise=_summariser(inner) if likelihood == "marginal" and L == 1 else None,
     )
     attach(model, info)
     return model
@@ -214,3 +215,34 @@ def _augmenter(levels, response, parents, sizes, likelihood):
         return out
 
     return augment
+
+
+SUMMARY_BLOCK = 50_000_000  # risks x draws per block of the per-risk summaries (0.4 GB a float64 array)
+
+
+def _summariser(risk: str):
+    """``bc.sample(..., per_risk="summary")`` for one level (Bühlmann, Bühlmann–Straub): the
+    same exact conditional draws as ``augment``, a block of risks at a time laid out (risks,
+    draws) so each risk's draws are contiguous, reduced to ``SUMMARY_STATISTICS`` and dropped:
+    memory is a block, not every risk's draws."""
+
+    def summarise(model, posterior: xr.Dataset, rng) -> xr.Dataset:
+        stats = {k: np.asarray(model[k].get_value())[:, None] for k in ("weight", "mean")}
+        loc = float(model["location"].get_value())
+        m = stack_draws(posterior, "collective")[None, :] - loc
+        tau2 = [stack_draws(posterior, "between")[None, :]]
+        within = stack_draws(posterior, "within")[None, :]
+        n_risks = len(stats["mean"])
+        out = {name: np.empty((n_risks, len(SUMMARY_STATISTICS))) for name in ("premium", "premium_conditional_mean", "Z")}
+        block = max(1, SUMMARY_BLOCK // m.shape[1])
+        for start in range(0, n_risks, block):
+            rows = slice(start, start + block)
+            A, B = nested_precisions(np, tau2, within, {k: v[rows] for k, v in stats.items()}, [], [])
+            Z, means, node = nested_posterior(rng, m, tau2, A, B, [])
+            out["Z"][rows] = summary_columns(Z[0])
+            out["premium_conditional_mean"][rows] = summary_columns(means[0] + loc)
+            out["premium"][rows] = summary_columns(node[0] + loc)
+        coords = {risk: list(model.coords[risk]), "statistic": list(SUMMARY_STATISTICS)}
+        return xr.Dataset({name: xr.DataArray(v, dims=(risk, "statistic"), coords=coords) for name, v in out.items()})
+
+    return summarise
