@@ -41,7 +41,7 @@ def test_groups_and_layout(both):
     assert list(rs["risk"].values) == list(range(R))
 
 
-@pytest.mark.parametrize("block", [None, 7 * 400])
+@pytest.mark.parametrize("block", [None, 7 * 400 * _gaussian.SUMMARY_THREADS])
 def test_summaries_of_the_same_posterior(model, both, block, monkeypatch):
     """Same seed, same hyperparameter draws. Z and the conditional-mean premium are functions of
     them: equal summaries to rounding, in one block or in blocks of 7 risks. The drawn premium
@@ -63,6 +63,17 @@ def test_summaries_of_the_same_posterior(model, both, block, monkeypatch):
     z = (rs["premium"].sel(statistic="mean").values - x.mean(0)) / (np.sqrt(2) * se)
     assert np.mean(np.abs(z) < 3) > 0.98
     np.testing.assert_allclose(rs["premium"].sel(statistic="sd"), x.std(0, ddof=1), rtol=0.25)
+
+
+def test_numbers_do_not_depend_on_the_number_of_cores(model, monkeypatch):
+    """Blocks of 5 risks, each with its own spawned stream: 1 core or 3 give the same summaries."""
+    monkeypatch.setattr(_gaussian, "SUMMARY_BLOCK", 5 * 400 * _gaussian.SUMMARY_THREADS)
+    got = []
+    for cores in (1, 3):
+        monkeypatch.setattr(_gaussian.os, "cpu_count", lambda: cores)
+        tree = bc.sample(model, random_seed=4, draws=200, tune=100, chains=2, progressbar=False, per_risk="summary")
+        got.append(tree["risk_summary"]["premium"].values)
+    np.testing.assert_array_equal(got[0], got[1])
 
 
 def test_refusals(model):

@@ -8,6 +8,9 @@ mean, within sum of squares (``portfolio.summarise``) and sum of log weights.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -217,14 +220,17 @@ def _augmenter(levels, response, parents, sizes, likelihood):
     return augment
 
 
-SUMMARY_BLOCK = 50_000_000  # risks x draws per block of the per-risk summaries (0.4 GB a float64 array)
+SUMMARY_BLOCK = 50_000_000  # risks x draws in flight over all threads (0.4 GB a float64 array)
+SUMMARY_THREADS = 8  # at most; a block is SUMMARY_BLOCK / SUMMARY_THREADS whatever the machine
 
 
 def _summariser(risk: str):
     """``bc.sample(..., per_risk="summary")`` for one level (Bühlmann, Bühlmann–Straub): the
     same exact conditional draws as ``augment``, a block of risks at a time laid out (risks,
     draws) so each risk's draws are contiguous, reduced to ``SUMMARY_STATISTICS`` and dropped:
-    memory is a block, not every risk's draws."""
+    memory is a few blocks, not every risk's draws. Blocks run on the machine's cores (numpy
+    releases the GIL), each with its own random stream spawned from ``rng``, so the numbers do
+    not depend on the number of threads."""
 
     def summarise(model, posterior: xr.Dataset, rng) -> xr.Dataset:
         stats = {k: np.asarray(model[k].get_value())[:, None] for k in ("weight", "mean")}
@@ -234,14 +240,18 @@ def _summariser(risk: str):
         within = stack_draws(posterior, "within")[None, :]
         n_risks = len(stats["mean"])
         out = {name: np.empty((n_risks, len(SUMMARY_STATISTICS))) for name in ("premium", "premium_conditional_mean", "Z")}
-        block = max(1, SUMMARY_BLOCK // m.shape[1])
-        for start in range(0, n_risks, block):
-            rows = slice(start, start + block)
+        block = max(1, SUMMARY_BLOCK // (m.shape[1] * SUMMARY_THREADS))
+        blocks = [slice(start, start + block) for start in range(0, n_risks, block)]
+
+        def one(rows, stream):
             A, B = nested_precisions(np, tau2, within, {k: v[rows] for k, v in stats.items()}, [], [])
-            Z, means, node = nested_posterior(rng, m, tau2, A, B, [])
+            Z, means, node = nested_posterior(stream, m, tau2, A, B, [])
             out["Z"][rows] = summary_columns(Z[0])
             out["premium_conditional_mean"][rows] = summary_columns(means[0] + loc)
             out["premium"][rows] = summary_columns(node[0] + loc)
+
+        with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, SUMMARY_THREADS))) as pool:
+            list(pool.map(one, blocks, rng.spawn(len(blocks))))
         coords = {risk: list(model.coords[risk]), "statistic": list(SUMMARY_STATISTICS)}
         return xr.Dataset({name: xr.DataArray(v, dims=(risk, "statistic"), coords=coords) for name, v in out.items()})
 
