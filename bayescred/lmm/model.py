@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -243,12 +244,8 @@ class LMMFit:
         self.bic = sol.deviance + self.n_params * math.log(design.N)
         beta = design.beta0 + sol.beta + (location if location is not None else 0.0)
         self.fixef = pd.Series(beta, index=xnames, name="fixef")
-        vcov = sol.sigma2 * np.linalg.inv(sol.Qxx) if design.p else np.zeros((0, 0))
-        self.vcov = pd.DataFrame(vcov, index=xnames, columns=xnames)
-        self.fixef_se = pd.Series(np.sqrt(np.diag(vcov)), index=xnames, name="se")
         self.covariances = [sol.sigma2 * T @ T.T for T in sol.Ts]
         self.ngrps = {t.group: t.n_levels for t in design.terms}
-        self.varcorr = self._varcorr()
         self.singular = self._is_singular()
         if self.singular:
             warnings.warn(
@@ -279,9 +276,22 @@ class LMMFit:
         out._offset_name = self._offset_name
         return out
 
-    # -- estimates
-    def _varcorr(self) -> pd.DataFrame:
+    # -- estimates (tables built on first use: a small fit's pandas objects cost as much as its optimum)
+    @functools.cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: variances, covariances (sdcor: correlations), residual."""
         return varcorr_table(self._design.terms, self.covariances, self.sigma2)
+
+    @functools.cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects, σ²(X'V⁻¹X)⁻¹ (lme4's ``vcov``)."""
+        sol, names = self._sol, list(self.fixef.index)
+        vcov = sol.sigma2 * np.linalg.inv(sol.Qxx) if self._design.p else np.zeros((0, 0))
+        return pd.DataFrame(vcov, index=names, columns=names)
+
+    @functools.cached_property
+    def fixef_se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.vcov.index, name="se")
 
     def _is_singular(self) -> bool:
         """lme4's isSingular (a T_ii below 1e-4 on lme4's θ scale) or, scale-free, a term
