@@ -299,6 +299,24 @@ def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
+def _cholesky(a) -> np.ndarray:
+    """The lower Cholesky factor by LAPACK's potrf, as scipy's ``cho_factor`` computes it but
+    without its Python-level checks (which cost more than the factorisation at the sizes of a
+    small fit's Schur complement); LinAlgError unless positive definite with a finite factor."""
+    c, info = sla.lapack.dpotrf(a, lower=1, clean=0)
+    if info != 0 or not np.all(np.isfinite(np.diag(c))):
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return c
+
+
+def _cho_solve(c, b) -> np.ndarray:
+    """Solve with a factor of :func:`_cholesky` (LAPACK's potrs, as scipy's ``cho_solve``)."""
+    x, info = sla.lapack.dpotrs(c, b, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potrs failed (info {info})")
+    return x
+
+
 def _solve_blocks(M, b):
     if M.shape[1] == 1:
         return b / M
@@ -343,10 +361,10 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
         M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
         Y = d.bd_mul(np.linalg.inv(M11), M12)
         S = M22 - _dense(M12.T @ Y)
-        cS = sla.cho_factor(S, lower=True)
-        logdet += 2.0 * float(np.sum(np.log(np.diag(cS[0]))))
+        cS = _cholesky(S)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(cS))))
         b2 = d.lam2_t(Ts, d.B2)
-        x2 = sla.cho_solve(cS, b2 - M12.T @ x1.reshape(q1, -1))
+        x2 = _cho_solve(cS, b2 - M12.T @ x1.reshape(q1, -1))
         x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
     else:
@@ -400,7 +418,7 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
     W2 = None
     if d.q2:
         k1 = d.k1
-        Si = sla.lapack.dpotri(cS[0], lower=True)[0]  # S⁻¹ from its Cholesky factor
+        Si = sla.lapack.dpotri(cS, lower=True)[0]  # S⁻¹ from its Cholesky factor
         Si = np.tril(Si) + np.tril(Si, -1).T
         # W₁ += Y S⁻¹ C with C' = bd(T₁'A₁₁)'Y − A₁₂Λ₂, read on the nonzeros of C'
         YSi = Y @ Si
@@ -440,9 +458,9 @@ def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
     p, N = d.p, d.N
     Qxx = Q[1:, 1:]
     if p:
-        cQ = sla.cho_factor(Qxx, lower=True)
-        beta = sla.cho_solve(cQ, Q[1:, 0])
-        logdet_x = 2.0 * float(np.sum(np.log(np.diag(cQ[0]))))
+        cQ = _cholesky(Qxx)
+        beta = _cho_solve(cQ, Q[1:, 0])
+        logdet_x = 2.0 * float(np.sum(np.log(np.diag(cQ))))
     else:
         beta, logdet_x = np.zeros(0), 0.0
     r2 = float(Q[0, 0] - Q[0, 1:] @ beta) + d.within_ss
