@@ -6,6 +6,7 @@ Pareto k (Vehtari, Gelman & Gabry 2017), trace and rank plots, posterior predict
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import arviz as az
@@ -20,9 +21,20 @@ BFMI_MIN = 0.3
 RANK_P_MIN = 0.01  # 1 - arviz-plots' default envelope probability (0.99) for its rank-plot test
 
 
+@contextlib.contextmanager
+def _quiet_constant_entries():
+    """Entries fixed by the model's structure (the zero covariances of a diagonal between
+    matrix) are the same in every draw: their R-hat and ESS are undefined (NaN in the tables)
+    and their density is a point, which numpy and ArviZ would otherwise warn about on every run."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value")
+        yield
+
+
 def summary(posterior, var_names, prob: float = 0.9) -> pd.DataFrame:
     """Mean, SD, equal-tailed interval, ESS (bulk, tail), R-hat of ``var_names``."""
-    table = az.summary(posterior, var_names=var_names, ci_prob=prob, ci_kind="eti", round_to="none")
+    with _quiet_constant_entries():
+        table = az.summary(posterior, var_names=var_names, ci_prob=prob, ci_kind="eti", round_to="none")
     return table.astype(float)
 
 
@@ -69,9 +81,10 @@ def loo_table(posterior) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[s
 def rank_p_values(posterior, var_names) -> pd.Series:
     """p-value of the multi-chain rank-uniformity test per variable (the one arviz-plots prints
     on each rank plot; Säilynoja et al.); small: the chains do not mix."""
-    ranks = posterior["posterior"].to_dataset()[list(var_names)].azstats.compute_ranks(
-        dim=["chain", "draw"], relative=True)
-    p, _, _ = ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])
+    with _quiet_constant_entries():
+        ranks = posterior["posterior"].to_dataset()[list(var_names)].azstats.compute_ranks(
+            dim=["chain", "draw"], relative=True)
+        p, _, _ = ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])
     return pd.Series({v: float(np.min(p[v].to_numpy())) for v in p.data_vars}, name="rank p-value")
 
 
@@ -142,7 +155,8 @@ def _plot(fn, posterior, size=None, **kwargs):
 
     if size is not None:  # room for the labels: one panel row per variable
         kwargs["figure_kwargs"] = {"figsize": size}
-    pc = getattr(azp, fn)(posterior, backend="matplotlib", **kwargs)
+    with _quiet_constant_entries():
+        pc = getattr(azp, fn)(posterior, backend="matplotlib", **kwargs)
     fig = pc.get_viz("figure")
     fig.set_layout_engine("constrained")  # labels of neighbouring panels must not overlap
     return fig
