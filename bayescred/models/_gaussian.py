@@ -184,18 +184,24 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
     return model
 
 
+def _hyperparameter_draws(model, posterior: xr.Dataset, L: int):
+    """The data's location and, as (draws, 1) columns, the collective mean relative to it, each
+    level's between variance and the within variance: what the exact conditional draws read."""
+    loc = float(model["location"].get_value())
+    m = stack_draws(posterior, "collective")[:, None] - loc
+    between = stack_draws(posterior, "between")
+    tau2 = [between[:, i:i + 1] for i in range(L)] if L > 1 else [between[:, None]]
+    return loc, m, tau2, stack_draws(posterior, "within")[:, None]
+
+
 def _augmenter(levels, response, parents, sizes, likelihood):
     L = len(levels)
     inner = levels[-1]
 
     def augment(model, posterior: xr.Dataset, rng, log_likelihood: bool, predictive: bool) -> dict:
         stats = {k: np.asarray(model[k].get_value()) for k in ("n", "weight", "mean", "within_ss", "sum_log_w")}
-        loc = float(model["location"].get_value())
         coords = {lv: list(model.coords[lv]) for lv in levels}
-        m = stack_draws(posterior, "collective")[:, None] - loc
-        between = stack_draws(posterior, "between")
-        tau2 = [between[:, i:i + 1] for i in range(L)] if L > 1 else [between[:, None]]
-        within = stack_draws(posterior, "within")[:, None]
+        loc, m, tau2, within = _hyperparameter_draws(model, posterior, L)
         out = {"posterior": {}}
         if likelihood == "marginal":
             A, B = nested_precisions(np, tau2, within, stats, parents, sizes)
@@ -234,10 +240,8 @@ def _summariser(risk: str):
 
     def summarise(model, posterior: xr.Dataset, rng) -> xr.Dataset:
         stats = {k: np.asarray(model[k].get_value())[:, None] for k in ("weight", "mean")}
-        loc = float(model["location"].get_value())
-        m = stack_draws(posterior, "collective")[None, :] - loc
-        tau2 = [stack_draws(posterior, "between")[None, :]]
-        within = stack_draws(posterior, "within")[None, :]
+        loc, m, tau2, within = _hyperparameter_draws(model, posterior, 1)
+        m, tau2, within = m.T, [tau2[0].T], within.T  # (1, draws): a risk's draws along a row
         n_risks = len(stats["mean"])
         out = {name: np.empty((n_risks, len(SUMMARY_STATISTICS))) for name in ("premium", "premium_conditional_mean", "Z")}
         block = max(1, SUMMARY_BLOCK // (m.shape[1] * SUMMARY_THREADS))
