@@ -407,6 +407,72 @@ def test_kernels_give_the_same_numbers_in_numpy_and_pytensor():
                                rtol=1e-12)
 
 
+# ---------------------------------------------------------------- crossed: Z and the exact draws from the levels' factor
+
+def thinned_crossed_stats(seed):
+    """A crossed design with about a third of its cells empty (every level keeps a cell)."""
+    data = crossed_data(seed, True)
+    rng = np.random.default_rng(seed + 1)
+    cells = data[["a", "b"]].drop_duplicates()
+    keep = cells[(rng.uniform(size=len(cells)) > 0.35) | ~cells["a"].duplicated() | ~cells["b"].duplicated()]
+    return crossed_stats(data.merge(keep, on=["a", "b"]))[0]
+
+
+def crossed_dense(stats, va, vb, vab, s2):
+    """docs/formulas.md §6 densely: C, V_m, and the covariance of (a, b) given the cell means
+    with c integrated out, (diag(1/va, 1/vb) + G'D^-1 G)^-1, D = vab + s2/w."""
+    ia, ib, w = stats["index_a"], stats["index_b"], stats["weight"]
+    A, B = np.eye(stats["size_a"])[ia], np.eye(stats["size_b"])[ib]
+    C = va * A @ A.T + vb * B @ B.T + vab * np.eye(len(ia))
+    G = np.hstack([A, B])
+    prior = np.r_[np.full(A.shape[1], 1 / va), np.full(B.shape[1], 1 / vb)]
+    cov_ab = np.linalg.inv(np.diag(prior) + G.T @ (G / (vab + s2 / w)[:, None]))
+    return C, C + np.diag(s2 / w), cov_ab
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("vab", [0.8, 0.0])
+def test_crossed_credibility_factors_are_the_diagonal_of_C_V_inverse(seed, vab):
+    import pytensor
+    import pytensor.tensor as pt
+
+    stats = thinned_crossed_stats(seed)
+    va, vb, s2 = 1.7, 0.6, 2.3
+    C, V, _ = crossed_dense(stats, va, vb, vab, s2)
+    want = np.diag(C @ np.linalg.inv(V))
+    np.testing.assert_allclose(gaussian.crossed_credibility_factors(np, va, vb, vab, s2, stats), want, rtol=1e-10, atol=1e-14)
+    T = [pt.as_tensor(np.float64(v)) for v in (va, vb, vab, s2)]
+    graph = pytensor.function([], gaussian.crossed_credibility_factors(pt, *T, stats))()
+    np.testing.assert_allclose(graph, want, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("vab", [0.8, 0.0])
+def test_crossed_effect_draws_have_the_exact_conditional_mean_and_covariance(vab):
+    """Many draws at one set of hyperparameters: their mean is the BLUP (conditional mean),
+    the covariance of (a, b) the dense one, c | a, b the cell-wise normal (c = 0 when
+    var_ab = 0); each within 5 Monte Carlo standard errors."""
+    stats = thinned_crossed_stats(17)
+    va, vb, s2, m, S = 1.7, 0.6, 2.3, 0.4, 40_000
+    one = np.ones(S)
+    a, b, c = gaussian.crossed_effect_draws(np.random.default_rng(5), m * one, va * one, vb * one, vab * one, s2 * one, stats)
+    ea, eb, ec = gaussian.crossed_conditional_means(np, m, va, vb, vab, s2, stats)
+    _, _, cov_ab = crossed_dense(stats, va, vb, vab, s2)
+    ab = np.hstack([a, b])
+    sd = np.sqrt(np.diag(cov_ab))
+    assert np.all(np.abs(ab.mean(0) - np.r_[ea, eb]) <= 5 * sd / np.sqrt(S))
+    se = np.sqrt((np.outer(sd**2, sd**2) + cov_ab**2) / S)
+    assert np.all(np.abs(np.cov(ab.T) - cov_ab) <= 5 * se)
+    if vab == 0.0:
+        assert np.all(c == 0.0)
+        return
+    D = vab + s2 / stats["weight"]
+    resid = c - vab / D * ((stats["mean"] - m) - a[:, stats["index_a"]] - b[:, stats["index_b"]])
+    cell_sd = np.sqrt(vab * s2 / stats["weight"] / D)
+    assert np.all(np.abs(resid.mean(0)) <= 5 * cell_sd / np.sqrt(S))
+    assert np.all(np.abs(resid.std(0) / cell_sd - 1) <= 5 / np.sqrt(2 * S))
+    np.testing.assert_allclose(c.mean(0), ec, atol=5 * float(np.max(np.sqrt(np.var(c, 0)))) / np.sqrt(S))
+
+
 @pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
 def test_crossed_profiled_is_the_criterion_at_the_profiled_within_variance(reml):
     stats, _, _ = crossed_stats(crossed_data(17, True))

@@ -394,26 +394,62 @@ def crossed_conditional_means(xp, collective, var_a, var_b, var_ab, sigma2, stat
     return var_a * segsum(xp, Vr, ia, na), var_b * segsum(xp, Vr, ib, stats["size_b"]), var_ab * Vr
 
 
+def crossed_credibility_factors(xp, var_a, var_b, var_ab, sigma2, stats):
+    """Z = diag(C V_m^-1) per cell, the weight of a cell's own mean in its premium
+    (docs/formulas.md §6). As C = V_m - sigma2 W^-1, Z_k = 1 - (sigma2/w_k) (V_m^-1)_kk, and by
+    Woodbury (V_m^-1)_kk = 1/D_k - |L^-1 f_k|^2 / D_k^2 with f_k = F'e_k (the factor's scaled
+    incidence of cell k): O(cells x levels^2), no cells x cells solve. One set of
+    hyperparameters (scalars)."""
+    D, inv_d, L, (sa, sb) = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
+    ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
+    cells = np.arange(len(ia))
+    Ea, Eb = np.zeros((na, len(ia))), np.zeros((nb, len(ia)))
+    Ea[ia, cells] = 1.0
+    Eb[ib, cells] = 1.0
+    G = arrays.solve_lower(xp, L, xp.concatenate([sa * Ea, sb * Eb], axis=0))
+    v_kk = inv_d - xp.sum(G * G, axis=0) * inv_d**2
+    return 1.0 - sigma2 / stats["weight"] * v_kk
+
+
+CROSSED_DRAW_BLOCK = 2**25  # float64 entries of the (draws x levels x levels) systems solved at once (256 MiB)
+
+
 def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
-    """Draw (a, b, c) from their exact conditional distribution given the hyperparameters
-    (numpy; one row per posterior draw): mean :func:`crossed_conditional_means`, precision
-    Q = diag(1/var) + X' diag(w/sigma2) X, X = [A B I] (a component at 0 gets precision 1e300)."""
+    """Draw (a, b, c) from their exact joint conditional distribution given the hyperparameters
+    (numpy; one row per posterior draw), in two exact steps:
+
+    * (a, b) with c integrated out: r = ybar - m = A a + B b + (c + e), c + e ~ N(0, D),
+      D = var_ab + sigma2/w, so (a, b) | r ~ N(P^-1 G'D^-1 r, P^-1) with G = [A B] and
+      P = diag(1/var_a, 1/var_b) + G'D^-1 G, a (levels of a + levels of b) system per draw,
+      batched over draws (a component at 0 gets precision 1e300);
+    * c | a, b cell by cell: N(var_ab/D (r - a_i - b_j), var_ab (sigma2/w) / D).
+
+    Their mean is :func:`crossed_conditional_means`; the cost is O(draws x levels^3), not
+    O(draws x cells^3)."""
     ia, ib = stats["index_a"], stats["index_b"]
     na, nb = stats["size_a"], stats["size_b"]
-    K = len(ia)
-    X = np.zeros((K, na + nb + K))
-    X[np.arange(K), ia] = 1.0
-    X[np.arange(K), na + ib] = 1.0
-    X[np.arange(K), na + nb + np.arange(K)] = 1.0
-    w = stats["weight"]
-    S = len(collective)
-    out = np.empty((S, na + nb + K))
+    q, K = na + nb, len(ia)
+    w, r = stats["weight"], stats["mean"] - np.asarray(collective, float)[:, None]
     tiny = 1e-300
-    for s in range(S):
-        prec_w = w / sigma2[s]
-        prior = np.concatenate([np.full(na, 1 / max(var_a[s], tiny)), np.full(nb, 1 / max(var_b[s], tiny)),
-                                np.full(K, 1 / max(var_ab[s], tiny))])
-        L = np.linalg.cholesky(X.T @ (prec_w[:, None] * X) + np.diag(prior))
-        mean = np.concatenate(crossed_conditional_means(np, collective[s], var_a[s], var_b[s], var_ab[s], sigma2[s], stats))
-        out[s] = mean + np.linalg.solve(L.T, rng.standard_normal(na + nb + K))
-    return out[:, :na], out[:, na:na + nb], out[:, na + nb:]
+    D = var_ab[:, None] + sigma2[:, None] / w
+    inv_d = 1.0 / D
+    # P's off-prior part G'D^-1G: each cell adds 1/D_k at (i, i), (j, j), (i, j) and (j, i)
+    rows, cols = np.concatenate([ia, na + ib, ia, na + ib]), np.concatenate([ia, na + ib, na + ib, ia])
+    position = rows * q + cols
+    h = np.concatenate([segsum(np, inv_d * r, ia, na), segsum(np, inv_d * r, ib, nb)], axis=1)
+    prior = np.concatenate([np.repeat(1.0 / np.maximum(var_a, tiny)[:, None], na, axis=1),
+                            np.repeat(1.0 / np.maximum(var_b, tiny)[:, None], nb, axis=1)], axis=1)
+    ab = np.empty((len(r), q))
+    block = max(1, CROSSED_DRAW_BLOCK // (q * q))
+    for lo in range(0, len(r), block):
+        part = slice(lo, lo + block)
+        P = segsum(np, np.tile(inv_d[part], 4), position, q * q).reshape(-1, q, q)
+        P[:, np.arange(q), np.arange(q)] += prior[part]
+        L = np.linalg.cholesky(P)
+        mean = np.linalg.solve(P, h[part][..., None])[..., 0]
+        z = rng.standard_normal((len(mean), q, 1))
+        ab[part] = mean + np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
+    a, b = ab[:, :na], ab[:, na:]
+    shrink = var_ab[:, None] * inv_d
+    c = shrink * (r - a[:, ia] - b[:, ib]) + np.sqrt(shrink * sigma2[:, None] / w) * rng.standard_normal((len(r), K))
+    return a, b, c

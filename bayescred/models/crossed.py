@@ -16,7 +16,8 @@ from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ..likelihood.gaussian import LOG2PI, crossed_conditional_means, crossed_effect_draws, crossed_loglik
+from ..likelihood.gaussian import (LOG2PI, crossed_conditional_means, crossed_credibility_factors, crossed_effect_draws,
+                                   crossed_loglik)
 
 
 def _cells(data, factors, response, weight, within_ss, within_df):
@@ -93,7 +94,8 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
 
     ``likelihood="marginal"`` integrates all effects out: V_m = D + F F' handled by Woodbury
     with a Cholesky factor of size (levels of a + levels of b), O(cells + levels^3) per
-    gradient. ``bc.sample`` then draws (a, b, c) from their exact joint conditional and adds
+    gradient, and Z by the same factor, O(cells x levels^2). ``bc.sample`` then draws
+    (a, b, c) from their exact joint conditional and adds
     them as ``u_<a>``, ``u_<b>``, ``u_<a>:<b>``, with each cell's ``premium``. The pointwise
     log-likelihood is per cell, conditional on the drawn effects (the marginal one does
     not factor over cells). ``likelihood="latent"``: explicit non-centred effects.
@@ -144,14 +146,7 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
         within = pm.Deterministic("within", sigma**2)
         pm.Deterministic("k", within / between, dims="term")
         var_ab = between[2] if interaction else pt.as_tensor(0.0)
-        # Z = diag(C V_m^-1) per cell, with V_m = C + sigma2 diag(1/w): dense K x K (cells are few)
-        K = len(cells)
-        Aa = np.eye(d["size_a"])[ia]
-        Bb = np.eye(d["size_b"])[ib]
-        C = between[0] * (Aa @ Aa.T) + between[1] * (Bb @ Bb.T) + var_ab * np.eye(K)
-        V = C + pt.diag(within / d["weight"])
-        CVinv = pt.linalg.solve(V, C, assume_a="pos").T
-        pm.Deterministic("Z", pt.diag(CVinv), dims="cell")
+        pm.Deterministic("Z", crossed_credibility_factors(pt, between[0], between[1], var_ab, within, d), dims="cell")
         if likelihood == "marginal":
             ll = crossed_loglik(pt, m_c, between[0], between[1], var_ab, within, d)
             pm.Potential("marginal_likelihood", ll)
