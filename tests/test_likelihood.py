@@ -447,15 +447,21 @@ def test_crossed_credibility_factors_are_the_diagonal_of_C_V_inverse(seed, vab):
 
 
 @pytest.mark.parametrize("vab", [0.8, 0.0])
-def test_crossed_effect_draws_have_the_exact_conditional_mean_and_covariance(vab):
-    """Many draws at one set of hyperparameters: their mean is the BLUP (conditional mean),
+def test_crossed_posterior_has_the_exact_conditional_mean_and_covariance(vab):
+    """Many draws at one set of hyperparameters: Z and the conditional means are the dense
+    formulas' and the BLUPs; the draws' mean is the BLUP,
     the covariance of (a, b) the dense one, c | a, b the cell-wise normal (c = 0 when
     var_ab = 0); each within 5 Monte Carlo standard errors."""
     stats = thinned_crossed_stats(17)
     va, vb, s2, m, S = 1.7, 0.6, 2.3, 0.4, 40_000
     one = np.ones(S)
-    a, b, c = gaussian.crossed_effect_draws(np.random.default_rng(5), m * one, va * one, vb * one, vab * one, s2 * one, stats)
+    Z, means, (a, b, c) = gaussian.crossed_posterior(np.random.default_rng(5), m * one, va * one, vb * one, vab * one,
+                                                     s2 * one, stats)
     ea, eb, ec = gaussian.crossed_conditional_means(np, m, va, vb, vab, s2, stats)
+    for got, want in zip(means, (ea, eb, ec)):
+        np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=1e-9, atol=1e-12)
+    C, V, _ = crossed_dense(stats, va, vb, vab, s2)
+    np.testing.assert_allclose(Z, np.broadcast_to(np.diag(C @ np.linalg.inv(V)), Z.shape), rtol=1e-9, atol=1e-12)
     _, _, cov_ab = crossed_dense(stats, va, vb, vab, s2)
     ab = np.hstack([a, b])
     sd = np.sqrt(np.diag(cov_ab))

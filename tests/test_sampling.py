@@ -175,8 +175,11 @@ def test_lean_expand_refuses_data_of_another_size():
     from bayescred._nutpie import compile_model
     from bayescred.sampling import _stored
 
-    model = _factory_model("hachemeister")
-    compiled = _swap(compile_model(model, _stored(model)), _factory_model("hachemeister", drop_risk=2))
+    # gamma severity's marginal model stores per-risk values (Z, premium) with no per-risk parameter
+    data = bc.datasets.load("hachemeister")
+    model = bc.models.gamma_severity(data, group="state", severity="severity", claims="claims")
+    compiled = _swap(compile_model(model, _stored(model)),
+                     bc.models.gamma_severity(data[data["state"] != 2], group="state", severity="severity", claims="claims"))
     x = compiled.initial_point_func(1)
     out = np.zeros(compiled.n_expanded)
     assert _call(compiled.compiled_expand_func, compiled.n_dim, compiled.n_expanded, x, out,
@@ -231,3 +234,29 @@ def test_marginal_factories_compute_risk_level_quantities_after_sampling():
     for mine, theirs in (("Z", "Z"), ("Z_region", "Z_region"), ("premium_conditional_mean", "premium"),
                          ("premium_region_conditional_mean", "premium_region")):
         np.testing.assert_allclose(post[mine].values, ref[theirs].values, rtol=1e-10, err_msg=mine)
+
+
+@pytest.mark.parametrize("factory", ["hachemeister_diagonal", "hachemeister_correlated", "crossed"])
+def test_regression_and_crossed_compute_risk_level_quantities_after_sampling(factory):
+    # as above for Hachemeister's credibility matrices A, coefficients and premiums and the
+    # crossed model's Z and premiums: numpy after sampling, equal to PyMC's deterministics
+    import pymc as pm
+
+    from bayescred.sampling import _stored
+
+    if factory == "crossed":
+        credit = bc.datasets.load("credit_insurance")
+        model = bc.models.crossed(credit, factors=["status", "experience"], response="mean_payment", weight="count",
+                                  within_ss=credit.attrs["within_ss"], within_df=credit.attrs["within_df"])
+        pairs = {"Z": "Z", "premium_conditional_mean": "premium"}
+    else:
+        model = bc.models.hachemeister(bc.datasets.load("hachemeister"), group="state", time="period",
+                                       response="severity", weight="claims", centering="group",
+                                       structure=factory.split("_")[1])
+        pairs = {"A": "A", "risk_coef_conditional_mean": "risk_coef", "premium_conditional_mean": "premium", "k": "k"}
+    assert not set(pairs.values()) - {"k"} & set(_stored(model))
+    post = bc.sample(model, draws=50, tune=200, chains=1, random_seed=2)["posterior"].to_dataset()
+    free = [rv.name for rv in model.free_RVs]
+    ref = pm.compute_deterministics(post[free], var_names=list(set(pairs.values())), model=model, progressbar=False)
+    for mine, theirs in pairs.items():
+        np.testing.assert_allclose(post[mine].values, ref[theirs].values, rtol=1e-9, atol=1e-12, err_msg=mine)

@@ -411,12 +411,14 @@ def crossed_credibility_factors(xp, var_a, var_b, var_ab, sigma2, stats):
     return 1.0 - sigma2 / stats["weight"] * v_kk
 
 
-CROSSED_DRAW_BLOCK = 2**25  # float64 entries of the (draws x levels x levels) systems solved at once (256 MiB)
+CROSSED_DRAW_BLOCK = 2**24  # float64 entries of each (draws x levels x levels) array in flight (128 MiB)
 
 
-def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
-    """Draw (a, b, c) from their exact joint conditional distribution given the hyperparameters
-    (numpy; one row per posterior draw), in two exact steps:
+def crossed_posterior(rng, collective, var_a, var_b, var_ab, sigma2, stats):
+    """Per posterior draw (numpy; hyperparameters with one row per draw): each cell's
+    credibility factor Z = diag(C V_m^-1), the conditional means of (a, b, c) (the BLUPs of
+    :func:`crossed_conditional_means`) and one exact draw of (a, b, c) from their joint
+    conditional distribution, in two exact steps:
 
     * (a, b) with c integrated out: r = ybar - m = A a + B b + (c + e), c + e ~ N(0, D),
       D = var_ab + sigma2/w, so (a, b) | r ~ N(P^-1 G'D^-1 r, P^-1) with G = [A B] and
@@ -424,8 +426,9 @@ def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
       batched over draws (a component at 0 gets precision 1e300);
     * c | a, b cell by cell: N(var_ab/D (r - a_i - b_j), var_ab (sigma2/w) / D).
 
-    Their mean is :func:`crossed_conditional_means`; the cost is O(draws x levels^3), not
-    O(draws x cells^3)."""
+    Z_k = 1 - (sigma2/w_k) (V_m^-1)_kk with (V_m^-1)_kk = 1/D_k - g_k'P^-1 g_k / D_k^2 (Woodbury,
+    g_k = G'e_k). O(draws x levels^3), nothing of size cells x cells. Returns
+    (Z, (mean_a, mean_b, mean_c), (a, b, c)), each (draws, nodes)."""
     ia, ib = stats["index_a"], stats["index_b"]
     na, nb = stats["size_a"], stats["size_b"]
     q, K = na + nb, len(ia)
@@ -439,17 +442,21 @@ def crossed_effect_draws(rng, collective, var_a, var_b, var_ab, sigma2, stats):
     h = np.concatenate([segsum(np, inv_d * r, ia, na), segsum(np, inv_d * r, ib, nb)], axis=1)
     prior = np.concatenate([np.repeat(1.0 / np.maximum(var_a, tiny)[:, None], na, axis=1),
                             np.repeat(1.0 / np.maximum(var_b, tiny)[:, None], nb, axis=1)], axis=1)
-    ab = np.empty((len(r), q))
+    mean_ab, ab, gPg = np.empty((len(r), q)), np.empty((len(r), q)), np.empty((len(r), K))
     block = max(1, CROSSED_DRAW_BLOCK // (q * q))
     for lo in range(0, len(r), block):
         part = slice(lo, lo + block)
         P = segsum(np, np.tile(inv_d[part], 4), position, q * q).reshape(-1, q, q)
         P[:, np.arange(q), np.arange(q)] += prior[part]
         L = np.linalg.cholesky(P)
-        mean = np.linalg.solve(P, h[part][..., None])[..., 0]
-        z = rng.standard_normal((len(mean), q, 1))
-        ab[part] = mean + np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
-    a, b = ab[:, :na], ab[:, na:]
+        Pinv = np.linalg.inv(P)
+        mean_ab[part] = np.einsum("sqr,sr->sq", Pinv, h[part])
+        z = rng.standard_normal((len(L), q, 1))
+        ab[part] = mean_ab[part] + np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
+        gPg[part] = Pinv[:, ia, ia] + Pinv[:, na + ib, na + ib] + 2.0 * Pinv[:, ia, na + ib]
+    Z = 1.0 - sigma2[:, None] / w * (inv_d - gPg * inv_d**2)
     shrink = var_ab[:, None] * inv_d
+    mean_c = shrink * (r - mean_ab[:, ia] - mean_ab[:, na + ib])
+    a, b = ab[:, :na], ab[:, na:]
     c = shrink * (r - a[:, ia] - b[:, ib]) + np.sqrt(shrink * sigma2[:, None] / w) * rng.standard_normal((len(r), K))
-    return a, b, c
+    return Z, (mean_ab[:, :na], mean_ab[:, na:], mean_c), (a, b, c)

@@ -16,8 +16,8 @@ from ..portfolio import summarise, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ..likelihood.gaussian import (LOG2PI, crossed_conditional_means, crossed_credibility_factors, crossed_effect_draws,
-                                   crossed_loglik)
+from ..likelihood.gaussian import (LOG2PI, crossed_conditional_means, crossed_credibility_factors, crossed_loglik,
+                                   crossed_posterior)
 
 
 def _cells(data, factors, response, weight, within_ss, within_df):
@@ -167,7 +167,8 @@ def crossed(data, factors, response: str, weight: str | None = None, interaction
 
     attach(model, ModelInfo(factory="crossed", likelihood=likelihood, observed=response,
                             augment=_augmenter(a, b, interaction, ia, ib, response, likelihood),
-                            renames={"premium": "premium_conditional_mean"} if likelihood == "marginal" else {},
+                            # per-cell quantities of the marginal model: computed after sampling (augment)
+                            after=("Z", "premium") if likelihood == "marginal" else (),
                             # with few levels per factor the between SDs are wide and skewed:
                             # 0.9 left 3 divergences in 4,000 draws on credit_insurance, 0.95 none
                             target_accept=0.95))
@@ -187,8 +188,12 @@ def _augmenter(a, b, interaction, ia, ib, response, likelihood):
             between = stack_draws(posterior, "between")
             var_ab = between[:, 2] if interaction else np.zeros(len(m))
             stats = {"index_a": ia, "index_b": ib, "size_a": len(coords[a]), "size_b": len(coords[b]), "weight": w, "mean": x}
-            ua, ub, uab = crossed_effect_draws(rng, m - loc, between[:, 0], between[:, 1], var_ab, within, stats)
+            Z, (ea, eb, eab), (ua, ub, uab) = crossed_posterior(rng, m - loc, between[:, 0], between[:, 1], var_ab, within,
+                                                                stats)
             theta = m[:, None] + ua[:, ia] + ub[:, ib] + uab
+            out["posterior"]["Z"] = unstack_draws(Z, posterior, ["cell"], coords)
+            out["posterior"]["premium_conditional_mean"] = unstack_draws(m[:, None] + ea[:, ia] + eb[:, ib] + eab, posterior,
+                                                                         ["cell"], coords)
             out["posterior"][f"u_{a}"] = unstack_draws(ua, posterior, [a], coords)
             out["posterior"][f"u_{b}"] = unstack_draws(ub, posterior, [b], coords)
             if interaction:

@@ -18,7 +18,7 @@ from ..portfolio import cross_products, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
-from ..likelihood.gaussian import LOG2PI, _mat, mm2, mv2, regression_blocks, regression_loglik
+from ..likelihood.gaussian import LOG2PI, _mat, inv2, mm2, mv2, regression_blocks, regression_loglik
 
 CENTERINGS = ("origin", "global", "group")
 
@@ -174,8 +174,8 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
                              dims=("coef", "coef_"))
         sigma = P.register("within_sd", chosen["within_sd"], spec["within_sd"])
         within = pm.Deterministic("within", sigma**2)
-        pm.Deterministic("k", within * pt.linalg.inv(U), dims=("coef", "coef_"))
         Ue, Me = _mat(U), _mat(d["M"])
+        pm.Deterministic("k", _stack2(tuple(within * x for x in inv2(Ue))), dims=("coef", "coef_"))
         H, E = regression_blocks(Ue, within, Me)
         pm.Deterministic("A", _stack2(mm2(E, Me)), dims=(group, "coef", "coef_"))
         x_next = (1.0, d["t_next"])
@@ -201,8 +201,9 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
 
     attach(model, ModelInfo(
         factory="hachemeister", likelihood=likelihood, observed=response, augment=_augmenter(group, response, likelihood),
-        renames={"premium": "premium_conditional_mean", "risk_coef": "risk_coef_conditional_mean"}
-        if likelihood == "marginal" else {},
+        # the per-risk quantities of the marginal model are computed after sampling, vectorised
+        # (augment), not carried through every draw by the sampler
+        after=("A", "risk_coef", "premium") if likelihood == "marginal" else (),
     ))
     return model
 
@@ -214,7 +215,7 @@ def _augmenter(group, response, likelihood):
         w = np.asarray(model["weight"].get_value())
         t_next = np.asarray(model["t_next"].get_value())
         loc = float(model["location"].get_value())
-        coords = {group: list(model.coords[group]), "coef": list(model.coords["coef"])}
+        coords = {group: list(model.coords[group]), "coef": list(model.coords["coef"]), "coef_": list(model.coords["coef_"])}
         beta = stack_draws(posterior, "collective")
         within = stack_draws(posterior, "within")[:, None]
         out = {"posterior": {}}
@@ -227,6 +228,10 @@ def _augmenter(group, response, likelihood):
             dev = (b[:, 0] - Mb[0], b[:, 1] - Mb[1])
             shift = mv2(E, dev)
             mean = (beta[:, :1] + shift[0], beta[:, 1:] + shift[1])
+            A = np.stack(np.broadcast_arrays(*mm2(E, Me)), axis=-1)  # entries 00, 01, 10, 11, as _stack2
+            out["posterior"]["A"] = unstack_draws(A.reshape(*A.shape[:-1], 2, 2), posterior, [group, "coef", "coef_"], coords)
+            out["posterior"]["risk_coef_conditional_mean"] = unstack_draws(np.stack(mean, axis=-1), posterior, [group, "coef"], coords)
+            out["posterior"]["premium_conditional_mean"] = unstack_draws(mean[0] + t_next * mean[1], posterior, [group], coords)
             c00, c01, c11 = within * E[0], within * 0.5 * (E[1] + E[2]), within * E[3]
             l00 = np.sqrt(np.maximum(c00, 0.0))
             l10 = np.divide(c01, l00, out=np.zeros_like(c01), where=l00 > 0)
