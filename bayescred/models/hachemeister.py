@@ -163,18 +163,19 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         else:
             # LKJ(eta) on a 2 x 2 correlation matrix is exactly (1 + rho)/2 ~ Beta(eta, eta)
             rho = 2.0 * pm.Beta("between_corr_unit", eta, eta) - 1.0
-        chol = pt.stack([pt.stack([sd[0], 0.0 * sd[0]]), pt.stack([rho * sd[1], pt.sqrt(1 - rho**2) * sd[1]])])
+        # L = [[l00, 0], [l10, l11]], U = L L' entry by entry: the log density reads these scalars,
+        # never a stacked matrix, so its gradient has no join/split to compile
+        l00, l10, l11 = sd[0], rho * sd[1], pt.sqrt(1 - rho**2) * sd[1]
         if "between_sd" not in model.named_vars:
             pm.Deterministic("between_sd", sd, dims="coef")
         if correlated:
             pm.Deterministic("between_corr", rho)
-        # U = L L' entry by entry (nutpie's numba backend fails on a stored matmul of a transpose)
-        off = chol[0, 0] * chol[1, 0]
-        U = pm.Deterministic("between", _stack2((chol[0, 0] ** 2, off, off, chol[1, 0] ** 2 + chol[1, 1] ** 2)),
-                             dims=("coef", "coef_"))
+        off = l00 * l10
+        Ue = (l00**2, off, off, l10**2 + l11**2)
+        pm.Deterministic("between", _stack2(Ue), dims=("coef", "coef_"))
         sigma = P.register("within_sd", chosen["within_sd"], spec["within_sd"])
         within = pm.Deterministic("within", sigma**2)
-        Ue, Me = _mat(U), _mat(d["M"])
+        Me = _mat(d["M"])
         pm.Deterministic("k", _stack2(tuple(within * x for x in inv2(Ue))), dims=("coef", "coef_"))
         H, E = regression_blocks(Ue, within, Me)
         pm.Deterministic("A", _stack2(mm2(E, Me)), dims=(group, "coef", "coef_"))
@@ -188,7 +189,7 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
             pm.Potential("marginal_likelihood", ll.sum())
         else:
             z = pm.Normal("u_raw", 0.0, 1.0, dims=(group, "coef"))
-            u = pm.Deterministic("u", z @ chol.T, dims=(group, "coef"))
+            u = pm.Deterministic("u", pt.stack([l00 * z[:, 0], l10 * z[:, 0] + l11 * z[:, 1]], axis=-1), dims=(group, "coef"))
             tc = ((beta[0] - loc) + u[:, 0], beta[1] + u[:, 1])  # centred, as the cross-products
             theta = (tc[0] + loc, tc[1])
             Mt = mv2(Me, tc)
