@@ -267,30 +267,45 @@ def regression_criterion(U, sigma2, stats, reml: bool = True) -> Profiled:
 
 # ---------------------------------------------------------------- crossed classification
 
+def _crossed_scatter(stats):
+    """Constant index arrays of the crossed kernels: each cell's four positions (i, i),
+    (j, j), (i, j), (j, i) in the flattened (levels x levels) matrix F'D^-1F (i a level of a,
+    j = size_a + the level of b), the cell of each position, and masks picking the
+    positions' factor products (a a, b b, a b) and the levels of each factor."""
+    ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
+    q, K = na + nb, len(ia)
+    jb = na + ib
+    position = np.concatenate([ia * q + ia, jb * q + jb, ia * q + jb, jb * q + ia])
+    kind = np.repeat(np.arange(4), K)
+    return {"position": position, "cell": np.tile(np.arange(K), 4), "aa": (kind == 0) * 1.0, "bb": (kind == 1) * 1.0,
+            "ab": (kind >= 2) * 1.0, "level_a": (np.arange(q) < na) * 1.0, "level_b": (np.arange(q) >= na) * 1.0}
+
+
 def _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats):
     """V_m = D + F F', D = diag(var_ab + sigma2/w_c), F = [A sd_a, B sd_b] (A, B the cells'
-    incidence on the levels of each factor): D, 1/D and the Cholesky factor L of
-    I + F'D^-1F, (I+J) x (I+J)."""
-    ia, ib = stats["index_a"], stats["index_b"]
+    incidence on the levels of each factor): D, 1/D, the Cholesky factor L of
+    I + F'D^-1F, (I+J) x (I+J), the two SDs and the constant indices. F'D^-1F is one scatter
+    of the cells' 1/D into a flat vector (no stacked or joined pieces: the pytensor gradient
+    stays a gather)."""
     na, nb = stats["size_a"], stats["size_b"]
+    q = na + nb
+    ix = _crossed_scatter(stats)
     D = var_ab + sigma2 / stats["weight"]
     inv_d = 1.0 / D
     sa, sb = xp.sqrt(var_a), xp.sqrt(var_b)
-    q = na + nb
-    FtDF = xp.zeros((q, q))
-    FtDF = arrays.add_at(xp, FtDF, ia, ia, var_a * inv_d)
-    FtDF = arrays.add_at(xp, FtDF, na + ib, na + ib, var_b * inv_d)
-    FtDF = arrays.add_at(xp, FtDF, ia, na + ib, sa * sb * inv_d)
-    FtDF = arrays.add_at(xp, FtDF, na + ib, ia, sa * sb * inv_d)
+    values = take(inv_d, ix["cell"]) * (var_a * ix["aa"] + var_b * ix["bb"] + sa * sb * ix["ab"])
+    FtDF = segsum(xp, values, ix["position"], q * q).reshape((q, q))
     L = arrays.cholesky(xp, xp.eye(q) + FtDF)
-    return D, inv_d, L, (sa, sb)
+    return D, inv_d, L, (sa, sb, ix)
 
 
 def _crossed_half(xp, parts, stats, r):
     """h = L^-1 F'D^-1 r, so that r'V_m^-1 s = r'D^-1 s - h_r'h_s."""
-    _, inv_d, L, (sa, sb) = parts
+    _, inv_d, L, (sa, sb, ix) = parts
     ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
-    FtDr = xp.concatenate([sa * segsum(xp, inv_d * r, ia, na), sb * segsum(xp, inv_d * r, ib, nb)])
+    q = na + nb
+    dr = inv_d * r
+    FtDr = (sa * ix["level_a"] + sb * ix["level_b"]) * (segsum(xp, dr, ia, q) + segsum(xp, dr, na + ib, q))
     return arrays.solve_lower(xp, L, FtDr)
 
 
@@ -386,7 +401,7 @@ def crossed_conditional_means(xp, collective, var_a, var_b, var_ab, sigma2, stat
     V_m^-1 r = D^-1 (r - F L'^-1 h) by Woodbury (docs/formulas.md §6). One set of
     hyperparameters (scalars)."""
     parts = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
-    _, inv_d, L, (sa, sb) = parts
+    _, inv_d, L, (sa, sb, _) = parts
     ia, ib, na = stats["index_a"], stats["index_b"], stats["size_a"]
     r = stats["mean"] - collective
     g = arrays.solve_upper(xp, L.T, _crossed_half(xp, parts, stats, r))
@@ -400,13 +415,13 @@ def crossed_credibility_factors(xp, var_a, var_b, var_ab, sigma2, stats):
     Woodbury (V_m^-1)_kk = 1/D_k - |L^-1 f_k|^2 / D_k^2 with f_k = F'e_k (the factor's scaled
     incidence of cell k): O(cells x levels^2), no cells x cells solve. One set of
     hyperparameters (scalars)."""
-    D, inv_d, L, (sa, sb) = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
+    D, inv_d, L, (sa, sb, ix) = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
     ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
     cells = np.arange(len(ia))
-    Ea, Eb = np.zeros((na, len(ia))), np.zeros((nb, len(ia)))
-    Ea[ia, cells] = 1.0
-    Eb[ib, cells] = 1.0
-    G = arrays.solve_lower(xp, L, xp.concatenate([sa * Ea, sb * Eb], axis=0))
+    E = np.zeros((na + nb, len(ia)))  # F' = diag(sd of each level's factor) E
+    E[ia, cells] = 1.0
+    E[na + ib, cells] = 1.0
+    G = arrays.solve_lower(xp, L, (sa * ix["level_a"] + sb * ix["level_b"])[:, None] * E)
     v_kk = inv_d - xp.sum(G * G, axis=0) * inv_d**2
     return 1.0 - sigma2 / stats["weight"] * v_kk
 
