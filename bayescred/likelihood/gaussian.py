@@ -451,9 +451,7 @@ def crossed_posterior(rng, collective, var_a, var_b, var_ab, sigma2, stats):
     tiny = 1e-300
     D = var_ab[:, None] + sigma2[:, None] / w
     inv_d = 1.0 / D
-    # P's off-prior part G'D^-1G: each cell adds 1/D_k at (i, i), (j, j), (i, j) and (j, i)
-    rows, cols = np.concatenate([ia, na + ib, ia, na + ib]), np.concatenate([ia, na + ib, na + ib, ia])
-    position = rows * q + cols
+    ix = _crossed_scatter(stats)  # P's off-prior part G'D^-1G: each cell's 1/D at (i, i), (j, j), (i, j), (j, i)
     h = np.concatenate([segsum(np, inv_d * r, ia, na), segsum(np, inv_d * r, ib, nb)], axis=1)
     prior = np.concatenate([np.repeat(1.0 / np.maximum(var_a, tiny)[:, None], na, axis=1),
                             np.repeat(1.0 / np.maximum(var_b, tiny)[:, None], nb, axis=1)], axis=1)
@@ -461,13 +459,13 @@ def crossed_posterior(rng, collective, var_a, var_b, var_ab, sigma2, stats):
     block = max(1, CROSSED_DRAW_BLOCK // (q * q))
     for lo in range(0, len(r), block):
         part = slice(lo, lo + block)
-        P = segsum(np, np.tile(inv_d[part], 4), position, q * q).reshape(-1, q, q)
+        P = segsum(np, inv_d[part][:, ix["cell"]], ix["position"], q * q).reshape(-1, q, q)
         P[:, np.arange(q), np.arange(q)] += prior[part]
-        L = np.linalg.cholesky(P)
-        Pinv = np.linalg.inv(P)
+        Lt_inv = np.swapaxes(np.linalg.inv(np.linalg.cholesky(P)), 1, 2)  # P = LL': P^-1 = L'^-1 L^-1
+        Pinv = Lt_inv @ np.swapaxes(Lt_inv, 1, 2)
         mean_ab[part] = np.einsum("sqr,sr->sq", Pinv, h[part])
-        z = rng.standard_normal((len(L), q, 1))
-        ab[part] = mean_ab[part] + np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
+        z = rng.standard_normal((len(P), q, 1))
+        ab[part] = mean_ab[part] + (Lt_inv @ z)[..., 0]
         gPg[part] = Pinv[:, ia, ia] + Pinv[:, na + ib, na + ib] + 2.0 * Pinv[:, ia, na + ib]
     Z = 1.0 - sigma2[:, None] / w * (inv_d - gPg * inv_d**2)
     shrink = var_ab[:, None] * inv_d
