@@ -33,15 +33,6 @@ def take(values, index):
     return values[..., index]
 
 
-def add_at(xp, matrix, rows, cols, values):
-    """matrix[rows, cols] += values, repeated positions accumulating."""
-    if is_numpy(xp):
-        out = np.array(matrix, dtype=float)
-        np.add.at(out, (rows, cols), values)
-        return out
-    return xp.inc_subtensor(matrix[rows, cols], values)
-
-
 def cholesky(xp, a):
     return np.linalg.cholesky(a) if is_numpy(xp) else xp.linalg.cholesky(a)
 
