@@ -73,17 +73,18 @@ _LARGE = 20_000  # per-draw elements of deterministics above which they are comp
 
 
 def _stored(model) -> list[str]:
-    """What the sampler keeps: the parameters and, for models of moderate size, the
-    deterministics; never the pointwise log-likelihood (computed afterwards when asked for)
-    nor what the factory's ``augment`` computes itself (``ModelInfo.after``). With many
-    risks the per-risk deterministics are computed after sampling, vectorised, which is
-    much cheaper than streaming them through the sampler."""
-    info = info_of(model)
-    skip = {"loglik", *(info.after if info is not None else ())}
-    sizes = {d.name: _size(model, d) for d in model.deterministics if d.name not in skip}
+    """What the sampler keeps. For a factory's model, the parameters alone: its deterministics
+    are computed after sampling, vectorised over the draws (:func:`_evaluate`), so the
+    sampler's compiled code holds the log density and the parameters' transforms only (the
+    deterministics in nutpie's compiled expansion cost 1.6 s of numba compilation on a
+    machine's first Hachemeister fit). For any other PyMC model, also the deterministics of
+    moderate size; never the pointwise log-likelihood (computed afterwards when asked for)."""
+    params = [rv.name for rv in model.free_RVs]
+    if info_of(model) is not None:
+        return params
+    sizes = {d.name: _size(model, d) for d in model.deterministics if d.name != "loglik"}
     large = sum(sizes.values()) > _LARGE
-    keep = [n for n, size in sizes.items() if not (large and size > 1_000)]
-    return [rv.name for rv in model.free_RVs] + keep
+    return params + [n for n, size in sizes.items() if not (large and size > 1_000)]
 
 
 def _size(model, var) -> int:
@@ -95,9 +96,50 @@ def _size(model, var) -> int:
 
 
 def _deferred(model, stored) -> list[str]:
+    """The deterministics computed after sampling: all but those stored, the pointwise
+    log-likelihood and what the factory's ``augment`` computes itself (``ModelInfo.after``)."""
     info = info_of(model)
     skip = {"loglik", *stored, *(info.after if info is not None else ())}
     return [d.name for d in model.deterministics if d.name not in skip]
+
+
+_CHUNK = 4_000_000  # output elements per call of the vectorised deterministics
+
+
+def _evaluate(model, posterior: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """The deterministics ``names`` at every draw of ``posterior``, for a factory's model: the
+    model's own graph, vectorised over the draws (``vectorize_graph``) and run by PyTensor's
+    Python linker, i.e. numpy, a block of draws at a time; nothing is compiled, so a machine's
+    first fit pays no compilation for them. Equal to ``pm.compute_deterministics``
+    (tests/test_sampling.py)."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import Mode
+    from pytensor.graph.replace import vectorize_graph
+
+    rvs = list(model.free_RVs)
+    batched = {rv: pt.tensor(name=rv.name, shape=(None, *rv.type.shape), dtype=rv.dtype) for rv in rvs}
+    outputs = vectorize_graph([model[name] for name in names], replace=batched)
+    fn = pytensor.function(list(batched.values()), outputs, mode=Mode(linker="py", optimizer="fast_compile"),
+                           on_unused_input="ignore")
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    flat = [posterior[rv.name].values.reshape(chains * draws, *posterior[rv.name].shape[2:]) for rv in rvs]
+    per_draw = sum(_size(model, model[name]) for name in names)
+    block = max(1, _CHUNK // max(per_draw, 1))
+    parts = [fn(*[x[start:start + block] for x in flat]) for start in range(0, chains * draws, block)]
+    out = {}
+    for i, name in enumerate(names):
+        values = [np.asarray(p[i]) for p in parts]
+        if values[0].ndim == model[name].ndim:  # a deterministic no parameter moves: the same at every draw
+            values = np.broadcast_to(values[0], (chains * draws, *values[0].shape)).copy()
+        else:
+            values = np.concatenate(values) if len(values) > 1 else values[0]
+        values = values.reshape(chains, draws, *values.shape[1:])
+        dims = model.named_vars_to_dims.get(name) or [f"{name}_dim_{j}" for j in range(values.ndim - 2)]
+        coords = {d: list(model.coords[d]) for d in dims if d in model.coords}
+        out[name] = xr.DataArray(values, dims=("chain", "draw", *dims),
+                                 coords={"chain": posterior["chain"], "draw": posterior["draw"], **coords})
+    return xr.Dataset(out)
 
 
 def _current_data(model) -> dict:
@@ -229,7 +271,9 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     posterior = tree["posterior"].to_dataset()
     posterior.attrs["bayescred_sampler"] = backend
     deferred = _deferred(model, _stored(model))
-    if deferred:
+    if deferred and info is not None:
+        posterior = posterior.assign(_evaluate(model, posterior, deferred))
+    elif deferred:
         posterior = posterior.assign(pm.compute_deterministics(posterior, var_names=deferred, model=model,
                                                                progressbar=False))
     groups = {"posterior": posterior, "sample_stats": tree["sample_stats"].to_dataset()}
@@ -241,8 +285,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
         return xr.DataTree.from_dict(groups)
 
     if log_likelihood and "loglik" in model.named_vars:
-        ll = pm.compute_deterministics(posterior, var_names=["loglik"], model=model, progressbar=False)
-        groups["log_likelihood"] = xr.Dataset({info.observed: ll["loglik"]})
+        groups["log_likelihood"] = xr.Dataset({info.observed: _evaluate(model, posterior, ["loglik"])["loglik"]})
     posterior = posterior.rename({k: v for k, v in info.renames.items() if k in posterior})
     if summary:
         groups["posterior"] = posterior

@@ -170,19 +170,30 @@ def test_lean_compilation_gives_pymcs_log_density_gradient_and_trace_values(fact
 
 
 def test_lean_expand_refuses_data_of_another_size():
-    # with one risk fewer the per-risk values no longer fill the trace: an error status, never
-    # a read past the end (bc.sample recompiles when the data change size)
+    # with one row fewer the per-row values no longer fill the trace: an error status, never
+    # a read past the end (bc.sample recompiles when the data change size). A factory's model
+    # stores its parameters alone, so a plain PyMC model with a per-row deterministic stands in
+    import pymc as pm
+
     from bayescred._nutpie import compile_model
     from bayescred.sampling import _stored
 
-    # gamma severity's marginal model stores per-risk values (Z, premium) with no per-risk parameter
-    data = bc.datasets.load("hachemeister")
-    model = bc.models.gamma_severity(data, group="state", severity="severity", claims="claims")
-    compiled = _swap(compile_model(model, _stored(model)),
-                     bc.models.gamma_severity(data[data["state"] != 2], group="state", severity="severity", claims="claims"))
-    x = compiled.initial_point_func(1)
+    def model_of(x):
+        with pm.Model() as model:
+            data = pm.Data("x", x)
+            slope = pm.Normal("slope")
+            pm.Deterministic("fitted", slope * data)
+            pm.Normal("y", slope * data, 1.0, observed=np.ones_like(x))
+        return model
+
+    x = np.linspace(0.0, 1.0, 12)
+    model = model_of(x)
+    assert "fitted" in _stored(model)
+    compiled = compile_model(model, _stored(model))
+    compiled = compiled.with_data(x=x[:-1])
+    point = compiled.initial_point_func(1)
     out = np.zeros(compiled.n_expanded)
-    assert _call(compiled.compiled_expand_func, compiled.n_dim, compiled.n_expanded, x, out,
+    assert _call(compiled.compiled_expand_func, compiled.n_dim, compiled.n_expanded, point, out,
                  compiled.user_data.ctypes.data) == -3
 
 
@@ -260,3 +271,58 @@ def test_regression_and_crossed_compute_risk_level_quantities_after_sampling(fac
     ref = pm.compute_deterministics(post[free], var_names=list(set(pairs.values())), model=model, progressbar=False)
     for mine, theirs in pairs.items():
         np.testing.assert_allclose(post[mine].values, ref[theirs].values, rtol=1e-9, atol=1e-12, err_msg=mine)
+
+
+def _every_factory():
+    """Each factory's model on bundled data, marginal and latent where both exist."""
+    h = bc.datasets.load("hachemeister")
+    p = bc.datasets.load("sim_poisson_gamma")
+    credit = bc.datasets.load("credit_insurance")
+    region = h.assign(region=np.where(h["state"] <= 2, "a", "b"))
+    m = bc.models
+    builders = {
+        "buhlmann": lambda lk: m.buhlmann(h, group="state", response="severity", likelihood=lk),
+        "buhlmann_straub": lambda lk: m.buhlmann_straub(h, group="state", response="severity", weight="claims",
+                                                        likelihood=lk),
+        "hierarchical": lambda lk: m.hierarchical(region, levels=["region", "state"], response="severity",
+                                                  weight="claims", likelihood=lk),
+        "hachemeister_correlated": lambda lk: m.hachemeister(h, group="state", time="period", response="severity",
+                                                             weight="claims", likelihood=lk, structure="correlated"),
+        "crossed": lambda lk: m.crossed(credit, factors=["status", "experience"], response="mean_payment",
+                                        weight="count", within_ss=credit.attrs["within_ss"],
+                                        within_df=credit.attrs["within_df"], likelihood=lk),
+        "poisson_gamma": lambda lk: m.poisson_gamma(p, group="company", claims="claims", exposure="exposure",
+                                                    likelihood=lk),
+        "gamma_severity": lambda lk: m.gamma_severity(h, group="state", severity="severity", claims="claims",
+                                                      likelihood=lk),
+    }
+    cases = [(f"{name}-{lk}", build, lk) for name, build in builders.items() for lk in ("marginal", "latent")]
+    cases += [("poisson_lognormal-latent", lambda lk: m.poisson_lognormal(p, group="company", claims="claims",
+                                                                          exposure="exposure"), "latent"),
+              ("gamma_lognormal-latent", lambda lk: m.gamma_lognormal(h, group="state", severity="severity",
+                                                                      claims="claims"), "latent")]
+    return cases
+
+
+@pytest.mark.parametrize("build,likelihood", [c[1:] for c in _every_factory()], ids=[c[0] for c in _every_factory()])
+def test_deterministics_after_sampling_equal_pymcs(build, likelihood):
+    # a factory's deterministics (and the pointwise log-likelihood) are not carried through the
+    # sampler but evaluated afterwards by the model's own graph, vectorised over the draws and
+    # run by numpy (sampling._evaluate): at random draws they must equal PyMC's own
+    import pymc as pm
+    import xarray as xr
+
+    from bayescred.sampling import _evaluate, _stored
+
+    model = build(likelihood)
+    assert _stored(model) == [rv.name for rv in model.free_RVs]
+    draws = pm.draw(model.free_RVs, draws=6, random_seed=4)
+    post = xr.Dataset({rv.name: xr.DataArray(np.asarray(v).reshape(2, 3, *np.shape(v)[1:]),
+                                             dims=("chain", "draw", *[f"{rv.name}_{i}" for i in range(np.ndim(v) - 1)]))
+                       for rv, v in zip(model.free_RVs, draws)})
+    names = [d.name for d in model.deterministics]
+    got = _evaluate(model, post, names)
+    ref = pm.compute_deterministics(post, var_names=names, model=model, progressbar=False)
+    for name in names:
+        assert got[name].dims[:2] == ("chain", "draw")
+        np.testing.assert_allclose(got[name].values, ref[name].values, rtol=1e-10, atol=1e-12, err_msg=name)
