@@ -203,6 +203,26 @@ def glmm_summary(fit, posterior, prob: float = 0.9) -> EBSummary:
                      extra={"quantity": "relativity"})
 
 
+def _credibility_matrices(cred, posterior, eb_prem, classical, prob, entry, args) -> pd.DataFrame:
+    """Regression credibility: the diagonal of each risk's credibility matrix A_j, one block of
+    columns per coefficient (classical, REML plug-in, posterior median and ETI), the
+    coefficient named as the variance components name it (``between[slope]``: ``slope``)."""
+    A = posterior["posterior"]["A"]
+    renames = entry.posterior_names(args) if entry is not None else {}
+    columns = {}
+    for coef in A["coef"].to_numpy():
+        name = renames.get(f"between[{coef}]", f"between[{coef}]")[len("between["):-1]
+        if classical is not None and f"A_{name}" in classical.table:
+            columns[f"classical_{name}"] = by_risk(classical.table, cred.index)[f"A_{name}"].to_numpy()
+        if f"A_{name}" in eb_prem:
+            columns[f"reml_{name}"] = eb_prem[f"A_{name}"].to_numpy()
+        draws = A.sel(coef=coef, coef_=coef).stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+        lo, hi = _eti(draws, prob)
+        columns.update({f"post_median_{name}": np.median(draws, axis=0), f"post_lower_{name}": lo,
+                        f"post_upper_{name}": hi})
+    return cred.assign(**columns)
+
+
 def compare(eb, posterior, classical=None, prob: float = 0.9, *, arguments: dict | None = None) -> Comparison:
     """Side-by-side tables of classical, EBLUP and posterior answers.
 
@@ -262,6 +282,8 @@ def compare(eb, posterior, classical=None, prob: float = 0.9, *, arguments: dict
         cred["post_median"] = zt["median"].to_numpy()
         cred["post_lower"] = zt["lower"].to_numpy()
         cred["post_upper"] = zt["upper"].to_numpy()
+    if "A" in posterior["posterior"]:
+        cred = _credibility_matrices(cred, posterior, eb_prem, classical, prob, entry, args)
     return Comparison(components, tab, cred, prob, posterior, eb, classical, quantity)
 
 

@@ -206,6 +206,29 @@ def test_classical_at_the_reml_u_is_the_reml_blup(data, structure, bar, hach, si
         assert err.value.column == "between"
 
 
+@pytest.mark.parametrize("data", ["hachemeister", "simulated"])
+@pytest.mark.parametrize("structure", ["diagonal", "correlated"])
+@pytest.mark.parametrize("centering", ["origin", "group"])
+def test_eb_credibility_matrices_are_the_classical_ones_at_the_reml_estimates(data, structure, centering, hach, sim):
+    """The EB arm's credibility matrices (the catalogue's summary, compared per risk with the
+    classical and posterior ones in compare_credibility.csv) are A_j = U(U + σ²M_j⁻¹)⁻¹ at the
+    REML U and σ²: the classical fit's A at those structure parameters (its own code path)."""
+    from bayescred import catalogue
+
+    frame, args = _portfolio(data, hach, sim)
+    args = {**args, "structure": structure, "centering": centering}
+    entry = catalogue.get("hachemeister")
+    eb = quietly(entry.eb, frame, args)
+    summary = quietly(entry.eb_summary, eb, args, frame)
+    U = entry.extra(eb, args, {})["between_matrix"]
+    timed = entry.frame(frame, args)
+    fit = bc.credibility.hachemeister(timed, **{k: args[k] for k in ("group", "response", "weight")}, time="time_c",
+                                      between=U, within=eb.sigma2, structure=structure)
+    A = fit.A
+    np.testing.assert_allclose(summary.premiums["A_intercept"].to_numpy(), A[:, 0, 0], rtol=1e-9)
+    np.testing.assert_allclose(summary.premiums["A_slope"].to_numpy(), A[:, 1, 1], rtol=1e-9)
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -282,6 +305,26 @@ def test_sampled_posterior_records_the_structure(hach):
     assert json.loads(post.attrs["bayescred_arguments"])["structure"] == "diagonal"
     assert "between_corr" not in post.data_vars
     assert float(np.abs(post["between"].sel(coef="intercept", coef_="period")).max()) == 0.0
+
+
+def test_comparison_tabulates_the_credibility_matrices_of_the_three_arms(hach):
+    # the diagonal of each risk's A, per coefficient (named as the variance components name it:
+    # the posterior's "period" coefficient is the slope): classical, REML plug-in, posterior
+    from bayescred import catalogue
+
+    args = {**ARGS, "centering": "group"}
+    entry = catalogue.get("hachemeister")
+    classical = quietly(entry.classical, hach, args)
+    eb = quietly(entry.eb, hach, args)
+    tree = bc.sample(entry.bayes(hach, args), draws=60, tune=100, chains=1, random_seed=11, progressbar=False)
+    cred = bc.compare(eb, tree, classical).credibility
+    for coef, posterior_coef in (("intercept", "intercept"), ("slope", "period")):
+        np.testing.assert_allclose(cred[f"classical_{coef}"], classical.table[f"A_{coef}"].to_numpy())
+        np.testing.assert_allclose(cred[f"reml_{coef}"], entry.eb_summary(eb, args, hach).premiums[f"A_{coef}"])
+        draws = tree["posterior"]["A"].sel(coef=posterior_coef, coef_=posterior_coef).values[0]
+        np.testing.assert_allclose(cred[f"post_median_{coef}"], np.median(draws, axis=0))
+        assert (cred[f"post_lower_{coef}"] <= cred[f"post_median_{coef}"]).all()
+        assert (cred[f"post_median_{coef}"] <= cred[f"post_upper_{coef}"]).all()
 
 
 # ---------------------------------------------------------------- actuar

@@ -111,14 +111,35 @@ class Hachemeister(GaussianEntry):
 
     def extra(self, fit, args, comps):
         """The REML U for the report's ellipse picture, and the future period."""
-        vc = fit.varcorr
-        rows = vc[vc["grp"] != "Residual"]
-        var = rows[rows["var2"].isna()]["vcov"].to_numpy(float)
-        U = np.diag(var)
-        cov = rows[rows["var2"].notna()]["vcov"].to_numpy(float)
-        if len(cov):
-            U[0, 1] = U[1, 0] = cov[0]
-        return {"between_matrix": U, "future": self.future(fit.model_frame, args)}
+        return {"between_matrix": _between_matrix(fit), "future": self.future(fit.model_frame, args)}
+
+    def add_credibility(self, fit, args, premiums, comps):
+        """Each risk's credibility matrix at the REML estimates, A_j = E_j M_j with
+        E_j = (sigma2 I + U M_j)^-1 U and M_j = X_j'W_jX_j, X_j = [1, time_c] (docs/formulas.md
+        §4); its diagonal as ``A_intercept`` and ``A_slope``, the classical table's columns."""
+        from ..likelihood.gaussian import regression_blocks
+
+        frame, group = fit.model_frame, args["group"]
+        w = frame[args["weight"]].to_numpy(float) if args.get("weight") else np.ones(len(frame))
+        t = frame["time_c"].to_numpy(float)
+        sums = pd.DataFrame({"w": w, "wt": w * t, "wtt": w * t * t}).groupby(frame[group].to_numpy()).sum()
+        sums = sums.reindex(premiums.index)
+        M = np.stack([sums["w"], sums["wt"], sums["wt"], sums["wtt"]], axis=-1).reshape(-1, 2, 2)
+        _, E = regression_blocks(_between_matrix(fit), np.asarray(fit.sigma2), M, np)
+        A = E @ M
+        premiums["A_intercept"] = A[:, 0, 0]
+        premiums["A_slope"] = A[:, 1, 1]
+
+
+def _between_matrix(fit) -> np.ndarray:
+    """The REML between matrix U (2 x 2; diagonal for the ``||`` structure)."""
+    vc = fit.varcorr
+    rows = vc[vc["grp"] != "Residual"]
+    U = np.diag(rows[rows["var2"].isna()]["vcov"].to_numpy(float))
+    cov = rows[rows["var2"].notna()]["vcov"].to_numpy(float)
+    if len(cov):
+        U[0, 1] = U[1, 0] = cov[0]
+    return U
 
 
 ENTRY = Hachemeister()

@@ -39,6 +39,18 @@ REBUILT = frozenset({"report.html"})  # what `bayescred report RUN` rewrites in 
 HYPER = ("collective", "between", "within", "k", "lam", "alpha")
 
 
+def _suffixed(headers: dict, columns) -> dict:
+    """Headers of per-coefficient columns such as ``reml_slope``: the header of ``reml``,
+    then the coefficient."""
+    out = {}
+    for column in columns:
+        for key in sorted(headers, key=len, reverse=True):
+            if column.startswith(key + "_"):
+                out[column] = f"{headers[key]} ({column[len(key) + 1:]})"
+                break
+    return out
+
+
 def _observed_name(posterior) -> str | None:
     if "observed_data" in posterior.children:
         names = list(posterior["observed_data"].data_vars)
@@ -250,7 +262,11 @@ def _page(run) -> str:
     tables += html.table(cmp.premiums.rename(columns=headers),
                          f"Premiums per risk: classical, EBLUP with its three SDs, posterior mean/SD/{pct} ETI, "
                          f"and posterior SD / EBLUP SD; EBLUP interval = {pct} normal with the second-order SD")
-    if len(cmp.credibility.columns):
+    if len(cmp.credibility.columns) and "A" in posterior["posterior"]:
+        tables += html.table(cmp.credibility.rename(columns=_suffixed(headers, cmp.credibility.columns)),
+                             f"Diagonal of each risk's credibility matrix A, per coefficient: classical, {method} "
+                             f"plug-in, posterior median and {pct} ETI")
+    elif len(cmp.credibility.columns):
         tables += html.table(cmp.credibility.rename(columns=headers),
                              f"Credibility factor Z: classical, {method} plug-in, posterior median and {pct} ETI")
     if run.eb_summary.singular:
