@@ -654,6 +654,15 @@ def r_levels(values: pd.Series) -> list:
         return sorted(distinct, key=lambda v: (type(v).__name__, str(v)))
 
 
+def _with_categories(s: pd.Series, categories) -> pd.Series:
+    """``s`` as a categorical with exactly ``categories`` (whose values it holds); a
+    categorical's codes are recoded (pandas no longer rebuilds one from categories that omit
+    its unused ones)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.set_categories(categories)
+    return pd.Series(pd.Categorical(s, categories=categories), index=s.index)
+
+
 def _as_categorical(values) -> pd.Series:
     s = pd.Series(getattr(values, "__wrapped__", values))
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -818,14 +827,14 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                         col,
                         list(data.index[unseen.to_numpy()]),
                     )
-                s = pd.Series(pd.Categorical(s, categories=known), index=s.index)
+                s = _with_categories(s, known)
         elif col in factors or col in base_levels or not _is_numeric(s):
             levs = r_levels(s)
             if col in base_levels:
                 base = match_level(col, levs, base_levels[col])
                 levs = [base] + [v for v in levs if v != base]
             learned[col] = levs
-            s = pd.Series(pd.Categorical(s, categories=levs), index=s.index)
+            s = _with_categories(s, levs)
         out[_alias(col)] = s.reset_index(drop=True)
     return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
 
@@ -1028,8 +1037,7 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     check_columns(parsed, data.columns)
     used = list(dict.fromkeys([*parsed.variables, *factors, *base_levels]))
     _check_missing(data, used)
-    frame, levels = _prepare(data, used, factors, base_levels, None)
-
+    read = set(_fixed_columns(parsed))  # the grouping columns are the random terms' business
     for what, nodes in (("the response", parsed.response_parts), ("an offset", parsed.offset_parts)):
         cols: list[str] = []
         for node in nodes:
@@ -1037,6 +1045,9 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
         for col in cols:
             if not _is_numeric(data[col]):
                 raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
+        read.update(cols)
+    prepared = [c for c in used if c in read or c in factors or c in base_levels]
+    frame, levels = _prepare(data, prepared, factors, base_levels, None)
     y = None
     if parsed.response_parts:
         parts = [_response_part(node, frame) for node in parsed.response_parts]
@@ -1091,10 +1102,18 @@ def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]
     """Integer codes and labels of a grouping factor; several columns are the interaction
     of the observed combinations (labels ``"a_level:b_level"``, ordered as R's
     ``interaction()`` with the first factor varying fastest)."""
+    dtype = data[columns[0]].dtype
+    if len(columns) == 1 and dtype != object and (pd.api.types.is_numeric_dtype(dtype)
+                                                  or pd.api.types.is_string_dtype(dtype)):
+        # one numeric or string column: its sorted distinct values in one pass (r_levels'
+        # order and labels; object columns, whose values may mix types, categoricals and
+        # dates take the general path below)
+        codes, uniques = pd.factorize(data[columns[0]], sort=True)
+        return codes.astype(np.int64), [str(v) for v in uniques]
     code, stride, keys = np.zeros(len(data), dtype=np.int64), 1, []
     for p in columns:
         levs = r_levels(data[p])
-        c = pd.Categorical(data[p], categories=levs).codes.astype(np.int64)
+        c = _with_categories(data[p], levs).cat.codes.to_numpy().astype(np.int64)
         code += stride * c
         stride *= max(len(levs), 1)
         keys.append(levs)

@@ -165,3 +165,41 @@ def test_offsets_and_cbind_response_on_new_rows():
     np.testing.assert_allclose(design.offset_for(d.iloc[[3, 1]]), (np.log(d.e) + d.x).to_numpy()[[3, 1]])
     np.testing.assert_allclose(design.transform(d.iloc[[3, 1]]), design.X[[3, 1]])
     assert design.response_name == "cbind(s, n - s)"
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series([5, 3, 11, 3, 0, 11]), pd.Series([0.5, -1.25, 0.5, 2.0]), pd.Series(list("zyxabcZ a") * 2),
+    pd.Series(["10", "9", "2", "b", "B", "_"], dtype="string"), pd.Series([True, False, True]),
+    pd.Series(["é", "e", "f", "E"]), pd.Series([3, 1, 2, 1], dtype="Int64"),
+    pd.Series(pd.to_datetime(["2020-01-02", "2019-05-01", "2020-01-02"])),
+    pd.Series([1, "a", 2.5, "b", 1], dtype=object),
+    pd.Series(pd.Categorical(["b", "a", "c", "a"], categories=["c", "b", "a", "d"])),
+], ids=["int", "float", "str", "string", "bool", "accents", "Int64", "dates", "mixed", "categorical"])
+def test_grouping_factor_codes_and_labels_follow_r_levels(values):
+    # one grouping column takes a one-pass path (pd.factorize) for numeric and string dtypes:
+    # the same codes and labels as R's factor() order (r_levels) gives, whatever the dtype
+    from bayescred.formula import grouping_factor, r_levels
+
+    codes, labels = grouping_factor(["g"], pd.DataFrame({"g": values}))
+    levels = r_levels(values)
+    present = [lev for lev in levels if (values == lev).any()]
+    assert labels == [str(lev) for lev in present]
+    assert [present[c] for c in codes] == list(values)
+
+
+def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_warnings():
+    # R's factor() keeps the categorical's order and drops its unused levels; pandas deprecates
+    # rebuilding a categorical from categories that omit unused ones, so the codes are recoded
+    import warnings
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.normal(size=60), "f": pd.Categorical(rng.choice(["a", "b"], 60),
+                                                                       categories=["c", "b", "a", "d"]),
+                         "g": pd.Categorical(np.repeat(list("uvwxyz"), 10), categories=list("zyxwvuq"))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = bc.lmm("y ~ f + (1 | g)", data)
+        predicted = fit.predict(data.head(4))
+    assert list(fit.fixef.index) == ["(Intercept)", "fa"]  # base "b": the categorical's first level present
+    assert fit.ranef()["level"].tolist()[:2] == ["z", "y"]
+    assert np.isfinite(predicted["premium"]).all()
