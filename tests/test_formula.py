@@ -203,3 +203,26 @@ def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_w
     assert list(fit.fixef.index) == ["(Intercept)", "fa"]  # base "b": the categorical's first level present
     assert fit.ranef()["level"].tolist()[:2] == ["z", "y"]
     assert np.isfinite(predicted["premium"]).all()
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ x", "y ~ x + z", "y ~ 0 + x + z", "y ~ x + z - 1", "y ~ 1 + z + x", "y ~ x + x", "y ~ `odd name` + x",
+    "y ~ n", "y ~ x + f", "y ~ x - z", "y ~ log(x) + z", "y ~ x:z",
+])
+def test_numeric_columns_design_equals_formulaics(formula, monkeypatch):
+    # an intercept and plain numeric columns are built without formulaic (its fixed cost is
+    # most of a small fit's set-up): the same matrix, names and new-data transform as formulaic's
+    from bayescred import formula as fm
+
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"y": rng.normal(size=12), "x": rng.uniform(1, 2, 12), "z": rng.normal(size=12),
+                         "odd name": rng.normal(size=12), "n": rng.integers(0, 5, 12), "f": list("ab") * 6})
+    new = data.sample(5, random_state=1)
+    fast = fm.fixed_design(formula, data)
+    built_here = not any(t in formula for t in ("f", "log", ":", "- z"))
+    assert isinstance(fast._spec, fm._NumericColumns) == built_here
+    monkeypatch.setattr(fm._NumericColumns, "of", classmethod(lambda cls, pieces, frame: None))
+    slow = fm.fixed_design(formula, data)
+    assert fast.names == slow.names
+    np.testing.assert_array_equal(fast.X, slow.X)
+    np.testing.assert_array_equal(fast.transform(new), slow.transform(new))
