@@ -985,21 +985,24 @@ def _rhs_design(pieces, frame: pd.DataFrame, what: str):
             _CONSTANT_DESIGNS[key] = (spec, row, names)
         spec, row, names = _CONSTANT_DESIGNS[key]
         return spec, np.repeat(row, len(frame), axis=0), names
-    numeric = _NumericColumns.of(pieces, frame)
-    if numeric is not None:
-        return numeric, numeric.matrix(frame), numeric.names
+    main = _MainEffects.of(pieces, frame)
+    if main is not None:
+        return main, main.matrix(frame), main.names
     return _rhs_materialise(pieces, leaves, frame, what)
 
 
 @dataclass(frozen=True)
-class _NumericColumns:
-    """The design of algebra that is an intercept and plain numeric columns (``x + z``,
-    ``0 + x``, ``1 + x``), which R's model.matrix leaves as they are: built without formulaic
-    (its fixed cost is about a millisecond a design, most of a small REML fit's set-up).
-    Equal to formulaic's design (tests/test_formula.py)."""
+class _MainEffects:
+    """The design of algebra that is an intercept and main effects of columns (``x + z``,
+    ``0 + f + x``), built without formulaic (its fixed cost is about a millisecond a design,
+    most of a small REML fit's set-up): a numeric column as it is; a factor (a categorical
+    column of the prepared frame, base level first) by R's treatment coding, indicators of
+    every level but the base, or of every level for the first factor of a model without
+    intercept (R's model.matrix rule, as ``_RMaterializer``). Equal to formulaic's design
+    (tests/test_formula.py)."""
 
     intercept: bool
-    columns: tuple  # the columns' aliases in the prepared frame
+    columns: tuple  # (alias in the prepared frame, codes of the levels indicated; None: numeric)
     names: list
 
     @classmethod
@@ -1009,24 +1012,40 @@ class _NumericColumns:
         if len(numbers) > 1 or (numbers and numbers[0] not in (("+", 1), ("+", 0), ("-", 1))):
             return None
         intercept = not numbers or numbers[0] == ("+", 1)
-        columns, names = {}, []
+        full = not intercept  # the first factor of a model without intercept: every level
+        columns, names, seen = [], ["(Intercept)"] * intercept, set()
         for sign, node in pieces:
             if isinstance(node, Num):
                 continue
             column = _alias(node.id) if isinstance(node, Name) else None
-            if sign != "+" or column not in frame.columns or not _is_numeric(frame[column]) \
-                    or isinstance(frame[column].dtype, pd.CategoricalDtype):
+            if sign != "+" or column not in frame.columns:
                 return None
-            if column not in columns:
-                columns[column] = None
-                names.append(deparse(node))
-        if not columns:
-            return None
-        return cls(intercept, tuple(columns), ["(Intercept)"] * intercept + names)
+            if column in seen:
+                continue
+            seen.add(column)
+            values, label = frame[column], deparse(node)
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                levels = list(values.cat.categories)
+                codes = tuple(range(0 if full else 1, len(levels)))
+                full = False
+                columns.append((column, codes))
+                names += [f"{label}{r_level(levels[c])}" for c in codes]
+            elif _is_numeric(values):
+                columns.append((column, None))
+                names.append(label)
+            else:
+                return None
+        return cls(intercept, tuple(columns), names) if columns else None
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        values = [frame[c].to_numpy(dtype=float) for c in self.columns]
-        return np.column_stack(([np.ones(len(frame))] if self.intercept else []) + values)
+        out = [np.ones(len(frame))] if self.intercept else []
+        for column, codes in self.columns:
+            if codes is None:
+                out.append(frame[column].to_numpy(dtype=float))
+            else:
+                observed = frame[column].cat.codes.to_numpy()
+                out += [(observed == c).astype(float) for c in codes]
+        return np.column_stack(out)
 
     def get_model_matrix(self, frame: pd.DataFrame, context=None) -> pd.DataFrame:
         """As formulaic's ModelSpec (FixedDesign.transform on new data)."""

@@ -207,22 +207,28 @@ def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_w
 
 @pytest.mark.parametrize("formula", [
     "y ~ x", "y ~ x + z", "y ~ 0 + x + z", "y ~ x + z - 1", "y ~ 1 + z + x", "y ~ x + x", "y ~ `odd name` + x",
-    "y ~ n", "y ~ x + f", "y ~ x - z", "y ~ log(x) + z", "y ~ x:z",
+    "y ~ n", "y ~ x + f", "y ~ 0 + f + g", "y ~ g + 0 + f + x", "y ~ x + f + b", "y ~ t", "y ~ f - 1 + x",
+    "y ~ x - z", "y ~ log(x) + z", "y ~ x:z", "y ~ f*x",
 ])
-def test_numeric_columns_design_equals_formulaics(formula, monkeypatch):
-    # an intercept and plain numeric columns are built without formulaic (its fixed cost is
-    # most of a small fit's set-up): the same matrix, names and new-data transform as formulaic's
+def test_main_effects_design_equals_formulaics(formula, monkeypatch):
+    # an intercept and main effects of numeric columns and factors are built without formulaic
+    # (its fixed cost is most of a small fit's set-up): the same matrix, names and new-data
+    # transform as formulaic's (R's model.matrix: treatment coding, the first factor of a model
+    # without intercept coded by all its levels; "t" is numeric declared a factor, base 3)
     from bayescred import formula as fm
 
     rng = np.random.default_rng(3)
-    data = pd.DataFrame({"y": rng.normal(size=12), "x": rng.uniform(1, 2, 12), "z": rng.normal(size=12),
-                         "odd name": rng.normal(size=12), "n": rng.integers(0, 5, 12), "f": list("ab") * 6})
-    new = data.sample(5, random_state=1)
-    fast = fm.fixed_design(formula, data)
-    built_here = not any(t in formula for t in ("f", "log", ":", "- z"))
-    assert isinstance(fast._spec, fm._NumericColumns) == built_here
-    monkeypatch.setattr(fm._NumericColumns, "of", classmethod(lambda cls, pieces, frame: None))
-    slow = fm.fixed_design(formula, data)
+    data = pd.DataFrame({"y": rng.normal(size=24), "x": rng.uniform(1, 2, 24), "z": rng.normal(size=24),
+                         "odd name": rng.normal(size=24), "n": rng.integers(0, 5, 24), "f": list("abc") * 8,
+                         "g": pd.Categorical(list("vu") * 12, categories=["v", "u", "w"]), "b": [True, False] * 12,
+                         "t": rng.choice([1.5, 3.0, 7.0], 24)})
+    new = data.sample(7, random_state=1)
+    options = dict(factors=["t"], base_levels={"t": 3.0})
+    fast = fm.fixed_design(formula, data, **options)
+    built_here = not any(t in formula for t in ("log", ":", "- z", "*"))
+    assert isinstance(fast._spec, fm._MainEffects) == built_here
+    monkeypatch.setattr(fm._MainEffects, "of", classmethod(lambda cls, pieces, frame: None))
+    slow = fm.fixed_design(formula, data, **options)
     assert fast.names == slow.names
     np.testing.assert_array_equal(fast.X, slow.X)
     np.testing.assert_array_equal(fast.transform(new), slow.transform(new))
