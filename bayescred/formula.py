@@ -1166,24 +1166,16 @@ def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]
     """Integer codes and labels of a grouping factor; several columns are the interaction
     of the observed combinations (labels ``"a_level:b_level"``, ordered as R's
     ``interaction()`` with the first factor varying fastest)."""
-    dtype = data[columns[0]].dtype
-    if len(columns) == 1 and dtype != object and (pd.api.types.is_numeric_dtype(dtype)
-                                                  or pd.api.types.is_string_dtype(dtype)):
-        # one numeric or string column: its sorted distinct values in one pass (r_levels'
-        # order and labels; object columns, whose values may mix types, categoricals and
-        # dates take the general path below)
-        codes, uniques = pd.factorize(data[columns[0]], sort=True)
-        return codes.astype(np.int64), [str(v) for v in uniques]
+    if len(columns) == 1:
+        codes, levels = _level_codes(data[columns[0]])
+        return codes, [str(v) for v in levels]
     code, stride, keys = np.zeros(len(data), dtype=np.int64), 1, []
     for p in columns:
-        levs = r_levels(data[p])
-        c = _with_categories(data[p], levs).cat.codes.to_numpy().astype(np.int64)
+        c, levs = _level_codes(data[p])
         code += stride * c
         stride *= max(len(levs), 1)
         keys.append(levs)
     observed, codes = np.unique(code, return_inverse=True)
-    if len(columns) == 1:
-        return codes.astype(np.int64), [str(keys[0][c]) for c in observed]
     labels = []
     for oc in observed:
         bits = []
@@ -1192,6 +1184,18 @@ def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]
             oc //= len(levs)
         labels.append(":".join(bits))
     return codes.astype(np.int64), labels
+
+
+def _level_codes(values: pd.Series) -> tuple[np.ndarray, list]:
+    """Each row's code into the column's levels in R's ``factor()`` order (:func:`r_levels`;
+    every level occurs). A numeric or string column takes one ``pd.factorize`` pass; object
+    columns (whose values may mix types), categoricals and dates take r_levels itself."""
+    dtype = values.dtype
+    if dtype != object and (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+        codes, uniques = pd.factorize(values, sort=True)
+        return codes.astype(np.int64), list(uniques)
+    levels = r_levels(values)
+    return _with_categories(values, levels).cat.codes.to_numpy().astype(np.int64), levels
 
 
 def group_labels(columns, data: pd.DataFrame) -> pd.Series:

@@ -185,6 +185,12 @@ def test_grouping_factor_codes_and_labels_follow_r_levels(values):
     present = [lev for lev in levels if (values == lev).any()]
     assert labels == [str(lev) for lev in present]
     assert [present[c] for c in codes] == list(values)
+    # with a second column: R's interaction() of the observed pairs, the first varying fastest
+    other = pd.Series(["q", "p"] * len(values))[: len(values)]
+    codes, labels = grouping_factor(["g", "h"], pd.DataFrame({"g": values, "h": other.to_numpy()}))
+    pairs = sorted({(present.index(v), o) for v, o in zip(values, other)}, key=lambda t: (t[1], t[0]))
+    assert labels == [f"{present[i]!s}:{o}" for i, o in pairs]
+    assert [labels[c] for c in codes] == [f"{present[present.index(v)]!s}:{o}" for v, o in zip(values, other)]
 
 
 def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_warnings():
