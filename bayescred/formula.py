@@ -18,7 +18,9 @@ parser (no ``eval`` of user text anywhere). The grammar and operator precedence 
 Every name is checked against the whitelist and the data before anything is computed, and
 the validated tree (not the user's text) is what reaches formulaic, which materialises the
 fixed part (contrasts, ``poly``, ``scale`` with their learned state, for ``transform`` on
-new data). Columns are coded and named as R's ``model.matrix``: a categorical factor gets
+new data); an intercept with main effects of plain columns (``x + zone``) is coded here
+directly, the same way (``_MainEffects``), without formulaic's fixed cost. Columns are coded
+and named as R's ``model.matrix``: a categorical factor gets
 treatment contrasts when the term without it is already in the model, full indicators
 otherwise; names such as ``(Intercept)``, ``zoneB``, ``x:zoneB``, ``poly(x, 2)1``,
 ``factor(temperature)175``, ``C(a, Sum)1``.
