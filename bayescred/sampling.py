@@ -271,8 +271,10 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     posterior = tree["posterior"].to_dataset()
     posterior.attrs["bayescred_sampler"] = backend
     deferred = _deferred(model, _stored(model))
-    if deferred and info is not None:
-        posterior = posterior.assign(_evaluate(model, posterior, deferred))
+    pointwise = info is not None and log_likelihood and "loglik" in model.named_vars
+    if info is not None and (deferred or pointwise):  # one vectorised evaluation for both
+        evaluated = _evaluate(model, posterior, deferred + ["loglik"] * pointwise)
+        posterior = posterior.assign(evaluated[deferred])
     elif deferred:
         posterior = posterior.assign(pm.compute_deterministics(posterior, var_names=deferred, model=model,
                                                                progressbar=False))
@@ -284,8 +286,8 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     if info is None:
         return xr.DataTree.from_dict(groups)
 
-    if log_likelihood and "loglik" in model.named_vars:
-        groups["log_likelihood"] = xr.Dataset({info.observed: _evaluate(model, posterior, ["loglik"])["loglik"]})
+    if pointwise:
+        groups["log_likelihood"] = xr.Dataset({info.observed: evaluated["loglik"]})
     posterior = posterior.rename({k: v for k, v in info.renames.items() if k in posterior})
     if summary:
         groups["posterior"] = posterior

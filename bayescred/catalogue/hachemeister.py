@@ -118,17 +118,15 @@ class Hachemeister(GaussianEntry):
         E_j = (sigma2 I + U M_j)^-1 U and M_j = X_j'W_jX_j, X_j = [1, time_c] (docs/formulas.md
         §4); its diagonal as ``A_intercept`` and ``A_slope``, the classical table's columns."""
         from ..likelihood.gaussian import regression_blocks
+        from ..portfolio import cross_products
 
-        frame, group = fit.model_frame, args["group"]
-        w = frame[args["weight"]].to_numpy(float) if args.get("weight") else np.ones(len(frame))
-        t = frame["time_c"].to_numpy(float)
-        sums = pd.DataFrame({"w": w, "wt": w * t, "wtt": w * t * t}).groupby(frame[group].to_numpy()).sum()
-        sums = sums.reindex(premiums.index)
-        M = np.stack([sums["w"], sums["wt"], sums["wt"], sums["wtt"]], axis=-1).reshape(-1, 2, 2)
+        cp = cross_products(fit.model_frame, args["group"], args["response"], ["time_c"], args.get("weight"),
+                            check=False)
+        M = cp["QWQ"]
         _, E = regression_blocks(_between_matrix(fit), np.asarray(fit.sigma2), M, np)
         A = E @ M
-        premiums["A_intercept"] = A[:, 0, 0]
-        premiums["A_slope"] = A[:, 1, 1]
+        for name, c in (("A_intercept", 0), ("A_slope", 1)):
+            premiums[name] = pd.Series(A[:, c, c], index=cp["levels"]).reindex(premiums.index).to_numpy()
 
 
 def _between_matrix(fit) -> np.ndarray:

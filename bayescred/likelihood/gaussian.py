@@ -452,7 +452,8 @@ def crossed_posterior(rng, collective, var_a, var_b, var_ab, sigma2, stats):
     D = var_ab[:, None] + sigma2[:, None] / w
     inv_d = 1.0 / D
     ix = _crossed_scatter(stats)  # P's off-prior part G'D^-1G: each cell's 1/D at (i, i), (j, j), (i, j), (j, i)
-    h = np.concatenate([segsum(np, inv_d * r, ia, na), segsum(np, inv_d * r, ib, nb)], axis=1)
+    dr = inv_d * r
+    h = np.concatenate([segsum(np, dr, ia, na), segsum(np, dr, ib, nb)], axis=1)
     prior = np.concatenate([np.repeat(1.0 / np.maximum(var_a, tiny)[:, None], na, axis=1),
                             np.repeat(1.0 / np.maximum(var_b, tiny)[:, None], nb, axis=1)], axis=1)
     mean_ab, ab, gPg = np.empty((len(r), q)), np.empty((len(r), q)), np.empty((len(r), K))
