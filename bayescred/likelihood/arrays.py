@@ -14,9 +14,11 @@ def is_numpy(xp) -> bool:
 
 def segsum(xp, values, index, size):
     """Sum the last axis of ``values`` by ``index`` into ``size`` bins (numpy: any leading
-    axes, through one sparse incidence product, 1-D by ``bincount``; pytensor: 1-D)."""
+    axes, through one sparse incidence product, 1-D by ``bincount``; pytensor: 1-D, into a
+    constant array of zeros: ``pt.zeros`` would be an Alloc, whose numba kernel alone takes
+    2.5 s to compile on a machine's first fit)."""
     if not is_numpy(xp):
-        return xp.inc_subtensor(xp.zeros(size)[index], values)
+        return xp.inc_subtensor(xp.as_tensor(np.zeros(size))[index], values)
     values = np.asarray(values, dtype=float)
     index = np.asarray(index)
     if values.ndim == 1:
