@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import arrays, spd
+from . import arrays, woodbury
 from .arrays import segsum, take
 
 LOG2PI = float(np.log(2 * np.pi))
@@ -283,11 +283,10 @@ def _crossed_scatter(stats):
 
 def _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats):
     """V_m = D + F F', D = diag(var_ab + sigma2/w_c), F = [A sd_a, B sd_b] (A, B the cells'
-    incidence on the levels of each factor): D, 1/D, S = I + F'D^-1F, (I+J) x (I+J), its
-    Cholesky factor L, the two SDs and the constant indices. F'D^-1F is one scatter of the
-    cells' 1/D into a flat vector (no stacked or joined pieces: the pytensor gradient stays a
-    gather). In a pytensor graph L is computed only where it is used (the log density
-    :func:`crossed_loglik` needs S alone)."""
+    incidence on the levels of each factor): D, 1/D, the Cholesky factor L of
+    I + F'D^-1F, (I+J) x (I+J), the two SDs and the constant indices. F'D^-1F is one scatter
+    of the cells' 1/D into a flat vector (no stacked or joined pieces: the pytensor gradient
+    stays a gather). The log density (:func:`_crossed_cells`) does without L."""
     na, nb = stats["size_a"], stats["size_b"]
     q = na + nb
     ix = _crossed_scatter(stats)
@@ -295,21 +294,19 @@ def _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats):
     inv_d = 1.0 / D
     sa, sb = xp.sqrt(var_a), xp.sqrt(var_b)
     values = take(inv_d, ix["cell"]) * (var_a * ix["aa"] + var_b * ix["bb"] + sa * sb * ix["ab"])
-    S = xp.eye(q) + segsum(xp, values, ix["position"], q * q).reshape((q, q))
-    return D, inv_d, S, arrays.cholesky(xp, S), (sa, sb, ix)
-
-
-def _crossed_ft(xp, parts, stats, dr):
-    """F'dr: the sums of dr over each level of a and of b, scaled by that factor's SD."""
-    sa, sb, ix = parts[-1]
-    ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
-    q = na + nb
-    return (sa * ix["level_a"] + sb * ix["level_b"]) * (segsum(xp, dr, ia, q) + segsum(xp, dr, na + ib, q))
+    FtDF = segsum(xp, values, ix["position"], q * q).reshape((q, q))
+    L = arrays.cholesky(xp, xp.eye(q) + FtDF)
+    return D, inv_d, L, (sa, sb, ix)
 
 
 def _crossed_half(xp, parts, stats, r):
     """h = L^-1 F'D^-1 r, so that r'V_m^-1 s = r'D^-1 s - h_r'h_s."""
-    return arrays.solve_lower(xp, parts[3], _crossed_ft(xp, parts, stats, parts[1] * r))
+    _, inv_d, L, (sa, sb, ix) = parts
+    ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
+    q = na + nb
+    dr = inv_d * r
+    FtDr = (sa * ix["level_a"] + sb * ix["level_b"]) * (segsum(xp, dr, ia, q) + segsum(xp, dr, na + ib, q))
+    return arrays.solve_lower(xp, L, FtDr)
 
 
 def _crossed_quad(xp, parts, stats, r):
@@ -320,18 +317,18 @@ def _crossed_quad(xp, parts, stats, r):
 
 def _crossed_logdet(xp, parts):
     """log|V_m| = log|D| + log|I + F'D^-1F|."""
-    D, L = parts[0], parts[3]
+    D, _, L, _ = parts
     return xp.sum(xp.log(D)) + 2 * xp.sum(xp.log(xp.diag(L)))
 
 
 def _crossed_cells(xp, parts, stats, r):
     """log density of the cell means with residuals r = ybar - m:
     -1/2 [K log 2 pi + log|V_m| + r'V_m^-1 r], with log|V_m| = log|D| + log|S| and
-    r'V_m^-1 r = r'D^-1 r - (F'D^-1 r)'S^-1(F'D^-1 r) (Woodbury), the two terms of S from
-    :func:`.spd.logdet_quad` (one Op in a pytensor graph, its gradient another)."""
-    D, inv_d, S = parts[:3]
+    r'V_m^-1 r = r'D^-1 r - v'S^-1 v (Woodbury), the two terms of S from
+    :func:`.woodbury.logdet_quad` (one Op in a pytensor graph, its gradient another)."""
+    D, inv_d, _, (sa, sb, _) = parts
     dr = inv_d * r
-    logdet, quad = spd.logdet_quad(xp, S, _crossed_ft(xp, parts, stats, dr))
+    logdet, quad = woodbury.logdet_quad(xp, sa, sb, inv_d, dr, stats)
     K = stats["mean"].shape[0]
     return -0.5 * (K * LOG2PI + xp.sum(xp.log(D)) + logdet + xp.sum(r * dr) - quad)
 
@@ -409,7 +406,7 @@ def crossed_conditional_means(xp, collective, var_a, var_b, var_ab, sigma2, stat
     V_m^-1 r = D^-1 (r - F L'^-1 h) by Woodbury (docs/formulas.md §6). One set of
     hyperparameters (scalars)."""
     parts = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
-    _, inv_d, _, L, (sa, sb, _) = parts
+    _, inv_d, L, (sa, sb, _) = parts
     ia, ib, na = stats["index_a"], stats["index_b"], stats["size_a"]
     r = stats["mean"] - collective
     g = arrays.solve_upper(xp, L.T, _crossed_half(xp, parts, stats, r))
@@ -423,7 +420,7 @@ def crossed_credibility_factors(xp, var_a, var_b, var_ab, sigma2, stats):
     Woodbury (V_m^-1)_kk = 1/D_k - |L^-1 f_k|^2 / D_k^2 with f_k = F'e_k (the factor's scaled
     incidence of cell k): O(cells x levels^2), no cells x cells solve. One set of
     hyperparameters (scalars)."""
-    D, inv_d, _, L, (sa, sb, ix) = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
+    D, inv_d, L, (sa, sb, ix) = _crossed_woodbury(xp, var_a, var_b, var_ab, sigma2, stats)
     ia, ib, na, nb = stats["index_a"], stats["index_b"], stats["size_a"], stats["size_b"]
     cells = np.arange(len(ia))
     E = np.zeros((na + nb, len(ia)))  # F' = diag(sd of each level's factor) E
