@@ -202,6 +202,26 @@ def _dot(a, b):
     return (a * b).sum(axis=-1)
 
 
+def _blocks2(U, sigma2, M):
+    """H and E of :func:`regression_blocks`, 2 x 2, entries in and out."""
+    UM = mm2(U, M)
+    H = (UM[0] + sigma2, UM[1], UM[2], UM[3] + sigma2)
+    return H, mm2(inv2(H), U)
+
+
+def regression2(beta, U, sigma2, M, b, c):
+    """The 2 x 2 Woodbury pieces of :func:`regression_loglik` per risk: H, E, d = b - M beta,
+    r'Wr = c - 2 beta'b + beta'M beta, E d and quad = r'Wr - d'E d. Entries in, entries out,
+    arithmetic only: numpy arrays, pytensor tensors and (in the compiled log density,
+    :mod:`.regression`) numba's scalars all go through it."""
+    H, E = _blocks2(U, sigma2, M)
+    Mb = mv2(M, beta)
+    d = (b[0] - Mb[0], b[1] - Mb[1])
+    rWr = c - 2 * (beta[0] * b[0] + beta[1] * b[1]) + beta[0] * Mb[0] + beta[1] * Mb[1]
+    Ed = mv2(E, d)
+    return H, E, d, rWr, Ed, rWr - (d[0] * Ed[0] + d[1] * Ed[1])
+
+
 def regression_blocks(U, sigma2, M, xp=None):
     """H = sigma2 I + U M_j and E = H^-1 U per risk. The credibility matrix is
     A_j = E M_j = (U M_j + sigma2 I)^-1 U M_j and Cov(beta_j | data, beta) = sigma2 E
@@ -209,10 +229,7 @@ def regression_blocks(U, sigma2, M, xp=None):
     singular U (correlation +/-1, a zero variance) stays finite). Entries in, entries out
     for 2 x 2 (``xp`` unused); arrays (..., p, p) with their namespace ``xp`` otherwise."""
     if isinstance(U, tuple):
-        UM = mm2(U, M)
-        H = (UM[0] + sigma2, UM[1], UM[2], UM[3] + sigma2)
-        E = mm2(inv2(H), U)
-        return H, E
+        return _blocks2(U, sigma2, M)
     p = M.shape[-1]
     H = xp.matmul(U, M) + xp.expand_dims(sigma2, (-2, -1)) * xp.eye(p)
     return H, arrays.solve(xp, H, U)
@@ -231,12 +248,7 @@ def regression_loglik(xp, beta, U, sigma2, stats):
     needs trailing length-1 axes, as in the factories' draws)."""
     M, b, c = stats["M"], stats["b"], stats["c"]
     if isinstance(U, tuple):
-        H, E = regression_blocks(U, sigma2, M)
-        Mb = mv2(M, beta)
-        d = (b[0] - Mb[0], b[1] - Mb[1])
-        rWr = c - 2 * (beta[0] * b[0] + beta[1] * b[1]) + beta[0] * Mb[0] + beta[1] * Mb[1]
-        Ed = mv2(E, d)
-        quad = rWr - (d[0] * Ed[0] + d[1] * Ed[1])
+        H, E, d, _, _, quad = regression2(beta, U, sigma2, M, b, c)
         logdet = xp.log(det2(H)) - 2 * xp.log(sigma2)
     else:
         p = M.shape[-1]
@@ -247,8 +259,13 @@ def regression_loglik(xp, beta, U, sigma2, stats):
         rWr = c - 2 * _dot(beta, b) + _dot(beta, Mb)
         quad = rWr - _dot(d, _mv(xp, E, d))
         logdet = xp.log(arrays.det(xp, H)) - p * xp.log(sigma2)
-    n = stats["n"]
-    return -0.5 * (n * (LOG2PI + xp.log(sigma2)) - stats["sum_log_w"] + logdet + quad / sigma2), H, E, d
+    return regression_assemble(stats["n"], stats["sum_log_w"], logdet, xp.log(sigma2), quad, sigma2), H, E, d
+
+
+def regression_assemble(n, sum_log_w, logdet, log_sigma2, quad, sigma2):
+    """-1/2 [n (log 2 pi + log sigma2) - sum log w + log|I + U M/sigma2| + quad/sigma2], the
+    logs given (arithmetic only, as :func:`regression2`)."""
+    return -0.5 * (n * (LOG2PI + log_sigma2) - sum_log_w + logdet + quad / sigma2)
 
 
 def regression_criterion(U, sigma2, stats, reml: bool = True) -> Profiled:

@@ -18,6 +18,7 @@ from ..portfolio import cross_products, validate
 from . import priors as P
 from ._base import ModelInfo, attach, labels, stack_draws, sum_log_weight, unstack_draws, records_arguments
 from ._gaussian import check_likelihood
+from ..likelihood import regression
 from ..likelihood.gaussian import LOG2PI, _mat, inv2, mm2, mv2, regression_blocks, regression_loglik
 
 CENTERINGS = ("origin", "global", "group")
@@ -182,11 +183,13 @@ def hachemeister(data, group: str, time: str, response: str, weight: str | None 
         x_next = (1.0, d["t_next"])
         bstats = {"M": Me, "b": (d["b"][:, 0], d["b"][:, 1]), "c": d["c"], "n": d["n"], "sum_log_w": d["sum_log_w"]}
         if likelihood == "marginal":
-            ll, _, _, dev = regression_loglik(pt, (beta[0] - loc, beta[1]), Ue, within, bstats)
+            beta_c = (beta[0] - loc, beta[1])  # centred, as the cross-products
+            ll, _, _, dev = regression_loglik(pt, beta_c, Ue, within, bstats)
             shift = mv2(E, dev)
             theta = (beta[0] + shift[0], beta[1] + shift[1])
             pm.Deterministic("loglik", ll, dims=group)
-            pm.Potential("marginal_likelihood", ll.sum())
+            # the same sum as one Op with its own gradient: what the sampler compiles (likelihood.regression)
+            pm.Potential("marginal_likelihood", regression.loglik_total(pt, beta_c, (Ue[0], Ue[1], Ue[3]), within, d))
         else:
             z = pm.Normal("u_raw", 0.0, 1.0, dims=(group, "coef"))
             u = pm.Deterministic("u", pt.stack([l00 * z[:, 0], l10 * z[:, 0] + l11 * z[:, 1]], axis=-1), dims=(group, "coef"))
