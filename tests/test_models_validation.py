@@ -56,6 +56,20 @@ def test_scale_prior_with_negative_support(t31):
         buhlmann(t31, group="class", response="loss", priors={"within_sd": pm.Normal.dist(0, 10)})
 
 
+@pytest.mark.parametrize("name, prior", [("collective", lambda: pm.Normal.dist(0, -10)),
+                                         ("within_sd", lambda: pm.HalfNormal.dist(sigma=-2.0)),
+                                         ("between_sd", lambda: pm.Gamma.dist(alpha=2.0, beta=0.0))])
+def test_prior_with_invalid_parameters(t31, name, prior):
+    """The factories' log densities do not re-check their priors' parameters (check_bounds off):
+    the door does, once."""
+    with pytest.raises(errors.PriorError, match=f"prior '{name}': .*(invalid parameters|no finite density)"):
+        buhlmann(t31, group="class", response="loss", priors={name: prior()})
+
+
+def test_factory_models_check_their_priors_once_not_in_the_log_density(t31):
+    assert buhlmann(t31, group="class", response="loss").check_bounds is False
+
+
 def test_negative_fixed_scale(t31):
     with pytest.raises(errors.PriorError, match="non-negative"):
         buhlmann(t31, group="class", response="loss", priors={"between_sd": -1.0})

@@ -71,6 +71,11 @@ def records_arguments(factory: Callable) -> Callable:
 
 
 def attach(model, info: ModelInfo) -> None:
+    """Record ``info`` on a factory's model. The model also stops re-checking its priors'
+    parameters (sigma > 0, ...) inside the log density at every gradient: they are checked once,
+    when the model is built (``priors._check_dist``; the default priors' scales are positive by
+    construction), and the checks cost 0.6 s of Hachemeister's first numba compile."""
+    model.check_bounds = False
     setattr(model, _ATTR, info)
 
 

@@ -76,6 +76,17 @@ def _check_dist(param: Param, dist: Variable) -> Variable:
             raise PriorError(
                 f"prior {param.name!r}: the distribution has shape {shape}, the parameter needs {param.shape}"
             )
+    # the factories' models skip PyMC's parameter checks in the log density (``_base.attach``):
+    # a distribution's parameters are checked here, once, at its own support point
+    from pymc.distributions.distribution import support_point
+    from pymc.logprob.utils import ParameterValueError
+
+    try:
+        valid = np.all(np.isfinite(pm.logp(dist, support_point(dist)).eval()))
+    except ParameterValueError as exc:
+        raise PriorError(f"prior {param.name!r}: invalid parameters of {dist.owner.op} ({exc})") from None
+    if not valid:
+        raise PriorError(f"prior {param.name!r}: {dist.owner.op} has no finite density at its own support point")
     if param.positive or param.bounds is not None:
         lo = param.bounds[0] if param.bounds is not None else 0.0
         # a scale (or a correlation) prior must put no mass outside the parameter's support
