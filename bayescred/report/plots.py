@@ -94,7 +94,8 @@ def credibility_factors(cmp: Comparison):
         ax.plot(cred["reml"], ticks, "D", color="tab:red", label="REML plug-in")
     ax.set_yticks(ticks, [str(v) for v in zd[dim].to_numpy()])
     ax.set_xlabel("credibility factor Z (box: 5-95% of posterior draws)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # neither classical nor REML marks (a GLMM comparison): no legend
+        ax.legend(fontsize=8)
     return fig
 
 
