@@ -99,19 +99,33 @@ def expand(dim, expanded, x_, out_, user_data_):
 # Writes the values nutpie stores for one draw: the parameters and the kept deterministics
 # (-3 when data of another size were swapped in: bc.sample compiles again for new shapes).
 
+_IDENTITY_SRC = """
+def expand(dim, expanded, x_, out_, user_data_):
+    for i in range(expanded):
+        out_[i] = x_[i]
+    return 0
+"""
+# When nutpie is to store the parameters alone, it stores its own coordinates: the draw as it
+# is, with no PyTensor function behind it (numba compiled the parameters' transforms in the
+# expansion for 0.6-0.9 s on a machine's first fit); bc.sample maps them back afterwards
+# (sampling._constrain).
+
 
 def compile_model(model, var_names):
     """nutpie's ``CompiledPyMCModel`` for ``model``: as ``nutpie.compile_pymc_model(model,
     var_names=...)`` but with the lean wrappers. The data stay shared variables (swapped with
-    ``with_data``)."""
+    ``with_data``). When ``var_names`` are the model's free variables alone, the trace holds the
+    sampler's unconstrained coordinates under the value variables' names (e.g.
+    ``within_sd_log__``), for ``sampling._constrain`` to transform back."""
     import nutpie.compile_pymc as ncp
     from pymc.initial_point import make_initial_point_fn
 
     initial_point = ncp._wrap_with_lock(make_initial_point_fn(
         model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
+    unconstrained = sorted(var_names) == sorted(rv.name for rv in model.free_RVs)
     n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = ncp._make_functions(
         model, mode="NUMBA", compute_grad=True, join_expanded=True,
-        pymc_initial_point_fn=initial_point, var_names=var_names)
+        pymc_initial_point_fn=initial_point, var_names=[] if unconstrained else var_names)
 
     keys, shared_data = {}, {}
     for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
@@ -128,13 +142,16 @@ def compile_model(model, var_names):
         return _cfunc(src, fn.vm.jit_fn, signature)
 
     logp_c = wrap(_LOGP_SRC, logp_pt, _logp_signature())
-    expand_c = wrap(_EXPAND_SRC, expand_pt, _expand_signature())
+    expand_c = (_cfunc(_IDENTITY_SRC, None, _expand_signature()) if unconstrained
+                else wrap(_EXPAND_SRC, expand_pt, _expand_signature()))
     dims, coords = ncp._prepare_dims_and_coords(model, shape_info, reparameterized)
     return ncp.CompiledPyMCModel(
         _n_dim=n_dim, dims=dims, _coords=coords, _shapes={n: tuple(s) for n, _, s in zip(*shape_info)},
         compiled_logp_func=logp_c, compiled_expand_func=expand_c, initial_point_func=initial_point_fn,
         shared_data=shared_data, shared_var_keys=keys, user_data=user_data, n_expanded=n_expanded,
-        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt,
+        # nutpie drops the values of these names from the posterior: kept when they are the trace
+        reparameterized_names=[] if unconstrained else reparameterized)
 
 
 def _unpack_source(fn, keys, shared_data, record_dtype) -> tuple[str, str]:
@@ -166,7 +183,7 @@ def _unpack_source(fn, keys, shared_data, record_dtype) -> tuple[str, str]:
 
 
 def _cfunc(src: str, inner, signature):
-    """Compile the wrapper ``src`` around ``inner`` (PyTensor's numba function) as a C
+    """Compile the wrapper ``src`` around ``inner`` (PyTensor's numba function, or None) as a C
     callback; cached on disk, in PyTensor's numba cache, under a key covering the wrapper's
     source and ``inner``'s own key (not cached when PyTensor could not cache ``inner``)."""
     import numba
@@ -174,7 +191,7 @@ def _cfunc(src: str, inner, signature):
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
 
     name = src.split("def ", 1)[1].split("(", 1)[0]
-    inner_key = CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
+    inner_key = "" if inner is None else CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
     key = None if inner_key is None else hashlib.sha256(f"{src}\n{inner_key}".encode()).hexdigest()
     env = {"__name__": __name__, "inner": inner, "carray": numba.carray, "isfinite": math.isfinite, "np": np,
            "as_pointer": address_as_void_pointer}

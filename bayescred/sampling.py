@@ -112,18 +112,36 @@ def _evaluate(model, posterior: xr.Dataset, names: list[str]) -> xr.Dataset:
     Python linker, i.e. numpy, a block of draws at a time; nothing is compiled, so a machine's
     first fit pays no compilation for them. Equal to ``pm.compute_deterministics``
     (tests/test_sampling.py)."""
+    return _vectorised(model, posterior, {rv: rv.name for rv in model.free_RVs}, [model[n] for n in names], names)
+
+
+def _constrain(model, posterior: xr.Dataset) -> xr.Dataset:
+    """A posterior whose transformed parameters nutpie stored as its own unconstrained
+    coordinates (``bayescred._nutpie``: value variables such as ``within_sd_log__``), with each
+    parameter back on its scale under the model's name for it, by PyMC's backward transforms
+    (``replace_rvs_by_values``), vectorised as in :func:`_evaluate`. Any other posterior as it is."""
+    values = {model.rvs_to_values[rv]: rv for rv in model.free_RVs}
+    transformed = [rv for value, rv in values.items() if value.name != rv.name and value.name in posterior]
+    if not transformed:
+        return posterior
+    out = _vectorised(model, posterior, {value: value.name for value in values},
+                      model.replace_rvs_by_values(transformed), [rv.name for rv in transformed])
+    return posterior.drop_vars([model.rvs_to_values[rv].name for rv in transformed]).assign(out)
+
+
+def _vectorised(model, posterior: xr.Dataset, inputs: dict, outputs: list, names: list[str]) -> xr.Dataset:
+    """``outputs`` (graphs of the variables ``inputs``, each read from ``posterior`` under its
+    name there) at every draw, named ``names`` with the model's dims for them."""
     import pytensor
     import pytensor.tensor as pt
     from pytensor.compile.mode import Mode
     from pytensor.graph.replace import vectorize_graph
 
-    rvs = list(model.free_RVs)
-    batched = {rv: pt.tensor(name=rv.name, shape=(None, *rv.type.shape), dtype=rv.dtype) for rv in rvs}
-    outputs = vectorize_graph([model[name] for name in names], replace=batched)
-    fn = pytensor.function(list(batched.values()), outputs, mode=Mode(linker="py", optimizer="fast_compile"),
-                           on_unused_input="ignore")
+    batched = {var: pt.tensor(name=name, shape=(None, *var.type.shape), dtype=var.dtype) for var, name in inputs.items()}
+    fn = pytensor.function(list(batched.values()), vectorize_graph(outputs, replace=batched),
+                           mode=Mode(linker="py", optimizer="fast_compile"), on_unused_input="ignore")
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    flat = [posterior[rv.name].values.reshape(chains * draws, *posterior[rv.name].shape[2:]) for rv in rvs]
+    flat = [posterior[name].values.reshape(chains * draws, *posterior[name].shape[2:]) for name in inputs.values()]
     per_draw = sum(_size(model, model[name]) for name in names)
     block = max(1, _CHUNK // max(per_draw, 1))
     parts = [fn(*[x[start:start + block] for x in flat]) for start in range(0, chains * draws, block)]
@@ -268,7 +286,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     tree, backend = ran if ran is not None else (
         _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept), "pymc")
 
-    posterior = tree["posterior"].to_dataset()
+    posterior = _constrain(model, tree["posterior"].to_dataset())
     posterior.attrs["bayescred_sampler"] = backend
     deferred = _deferred(model, _stored(model))
     pointwise = info is not None and log_likelihood and "loglik" in model.named_vars

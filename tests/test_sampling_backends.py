@@ -120,10 +120,19 @@ def test_the_same_seed_gives_the_same_draws_on_each_path(trees, backend):
 
 
 def test_lean_and_public_nutpie_compilations_give_the_same_draws(trees):
-    # the lean wrappers call the same PyTensor function as nutpie's own: same seed, same draws
+    # the lean wrappers call the same PyTensor log density as nutpie's own: same seed, same
+    # trajectory. The lean path stores the sampler's unconstrained coordinates and maps a
+    # positive parameter back with numpy's exp after sampling, nutpie's own path with numba's
+    # exp inside the sampler: the two agree to a few units in the last place (3 at most here)
+    # (the quantities computed from them after sampling inherit those last bits)
     lean, public = (_of(trees, backend)[0]["posterior"].to_dataset() for backend in ("nutpie-lean", "nutpie"))
+    assert set(lean.data_vars) == set(public.data_vars)
+    parameters = [rv.name for rv in MODELS["nutpie"].free_RVs]
     for name in public.data_vars:
-        np.testing.assert_array_equal(lean[name].values, public[name].values, err_msg=name)
+        if name in parameters:
+            np.testing.assert_array_max_ulp(lean[name].values, public[name].values, maxulp=4)
+        else:
+            np.testing.assert_allclose(lean[name].values, public[name].values, rtol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("versions,expected", [
