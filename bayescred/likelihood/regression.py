@@ -29,6 +29,8 @@ model reports (deterministic ``loglik``) stays that graph, evaluated after sampl
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import gaussian
@@ -76,19 +78,10 @@ def _gradient(beta0, beta1, u00, u01, u11, sigma2, M, b, c, n, sum_log_w, g):
     return [g * np.sum(x) for x in parts]
 
 
-_OPS = None
-
-
+@functools.cache
 def _ops():
-    """The two PyTensor Ops, built (and their numba kernels registered) on first use, so that
-    importing the likelihood kernels loads neither pytensor nor numba."""
-    global _OPS
-    if _OPS is None:
-        _OPS = _build_ops()
-    return _OPS
-
-
-def _build_ops():
+    """Hachemeister's two Ops (value and gradient), built and their numba kernels registered on first use: importing the
+    likelihood kernels loads neither pytensor nor numba."""
     import pytensor.tensor as pt
     from pytensor.gradient import DisconnectedType, disconnected_type
     from pytensor.graph.basic import Apply

@@ -29,6 +29,8 @@ designs): q = 6, 13 µs (18); q = 30, 25 µs (33); q = 100, 0.30 ms (0.24); q = 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import arrays
@@ -77,19 +79,10 @@ def _gradient(sd_a, sd_b, inv_d, dr, ia, jb, q, g_logdet, g_quad):
     return d_sd_a, d_sd_b, d_inv_d, d_dr
 
 
-_OPS = None
-
-
+@functools.cache
 def _ops():
-    """The two PyTensor Ops, built (and their numba kernels registered) on first use, so that
-    importing the likelihood kernels loads neither pytensor nor numba."""
-    global _OPS
-    if _OPS is None:
-        _OPS = _build_ops()
-    return _OPS
-
-
-def _build_ops():
+    """The crossed model's two Ops (value and gradient), built and their numba kernels registered on first use: importing the
+    likelihood kernels loads neither pytensor nor numba."""
     import pytensor.tensor as pt
     from pytensor.gradient import DisconnectedType, disconnected_type
     from pytensor.graph.basic import Apply
