@@ -33,7 +33,7 @@ import functools
 
 import numpy as np
 
-from . import gaussian
+from . import arrays, gaussian
 from .gaussian import mm2, mv2, regression2
 
 
@@ -60,7 +60,7 @@ def loglik_total(xp, beta, U, sigma2, data):
     """The sum over risks of :func:`.gaussian.regression_loglik` (2 x 2): ``beta`` two
     entries, ``U`` its three (u00, u01, u11), ``data`` the arrays M (J, 2, 2), b (J, 2), c, n and
     sum_log_w. numpy: that function summed; pytensor: the Op."""
-    if xp is np:
+    if arrays.is_numpy(xp):
         return float(np.sum(_loglik(*beta, *U, sigma2, *(np.asarray(data[k], float) for k in _DATA))))
     return _ops()[0](*beta, *U, sigma2, *(data[k] for k in _DATA))
 

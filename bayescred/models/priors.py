@@ -65,10 +65,18 @@ def _check_fixed(param: Param, value) -> np.ndarray:
     return arr
 
 
+def _value(graph) -> np.ndarray:
+    """A small graph's value by PyTensor's Python linker: a check at the door should not make
+    numba compile (the default mode took 1.4 s for a prior's first check on a new machine)."""
+    from pytensor.compile.mode import Mode
+
+    return graph.eval(mode=Mode(linker="py", optimizer="fast_compile"))
+
+
 def _check_dist(param: Param, dist: Variable) -> Variable:
     if param.fixable_only:
         raise PriorError(f"prior {param.name!r} can only be fixed at a value (a number), not given a distribution")
-    shape = tuple(int(s) for s in dist.shape.eval())
+    shape = tuple(int(s) for s in _value(dist.shape))
     if shape != param.shape:
         if shape == ():
             dist = pm.distributions.shape_utils.change_dist_size(dist, param.shape)
@@ -82,7 +90,7 @@ def _check_dist(param: Param, dist: Variable) -> Variable:
     from pymc.logprob.utils import ParameterValueError
 
     try:
-        valid = np.all(np.isfinite(pm.logp(dist, support_point(dist)).eval()))
+        valid = np.all(np.isfinite(_value(pm.logp(dist, support_point(dist)))))
     except ParameterValueError as exc:
         raise PriorError(f"prior {param.name!r}: invalid parameters of {dist.owner.op} ({exc})") from None
     if not valid:
@@ -91,7 +99,7 @@ def _check_dist(param: Param, dist: Variable) -> Variable:
         lo = param.bounds[0] if param.bounds is not None else 0.0
         # a scale (or a correlation) prior must put no mass outside the parameter's support
         outside = np.full(param.shape, lo - 1.0)
-        if np.any(np.isfinite(pm.logp(dist, outside).eval())):
+        if np.any(np.isfinite(_value(pm.logp(dist, outside)))):
             what = "negative values" if param.positive else f"values outside {param.bounds}"
             raise PriorError(
                 f"prior {param.name!r}: the distribution {dist.owner.op} puts mass on {what}; "
