@@ -70,7 +70,7 @@ def _value(graph) -> np.ndarray:
     numba compile (the default mode took 1.4 s for a prior's first check on a new machine)."""
     from pytensor.compile.mode import Mode
 
-    return graph.eval(mode=Mode(linker="py", optimizer="fast_compile"))
+    return pytensor.function([], graph, mode=Mode(linker="py", optimizer="fast_compile"))()
 
 
 def _check_dist(param: Param, dist: Variable) -> Variable:
