@@ -243,3 +243,25 @@ def test_data_swapped_into_a_compiled_model_give_a_fresh_compilations_draws(monk
     assert post.attrs["bayescred_sampler"] == backend
     np.testing.assert_array_equal(post["collective"].values, expected["collective"].values)
     assert not np.array_equal(post["collective"].values, trees[backend][0]["posterior"]["collective"].values)
+
+
+def test_the_lean_wrapper_inlines_the_graphs_own_function_not_pytensors_wrappers():
+    """_nutpie._inlined hands the wrapper the graph's own Python function (calling the node
+    functions), to be inlined as Numba IR, rather than PyTensor's final and cache wrappers around
+    it, which numba would optimise and emit again; and a plain numba function's own body."""
+    pytest.importorskip("nutpie")
+    import numba
+    import pytensor
+    import pytensor.tensor as pt
+
+    x = pt.dvector("x")
+    fn = pytensor.function([x], [pt.sum(pt.exp(x)), pt.exp(x)], mode="NUMBA")
+    final = fn.vm.jit_fn
+    inlined = _nutpie._inlined(final)
+    assert inlined is not final and inlined.targetoptions.get("inline") == "always"
+    assert "jitable_func" not in inlined.py_func.__code__.co_names  # past the cache wrapper
+    assert inlined.py_func is not final.py_func
+    total, values = numba.njit(lambda v: inlined(v))(np.array([0.0, 1.0]))
+    np.testing.assert_allclose([total, *values], [1 + np.e, 1.0, np.e])
+    plain = numba.njit(lambda v: v + 1.0)
+    assert _nutpie._inlined(plain).py_func is plain.py_func
