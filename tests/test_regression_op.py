@@ -1,7 +1,8 @@
 """Hachemeister's summed log density as an Op (bayescred.likelihood.regression): its value is
 regression_loglik's sum, and its gradient (written by hand, module docstring) equals
 PyTensor's automatic gradient of regression_loglik and finite differences, in Python and
-numba modes, also at a singular between matrix (correlation -1, a zero variance)."""
+numba modes, also at a singular between matrix (correlation -1, a zero variance). Value and
+gradient come from one node, one kernel call."""
 
 import numpy as np
 import pytest
@@ -68,3 +69,16 @@ def test_gradient_matches_finite_differences():
     beta, U, s2 = _point(0.3)
     verify_grad(f, [np.array(x) for x in (*beta, *U, s2)], rng=np.random.default_rng(0),
                 mode=pytensor.compile.mode.get_mode("FAST_COMPILE"))
+
+
+def test_value_and_gradient_are_one_node_and_second_derivatives_are_refused():
+    import pytensor
+    import pytensor.tensor as pt
+
+    stats = random_regression_stats(np.random.default_rng(2))
+    xs, ours, _ = _graphs(stats)
+    fn = pytensor.function(xs, ours, mode="NUMBA")
+    ops = [type(node.op).__name__ for node in fn.maker.fgraph.apply_nodes]
+    assert ops.count("RegressionLoglik") == 1, ops
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        pt.grad(ours[1], xs[0])
