@@ -131,23 +131,28 @@ def nested_posterior(rng, collective, tau2, A, B, parents):
     """Each node's credibility factor Z, its conditional-mean premium (as
     :func:`nested_conditional_means`) and an exact draw of its mean, top down: given the
     parent's drawn mean p, N(p + Z (B - p), tau2 (1 - Z)). numpy, leading draws axis; the
-    arrays are (draws x nodes), so the arithmetic is done in place."""
+    arrays are (draws x nodes), so the arithmetic is done in place: each level's A (draws x
+    nodes, from :func:`nested_precisions`) is overwritten with its Z, and the conditional
+    mean's array holds the draw's SD until the draw is made. A level costs three arrays of
+    draws x nodes (a lower level a fourth, for the centre of its draw): with every risk's
+    draws kept, these arrays are the memory the posterior needs."""
     Zs, means, draws = [], [], []
     mean_parent = draw_parent = collective
     for level, t2 in enumerate(tau2):
-        Z = t2 * A[level]
-        shrink = Z + 1.0  # 1 + tau2 A
-        Z /= shrink
+        Z = A[level]
+        Z *= t2
+        mean = Z + 1.0  # 1 + tau2 A, then the SD: tau2 (1 - Z) = tau2 / (1 + tau2 A)
+        Z /= mean
+        sd = np.sqrt(np.divide(t2, mean, out=mean), out=mean)
+        draw = rng.standard_normal(Z.shape)
+        draw *= sd
         if level == 0:
-            mean = centre = _shrink_towards(collective, Z, B[level])
+            mean = _shrink_towards(collective, Z, B[level], out=sd)
+            draw += mean
         else:
             idx = parents[level - 1]
-            mean = _shrink_towards(take(mean_parent, idx), Z, B[level])
-            centre = _shrink_towards(take(draw_parent, idx), Z, B[level])
-        sd = np.sqrt(np.divide(t2, shrink, out=shrink), out=shrink)  # tau2 (1 - Z) = tau2 / (1 + tau2 A)
-        draw = rng.standard_normal(centre.shape)
-        draw *= sd
-        draw += centre
+            draw += _shrink_towards(take(draw_parent, idx), Z, B[level])
+            mean = _shrink_towards(take(mean_parent, idx), Z, B[level], out=sd)
         Zs.append(Z)
         means.append(mean)
         draws.append(draw)
@@ -155,9 +160,9 @@ def nested_posterior(rng, collective, tau2, A, B, parents):
     return Zs, means, draws
 
 
-def _shrink_towards(anchor, Z, B):
-    """anchor + Z (B - anchor), with one temporary."""
-    out = np.subtract(B, anchor)
+def _shrink_towards(anchor, Z, B, out=None):
+    """anchor + Z (B - anchor), into ``out`` (a new array when None)."""
+    out = np.subtract(B, anchor, out=out)
     out *= Z
     out += anchor
     return out

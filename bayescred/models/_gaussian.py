@@ -206,19 +206,22 @@ def _augmenter(levels, response, parents, sizes, likelihood):
         if likelihood == "marginal":
             A, B = nested_precisions(np, tau2, within, stats, parents, sizes)
             Z, means, node = nested_posterior(rng, m, tau2, A, B, parents)
-            for lv, level in enumerate(levels):
+            u = [node[lv] - (m if lv == 0 else node[lv - 1][:, parents[lv - 1]]) for lv in range(L)]
+            for lv, level in enumerate(levels):  # premiums shifted back in place: no copies of draws x risks
                 suffix = "" if lv == L - 1 else f"_{level}"
-                parent = m if lv == 0 else node[lv - 1][:, parents[lv - 1]]
+                means[lv] += loc
+                node[lv] += loc
                 out["posterior"]["Z" + suffix] = unstack_draws(Z[lv], posterior, [level], coords)
-                out["posterior"][f"premium{suffix}_conditional_mean"] = unstack_draws(means[lv] + loc, posterior, [level], coords)
-                out["posterior"]["premium" + suffix] = unstack_draws(node[lv] + loc, posterior, [level], coords)
-                out["posterior"]["u" + suffix] = unstack_draws(node[lv] - parent, posterior, [level], coords)
-            theta = node[-1] + loc
+                out["posterior"][f"premium{suffix}_conditional_mean"] = unstack_draws(means[lv], posterior, [level], coords)
+                out["posterior"]["premium" + suffix] = unstack_draws(node[lv], posterior, [level], coords)
+                out["posterior"]["u" + suffix] = unstack_draws(u[lv], posterior, [level], coords)
+            theta = node[-1]
         else:
             theta = stack_draws(posterior, "premium")
         if predictive:
-            sd = np.sqrt(within / stats["weight"])
-            rep = theta + sd * rng.standard_normal(theta.shape)
+            rep = rng.standard_normal(theta.shape)
+            rep *= np.sqrt(within / stats["weight"])
+            rep += theta
             out["posterior_predictive"] = {response: unstack_draws(rep, posterior, [inner], coords)}
             out["observed_data"] = {response: xr.DataArray(stats["mean"] + loc, dims=(inner,), coords={inner: coords[inner]})}
         return out
