@@ -17,6 +17,7 @@ Three sampler backends, the first that applies (recorded as the posterior's attr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -286,6 +287,14 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     tree, backend = ran if ran is not None else (
         _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept), "pymc")
 
+    with _small_pages():
+        return _complete(model, info, tree, backend, rng, summary, log_likelihood, posterior_predictive)
+
+
+def _complete(model, info, tree, backend, rng, summary: bool, log_likelihood: bool, predictive: bool) -> xr.DataTree:
+    """The DataTree from the sampler's draws: parameters back on their scale, the deferred
+    deterministics, and for a factory's model its per-risk draws (or summaries), pointwise
+    log-likelihood and posterior predictive (:func:`sample`)."""
     posterior = _constrain(model, tree["posterior"].to_dataset())
     posterior.attrs["bayescred_sampler"] = backend
     deferred = _deferred(model, _stored(model))
@@ -300,7 +309,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     n_div = int(groups["sample_stats"]["diverging"].sum()) if "diverging" in groups["sample_stats"] else 0
     if n_div:
         warnings.warn(f"{n_div} divergent transitions after tuning: the posterior may be biased; "
-                      "increase tune or reparametrise", ConvergenceWarning, stacklevel=2)
+                      "increase tune or reparametrise", ConvergenceWarning, stacklevel=3)
     if info is None:
         return xr.DataTree.from_dict(groups)
 
@@ -311,12 +320,37 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
         groups["posterior"] = posterior
         groups["risk_summary"] = info.summarise(model, posterior, rng)
         return _finish(groups, posterior, info)
-    extra = info.augment(model, posterior, rng, log_likelihood, posterior_predictive)
+    extra = info.augment(model, posterior, rng, log_likelihood, predictive)
     posterior = posterior.assign(extra.pop("posterior", {}))
     groups["posterior"] = posterior
     for group, variables in extra.items():
         groups[group] = xr.Dataset(variables)
     return _finish(groups, posterior, info)
+
+
+@contextlib.contextmanager
+def _small_pages():
+    """numpy's transparent-huge-page hint off while the posterior's arrays are written.
+
+    numpy asks Linux for huge pages (``madvise``) for every large array; where the kernel then
+    compacts memory synchronously at a fault (``transparent_hugepage/defrag`` = madvise, the
+    default of many distributions), each 2 MB fault on a fragmented machine waits for it. The
+    1,000-risk Bühlmann's exact per-risk draws (four arrays of 4,000 x 1,000) took 1.2-1.4 s in
+    any process that followed another large one on this project's machine, 0.15 s in small
+    pages (``benchmarks/bench_bayes.py``). Those arrays are written once and read a few times,
+    where huge pages gain nothing. The hint is numpy's process-wide switch (also the
+    ``NUMPY_MADVISE_HUGEPAGE`` environment variable), restored on exit; without numpy's
+    private setter nothing changes."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # pragma: no cover - a numpy without the switch
+        yield
+        return
+    previous = _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(previous)
 
 
 def _finish(groups: dict, posterior: xr.Dataset, info) -> xr.DataTree:
