@@ -25,6 +25,7 @@ gradient and trace values against PyMC's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from importlib import metadata
@@ -124,7 +125,7 @@ def compile_model(model, var_names):
         model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
     unconstrained = sorted(var_names) == sorted(rv.name for rv in model.free_RVs)
     n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = ncp._make_functions(
-        model, mode="NUMBA", compute_grad=True, join_expanded=True,
+        model, mode=_mode(), compute_grad=True, join_expanded=True,
         pymc_initial_point_fn=initial_point, var_names=[] if unconstrained else var_names)
 
     keys, shared_data = {}, {}
@@ -152,6 +153,38 @@ def compile_model(model, var_names):
         shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt,
         # nutpie drops the values of these names from the posterior: kept when they are the trace
         reparameterized_names=[] if unconstrained else reparameterized)
+
+
+def _mode():
+    """PyTensor's NUMBA mode with one more rewrite after its own (:func:`_expand_then_squeeze`)."""
+    from pytensor.compile.mode import get_mode
+    from pytensor.graph.rewriting.basic import dfs_rewriter
+
+    return get_mode("NUMBA").register((dfs_rewriter(_expand_then_squeeze()), 100.5))
+
+
+@functools.cache
+def _expand_then_squeeze():
+    """A rewrite of ``Squeeze(ExpandDims(x))`` (a DimShuffle of a DimShuffle that together do
+    nothing) to ``x``. PyTensor's numba rewrites (position 100, after its canonical ones) leave
+    such pairs around every scalar shared variable a log density reads: a factory's data-scaled
+    prior scales and its location shift. Each pair costs two numba functions (0.4 s of a
+    machine's first Bühlmann fit) and two calls per gradient."""
+    from pytensor.graph.rewriting.basic import node_rewriter
+    from pytensor.tensor.elemwise import DimShuffle
+
+    @node_rewriter([DimShuffle])
+    def expand_then_squeeze(fgraph, node):
+        inner = node.inputs[0].owner
+        if inner is None or not isinstance(inner.op, DimShuffle):
+            return None
+        order = [axis if axis == "x" else inner.op.new_order[axis] for axis in node.op.new_order]
+        x = inner.inputs[0]
+        if order == list(range(x.type.ndim)) and x.type == node.outputs[0].type:
+            return [x]
+        return None
+
+    return expand_then_squeeze
 
 
 def _unpack_source(fn, keys, shared_data, record_dtype) -> tuple[str, str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayescred as bc
 from bayescred import _nutpie
 from bayescred.errors import SamplerFallbackWarning
-from bayescred.sampling import _nutpie_backends
 
 pytest.importorskip("nutpie")
 
@@ -119,20 +119,19 @@ def test_the_same_seed_gives_the_same_draws_on_each_path(trees, backend):
     assert not np.array_equal(first["collective"].values, other["collective"].values)
 
 
-def test_lean_and_public_nutpie_compilations_give_the_same_draws(trees):
-    # the lean wrappers call the same PyTensor log density as nutpie's own: same seed, same
-    # trajectory. The lean path stores the sampler's unconstrained coordinates and maps a
-    # positive parameter back with numpy's exp after sampling, nutpie's own path with numba's
-    # exp inside the sampler: the two agree to a few units in the last place (3 at most here)
-    # (the quantities computed from them after sampling inherit those last bits)
+def test_lean_and_public_nutpie_compilations_sample_the_same_posterior(trees):
+    # the lean path's log density is PyMC's at random points (tests/test_sampling.py), but not
+    # to the last bit: it compiles the graph with one more rewrite (_nutpie._mode) and inlines
+    # it into its wrapper, where LLVM may contract arithmetic across PyTensor's nodes, so the
+    # two paths' NUTS trajectories part after a few hundred draws. Same variables, and the same
+    # posterior within Monte Carlo error.
+    import arviz as az
+
     lean, public = (_of(trees, backend)[0]["posterior"].to_dataset() for backend in ("nutpie-lean", "nutpie"))
     assert set(lean.data_vars) == set(public.data_vars)
-    parameters = [rv.name for rv in MODELS["nutpie"].free_RVs]
-    for name in public.data_vars:
-        if name in parameters:
-            np.testing.assert_array_max_ulp(lean[name].values, public[name].values, maxulp=4)
-        else:
-            np.testing.assert_allclose(lean[name].values, public[name].values, rtol=1e-12, err_msg=name)
+    for name in (rv.name for rv in MODELS["nutpie"].free_RVs):
+        se = np.hypot(*(float(az.mcse(post[[name]], method="mean")[name]) for post in (lean, public)))
+        assert abs(float(lean[name].mean()) - float(public[name].mean())) < 4 * se, name
 
 
 @pytest.mark.parametrize("versions,expected", [
@@ -221,18 +220,17 @@ def test_asking_for_pymc_uses_pymc_with_nutpie_installed(trees):
 @pytest.mark.parametrize("backend", ["nutpie-lean", "nutpie"])
 def test_data_swapped_into_a_compiled_model_give_a_fresh_compilations_draws(monkeypatch, trees, backend):
     # after pm.set_data the compiled model is reused through nutpie's with_data (SBC, coverage
-    # studies): its draws are those of a model compiled afresh with the new data (the lean
-    # compilation here; the lean and public compilations give the same draws, test above)
+    # studies): its draws are those of a model compiled afresh with the new data, on each path
     import pymc as pm
 
     _of(trees, backend)
     other = bc.datasets.load("buhlmann_table31").assign(loss=lambda d: d["loss"] * 1.5 + 40)
     new = {var.name: var.get_value() for var in bc.models.buhlmann(other, group="class", response="loss").data_vars}
+    PATHS[backend](monkeypatch)
     fresh = _model()
     pm.set_data(new, model=fresh)
     expected = bc.sample(fresh, random_seed=7, **SETTINGS)["posterior"]
-    assert expected.attrs["bayescred_sampler"] in _nutpie_backends()
-    PATHS[backend](monkeypatch)
+    assert expected.attrs["bayescred_sampler"] == backend
     model = MODELS[backend]
     before = {var.name: var.get_value() for var in model.data_vars}
     pm.set_data(new, model=model)
@@ -265,3 +263,39 @@ def test_the_lean_wrapper_inlines_the_graphs_own_function_not_pytensors_wrappers
     np.testing.assert_allclose([total, *values], [1 + np.e, 1.0, np.e])
     plain = numba.njit(lambda v: v + 1.0)
     assert _nutpie._inlined(plain).py_func is plain.py_func
+
+
+def test_the_lean_mode_removes_an_expand_then_squeeze_and_keeps_other_dimshuffles():
+    """_nutpie._mode() is PyTensor's NUMBA mode plus a rewrite of Squeeze(ExpandDims(x)) to x
+    (pairs PyTensor's numba rewrites leave around scalar shared variables); a pair of
+    DimShuffles that does something stays, and the values are PyTensor's."""
+    pytest.importorskip("nutpie")
+    import pytensor
+    import pytensor.tensor as pt
+
+    s = pytensor.shared(np.array(2.0), name="s")
+    m = pt.dmatrix("m")
+    back = pt.expand_dims(s, 0).squeeze(0)
+    identity = _nutpie._expand_then_squeeze().transform
+    fgraph = pytensor.graph.fg.FunctionGraph(outputs=[back], clone=False)
+    assert identity(fgraph, back.owner) == [s]
+    swapped = m.dimshuffle(1, 0).dimshuffle("x", 0, 1)  # a transpose then a new axis: kept
+    fgraph = pytensor.graph.fg.FunctionGraph([m], [swapped], clone=False)
+    assert identity(fgraph, swapped.owner) is None
+
+    # in a factory's log density and gradient, PyTensor's own NUMBA mode leaves such pairs
+    model = bc.models.buhlmann(pd.DataFrame({"risk": np.repeat(np.arange(4), 3), "y": np.arange(12.0)}), "risk", "y")
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    logp = model.logp()
+    outputs = [logp, *pytensor.grad(logp, values)]
+    point = [np.asarray(v) for v in model.initial_point().values()]
+
+    def pairs(fn):
+        return [node for node in fn.maker.fgraph.apply_nodes if "Squeeze" in str(node.op)
+                and node.inputs[0].owner is not None and "ExpandDims" in str(node.inputs[0].owner.op)]
+
+    plain = pytensor.function(values, outputs, mode="NUMBA")
+    ours = pytensor.function(values, outputs, mode=_nutpie._mode())
+    assert pairs(plain) and not pairs(ours)
+    for got, want in zip(ours(*point), plain(*point)):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
