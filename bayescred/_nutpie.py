@@ -119,14 +119,18 @@ def compile_model(model, var_names):
     sampler's unconstrained coordinates under the value variables' names (e.g.
     ``within_sd_log__``), for ``sampling._constrain`` to transform back."""
     import nutpie.compile_pymc as ncp
+    import pytensor
     from pymc.initial_point import make_initial_point_fn
 
-    initial_point = ncp._wrap_with_lock(make_initial_point_fn(
-        model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
     unconstrained = sorted(var_names) == sorted(rv.name for rv in model.free_RVs)
-    n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = ncp._make_functions(
-        model, mode=_mode(), compute_grad=True, join_expanded=True,
-        pymc_initial_point_fn=initial_point, var_names=[] if unconstrained else var_names)
+    # nutpie evaluates the start values and shapes in Python, a few times: PyTensor's Python
+    # implementations, not C compiled by gcc (0.5 s of a machine's first fit); the log density numba
+    with pytensor.config.change_flags(cxx=""):
+        initial_point = ncp._wrap_with_lock(make_initial_point_fn(
+            model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
+        n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = ncp._make_functions(
+            model, mode=_mode(), compute_grad=True, join_expanded=True,
+            pymc_initial_point_fn=initial_point, var_names=[] if unconstrained else var_names)
 
     keys, shared_data = {}, {}
     for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:

@@ -299,3 +299,20 @@ def test_the_lean_mode_removes_an_expand_then_squeeze_and_keeps_other_dimshuffle
     assert pairs(plain) and not pairs(ours)
     for got, want in zip(ours(*point), plain(*point)):
         np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_the_lean_compilation_builds_no_c_code(monkeypatch):
+    """The start values and shapes nutpie evaluates a few times are PyTensor functions in Python,
+    not C compiled by gcc (0.5 s of a machine's first fit); the setting is PyTensor's as before."""
+    pytest.importorskip("nutpie")
+    import nutpie.compile_pymc as ncp
+    import pymc.initial_point
+    import pytensor
+
+    seen, before = [], pytensor.config.cxx
+    for module, name in ((pymc.initial_point, "make_initial_point_fn"), (ncp, "_make_functions")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, **k: (seen.append(pytensor.config.cxx), _f(*a, **k))[1])
+    _nutpie.compile_model(_model(), ["collective", "between_sd", "within_sd"])
+    assert seen and set(seen) == {""}
+    assert pytensor.config.cxx == before
