@@ -229,11 +229,21 @@ def _cfunc(src: str, inner, signature):
 
     name = src.split("def ", 1)[1].split("(", 1)[0]
     inner_key = "" if inner is None else CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
-    key = None if inner_key is None else hashlib.sha256(f"{src}\n{inner_key}".encode()).hexdigest()
+    key = None if inner_key is None else hashlib.sha256(
+        f"{src}\n{inner_key}\n{_version_of_this_file()}".encode()).hexdigest()
     env = {"__name__": __name__, "inner": None if inner is None else _inlined(inner), "carray": numba.carray,
            "isfinite": math.isfinite, "np": np, "as_pointer": address_as_void_pointer}
     fn = compile_numba_function_src(src, name, env, cache_key=None if key is None else f"bayescred_{name}_{key}")
     return numba.cfunc(signature, cache=key is not None)(fn)
+
+
+@functools.cache
+def _version_of_this_file() -> str:
+    """A hash of this module's source, part of every wrapper's disk-cache key: a wrapper compiled
+    by an earlier version of this module (other inlining, other rewrites) is never read back."""
+    from pathlib import Path
+
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def _inlined(inner):

@@ -227,6 +227,25 @@ def test_wrappers_are_loaded_from_the_disk_cache_for_any_portfolio_of_the_same_s
     assert again.compiled_expand_func._cache_hits == 1
 
 
+def test_wrappers_of_another_version_of_the_module_are_not_read_back(monkeypatch):
+    # the wrappers' disk-cache key holds a hash of bayescred/_nutpie.py: a wrapper compiled by
+    # another version of it (other inlining, other rewrites) is compiled afresh, not loaded
+    import pytensor
+
+    from bayescred import _nutpie
+
+    if not pytensor.config.numba__cache:
+        pytest.skip("PyTensor's numba cache is switched off (PYTENSOR_FLAGS numba__cache=False)")
+    model = buhlmann(bc.datasets.load("buhlmann_table31"), group="class", response="loss")
+    _nutpie.compile_model(model, ["collective"])
+    assert _nutpie.compile_model(model, ["collective"]).compiled_logp_func._cache_hits == 1
+    import uuid
+
+    another = f"another version {uuid.uuid4()}"  # new on every run: nothing cached under it
+    monkeypatch.setattr(_nutpie, "_version_of_this_file", lambda: another)
+    assert _nutpie.compile_model(model, ["collective"]).compiled_logp_func._cache_hits == 0
+
+
 def test_marginal_factories_compute_risk_level_quantities_after_sampling():
     # Z and the conditional-mean premium are not carried through the sampler (ModelInfo.after)
     # but computed from the draws: they must equal PyMC's deterministics at the same draws
