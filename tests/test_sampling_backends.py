@@ -310,9 +310,15 @@ def test_the_lean_compilation_builds_no_c_code(monkeypatch):
     import pytensor
 
     seen, before = [], pytensor.config.cxx
+
+    def recording(original):
+        def call(*args, **kwargs):
+            seen.append(pytensor.config.cxx)
+            return original(*args, **kwargs)
+        return call
+
     for module, name in ((pymc.initial_point, "make_initial_point_fn"), (ncp, "_make_functions")):
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=original, **k: (seen.append(pytensor.config.cxx), _f(*a, **k))[1])
+        monkeypatch.setattr(module, name, recording(getattr(module, name)))
     _nutpie.compile_model(_model(), ["collective", "between_sd", "within_sd"])
     assert seen and set(seen) == {""}
     assert pytensor.config.cxx == before

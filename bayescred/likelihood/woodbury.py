@@ -81,8 +81,8 @@ def _gradient(sd_a, sd_b, inv_d, dr, ia, jb, q, g_logdet, g_quad):
 
 @functools.cache
 def _ops():
-    """The crossed model's two Ops (value and gradient), built and their numba kernels registered on first use: importing the
-    likelihood kernels loads neither pytensor nor numba."""
+    """The crossed model's two Ops (value and gradient), built and their numba kernels
+    registered on first use: importing the likelihood kernels loads neither pytensor nor numba."""
     import pytensor.tensor as pt
     from pytensor.gradient import DisconnectedType, disconnected_type
     from pytensor.graph.basic import Apply
