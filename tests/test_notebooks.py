@@ -78,7 +78,9 @@ def _execute(source: Path, monkeypatch, data_dir: Path | None = None):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_notebook_executes_in_fast_mode(source, monkeypatch):
+def test_notebook_executes_in_fast_mode(source, monkeypatch, request):
+    if source.stem in USES_SHARED_DATA:  # stored with the shared data: compared only where they are
+        request.getfixturevalue("shared_data")  # (without them: test_runs_without_shared_data)
     fresh = _execute(source, monkeypatch)
     stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     assert _figure_cells(fresh), f"{source.stem} draws no figure"

@@ -27,6 +27,7 @@ from bayescred import runfolder
 from bayescred.cli import main
 from bayescred.errors import RunFolderError
 from bayescred.report import report
+from bayescred.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "models" / "buhlmann.toml"
@@ -232,13 +233,14 @@ def _refused_read_only(tmp_path):
     out.mkdir()
     for folder, mode in ((tmp_path, 0o755), (shared, 0o777), (out, 0o555)):
         folder.chmod(mode)
+    spec = load_spec(SPEC)  # read while still root: the clone may sit in a folder only its owner reads (mktemp -d)
     as_root = os.geteuid() == 0
     if as_root:  # root writes anywhere: be an ordinary user for the check
         os.seteuid(_nobody())
     try:
         start = time.perf_counter()
         with pytest.raises(RunFolderError, match=f"{out} is read-only"):
-            runner.run_spec(SPEC, out=out, fast=True, progress=lambda *_: None)
+            runner.run_spec(spec, out=out, fast=True, progress=lambda *_: None)
         elapsed = time.perf_counter() - start
     finally:
         if as_root:
