@@ -98,6 +98,7 @@ def test_sparse_products_path_gives_the_same_criterion_and_gradient(form, monkey
     from scipy import sparse as sps
 
     assert sps.issparse(sparse._design.A12m) and not sps.issparse(dense._design.A12m)
+    assert type(sparse._design.cross).__name__ == "SparseCross"
     theta = dense._sol.theta * 1.2 + 0.05
     d1, g1 = dense._design.deviance_and_gradient(theta, True)
     d2, g2 = sparse._design.deviance_and_gradient(theta, True)

@@ -18,9 +18,11 @@ eliminated in closed form (cost linear in the number of risks); the remaining fa
 (crossed or nested) enter through the dense Schur complement S = M22 − M21 M11⁻¹ M12.
 This is a sparse Cholesky with the fill-reducing ordering "largest factor first", exact
 for two crossed factors (no fill in the eliminated block); see the module docstring of
-``bayescred.lmm`` for why not CHOLMOD. On large designs M12 = Λ₁'Z₁'WZ₂Λ₂ and
-Y = M11⁻¹M12 stay sparse, so S costs the nonzeros of Z₁'WZ₂ (MixedModels.jl's blocked
-Cholesky); below ``SPARSE_CELLS`` dense products are faster.
+``bayescred.lmm`` for why not CHOLMOD. S = Λ₂'HΛ₂ + I with H = A₂₂ − Σ_j A₁₂,ⱼ'P_jA₁₂,ⱼ
+(A = Z'WZ): on large designs the sum runs over the nonzeros of Z₁'WZ₂ (``crossblock``,
+MixedModels.jl's blocked Cholesky); below ``SPARSE_CELLS`` dense products are faster. A
+Schur complement of ``THREADED_ORDER`` rows or more is factored and inverted on every BLAS
+thread; everything else runs on one.
 
 Optimiser: L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three
 trace/pairing terms read off the same two-block factor), then a Newton polish whose
@@ -44,11 +46,13 @@ from scipy.optimize import minimize
 
 from ..errors import ConvergenceWarning
 from ..formula import RandomTerm
+from .crossblock import DenseCross, SparseCross, symmetric_inverse
 
 LOG2PI = np.log(2 * np.pi)
 SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
 SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
 SPARSE_CELLS = 2e5  # beyond this many cells of M12 its products run sparse
+THREADED_ORDER = 500  # a dense Schur complement of this order is factored on every BLAS thread
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -122,9 +126,13 @@ class Design:
             Z1 = self._z1_sparse()
             WZ2 = self.Z2.multiply(ww).tocsc()
             A12 = (Z1.T @ WZ2).tocsr()
-            self.A12 = A12.toarray().reshape(self.J1, self.k1, q2)
-            # the fit's Z₁'WZ₂: sparse once dense products would cost more than the nonzeros
-            self.A12m = A12 if self.J1 * self.k1 * q2 > SPARSE_CELLS else self.A12.reshape(-1, q2)
+            # the fit's Z₁'WZ₂: on its nonzeros once dense products would cost more
+            if self.J1 * self.k1 * q2 > SPARSE_CELLS:
+                rest = {i: (self.rest_offset[i], terms[i].n_levels, terms[i].k) for i in self.rest}
+                self.cross = SparseCross(A12, self.J1, self.k1, rest)
+            else:
+                self.cross = DenseCross(A12, self.J1, self.k1, self.times_lam2)
+            self.A12m = self.cross.matrix
             self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
         self.set_response(y, within_ss)
 
@@ -219,9 +227,7 @@ class Design:
         return sp.csr_matrix((data, indices, indptr), shape=(self.q2, self.q2))
 
     def times_lam2(self, X, Ts):
-        """XΛ₂ for X of shape (m, q2): dense X term by term, sparse X through the sparse Λ₂."""
-        if sp.issparse(X):
-            return X @ self.Lam2(Ts)
+        """XΛ₂ for dense X of shape (m, q2), term by term."""
         return self.lam2_t(Ts, np.ascontiguousarray(X.T)).T
 
     def lam2_t(self, Ts, B):
@@ -241,6 +247,22 @@ class Design:
             else:
                 blk = seg.reshape(t.n_levels, t.k, -1)
                 out[o : o + t.n_levels * t.k] = np.einsum(subscripts, Ts[i], blk).reshape(seg.shape)
+        return out
+
+    def lam2_diagonal(self, Ts) -> np.ndarray | None:
+        """Λ₂'s diagonal when every remaining term is scalar (Λ₂ diagonal), else None."""
+        if any(self.k[i] > 1 for i in self.rest):
+            return None
+        return np.concatenate([np.full(self.terms[i].n_levels, Ts[i][0, 0]) for i in self.rest])
+
+    def lam2_both(self, Ts, H):
+        """Λ₂'HΛ₂ for symmetric H (q2 × q2): one scaling of rows and columns when Λ₂ is
+        diagonal."""
+        t = self.lam2_diagonal(Ts)
+        if t is None:
+            return self.lam2_t(Ts, self.lam2_t(Ts, H).T)
+        out = np.multiply(H, t[:, None])
+        out *= t
         return out
 
     def per_term(self, v1, v2) -> list[np.ndarray]:
@@ -296,15 +318,12 @@ def conditional_modes(d: Design, sol: Solution) -> list[np.ndarray]:
     return out
 
 
-def _dense(x) -> np.ndarray:
-    return x.toarray() if sp.issparse(x) else np.asarray(x)
-
-
-def _cholesky(a) -> np.ndarray:
+def _cholesky(a, overwrite: bool = False) -> np.ndarray:
     """The lower Cholesky factor by LAPACK's potrf, as scipy's ``cho_factor`` computes it but
     without its Python-level checks (which cost more than the factorisation at the sizes of a
-    small fit's Schur complement); LinAlgError unless positive definite with a finite factor."""
-    c, info = sla.lapack.dpotrf(a, lower=1, clean=0)
+    small fit's Schur complement); LinAlgError unless positive definite with a finite factor.
+    ``overwrite``: factor a Fortran-ordered ``a`` in place."""
+    c, info = sla.lapack.dpotrf(a, lower=1, clean=0, overwrite_a=overwrite)
     if info != 0 or not np.all(np.isfinite(np.diag(c))):
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return c
@@ -353,30 +372,32 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
         L11 = np.linalg.cholesky(M11)
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
     x1 = _solve_blocks(M11, b1)
-    x2 = Y = cS = None
+    x2 = Q = H = cS = None
     if d.q2:
-        # M₁₂ = Λ₁'Z₁'WZ₂Λ₂ and Y = M₁₁⁻¹M₁₂ keep the sparsity of Z₁'WZ₂ (MixedModels.jl's
-        # blocked Cholesky): S costs the nonzeros, not J₁k₁q₂².
+        # With M₁₂ = Λ₁'A₁₂Λ₂ (A₁₂ = Z₁'WZ₂) the Schur complement is
+        # S = M₂₂ − M₁₂'M₁₁⁻¹M₁₂ = Λ₂'HΛ₂ + I,  H = A₂₂ − Σ_j A₁₂,ⱼ'T₁M₁₁,ⱼ⁻¹T₁'A₁₂,ⱼ,
+        # summed over the nonzeros of A₁₂ on large designs (MixedModels.jl's blocked Cholesky).
         q1 = d.J1 * d.k1
-        M12 = d.times_lam2(d.bd_mul(T1.T, d.A12m), Ts)
-        M22 = d.lam2_t(Ts, d.lam2_t(Ts, d.A22).T) + np.eye(d.q2)
-        Y = d.bd_mul(np.linalg.inv(M11), M12)
-        S = M22 - _dense(M12.T @ Y)
-        cS = _cholesky(S)
+        Q = np.einsum("jab,cb->jac", np.linalg.inv(M11), T1)  # M₁₁,ⱼ⁻¹T₁'
+        H = d.cross.schur_rest(d.A22, np.einsum("ab,jbc->jac", T1, Q))
+        S = d.lam2_both(Ts, H)
+        S[np.diag_indices(d.q2)] += 1.0
+        with _threads_for(d.q2):  # S' is S, and Fortran-ordered as LAPACK wants it: no copy
+            cS = _cholesky(S.T, overwrite=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cS))))
         b2 = d.lam2_t(Ts, d.B2)
-        x2 = _cho_solve(cS, b2 - M12.T @ x1.reshape(q1, -1))
-        x1 = x1 - (Y @ x2).reshape(d.J1, d.k1, -1)
+        x2 = _cho_solve(cS, b2 - d.lam2_t(Ts, d.A12m.T @ d.bd_mul(T1, x1.reshape(q1, -1))))
+        x1 = x1 - d.bd_mul(Q, d.A12m @ d.lam2(Ts, x2)).reshape(x1.shape)
         gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
     else:
         gram = np.einsum("jam,jan->mn", b1, x1)
     sol = _finish(d, theta, reml, Ts, logdet, gram, x1, x2)
     if gradient:
-        sol.gradient = _gradient(d, sol, T1, M11, Y, cS, x1, x2, reml)
+        sol.gradient = _gradient(d, sol, T1, M11, Q, H, cS, x1, x2, reml)
     return sol
 
 
-def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> np.ndarray:
+def _gradient(d: Design, sol: Solution, T1, M11, Q, H, cS, x1, x2, reml: bool) -> np.ndarray:
     """∂d/∂θ of the profiled criterion (Bates & DebRoy 2004, in lme4's Λ form).
 
     With Λ_k = ∂Λ/∂θ_k (entry (a, b) of T_i on every level of term i), A = Z'WZ,
@@ -418,23 +439,17 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
     W1 = _solve_blocks(M11, TA11)
     W2 = None
     if d.q2:
-        k1 = d.k1
-        Si = sla.lapack.dpotri(cS, lower=True)[0]  # S⁻¹ from its Cholesky factor
-        Si = np.tril(Si) + np.tril(Si, -1).T
-        # W₁ += Y S⁻¹ C with C' = bd(T₁'A₁₁)'Y − A₁₂Λ₂, read on the nonzeros of C'
-        YSi = Y @ Si
-        Ct = d.bd_mul(np.swapaxes(TA11, 1, 2), Y) - d.times_lam2(d.A12m, Ts)
-        if sp.issparse(Ct):
-            Ct = Ct.tocoo()
-            j, b = np.divmod(Ct.row, k1)
-            for a in range(k1):
-                W1[:, a, :] += np.bincount(j * k1 + b, YSi[j * k1 + a, Ct.col] * Ct.data,
-                                           minlength=d.J1 * k1).reshape(d.J1, k1)
-        else:
-            W1 = W1 + np.einsum("jar,jbr->jab", YSi.reshape(d.J1, k1, -1), Ct.reshape(d.J1, k1, -1))
-        # W₂ = S⁻¹(Λ₂'A₂₂ − Y'Λ₁'A₁₂), its level-diagonal blocks only
-        B = d.lam2_t(Ts, d.A22) - _dense(Y.T @ d.bd_mul(T1.T, d.A12m))
-        W2 = (Si, B)
+        with _threads_for(d.q2):
+            Si = symmetric_inverse(cS)
+        # W₁ += Y S⁻¹C with Y_j = Q_j F_j, C_j' = (A₁₁,ⱼT₁Q_j − I)F_j, F = A₁₂Λ₂:
+        # Q_j (F_j S⁻¹F_j') (A₁₁,ⱼT₁Q_j − I)'
+        R = np.einsum("jab,bc,jcd->jad", d.A11, T1, Q)
+        R[:, range(d.k1), range(d.k1)] -= 1.0
+        W1 = W1 + np.einsum("jab,jbc,jdc->jad", Q, d.cross.level_quadratic(Ts, Si), R)
+        # W₂ = S⁻¹(Λ₂'A₂₂ − Y'Λ₁'A₁₂) = S⁻¹Λ₂'H, its level-diagonal blocks only; with Λ₂
+        # diagonal (t) each is Σ_r S⁻¹[r, x] t_r H[r, x] (S⁻¹, H symmetric: rows for columns)
+        t = d.lam2_diagonal(Ts)
+        W2 = (Si, d.lam2_t(Ts, H), None) if t is None else (Si, H, t)
     g = np.empty(d.n_theta)
     Es, Rs = d.per_term(E1, E2), d.per_term(R1, R2)
     for i, t in enumerate(d.terms):
@@ -442,10 +457,14 @@ def _gradient(d: Design, sol: Solution, T1, M11, Y, cS, x1, x2, reml: bool) -> n
             o = sum(d.k[j] for j in d.block1[: d.block1.index(i)])
             Wi = W1[:, o : o + t.k, o : o + t.k]
         else:
-            o = d.rest_offset[i]
-            idx = o + np.arange(t.n_levels * t.k).reshape(t.n_levels, t.k)
-            Si, B = W2
-            Wi = np.einsum("lar,rlb->lab", Si[idx], B[:, idx])
+            o, width = d.rest_offset[i], t.n_levels * t.k
+            Si, B, scale = W2
+            if scale is None:
+                Wi = np.einsum("rla,rlb->lab", Si[:, o : o + width].reshape(d.q2, t.n_levels, t.k),
+                               B[:, o : o + width].reshape(d.q2, t.n_levels, t.k))
+            else:
+                rows = Si.T if Si.flags.f_contiguous else Si
+                Wi = np.einsum("lr,lr,r->l", rows[o : o + width], B[o : o + width], scale)[:, None, None]
         trace = Wi.sum(axis=0)  # Σ_l W_(l,b),(l,a) read at [b, a]
         pair = np.einsum("lam,lbm->ab", Es[i], Rs[i])  # Σ_l E_(l,a)·R_(l,b)
         for n, (a, b) in enumerate(tri_index(t.k)):
@@ -487,6 +506,13 @@ def _blas_controller():
     return ThreadpoolController()  # inspecting the loaded libraries costs ~10 ms: once
 
 
+@functools.cache
+def _blas_threads() -> int:
+    """BLAS's own thread count, read before ``_single_thread`` first limits it."""
+    controller = _blas_controller()
+    return max((lib["num_threads"] for lib in controller.info()), default=1) if controller else 1
+
+
 _HELD = threading.local()  # how deeply this thread is inside _single_thread
 
 
@@ -497,6 +523,8 @@ def _single_thread():
     fifth of a small fit's solve."""
     depth = getattr(_HELD, "depth", 0)
     controller = None if depth else _blas_controller()
+    if controller is not None:
+        _blas_threads()
     _HELD.depth = depth + 1
     try:
         if controller is None:
@@ -506,6 +534,20 @@ def _single_thread():
                 yield
     finally:
         _HELD.depth = depth
+
+
+@contextlib.contextmanager
+def _threads_for(order: int):
+    """BLAS's own thread count again, inside ``_single_thread``, around a factorisation or
+    inverse of a dense matrix of at least ``THREADED_ORDER`` rows: there the threads pay
+    (InstEval's 1,128 × 1,128 Schur complement: Cholesky 15.6 -> 11.9 ms, inverse from the
+    factor 25.6 -> 14.8 ms on two cores)."""
+    controller = _blas_controller() if order >= THREADED_ORDER and getattr(_HELD, "depth", 0) else None
+    if controller is None:
+        yield
+    else:
+        with controller.limit(limits=_blas_threads()):
+            yield
 
 
 def _solve_one_thread(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
@@ -533,18 +575,28 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     analytic = not design.sparse
 
+    seen = {}  # θ -> (criterion, gradient) of every gradient evaluation: the polish starts
+    # where L-BFGS-B stopped (on InstEval one evaluation is 50 ms)
+
     def f(th):
+        if th.tobytes() in seen:
+            return seen[th.tobytes()][0]
         try:
             return design.deviance(th, reml)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
 
     def fg(th):
-        try:
-            dev, g = design.deviance_and_gradient(th, reml)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            return np.inf, np.zeros(len(th))
-        return (dev, g) if np.isfinite(dev) and np.all(np.isfinite(g)) else (np.inf, np.zeros(len(th)))
+        key = th.tobytes()
+        if key not in seen:
+            try:
+                dev, g = design.deviance_and_gradient(th, reml)
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+                dev, g = np.inf, np.zeros(len(th))
+            if not (np.isfinite(dev) and np.all(np.isfinite(g))):
+                dev, g = np.inf, np.zeros(len(th))
+            seen[key] = dev, g
+        return seen[key]
 
     def clip(x):
         return np.where((lower == 0) & (x < 0), 0.0, x)
@@ -657,7 +709,7 @@ def _newton_polish(f, x, lower, grad=None, iters: int = 6):
         step = float(np.max(np.abs(s)))
         improved = False
         t = 1.0
-        for _ in range(8):
+        for _ in range(8 if step > 1e-7 else 1):  # halving a step this small changes nothing
             y = x.copy()
             y[free] += t * s
             y = np.where((lower == 0) & (y < 0), 0.0, y)
