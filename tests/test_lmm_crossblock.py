@@ -120,3 +120,59 @@ def test_large_schur_complements_use_blas_threads():
         with engine._threads_for(engine.THREADED_ORDER):
             assert threads() == engine._blas_threads()
         assert threads() == 1
+
+
+def test_intercept_terms_start_at_their_moment_estimates():
+    """Design.start: lme4's θ = I except for intercept terms, which start at the
+    Bühlmann–Straub moment estimate √(τ̂²/σ̂²) of their own one-way classification."""
+    from bayescred.credibility import buhlmann_straub
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    a, b, x = rng.integers(0, 200, n), rng.integers(0, 40, n), rng.normal(size=n)
+    y = rng.normal(0, 2, 200)[a] + rng.normal(0, 0.5, 40)[b] * x + rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "a": a.astype(str), "b": b.astype(str), "w": 1.0})
+    fit = bc.lmm("y ~ 1 + (1|a) + (0 + x|b)", data)
+    d = fit._design
+    classical = buhlmann_straub(data.assign(r=d.y), "a", "r", "w")
+    start = d.start()
+    between, within = classical.structure["between"], classical.structure["within"]
+    assert start[0] == pytest.approx(np.sqrt(between / within), rel=1e-10)
+    assert start[1] == 1.0  # a slope term: lme4's start
+
+
+@pytest.mark.parametrize("form", ["y ~ 1 + (1|a) + (1|b)", "y ~ x + (1|a) + (1|b/c)", "y ~ x + (x|a) + (1|b)",
+                                  "y ~ 1 + (1|b) + (1|c)"])
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_moment_start_reaches_the_optimum_of_lme4s_start(form, method):
+    rng = np.random.default_rng(len(form))
+    n = 800
+    a, b, c, x = rng.integers(0, 60, n), rng.integers(0, 5, n), rng.integers(0, 3, n), rng.normal(size=n)
+    y = (rng.normal(0, 1, 60)[a] + rng.normal(0, 0.4, 5)[b] + rng.normal(0, 0.05, 3)[c] * (form[-5] == "c")
+         + x + rng.normal(size=n))
+    data = pd.DataFrame({"y": y, "x": x, "a": a, "b": b, "c": c, "w": rng.uniform(0.5, 2, n)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm(form, data, weights="w", method=method)
+        d = fit._design
+        reml = method == "REML"
+        from_identity, _ = engine.optimise(d, reml, theta0=np.array([1.0 if lo == 0 else 0.0 for lo in d.theta_lower]))
+    assert fit.criterion <= d.deviance(from_identity, reml) + 1e-9 * abs(fit.criterion)
+    assert fit.criterion == pytest.approx(d.deviance(from_identity, reml), rel=1e-11)
+
+
+def test_a_variance_held_at_zero_is_freed_when_the_criterion_falls_inward():
+    """The criterion is even in each T_ii: θ_i = 0 is stationary. The credit-insurance ML fit
+    from its moment start stops there, 0.003 above the optimum (docs: test_lmm_reference)."""
+    cells = bc.datasets.load("credit_insurance")
+    form = "mean_payment ~ 1 + (1|experience) + (1|status) + (1|status:experience)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm(form, cells, weights="count", within_ss=cells.attrs["within_ss"],
+                     within_df=cells.attrs["within_df"], method="ML")
+    d = fit._design
+    stuck = np.array([0.0, *fit._sol.theta[1:]])
+    inward = engine._inward(lambda th: d.deviance(th, False), stuck, np.array(d.theta_lower))
+    assert inward is not None and inward[0] > 0
+    assert fit._sol.theta[0] == pytest.approx(0.2095, abs=1e-3)
+    assert fit.criterion == pytest.approx(5240.152, abs=1e-3)

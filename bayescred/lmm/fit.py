@@ -44,6 +44,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
+from ..credibility._common import between_unbiased
 from ..errors import ConvergenceWarning
 from ..formula import RandomTerm
 from .crossblock import DenseCross, SparseCross, symmetric_inverse
@@ -264,6 +265,25 @@ class Design:
         out = np.multiply(H, t[:, None])
         out *= t
         return out
+
+    def start(self) -> np.ndarray:
+        """The optimiser's start: lme4's θ = I, except that an intercept term (1 | g) starts
+        at the Bühlmann–Straub moment estimate on its own levels, θ = √(τ̂²/σ̂²) of the
+        response less its least-squares fit (docs/formulas.md §2), within [0.1, 100]. The
+        optimum is the same; the path to it is shorter (InstEval: 16 -> 13 and 31 -> 18
+        gradient evaluations)."""
+        theta = np.array([1.0 if lo == 0 else 0.0 for lo in self.theta_lower])
+        for t, sl in zip(self.terms, self.theta_index):
+            df = self.n_rows - t.n_levels
+            if t.k > 1 or df <= 0 or not np.all(t.X == 1.0):
+                continue
+            weight = np.bincount(t.codes, self.w, t.n_levels)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.bincount(t.codes, self.w * self.y, t.n_levels) / weight
+                within = float(self.w @ (self.y - mean[t.codes]) ** 2) / df
+            if within > 0 and np.isfinite(within):  # else nothing to start from: θ = 1
+                theta[sl] = np.sqrt(np.clip(between_unbiased(mean, weight, within) / within, 0.01, 1e4))
+        return theta
 
     def per_term(self, v1, v2) -> list[np.ndarray]:
         """Split q-space arrays (block 1 as (J1, k1, ...), the rest as (q2, ...)) into one
@@ -561,8 +581,9 @@ Design.solve = _solve_one_thread
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0.
 
-    L-BFGS-B from lme4's start θ = I (on weights rescaled to mean 1, which avoids the
-    premature stop of erratum E9) with the analytic gradient (``_gradient``), then Newton
+    L-BFGS-B from lme4's start θ = I, moment estimates for intercept terms
+    (``Design.start``; on weights rescaled to mean 1, which avoids the premature stop of
+    erratum E9) with the analytic gradient (``_gradient``), then Newton
     steps on the components not held at a bound, the Hessian by central differences of
     that gradient (2 × #θ evaluations). On the sparse-LU path (no selected inverse) both
     derivatives are finite differences of the criterion. A bounded Nelder–Mead restart
@@ -571,7 +592,7 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     interior optimum -> ConvergenceWarning, and the message is kept on the fit.
     """
     lower = np.array(design.theta_lower)
-    start = np.array([1.0 if lo == 0 else 0.0 for lo in lower]) if theta0 is None else np.asarray(theta0)
+    start = design.start() if theta0 is None else np.asarray(theta0)
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     analytic = not design.sparse
 
@@ -601,10 +622,16 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     def clip(x):
         return np.where((lower == 0) & (x < 0), 0.0, x)
 
-    with _single_thread():
-        res = minimize(fg if analytic else f, start, jac=analytic, method="L-BFGS-B", bounds=bounds,
+    def descend(x):
+        res = minimize(fg if analytic else f, x, jac=analytic, method="L-BFGS-B", bounds=bounds,
                        options={"ftol": 1e-14, "gtol": 1e-8, "maxiter": 2000})
-        theta = clip(res.x)
+        return res, _snap_to_bounds(f, clip(res.x), lower)
+
+    with _single_thread():
+        res, theta = descend(start)
+        inward = _inward(f, theta, lower)
+        if inward is not None:  # stopped where a variance is 0 but the criterion falls inward
+            res, theta = descend(inward)
         if not polish:
             return theta, None
         grad = (lambda th: fg(th)[1]) if analytic else None
@@ -625,6 +652,32 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     if message:
         warnings.warn(f"lmm: {message}", ConvergenceWarning, stacklevel=3)
     return theta, message
+
+
+def _snap_to_bounds(f, x, lower, tol: float = 1e-6):
+    """T_ii below ``tol`` set to their bound 0 where the criterion is no higher there:
+    L-BFGS-B approaching an optimum on the boundary from inside may stop at 1e-10, not 0."""
+    near = (lower == 0) & (x > 0) & (x < tol)
+    if near.any():
+        y = np.where(near, 0.0, x)
+        if f(y) <= f(x):
+            return y
+    return x
+
+
+def _inward(f, x, lower, step: float = 0.01):
+    """A point inside from a T_ii held at its bound 0 where the criterion is lower, else None.
+    The criterion of a variance component is even in T_ii, so θ_i = 0 is always stationary
+    in it: L-BFGS-B may stop there although the optimum is inside (the credit-insurance ML fit
+    from its moment start stops at T₁₁ = 0, 0.003 above the optimum at T₁₁ = 0.21)."""
+    fx = f(x)
+    y = x.copy()
+    for i in np.flatnonzero((lower == 0) & (x <= 0)):
+        z = x.copy()
+        z[i] = step
+        if f(z) < fx:
+            y[i] = step
+    return None if np.array_equal(y, x) else y
 
 
 def _simplex(x):
