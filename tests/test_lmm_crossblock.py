@@ -176,3 +176,23 @@ def test_a_variance_held_at_zero_is_freed_when_the_criterion_falls_inward():
     assert inward is not None and inward[0] > 0
     assert fit._sol.theta[0] == pytest.approx(0.2095, abs=1e-3)
     assert fit.criterion == pytest.approx(5240.152, abs=1e-3)
+
+
+def test_an_abnormal_line_search_at_the_optimum_needs_no_nelder_mead(monkeypatch):
+    """In the rounding noise of the criterion L-BFGS-B's line search may end "ABNORMAL" at the
+    optimum (lme4's Pastes from its moment start); the Newton polish, not that flag, decides
+    whether Nelder–Mead is asked for a second opinion."""
+    data = _crossed(n=600, la=60, lb=20)
+    fit = bc.lmm("y ~ 1 + (1|a) + (1|b)", data)
+    minimize, methods = engine.minimize, []
+
+    def abnormal(*args, **kwargs):
+        methods.append(kwargs["method"])
+        res = minimize(*args, **kwargs)
+        res.success, res.message = False, "ABNORMAL: "
+        return res
+
+    monkeypatch.setattr(engine, "minimize", abnormal)
+    theta, message = engine.optimise(fit._design, True)
+    assert methods == ["L-BFGS-B"] and message is None
+    np.testing.assert_allclose(theta, fit._sol.theta, rtol=1e-7)

@@ -586,8 +586,12 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     erratum E9) with the analytic gradient (``_gradient``), then Newton
     steps on the components not held at a bound, the Hessian by central differences of
     that gradient (2 × #θ evaluations). On the sparse-LU path (no selected inverse) both
-    derivatives are finite differences of the criterion. A bounded Nelder–Mead restart
-    gives a second opinion when either stage is unsure. Reported problems (lme4's checks):
+    derivatives are finite differences of the criterion. L-BFGS-B runs again from inside
+    when it stops at T_ii = 0 with the criterion falling inward (``_inward``). A bounded
+    Nelder–Mead restart gives a second opinion when the polish ends without a Newton step
+    below 1e-6 and a positive definite Hessian (L-BFGS-B's own flag is not asked: in the
+    rounding noise of the criterion its line search ends "abnormally" at the optimum, as on
+    Pastes from the moment start). Reported problems (lme4's checks):
     the scaled gradient H⁻¹g above 1e-3, or a Hessian that is not positive definite at an
     interior optimum -> ConvergenceWarning, and the message is kept on the fit.
     """
@@ -625,18 +629,18 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     def descend(x):
         res = minimize(fg if analytic else f, x, jac=analytic, method="L-BFGS-B", bounds=bounds,
                        options={"ftol": 1e-14, "gtol": 1e-8, "maxiter": 2000})
-        return res, _snap_to_bounds(f, clip(res.x), lower)
+        return _snap_to_bounds(f, clip(res.x), lower)
 
     with _single_thread():
-        res, theta = descend(start)
+        theta = descend(start)
         inward = _inward(f, theta, lower)
         if inward is not None:  # stopped where a variance is 0 but the criterion falls inward
-            res, theta = descend(inward)
+            theta = descend(inward)
         if not polish:
             return theta, None
         grad = (lambda th: fg(th)[1]) if analytic else None
         theta, fval, step, hess_ok = _newton_polish(f, theta, lower, grad=grad)
-        if not (hess_ok and res.success and step < 1e-6):
+        if not (hess_ok and step < 1e-6):  # the polish checks convergence, whatever L-BFGS-B said
             nm = minimize(f, theta, method="Nelder-Mead", bounds=bounds,
                           options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 400 * len(start),
                                    "initial_simplex": _simplex(theta)})
