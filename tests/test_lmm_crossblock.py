@@ -196,3 +196,27 @@ def test_an_abnormal_line_search_at_the_optimum_needs_no_nelder_mead(monkeypatch
     theta, message = engine.optimise(fit._design, True)
     assert methods == ["L-BFGS-B"] and message is None
     np.testing.assert_allclose(theta, fit._sol.theta, rtol=1e-7)
+
+
+@pytest.mark.r
+def test_a_line_search_in_the_rounding_noise_is_cut_short(rscript, tmp_path, monkeypatch):
+    """lme4's Pastes from its moment start: L-BFGS-B reaches the optimum, then its line search
+    probes the criterion's rounding noise 19 more times before it gives up ("ABNORMAL")."""
+    import subprocess
+
+    csv = tmp_path / "Pastes.csv"
+    subprocess.run([rscript, "-e", f"write.csv(lme4::Pastes, '{csv}', row.names = FALSE)"], check=True)
+    data = pd.read_csv(csv).astype({"batch": str, "cask": str})
+    fit = bc.lmm("strength ~ 1 + (1|batch/cask)", data)
+    optimum, near = fit._sol.theta, []
+    solve = engine._solve
+
+    def counting(design, theta, reml, gradient=False):
+        if gradient and np.max(np.abs(theta - optimum)) <= 1e-9 * (1 + np.max(optimum)):
+            near.append(theta)
+        return solve(design, theta, reml, gradient)
+
+    monkeypatch.setattr(engine, "_solve", counting)
+    theta, message = engine.optimise(fit._design, True)
+    assert message is None and fit.criterion == pytest.approx(246.990745853, abs=1e-8)
+    assert len(near) <= 4

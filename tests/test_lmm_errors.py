@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,16 @@ def test_poisson_gamma_eb_overrides_are_validated():
         poisson_gamma_eb(d, group="risk", claims="n", exposure="e", fixef=[0.0], lam=float("nan"))
     with pytest.raises(errors.InvalidArgumentError, match="fixef"):
         poisson_gamma_eb(d, group="risk", claims="n", exposure="e", fixef=[float("inf")], lam=0.5)
+
+
+def test_exact_fit_is_told_from_a_large_but_finite_variance_ratio(data):
+    """Where the optimiser stops on an exactly fitted response depends on its path; beyond
+    θ = 1e4 the unpenalised least-squares fit of X and Z decides, not that stopping point."""
+    exact = data.assign(y=10.0 * data["g"] + 2.0 * data["x"])
+    with pytest.raises(errors.DegenerateResponseError, match="residual variance 0"):
+        bc.lmm("y ~ x + (1 | g)", exact)
+    noisy = exact.assign(y=exact["y"] + 1e-3 * np.random.default_rng(1).normal(size=len(exact)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bc.lmm("y ~ x + (1 | g)", noisy)
+    assert fit.theta[0] > 1e3 and not fit._design.fits_exactly()

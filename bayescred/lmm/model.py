@@ -207,10 +207,13 @@ def _centre(y, X, w):
 
 def _check_residual(fit, y, name) -> None:
     """Refuse a response that the fixed and random effects fit exactly (all-equal responses,
-    responses constant within every group or exactly on each group's line): the residual
-    variance is 0 at the resolution of the data and the REML/ML criterion has no optimum."""
+    responses constant within every group or exactly on each group's line): the REML/ML
+    criterion has no optimum, it keeps falling as θ grows. The optimiser either reaches a
+    residual variance of 0 at the resolution of the data, or stops at some large θ (where
+    depends on its path): beyond θ = 10⁴ the least-squares fit of X and Z decides."""
     magnitude = float(np.max(np.abs(y))) if len(y) else 0.0
-    if fit.sigma2 <= (64 * np.finfo(float).eps * magnitude) ** 2:
+    far = np.max(np.abs(fit._sol.theta), initial=0.0) > 1e4
+    if fit.sigma2 <= (64 * np.finfo(float).eps * magnitude) ** 2 or (far and fit._design.fits_exactly()):
         raise DegenerateResponseError(
             "the fixed and random effects fit the response exactly (residual variance 0, e.g. all "
             "responses equal or constant within every group), so the likelihood has no maximum; "
