@@ -31,10 +31,12 @@ class DenseCross:
         self._lam2_right = lam2_right
 
     def schur_rest(self, A22, P) -> np.ndarray:
+        """H = A₂₂ − Σ_j A₁₂,ⱼ'P_jA₁₂,ⱼ for (J₁, k₁, k₁) blocks P."""
         V = np.einsum("jab,jbr->jar", P, self.blocks).reshape(self.matrix.shape)
         return A22 - self.matrix.T @ V
 
     def level_quadratic(self, Ts, Si) -> np.ndarray:
+        """Z_j = F_j S⁻¹F_j' (F = A₁₂Λ₂) for every level j, as (J₁, k₁, k₁)."""
         F = self._lam2_right(self.matrix, Ts)
         J, k = self.blocks.shape[:2]
         return np.einsum("jar,jbr->jab", F.reshape(J, k, -1), (F @ Si).reshape(J, k, -1))
@@ -89,6 +91,7 @@ class SparseCross:
         return mix @ self.values
 
     def schur_rest(self, A22, P) -> np.ndarray:
+        """H = A₂₂ − Σ_j A₁₂,ⱼ'P_jA₁₂,ⱼ, summed over each level's columns."""
         V = np.einsum("nab,nb->na", -P[self.level], self.values)
         out = np.array(A22, order="C")
         kernels = _kernels()
@@ -97,6 +100,7 @@ class SparseCross:
         return out
 
     def level_quadratic(self, Ts, Si) -> np.ndarray:
+        """Z_j = F_j S⁻¹F_j' (F = A₁₂Λ₂) for every level j, summed over its columns."""
         F = np.ascontiguousarray(self.lam2_right(Ts))
         out = np.zeros((len(self.ptr) - 1, F.shape[1], F.shape[1]))
         # rows of a C-ordered matrix are contiguous; Si is symmetric, so Si' serves as well

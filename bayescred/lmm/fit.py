@@ -635,8 +635,6 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
 
-    best = {"dev": np.inf, "theta": None, "stalls": 0}
-
     def fg(th):
         key = th.tobytes()
         if key not in seen:
@@ -647,21 +645,26 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
             if not (np.isfinite(dev) and np.all(np.isfinite(g))):
                 dev, g = np.inf, np.zeros(len(th))
             seen[key] = dev, g
-        dev = seen[key][0]
-        if not dev >= best["dev"] - 1e-13 * abs(best["dev"]):  # lower (or the first: inf − inf)
-            best.update(dev=dev, theta=th.copy(), stalls=0)
-        elif np.max(np.abs(th - best["theta"])) <= 1e-9 * (1 + np.max(np.abs(best["theta"]))):
-            best["stalls"] += 1
-            if best["stalls"] == 3:
-                raise _Settled
         return seen[key]
 
     def clip(x):
         return np.where((lower == 0) & (x < 0), 0.0, x)
 
     def descend(x):
+        best = {"dev": np.inf, "theta": x, "stalls": 0}
+
+        def watched(th):  # fg, stopping a line search that probes the rounding noise (_Settled)
+            dev, g = fg(th)
+            if not dev >= best["dev"] - 1e-13 * abs(best["dev"]):  # lower (or the first: inf − inf)
+                best.update(dev=dev, theta=th.copy(), stalls=0)
+            elif np.max(np.abs(th - best["theta"])) <= 1e-9 * (1 + np.max(np.abs(best["theta"]))):
+                best["stalls"] += 1
+                if best["stalls"] == 3:
+                    raise _Settled
+            return dev, g
+
         try:
-            x = minimize(fg if analytic else f, x, jac=analytic, method="L-BFGS-B", bounds=bounds,
+            x = minimize(watched if analytic else f, x, jac=analytic, method="L-BFGS-B", bounds=bounds,
                          options={"ftol": 1e-14, "gtol": 1e-8, "maxiter": 2000}).x
         except _Settled:
             x = best["theta"]
