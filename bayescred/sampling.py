@@ -17,7 +17,6 @@ Three sampler backends, the first that applies (recorded as the posterior's attr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import warnings
@@ -26,6 +25,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from ._pages import small_pages
 from .errors import ArgumentError, ConvergenceWarning, PosteriorSizeError, SamplerFallbackWarning
 from .models._base import info_of
 from .progress import enabled as show_progress
@@ -287,7 +287,7 @@ def sample(model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, rando
     tree, backend = ran if ran is not None else (
         _run_pymc(model, draws, tune, chains, sampler_seed, progressbar, cores, target_accept), "pymc")
 
-    with _small_pages():
+    with small_pages():
         return _complete(model, info, tree, backend, rng, summary, log_likelihood, posterior_predictive)
 
 
@@ -326,31 +326,6 @@ def _complete(model, info, tree, backend, rng, summary: bool, log_likelihood: bo
     for group, variables in extra.items():
         groups[group] = xr.Dataset(variables)
     return _finish(groups, posterior, info)
-
-
-@contextlib.contextmanager
-def _small_pages():
-    """numpy's transparent-huge-page hint off while the posterior's arrays are written.
-
-    numpy asks Linux for huge pages (``madvise``) for every large array; where the kernel then
-    compacts memory synchronously at a fault (``transparent_hugepage/defrag`` = madvise, the
-    default of many distributions), each 2 MB fault on a fragmented machine waits for it. The
-    1,000-risk Bühlmann's exact per-risk draws (four arrays of 4,000 x 1,000) took 1.2-1.4 s in
-    any process that followed another large one on this project's machine, 0.15 s in small
-    pages (``benchmarks/bench_bayes.py``). Those arrays are written once and read a few times,
-    where huge pages gain nothing. The hint is numpy's process-wide switch (also the
-    ``NUMPY_MADVISE_HUGEPAGE`` environment variable), restored on exit; without numpy's
-    private setter nothing changes."""
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:  # pragma: no cover - a numpy without the switch
-        yield
-        return
-    previous = _set_madvise_hugepage(False)
-    try:
-        yield
-    finally:
-        _set_madvise_hugepage(previous)
 
 
 def _finish(groups: dict, posterior: xr.Dataset, info) -> xr.DataTree:

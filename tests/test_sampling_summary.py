@@ -127,7 +127,7 @@ def test_every_risks_draws_cost_the_four_arrays_kept_and_no_more(model):
 
 def test_per_risk_draws_are_written_in_small_pages_and_the_hint_is_restored(model, monkeypatch):
     """bc.sample writes the posterior's arrays with numpy's transparent-huge-page hint off
-    (sampling._small_pages: on a fragmented machine each 2 MB fault waited for the kernel to
+    (bayescred._pages.small_pages: on a fragmented machine each 2 MB fault waited for the kernel to
     compact memory, 1.2-1.4 s for the 1,000-risk Bühlmann's draws) and leaves numpy's switch as
     it found it, on or off."""
     from numpy._core.multiarray import _set_madvise_hugepage

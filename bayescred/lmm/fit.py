@@ -605,11 +605,11 @@ class _Settled(Exception):
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0.
 
-    L-BFGS-B from lme4's start θ = I, moment estimates for intercept terms
-    (``Design.start``; on weights rescaled to mean 1, which avoids the premature stop of
-    erratum E9) with the analytic gradient (``_gradient``), then Newton
-    steps on the components not held at a bound, the Hessian by central differences of
-    that gradient (2 × #θ evaluations). On the sparse-LU path (no selected inverse) both
+    L-BFGS-B from ``Design.start`` (lme4's θ = I, intercept terms at their moment estimates;
+    on weights rescaled to mean 1, which avoids the premature stop of erratum E9) with the
+    analytic gradient (``_gradient``), then Newton steps on the components not held at a
+    bound, the Hessian by central differences of that gradient (2 × #θ evaluations, once).
+    On the sparse-LU path (no selected inverse) both
     derivatives are finite differences of the criterion. L-BFGS-B runs again from inside
     when it stops at T_ii = 0 with the criterion falling inward (``_inward``). A bounded
     Nelder–Mead restart gives a second opinion when the polish ends without a Newton step

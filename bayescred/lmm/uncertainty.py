@@ -27,6 +27,7 @@ Each measure is computed only when asked for (``ranef(measures=...)``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import warnings
@@ -36,10 +37,20 @@ import pandas as pd
 
 from ..formula import _to_pandas
 from ..progress import track
+from .._pages import small_pages
 from .blockmatrix import TwoBlock, rowdot
 from .fit import _single_thread, conditional_modes, optimise, tri_index
 
 MEASURES = ("cond_sd", "pev_sd", "mse_sd")
+
+
+@contextlib.contextmanager
+def _heavy():
+    """One BLAS thread (the fit's rule) and small pages: the uncertainty algebra writes large
+    arrays once, and with numpy's huge-page hint ``ranef()`` on InstEval took 7.0-7.5 s in a
+    fresh process instead of 2.3 s (``bayescred._pages``)."""
+    with _single_thread(), small_pages():
+        yield
 
 
 class Uncertainty:
@@ -52,7 +63,7 @@ class Uncertainty:
         self.s2 = sol.sigma2
         q1, q2 = d.J1 * d.k1, d.q2
         self.q1, self.q = q1, q1 + q2
-        with _single_thread():
+        with _heavy():
             self.tb = TwoBlock(d, sol.Ts)
         AX = d.B1[:, :, 1:].reshape(q1, d.p)
         self.AX = np.vstack([AX, d.B2[:, 1:]]) if q2 else AX  # Z'WX
@@ -66,7 +77,7 @@ class Uncertainty:
     @functools.cached_property
     def LxX(self) -> np.ndarray:
         """ΛM⁻¹Λ'Z'WX = GK (q, p), K = Z'V⁻¹X."""
-        with _single_thread():
+        with _heavy():
             return self.tb.C_dot(self.AX)
 
     # -- the variance directions
@@ -183,7 +194,7 @@ class Uncertainty:
     def directions(self) -> list[dict]:
         """Pieces of (I − GH)G_k for each Σ-entry parameter k (bayescred/lmm/blockmatrix.py)."""
         m = len(self.params)
-        with _single_thread():
+        with _heavy():
             return [self.tb.direction(self._gamma(np.eye(m + 1)[k])) for k in range(m)]
 
     @functools.cached_property
@@ -196,7 +207,7 @@ class Uncertainty:
     @functools.cached_property
     def g3(self) -> np.ndarray:
         """g₃ of every random effect: Σ_kl Ω_kl diag((I − GH)G_k H G_l(I − HG))."""
-        with _single_thread():
+        with _heavy():
             return self.tb.g3_diag(self.directions, self.Omega) / self.s2
 
     @functools.cached_property
@@ -214,7 +225,7 @@ class Uncertainty:
         KGallK = sum((p * A for p, A in zip(self.psi, KGK)), np.zeros((self.design.p,) * 2))
         t.append(float(np.sum(XVX_inv * (self.fit._sol.Qxx / s2 - KGallK))) / s2)
         b = -0.5 * self.info_inv @ np.array(t)
-        with _single_thread():
+        with _heavy():
             return self.tb.direction(self._gamma(b)), float(b[-1])
 
     # -- layout: (term, level, effect) -> global index in q-space
@@ -245,7 +256,7 @@ class Uncertainty:
     # -- measures
     def ranef_measures(self, measures=MEASURES) -> dict[str, list[np.ndarray]]:
         """The requested SDs per term as (n_levels, k) arrays (lme4 term order)."""
-        with _single_thread():
+        with _heavy():
             return self._ranef_measures(measures)
 
     def _ranef_measures(self, measures):
@@ -285,7 +296,7 @@ class Uncertainty:
         if e is None:
             g1, g3, a_vec = 0.0, 0.0, np.zeros(self.design.p)
         else:
-            with _single_thread():
+            with _heavy():
                 g1 = self.s2 * float(e @ self.tb.C_dot(e[:, None])[:, 0])
                 a_vec = self.LxX.T @ e
                 V = np.column_stack([self.tb.K_T_dot(k, e) for k in self.directions])
@@ -300,7 +311,7 @@ class Uncertainty:
         if self.bias is None or e is None:
             return 0.0
         kb, b_sigma = self.bias
-        with _single_thread():
+        with _heavy():
             Ce = self.tb.C_dot(e[:, None])[:, 0]
             Re = e - self.tb.A_dot(Ce[:, None])[:, 0]  # (I − HG)m = (I − AC)m
             return float(self.tb.K_T_dot(kb, e) @ Re) + b_sigma * float(e @ Ce)
@@ -317,7 +328,7 @@ class Uncertainty:
         return data, X, zs, off
 
     def predict(self, newdata=None, bootstrap=None, seed=None) -> pd.DataFrame:
-        with _single_thread():
+        with _heavy():
             return self._predict(newdata, bootstrap, seed)
 
     def _predict(self, newdata, bootstrap, seed) -> pd.DataFrame:
