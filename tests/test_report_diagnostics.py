@@ -5,6 +5,7 @@ every run, NaN (undefined) R-hat and ESS for the fixed entries, numbers for the 
 import warnings
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from bayescred.report import diagnostics
@@ -39,3 +40,16 @@ def test_structural_zeros_raise_no_warning_and_are_undefined():
     varying = table.drop(index=fixed)
     assert np.isfinite(varying["r_hat"]).all() and (varying["ess_bulk"] > 100).all()
     assert np.isfinite(p["collective"])
+
+
+@pytest.mark.parametrize("dim", ["a", "b", "risk"])
+@pytest.mark.parametrize("risks", [5, 12, 300])
+def test_predictive_check_pools_the_risks_into_one_panel(dim, risks):
+    """The report of a 300-risk portfolio whose grouping column is named "a" crashed:
+    arviz-plots laid out 300² panels (and fails outright on "b")."""
+    rng = np.random.default_rng(risks)
+    pp = xr.Dataset({"y": (("chain", "draw", dim), rng.normal(size=(2, 50, risks)))},
+                    coords={"chain": [0, 1], "draw": np.arange(50), dim: np.arange(risks)})
+    tree = xr.DataTree.from_dict({"posterior_predictive": pp, "observed_data": pp.isel(chain=0, draw=0, drop=True)})
+    fig = diagnostics.ppc_figure(tree, "y")
+    assert len([ax for ax in fig.axes if ax.has_data()]) == 1

@@ -12,6 +12,7 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from . import html
 
@@ -162,6 +163,21 @@ def _plot(fn, posterior, size=None, **kwargs):
     return fig
 
 
+def ppc_figure(posterior, observed, group="posterior_predictive"):
+    """Density of the replicated data sets against the observed one, pooled over rows or risks.
+    Their dimensions are renamed first (``observation_0``, ...): arviz-plots 1 lays out one panel
+    per pair of risks when the dimension carries some names, among them "a" (the name of the
+    grouping column in the data: 144 panels for 12 risks, refused beyond 40), and fails on "b"."""
+    parts = {}
+    for name in (group, "observed_data"):
+        if name in posterior.children and observed in posterior[name]:
+            ds = posterior[name].to_dataset()[[observed]]
+            ds = ds.drop_vars([c for c in ds.coords if c not in ("chain", "draw")])
+            other = [d for d in ds[observed].dims if d not in ("chain", "draw")]
+            parts[name] = ds.rename({d: f"observation_{i}" for i, d in enumerate(other)})
+    return _plot("plot_ppc_dist", xr.DataTree.from_dict(parts), var_names=[observed], group=group)
+
+
 def trace_figure(posterior, var_names):
     """Trace and marginal density per chain, one row of panels per variable."""
     return _plot("plot_trace_dist", posterior, size=(10, 2.1 * len(var_names) + 0.6), var_names=var_names,
@@ -222,12 +238,10 @@ def section_html(posterior, var_names, observed: str | None = None) -> str:
         parts.append(html.figure(rank_figure(posterior, var_names),
                                  "Rank plots (uniform ranks: chains mix; p is the uniformity test's p-value)"))
     if observed and "posterior_predictive" in posterior.children:
-        parts.append(html.figure(_plot("plot_ppc_dist", posterior, var_names=[observed]),
+        parts.append(html.figure(ppc_figure(posterior, observed),
                                  "Posterior predictive check: observed vs replicated data"))
     if "prior_predictive" in posterior.children and observed in posterior["prior_predictive"]:
-        parts.append(html.figure(
-            _plot("plot_ppc_dist", posterior, var_names=[observed], group="prior_predictive"),
-            "Prior predictive check"))
+        parts.append(html.figure(ppc_figure(posterior, observed, "prior_predictive"), "Prior predictive check"))
     return "\n".join(parts)
 
 
