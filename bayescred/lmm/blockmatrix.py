@@ -77,8 +77,7 @@ class TwoBlock:
         self.J, self.k, self.q1, self.q2 = J, k, J * k, q2
         q1 = self.q1
         T1 = d.T1(Ts)
-        M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1) + np.eye(k)
-        Di = np.linalg.inv(M11)
+        Di = np.linalg.inv(d.m11(T1))
         self.A11 = d.A11
         self.Cb = T1 @ Di @ T1.T  # (J, k, k) level blocks of C_b
         if d.sparse:  # the fit factored all of M by sparse LU: read the blocks off Z'WZ

@@ -118,7 +118,15 @@ def symmetric_inverse(c) -> np.ndarray:
     if len(Si) >= MIRROR_MIN:
         _kernels().mirror_lower(Si)
         return Si
-    return np.tril(Si) + np.tril(Si, -1).T
+    upper = _upper_triangle(len(Si))
+    Si[upper] = Si.T[upper]
+    return Si
+
+
+@functools.lru_cache(maxsize=8)
+def _upper_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the strict upper triangle of an n × n matrix (n < MIRROR_MIN)."""
+    return np.triu_indices(n, 1)
 
 
 @functools.cache

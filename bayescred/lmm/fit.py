@@ -66,10 +66,16 @@ def relative_factors(terms, theta_index, theta) -> list[np.ndarray]:
     out = []
     for t, sl in zip(terms, theta_index):
         Ti = np.zeros((t.k, t.k))
-        for (i, j), v in zip(tri_index(t.k), theta[sl]):
-            Ti[i, j] = v
+        Ti[_tri_rows_cols(t.k)] = theta[sl]
         out.append(Ti)
     return out
+
+
+@functools.cache
+def _tri_rows_cols(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tri_index` as index arrays (rows, columns)."""
+    rows, cols = zip(*tri_index(k))
+    return np.array(rows), np.array(cols)
 
 
 class Design:
@@ -187,6 +193,12 @@ class Design:
         """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i')."""
         return relative_factors(self.terms, self.theta_index, theta)
 
+    def m11(self, T1) -> np.ndarray:
+        """The level blocks of M = Λ'Z'WZΛ + I on the largest factor: T₁'A₁₁,ⱼT₁ + I, (J1, k1, k1)."""
+        M11 = T1.T @ self.A11 @ T1
+        M11 += np.eye(self.k1)
+        return M11
+
     def T1(self, Ts) -> np.ndarray:
         if len(self.block1) == 1:
             return Ts[self.block1[0]]
@@ -205,8 +217,7 @@ class Design:
         """bd(blocks) X for (J1, k1, k1) blocks and X of shape (q1, m), dense or sparse."""
         if sp.issparse(X):
             return (self.block_diagonal(blocks) @ X).tocsr()
-        J, k = self.J1, self.k1
-        return np.einsum("jab,jbm->jam", np.broadcast_to(blocks, (J, k, k)), X.reshape(J, k, -1)).reshape(X.shape)
+        return (blocks @ X.reshape(self.J1, self.k1, -1)).reshape(X.shape)
 
     @functools.cached_property
     def _lam2_pattern(self):
@@ -375,12 +386,6 @@ def _cho_solve(c, b) -> np.ndarray:
     return x
 
 
-def _solve_blocks(M, b):
-    if M.shape[1] == 1:
-        return b / M
-    return np.linalg.solve(M, b)
-
-
 def _sparse_lu(d: Design, Ts):
     """log|M| and a solver for M = Λ'Z'WZΛ + I by a sparse LU with diagonal pivots."""
     from scipy.sparse.linalg import splu
@@ -401,41 +406,49 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
         return _finish(d, theta, reml, Ts, logdet, b.T @ x, x[: d.J1 * d.k1].reshape(d.J1, d.k1, -1),
                        x[d.J1 * d.k1 :])
     T1 = d.T1(Ts)
-    M11 = np.einsum("ba,jbc,cd->jad", T1, d.A11, T1)
-    M11[:, range(d.k1), range(d.k1)] += 1.0
-    b1 = np.einsum("ba,jbm->jam", T1, d.B1)
-    if d.k1 == 1:
-        logdet = float(np.sum(np.log(M11)))
-    else:
-        L11 = np.linalg.cholesky(M11)
-        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-    x1 = _solve_blocks(M11, b1)
+    M11inv, logdet = _block_inverse(d.m11(T1))
+    b1 = T1.T @ d.B1
+    x1 = M11inv @ b1
     x2 = Q = H = cS = None
     if d.q2:
         # With M₁₂ = Λ₁'A₁₂Λ₂ (A₁₂ = Z₁'WZ₂) the Schur complement is
         # S = M₂₂ − M₁₂'M₁₁⁻¹M₁₂ = Λ₂'HΛ₂ + I,  H = A₂₂ − Σ_j A₁₂,ⱼ'T₁M₁₁,ⱼ⁻¹T₁'A₁₂,ⱼ,
         # summed over the nonzeros of A₁₂ on large designs (MixedModels.jl's blocked Cholesky).
         q1 = d.J1 * d.k1
-        Q = np.einsum("jab,cb->jac", np.linalg.inv(M11), T1)  # M₁₁,ⱼ⁻¹T₁'
-        H = d.cross.schur_rest(d.A22, np.einsum("ab,jbc->jac", T1, Q))
+        Q = M11inv @ T1.T  # M₁₁,ⱼ⁻¹T₁'
+        H = d.cross.schur_rest(d.A22, T1 @ Q)
         S = d.lam2_both(Ts, H)
-        S[np.diag_indices(d.q2)] += 1.0
+        S.flat[:: d.q2 + 1] += 1.0
         with _threads_for(d.q2):  # S' is S, and Fortran-ordered as LAPACK wants it: no copy
             cS = _cholesky(S.T, overwrite=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cS))))
         b2 = d.lam2_t(Ts, d.B2)
         x2 = _cho_solve(cS, b2 - d.lam2_t(Ts, d.A12m.T @ d.bd_mul(T1, x1.reshape(q1, -1))))
         x1 = x1 - d.bd_mul(Q, d.A12m @ d.lam2(Ts, x2)).reshape(x1.shape)
-        gram = np.einsum("jam,jan->mn", b1, x1) + b2.T @ x2
-    else:
-        gram = np.einsum("jam,jan->mn", b1, x1)
+    m = b1.shape[-1]
+    gram = b1.reshape(-1, m).T @ x1.reshape(-1, m)
+    if d.q2:
+        gram += b2.T @ x2
     sol = _finish(d, theta, reml, Ts, logdet, gram, x1, x2)
     if gradient:
-        sol.gradient = _gradient(d, sol, T1, M11, Q, H, cS, x1, x2, reml)
+        sol.gradient = _gradient(d, sol, T1, M11inv, Q, H, cS, x1, x2, reml)
     return sol
 
 
-def _gradient(d: Design, sol: Solution, T1, M11, Q, H, cS, x1, x2, reml: bool) -> np.ndarray:
+def _block_inverse(M) -> tuple[np.ndarray, float]:
+    """The inverses of the level blocks M₁₁,ⱼ (J, k, k) and log|M₁₁| = Σ_j log|M₁₁,ⱼ|; each block
+    is T₁'A₁₁,ⱼT₁ + I, positive definite with eigenvalues ≥ 1, so one batched inverse serves
+    every solve with it (LinAlgError when θ made it non-finite)."""
+    if M.shape[1] == 1:
+        inverse, logdet = 1.0 / M, float(np.sum(np.log(M)))
+    else:
+        inverse, logdet = np.linalg.inv(M), float(np.sum(np.linalg.slogdet(M)[1]))
+    if not np.isfinite(logdet):
+        raise np.linalg.LinAlgError("a level block of M is not finite")
+    return inverse, logdet
+
+
+def _gradient(d: Design, sol: Solution, T1, M11inv, Q, H, cS, x1, x2, reml: bool) -> np.ndarray:
     """∂d/∂θ of the profiled criterion (Bates & DebRoy 2004, in lme4's Λ form).
 
     With Λ_k = ∂Λ/∂θ_k (entry (a, b) of T_i on every level of term i), A = Z'WZ,
@@ -454,9 +467,9 @@ def _gradient(d: Design, sol: Solution, T1, M11, Q, H, cS, x1, x2, reml: bool) -
     coef = np.concatenate([[1.0], -sol.beta])
     # R = [u*, X*] and E = [s, K] in q-space: block 1 as (J1, k1, 1+p), the rest (q2, 1+p)
     R1 = np.concatenate([sol.u_spherical1[..., None], x1[..., 1:]], axis=-1)
-    L1 = np.einsum("ab,jbm->jam", T1, R1)
+    L1 = T1 @ R1
     E1 = np.concatenate([(d.B1 @ coef)[..., None], d.B1[..., 1:]], axis=-1)
-    E1 = E1 - np.einsum("jab,jbm->jam", d.A11, L1)
+    E1 -= d.A11 @ L1
     R2 = E2 = None
     if d.q2:
         R2 = np.concatenate([sol.u_spherical2[:, None], x2[:, 1:]], axis=-1)
@@ -473,17 +486,16 @@ def _gradient(d: Design, sol: Solution, T1, M11, Q, H, cS, x1, x2, reml: bool) -
     E1 = E1 @ mix
     E2 = E2 @ mix if d.q2 else None
     # level-diagonal blocks of W = M⁻¹Λ'A
-    TA11 = np.einsum("ba,jbc->jac", T1, d.A11)
-    W1 = _solve_blocks(M11, TA11)
+    W1 = M11inv @ (T1.T @ d.A11)
     W2 = None
     if d.q2:
         with _threads_for(d.q2):
             Si = symmetric_inverse(cS)
         # W₁ += Y S⁻¹C with Y_j = Q_j F_j, C_j' = (A₁₁,ⱼT₁Q_j − I)F_j, F = A₁₂Λ₂:
         # Q_j (F_j S⁻¹F_j') (A₁₁,ⱼT₁Q_j − I)'
-        R = np.einsum("jab,bc,jcd->jad", d.A11, T1, Q)
-        R[:, range(d.k1), range(d.k1)] -= 1.0
-        W1 = W1 + np.einsum("jab,jbc,jdc->jad", Q, d.cross.level_quadratic(Ts, Si), R)
+        R = d.A11 @ T1 @ Q
+        R -= np.eye(d.k1)
+        W1 = W1 + Q @ d.cross.level_quadratic(Ts, Si) @ R.transpose(0, 2, 1)
         # W₂ = S⁻¹(Λ₂'A₂₂ − Y'Λ₁'A₁₂) = S⁻¹Λ₂'H, its level-diagonal blocks only; with Λ₂
         # diagonal (t) each is Σ_r S⁻¹[r, x] t_r H[r, x] (S⁻¹, H symmetric: rows for columns)
         t = d.lam2_diagonal(Ts)
@@ -574,18 +586,14 @@ def _single_thread():
         _HELD.depth = depth
 
 
-@contextlib.contextmanager
 def _threads_for(order: int):
     """BLAS's own thread count again, inside ``_single_thread``, around a factorisation or
     inverse of a dense matrix of at least ``THREADED_ORDER`` rows: there the threads pay
     (InstEval's 1,128 × 1,128 Schur complement: Cholesky 15.6 -> 11.9 ms, inverse from the
-    factor 25.6 -> 14.8 ms on two cores)."""
+    factor 25.6 -> 14.8 ms on two cores). Below that, nothing changes (a context that does
+    nothing: a small fit enters this twice per evaluation)."""
     controller = _blas_controller() if order >= THREADED_ORDER and getattr(_HELD, "depth", 0) else None
-    if controller is None:
-        yield
-    else:
-        with controller.limit(limits=_blas_threads()):
-            yield
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=_blas_threads())
 
 
 def _solve_one_thread(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
