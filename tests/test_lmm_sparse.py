@@ -79,6 +79,25 @@ def test_two_block_factor_equals_dense(form):
     Omega = np.array([[0.7]])
     np.testing.assert_allclose(tb.g3_diag([k], Omega), 0.7 * np.diag(K @ Hs @ K.T), rtol=1e-10,
                                atol=1e-10 * np.abs(K @ Hs @ K.T).max())
+    # several directions (one per term, one on every term) mixed by a symmetric Ω with zeros,
+    # as the MSE's g₃ mixes them: Σ_kl Ω_kl diag(K_k σ²H K_l')
+    gams = [[g if j == i else np.zeros_like(g) for j, g in enumerate(gam)] for i in range(len(gam))] + [gam]
+    Ks = []
+    for g in gams:
+        Gt = np.zeros((q, q))
+        for i, t in enumerate(fit._design.terms):
+            idx = unc._term_index(i)
+            for lev in range(t.n_levels):
+                Gt[np.ix_(idx[lev], idx[lev])] = g[i]
+        Ks.append((np.eye(q) - C @ A) @ Gt)
+    m = len(gams)
+    Omega = rng.normal(size=(m, m))
+    Omega = Omega + Omega.T
+    Omega[0, -1] = Omega[-1, 0] = 0.0
+    want = sum(Omega[a, b] * np.diag(Ks[a] @ Hs @ Ks[b].T) for a in range(m) for b in range(m))
+    scale = max(np.abs(Ka @ Hs @ Ka.T).max() for Ka in Ks)
+    np.testing.assert_allclose(tb.g3_diag([tb.direction(g) for g in gams], Omega), want, rtol=1e-9,
+                               atol=1e-10 * scale)
 
 
 def test_sampled_diag_equals_dense():
