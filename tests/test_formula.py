@@ -214,13 +214,17 @@ def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_w
 @pytest.mark.parametrize("formula", [
     "y ~ x", "y ~ x + z", "y ~ 0 + x + z", "y ~ x + z - 1", "y ~ 1 + z + x", "y ~ x + x", "y ~ `odd name` + x",
     "y ~ n", "y ~ x + f", "y ~ 0 + f + g", "y ~ g + 0 + f + x", "y ~ x + f + b", "y ~ t", "y ~ f - 1 + x",
-    "y ~ x - z", "y ~ log(x) + z", "y ~ x:z", "y ~ f*x",
+    "y ~ x - z", "y ~ log(x) + z", "y ~ x:z", "y ~ f*x", "y ~ f*g", "y ~ 0 + f*g", "y ~ f:g", "y ~ 0 + f:g",
+    "y ~ g:f + f", "y ~ x + f:x", "y ~ f:x", "y ~ 0 + x:f", "y ~ f*g*x", "y ~ (f + g):x", "y ~ (x + f)*g",
+    "y ~ t*f", "y ~ f*b + x", "y ~ x*z + f", "y ~ f + f:g + g:f", "y ~ x:x + f", "y ~ f/g", "y ~ (f + g)^2",
+    "y ~ f*g - f",
 ])
-def test_main_effects_design_equals_formulaics(formula, monkeypatch):
-    # an intercept and main effects of numeric columns and factors are built without formulaic
-    # (its fixed cost is most of a small fit's set-up): the same matrix, names and new-data
-    # transform as formulaic's (R's model.matrix: treatment coding, the first factor of a model
-    # without intercept coded by all its levels; "t" is numeric declared a factor, base 3)
+def test_plain_terms_design_equals_formulaics(formula, monkeypatch):
+    # algebra on plain numeric columns and factors (main effects, ':' and '*') is built without
+    # formulaic (its fixed cost is most of a small fit's set-up): the same matrix, names and
+    # new-data transform as formulaic's (R's model.matrix: treatment contrasts when the term
+    # without the factor is in the model, else every level; interactions by degree, the first
+    # column varying fastest; "t" is numeric declared a factor, base 3)
     from bayescred import formula as fm
 
     rng = np.random.default_rng(3)
@@ -231,9 +235,9 @@ def test_main_effects_design_equals_formulaics(formula, monkeypatch):
     new = data.sample(7, random_state=1)
     options = dict(factors=["t"], base_levels={"t": 3.0})
     fast = fm.fixed_design(formula, data, **options)
-    built_here = not any(t in formula for t in ("log", ":", "- z", "*"))
-    assert isinstance(fast._spec, fm._MainEffects) == built_here
-    monkeypatch.setattr(fm._MainEffects, "of", classmethod(lambda cls, pieces, frame: None))
+    built_here = not any(t in formula for t in ("log", "- z", "/", "^", "- f"))
+    assert isinstance(fast._spec, fm._PlainTerms) == built_here
+    monkeypatch.setattr(fm._PlainTerms, "of", classmethod(lambda cls, pieces, frame: None))
     slow = fm.fixed_design(formula, data, **options)
     assert fast.names == slow.names
     np.testing.assert_array_equal(fast.X, slow.X)

@@ -23,6 +23,10 @@ CASES = [
     ("y ~ 0 + a + b", {}, "y ~ 0 + a + b", ""),
     ("y ~ x:a", {}, "y ~ x:a", ""),
     ("y ~ b:a + a", {}, "y ~ b:a + a", ""),
+    ("y ~ a*b", {}, "y ~ a*b", ""),  # plain-column algebra, coded without formulaic (_PlainTerms)
+    ("y ~ 0 + a*b + x", {}, "y ~ 0 + a*b + x", ""),
+    ("y ~ (a + b):x + x", {}, "y ~ (a + b):x + x", ""),
+    ("y ~ a*b*x", {}, "y ~ a*b*x", ""),
     ("y ~ a/x", {}, "y ~ a/x", ""),
     ("y ~ x %in% a", {}, "y ~ x %in% a", ""),
     ("y ~ a + b %in% a", {}, "y ~ a + b %in% a", ""),
