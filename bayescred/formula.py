@@ -989,7 +989,7 @@ def _rhs_design(pieces, frame: pd.DataFrame, what: str):
             _CONSTANT_DESIGNS[key] = (spec, row, names)
         spec, row, names = _CONSTANT_DESIGNS[key]
         return spec, np.repeat(row, len(frame), axis=0), names
-    main = _PlainTerms.of(pieces, frame)
+    main = _PlainTerms.of(pieces, leaves, frame)
     if main is not None:
         return main, main.matrix(frame), main.names
     return _rhs_materialise(pieces, leaves, frame, what)
@@ -1013,17 +1013,6 @@ def _plain_terms(node) -> list[tuple[str, ...]] | None:
     return crossed if node.op == ":" else left + right + crossed
 
 
-def _names_in_order(node, out: list) -> None:
-    """The column names of plain algebra, left to right."""
-    if isinstance(node, Paren):
-        _names_in_order(node.inner, out)
-    elif isinstance(node, BinOp):
-        _names_in_order(node.left, out)
-        _names_in_order(node.right, out)
-    elif isinstance(node, Name):
-        out.append(node.id)
-
-
 @dataclass(frozen=True)
 class _PlainTerms:
     """The design of algebra on plain columns (``x + zone``, ``0 + f + x``, ``recipe *
@@ -1042,13 +1031,14 @@ class _PlainTerms:
     names: list
 
     @classmethod
-    def of(cls, pieces, frame: pd.DataFrame):
-        """The design of ``pieces`` when it is of this kind, else None."""
+    def of(cls, pieces, leaves, frame: pd.DataFrame):
+        """The design of ``pieces`` (whose factor expressions, in the formula's order, are
+        ``leaves``, as :func:`_formula_leaves` collects them) when it is of this kind, else None."""
         numbers = [(sign, node.value) for sign, node in pieces if isinstance(node, Num)]
         if len(numbers) > 1 or (numbers and numbers[0] not in (("+", 1), ("+", 0), ("-", 1))):
             return None
         intercept = not numbers or numbers[0] == ("+", 1)
-        written, order = [], []
+        written = []
         for sign, node in pieces:
             if isinstance(node, Num):
                 continue
@@ -1056,8 +1046,7 @@ class _PlainTerms:
             if terms is None:
                 return None
             written += terms
-            _names_in_order(node, order)
-        rank = {name: i for i, name in reversed(list(enumerate(order)))}
+        rank = {leaf.id: i for i, leaf in reversed(list(enumerate(leaves)))}
         unique = {frozenset(t): t for t in reversed(written)}  # the first occurrence of each set
         terms = sorted(dict.fromkeys(unique[frozenset(t)] for t in written), key=len)
         present = {frozenset()} if intercept else set()

@@ -237,7 +237,7 @@ def test_plain_terms_design_equals_formulaics(formula, monkeypatch):
     fast = fm.fixed_design(formula, data, **options)
     built_here = not any(t in formula for t in ("log", "- z", "/", "^", "- f"))
     assert isinstance(fast._spec, fm._PlainTerms) == built_here
-    monkeypatch.setattr(fm._PlainTerms, "of", classmethod(lambda cls, pieces, frame: None))
+    monkeypatch.setattr(fm._PlainTerms, "of", classmethod(lambda cls, pieces, leaves, frame: None))
     slow = fm.fixed_design(formula, data, **options)
     assert fast.names == slow.names
     np.testing.assert_array_equal(fast.X, slow.X)

@@ -137,7 +137,7 @@ class TwoBlock:
     # -- building blocks
     def bd(self, D, X):
         """bd(D) X for (J, k, k) (or one (k, k)) blocks and X of shape (q1, m), dense or sparse."""
-        return self.d.bd_mul(np.broadcast_to(D, (self.J, self.k, self.k)), X)
+        return self.d.bd_mul(D, X)
 
     def gt2(self, Gamma) -> sp.csr_matrix:
         """G̃ of the remaining terms (block 2) as a sparse q₂×q₂ matrix."""

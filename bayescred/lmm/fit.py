@@ -214,7 +214,8 @@ class Design:
         return sp.csr_matrix((np.broadcast_to(blocks, (J, k, k)).ravel(), (rows, cols)), shape=(J * k, J * k))
 
     def bd_mul(self, blocks, X):
-        """bd(blocks) X for (J1, k1, k1) blocks and X of shape (q1, m), dense or sparse."""
+        """bd(blocks) X for (J1, k1, k1) blocks (or one k1 × k1 block for every level) and X of
+        shape (q1, m), dense or sparse."""
         if sp.issparse(X):
             return (self.block_diagonal(blocks) @ X).tocsr()
         return (blocks @ X.reshape(self.J1, self.k1, -1)).reshape(X.shape)
