@@ -301,6 +301,36 @@ def test_the_lean_mode_removes_an_expand_then_squeeze_and_keeps_other_dimshuffle
         np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
+def test_the_lean_mode_reads_the_first_coordinate_as_a_native_scalar():
+    """nutpie's log density reads its first parameter as x[:1] reshaped to a scalar (the others
+    as x[i]); PyTensor's NUMBA mode keeps that as a slice, a squeeze and a conversion (a strided
+    view numba compiles on a machine's first fit), _nutpie._mode() as the native scalar read
+    the other coordinates get. The values are PyTensor's; a slice of another length stays."""
+    pytest.importorskip("nutpie")
+    import pytensor
+    import pytensor.tensor as pt
+
+    x = pt.dvector("x")
+    point = np.array([0.5, 2.0, 3.0])
+
+    def ops(fn):
+        return [str(node.op) for node in fn.maker.fgraph.toposort()]
+
+    out = pt.exp(x[:1].reshape(())) * x[1] + x[2]
+    plain = pytensor.function([x], out, mode="NUMBA")
+    ours = pytensor.function([x], out, mode=_nutpie._mode())
+    assert "Subtensor{:stop}" in ops(plain) and "Squeeze{axis=0}" in ops(plain)
+    assert "Subtensor{:stop}" not in ops(ours) and "Squeeze{axis=0}" not in ops(ours)
+    assert ops(ours).count("ScalarSubtensor{i}") == 3
+    np.testing.assert_allclose(ours(point), plain(point), rtol=1e-15)
+    np.testing.assert_allclose(ours(point), np.exp(0.5) * 2.0 + 3.0, rtol=1e-15)
+
+    two = pt.exp(x[:2]).sum()  # a longer slice is not a coordinate
+    kept = pytensor.function([x], two, mode=_nutpie._mode())
+    assert any("Subtensor" in op and "Scalar" not in op for op in ops(kept))
+    np.testing.assert_allclose(kept(point), np.exp(0.5) + np.exp(2.0), rtol=1e-15)
+
+
 def test_the_lean_compilation_builds_no_c_code(monkeypatch):
     """The start values and shapes nutpie evaluates a few times are PyTensor functions in Python,
     not C compiled by gcc (0.5 s of a machine's first fit); the setting is PyTensor's as before."""
