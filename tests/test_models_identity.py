@@ -187,6 +187,26 @@ def test_hierarchical_marginal_equals_dense_gaussian():
     assert got == pytest.approx(want, abs=1e-9)
 
 
+@pytest.mark.parametrize("likelihood", ["marginal", "latent"])
+def test_potential_is_the_sum_of_the_loglik_deterministic(likelihood):
+    """The sampler's potential adds the risks' within terms up from data-only totals
+    (likelihood.gaussian.within_total); the ``loglik`` deterministic has them per node: the
+    two are the same sum, one-way and hierarchical, at a point away from the start."""
+    rng = np.random.default_rng(1)
+    rows = [(f"s{s}", f"r{j}", 10 + rng.normal(), rng.uniform(0.5, 2.0))
+            for s in range(3) for j in range(2 + s) for _ in range(2 + (j + s) % 3)]
+    data = pd.DataFrame(rows, columns=["sector", "risk", "y", "w"])
+    for model in (buhlmann_straub(data, group="risk", response="y", weight="w", likelihood=likelihood),
+                  hierarchical(data, levels=["sector", "risk"], response="y", weight="w", likelihood=likelihood)):
+        [potential] = model.potentials
+        both = model.replace_rvs_by_values([potential, model["loglik"].sum()])
+        f = model.compile_fn(both, inputs=model.value_vars, on_unused_input="ignore")
+        point = {k: v + 0.3 for k, v in model.initial_point().items()}
+        total, summed = f(point)
+        assert "within_ss" not in {v.name for v in pytensor.graph.ancestors([both[0]])}  # totals only
+        assert total == pytest.approx(summed, rel=1e-13)
+
+
 def test_hierarchical_premiums_are_jewell_premiums():
     # FORMULAS.md §3: mu_s = Z_s B_s + (1 - Z_s) m, mu_sj = Z_sj X_sj + (1 - Z_sj) mu_s
     rng = np.random.default_rng(9)

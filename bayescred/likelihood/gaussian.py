@@ -57,7 +57,30 @@ def within_term(xp, sigma2, n, weight, within_ss, sum_log_w):
     """log density of a risk's rows around their weighted mean: the part of
     prod_t N(y_t | mu, sigma2/w_t) that does not involve mu (docs/formulas.md §2),
     -1/2 [(n - 1) log(2 pi sigma2) - (sum_t log w_t - log w) + SS/sigma2]."""
-    return -0.5 * ((n - 1) * (LOG2PI + xp.log(sigma2)) - (sum_log_w - xp.log(weight)) + within_ss / sigma2)
+    return _within(xp, sigma2, n - 1, sum_log_w - xp.log(weight), within_ss)
+
+
+def _within(xp, sigma2, df, log_w, within_ss):
+    return -0.5 * (df * (LOG2PI + xp.log(sigma2)) - log_w + within_ss / sigma2)
+
+
+WITHIN_TOTALS = ("within_df", "within_log_w", "within_ss_total")
+
+
+def within_totals(stats) -> dict:
+    """The sums over the risks of what :func:`within_term` reads, as floats: the degrees of
+    freedom sum (n - 1), sum (sum_t log w_t - log w) and the pooled SS (:data:`WITHIN_TOTALS`)."""
+    return dict(zip(WITHIN_TOTALS, (float(np.sum(stats["n"] - 1)),
+                                    float(np.sum(stats["sum_log_w"] - np.log(stats["weight"]))),
+                                    float(np.sum(stats["within_ss"])))))
+
+
+def within_total(xp, sigma2, totals):
+    """The sum over the risks of :func:`within_term`, from :func:`within_totals` (the term is
+    linear in the statistics): a log density's data-only sums are not recomputed at every
+    evaluation (in the sampler's compiled log density they were a reduction over the risks
+    and three of the five arrays its loop read)."""
+    return _within(xp, sigma2, *(totals[k] for k in WITHIN_TOTALS))
 
 
 def nested_precisions(xp, tau2, sigma2, stats, parents, sizes):
@@ -81,13 +104,14 @@ def nested_precisions(xp, tau2, sigma2, stats, parents, sizes):
     return A, B
 
 
-def nested_collapse(xp, collective, tau2, sigma2, stats, parents, sizes):
+def nested_collapse(xp, collective, tau2, sigma2, stats, parents, sizes, within: bool = True):
     """Integrate the random effects of a nested Gaussian model out, bottom up
     (:func:`nested_precisions`). Returns (loglik per top-level node, [A per level],
     [B per level]); the log-likelihood is the exact log density of all rows under the top
-    node (constants included)."""
+    node (constants included), or without the risks' :func:`within_term` (``within=False``;
+    their sum is :func:`within_total`)."""
     A, B = nested_precisions(xp, tau2, sigma2, stats, parents, sizes)
-    acc = within_term(xp, sigma2, stats["n"], stats["weight"], stats["within_ss"], stats["sum_log_w"])
+    acc = within_term(xp, sigma2, stats["n"], stats["weight"], stats["within_ss"], stats["sum_log_w"]) if within else 0.0
     for level in range(len(tau2) - 1, 0, -1):
         idx, size = parents[level - 1], sizes[level - 1]
         v = tau2[level] + 1.0 / A[level]

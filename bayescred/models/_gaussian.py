@@ -30,6 +30,8 @@ from ..likelihood.gaussian import (
     nested_posterior,
     nested_precisions,
     within_term,
+    within_total,
+    within_totals,
 )
 
 LIKELIHOODS = ("marginal", "latent")
@@ -129,6 +131,7 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
 
     with pm.Model(coords=coords) as model:
         data_vars = {k: pm.Data(k, v, dims=inner) for k, v in stats.items()}
+        totals = {k: pm.Data(k, v) for k, v in within_totals(stats).items()}  # sums over the risks
         loc = pm.Data("location", centre)  # the response is centred at it (shift-exact algebra)
         spec = {p.name: p for p in params}
         m = P.register("collective", chosen["collective"], spec["collective"])
@@ -155,7 +158,9 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
                 suffix = "" if lv == L - 1 else f"_{level}"
                 pm.Deterministic("premium" + suffix, means[lv] + loc, dims=level)
             pm.Deterministic("loglik", ll, dims=top)
-            pm.Potential("marginal_likelihood", ll.sum())
+            # the same sum, the risks' within terms added up once, from their data-only totals
+            between = nested_collapse(pt, m_c, tau2, within, data_vars, parents, sizes, within=False)[0]
+            pm.Potential("marginal_likelihood", between.sum() + within_total(pt, within, totals))
         else:
             node = m_c
             for lv, level in enumerate(levels):
@@ -165,11 +170,10 @@ def build(factory: str, data, levels: list[str], response: str, weight: str | No
                 node = (node if lv == 0 else node[parents[lv - 1]]) + u
                 pm.Deterministic("premium" + suffix, node + loc, dims=level)
             x, w = data_vars["mean"], data_vars["weight"]
-            ll = within_term(pt, within, data_vars["n"], w, data_vars["within_ss"], data_vars["sum_log_w"]) - 0.5 * (
-                np.log(2 * np.pi) + pt.log(within / w) + (x - node) ** 2 * w / within
-            )
+            mean_term = -0.5 * (np.log(2 * np.pi) + pt.log(within / w) + (x - node) ** 2 * w / within)
+            ll = within_term(pt, within, data_vars["n"], w, data_vars["within_ss"], data_vars["sum_log_w"]) + mean_term
             pm.Deterministic("loglik", ll, dims=inner)
-            pm.Potential("conditional_likelihood", ll.sum())
+            pm.Potential("conditional_likelihood", mean_term.sum() + within_total(pt, within, totals))
 
     suffixes = [f"_{lv}" for lv in levels[:-1]] + [""]
     info = ModelInfo(
