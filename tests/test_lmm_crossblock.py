@@ -122,9 +122,11 @@ def test_large_schur_complements_use_blas_threads():
         assert threads() == 1
 
 
-def test_intercept_terms_start_at_their_moment_estimates():
-    """Design.start: lme4's θ = I except for intercept terms, which start at the
-    Bühlmann–Straub moment estimate √(τ̂²/σ̂²) of their own one-way classification."""
+def test_terms_start_at_their_moment_estimates():
+    """Design.start: an intercept term starts at the Bühlmann–Straub moment estimate
+    √(τ̂²/σ̂²) of its own one-way classification; another term at Halliwell's between matrix
+    of its levels' own least-squares fits (here k = 1: a slope through the origin per level),
+    both of the response less its least-squares fit on X."""
     from bayescred.credibility import buhlmann_straub
 
     rng = np.random.default_rng(7)
@@ -138,7 +140,63 @@ def test_intercept_terms_start_at_their_moment_estimates():
     start = d.start()
     between, within = classical.structure["between"], classical.structure["within"]
     assert start[0] == pytest.approx(np.sqrt(between / within), rel=1e-10)
-    assert start[1] == 1.0  # a slope term: lme4's start
+    # the slope term, level by level with lstsq: B_j, σ̂² = Σ RSS_j / Σ (n_j − 1), then
+    # Û = Σ (B_j − B̄)² / (J − 1) − σ̂² mean_j (x_j'x_j)⁻¹
+    slope = d.terms[1]
+    fits = [np.linalg.lstsq(slope.X[slope.codes == j], d.y[slope.codes == j], rcond=None)
+            for j in range(slope.n_levels)]
+    B = np.array([f[0][0] for f in fits])
+    sigma2 = sum(f[1][0] for f in fits) / (n - slope.n_levels)
+    xx = np.array([slope.X[slope.codes == j, 0] @ slope.X[slope.codes == j, 0] for j in range(slope.n_levels)])
+    U = B.var(ddof=1) - sigma2 * np.mean(1 / xx)
+    assert start[1] == pytest.approx(np.sqrt(U / sigma2), rel=1e-10)
+
+
+def test_balanced_random_slopes_start_at_the_reml_optimum():
+    """With the same design in every level (sleepstudy's kind), the moment estimates of a
+    random-slope term are REML's when they are inside the bounds: the optimiser starts at its
+    optimum and checks it (lme4's θ = I start took 27 gradients on sleepstudy)."""
+    rng = np.random.default_rng(3)
+    levels, days = 18, np.arange(10.0)
+    g, x = np.repeat(np.arange(levels), days.size), np.tile(days, levels)
+    u = rng.multivariate_normal([0, 0], [[600, 10], [10, 35]], levels)
+    y = 250 + u[g, 0] + (10 + u[g, 1]) * x + rng.normal(0, 25, g.size)
+    data = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    calls = []
+    original = engine.Design.deviance_and_gradient
+
+    def counted(self, theta, reml):
+        calls.append(theta)
+        return original(self, theta, reml)
+
+    engine.Design.deviance_and_gradient = counted
+    try:
+        fit = bc.lmm("y ~ x + (x|g)", data)
+    finally:
+        engine.Design.deviance_and_gradient = original
+    np.testing.assert_allclose(fit._design.start(), fit._sol.theta, rtol=1e-6)
+    assert len(calls) <= 8
+
+
+def test_a_term_without_enough_levels_to_estimate_starts_at_identity():
+    """Halliwell's estimate needs more than k levels with more rows than columns and the
+    columns not collinear within the level; otherwise the term starts at lme4's θ = I. A level
+    whose x is constant is left out of the estimate, not allowed to make it singular."""
+    rng = np.random.default_rng(11)
+    x = np.tile([0.0, 1.0, 2.0, 3.0], 6)
+    g = np.repeat(np.arange(6), 4)
+    x[g == 5] = 1.0  # one level with a constant x: its two columns are collinear
+    y = rng.normal(0, 3, 6)[g] + (1 + rng.normal(0, 2, 6)[g]) * x + rng.normal(0, 0.3, 24)
+    data = pd.DataFrame({"y": y, "x": x, "z": rng.normal(size=24), "g": g.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = bc.lmm("y ~ x + (x|g)", data)._design
+        term = d.terms[0]
+        start = d._regression_start(term)
+        assert start is not None and np.all(np.isfinite(start)) and start[0] > 0 and start[2] > 0
+        few = bc.lmm("y ~ x + (x + z|g)", data.iloc[:12])._design  # 3 levels for k = 3
+    assert few._regression_start(few.terms[0]) is None
+    np.testing.assert_array_equal(few.start(), [1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
 
 
 @pytest.mark.parametrize("form", ["y ~ 1 + (1|a) + (1|b)", "y ~ x + (1|a) + (1|b/c)", "y ~ x + (x|a) + (1|b)",

@@ -23,6 +23,7 @@ from ..errors import BoundaryWarning, ConstantCovariateError, ConvergenceWarning
 from ..portfolio import as_list, cross_products, largest, within_cross_products
 from ._common import (
     CredibilityFit,
+    between_matrix_unbiased,
     between_unbiased,
     check_number,
     check_variance,
@@ -222,7 +223,7 @@ def hachemeister(
         used = "unbiased" + (", U from un-centred time (E5)" if tau_estimated_on == "uncentred" and centering != "origin" else "")
     else:
         if method == "unbiased":
-            U = _moment_matrix(B, Minv, within)
+            U = between_matrix_unbiased(B, Minv, within)
             used = "unbiased (matrix moment estimator)"
         else:
             on_origin = tau_estimated_on == "uncentred"  # diagonal only (refused above otherwise)
@@ -345,22 +346,6 @@ def _iterative(B, Minv, within, tol, maxit, diagonal=False):
         )
     U, _, _ = update(coll, cred)
     return U
-
-
-def _moment_matrix(B, Minv, within):
-    """Halliwell's moment estimator of the full between matrix (docs/formulas.md §4):
-    Û = Σ_j (B_j − B̄)(B_j − B̄)′/(J − 1) − σ̂² Σ_j M_j⁻¹/J, B̄ the simple mean. Unbiased in
-    any design, since E Σ_j (B_j − B̄)(B_j − B̄)′ = (1 − 1/J) Σ_j (U + σ²M_j⁻¹). Returned
-    positive semi-definite: negative eigenvalues are set to 0 (the caller flags a singular U)."""
-    J = len(B)
-    d = B - B.mean(axis=0)
-    U = d.T @ d / (J - 1) - within * Minv.mean(axis=0)
-    U = (U + U.T) / 2
-    values, vectors = np.linalg.eigh(U)
-    if values[0] >= 0:
-        return U
-    U = (vectors * np.maximum(values, 0.0)) @ vectors.T
-    return (U + U.T) / 2
 
 
 def _check_between(between, p):

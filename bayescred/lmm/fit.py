@@ -44,7 +44,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
-from ..credibility._common import between_unbiased
+from ..credibility._common import between_matrix_unbiased, between_unbiased
 from ..errors import ConvergenceWarning
 from ..formula import RandomTerm
 from .crossblock import DenseCross, SparseCross, symmetric_inverse
@@ -279,15 +279,23 @@ class Design:
         return out
 
     def start(self) -> np.ndarray:
-        """The optimiser's start: lme4's θ = I, except that an intercept term (1 | g) starts
-        at the Bühlmann–Straub moment estimate on its own levels, θ = √(τ̂²/σ̂²) of the
-        response less its least-squares fit (docs/formulas.md §2), within [0.1, 100]. The
+        """The optimiser's start: each term at a moment estimate on its own levels, of the
+        response less its least-squares fit; lme4's θ = I where there is none. An intercept
+        term (1 | g) starts at the Bühlmann–Straub estimate θ = √(τ̂²/σ̂²) (docs/formulas.md
+        §2), within [0.1, 100]; any other term at Halliwell's estimate of the between matrix
+        from each level's own weighted least-squares fit (:meth:`_regression_start`). The
         optimum is the same; the path to it is shorter (InstEval: 16 -> 13 and 31 -> 18
-        gradient evaluations)."""
+        gradient evaluations; sleepstudy's (Days | Subject) 27 -> 7, Machines' (Machine |
+        Worker) 40 -> 13)."""
         theta = np.array([1.0 if lo == 0 else 0.0 for lo in self.theta_lower])
         for t, sl in zip(self.terms, self.theta_index):
+            if t.k > 1 or not np.all(t.X == 1.0):
+                start = self._regression_start(t)
+                if start is not None:
+                    theta[sl] = start
+                continue
             df = self.n_rows - t.n_levels
-            if t.k > 1 or df <= 0 or not np.all(t.X == 1.0):
+            if df <= 0:
                 continue
             weight = np.bincount(t.codes, self.w, t.n_levels)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -296,6 +304,37 @@ class Design:
             if within > 0 and np.isfinite(within):  # else nothing to start from: θ = 1
                 theta[sl] = np.sqrt(np.clip(between_unbiased(mean, weight, within) / within, 0.01, 1e4))
         return theta
+
+    def _regression_start(self, t: RandomTerm) -> np.ndarray | None:
+        """θ of term ``t`` from the regression-credibility moments (docs/formulas.md §4): each
+        level's weighted least-squares coefficients B_j of the response less its fit on X on
+        the term's columns, σ̂² pooled from their residuals, Û = Halliwell's unbiased between
+        matrix (:func:`between_matrix_unbiased`), T = chol(Û/σ̂²) with its eigenvalues kept
+        above 1e-4 of the largest (inside the bounds). Levels with no more rows than columns,
+        or whose columns are collinear within the level, are left out; None (θ = I) when
+        fewer than k + 1 levels are left, or σ̂² or Û is 0."""
+        J, k, X, w, c = t.n_levels, t.k, t.X, self.w, t.codes
+        wX = X * w[:, None]
+        cross = np.empty((J, k, k))
+        for a, b in tri_index(k):
+            cross[:, a, b] = cross[:, b, a] = np.bincount(c, wX[:, a] * X[:, b], J)
+        xy = np.stack([np.bincount(c, wX[:, a] * self.y, J) for a in range(k)], axis=1)
+        rows = np.bincount(c, minlength=J)
+        eig = np.linalg.eigvalsh(cross)
+        kept = (rows > k) & (eig[:, 0] > 1e-10 * eig[:, -1])
+        if kept.sum() <= k:
+            return None
+        Minv = np.linalg.inv(cross[kept])
+        B = (Minv @ xy[kept, :, None])[..., 0]
+        rss = np.bincount(c, w * self.y**2, J)[kept] - np.einsum("ja,ja->j", B, xy[kept])
+        within = float(rss.sum()) / float((rows[kept] - k).sum())
+        if not (within > 0 and np.isfinite(within)):
+            return None
+        values, vectors = np.linalg.eigh(between_matrix_unbiased(B, Minv, within) / within)
+        if not values[-1] > 0:
+            return None
+        L = np.linalg.cholesky((vectors * np.maximum(values, 1e-4 * values[-1])) @ vectors.T)
+        return L[_tri_rows_cols(k)]
 
     def fits_exactly(self) -> bool:
         """Whether the columns of X and Z fit the response exactly (weighted least squares
