@@ -86,6 +86,8 @@ def main(before: str) -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=True)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
+    if subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode:
+        head += " and uncommitted changes"  # the tree timed is the working tree, not HEAD
     lines = [f"| data | formula | before ({before}) | after ({head}) | ratio | criterion after − before |",
              "|---|---|---:|---:|---:|---:|"]
     ratios = []
