@@ -144,12 +144,14 @@ class Design:
         self.set_response(y, within_ss)
 
     # -- construction helpers
-    def _per_level(self, a, b):
-        """Σ_rows w a_r b_s per level of the largest factor: (J1, ka, kb)."""
-        out = np.empty((self.J1, a.shape[1], b.shape[1]))
+    def _per_level(self, a, b, codes=None, levels=None):
+        """Σ_rows w a_r b_s per level of a grouping factor (by default the largest, J1 levels):
+        (levels, ka, kb)."""
+        codes, levels = (self.codes1, self.J1) if codes is None else (codes, levels)
+        out = np.empty((levels, a.shape[1], b.shape[1]))
         for r in range(a.shape[1]):
             for s in range(b.shape[1]):
-                out[:, r, s] = np.bincount(self.codes1, self.w * a[:, r] * b[:, s], minlength=self.J1)
+                out[:, r, s] = np.bincount(codes, self.w * a[:, r] * b[:, s], minlength=levels)
         return out
 
     def _z1_sparse(self):
@@ -313,20 +315,18 @@ class Design:
         above 1e-4 of the largest (inside the bounds). Levels with no more rows than columns,
         or whose columns are collinear within the level, are left out; None (θ = I) when
         fewer than k + 1 levels are left, or σ̂² or Û is 0."""
-        J, k, X, w, c = t.n_levels, t.k, t.X, self.w, t.codes
-        wX = X * w[:, None]
-        cross = np.empty((J, k, k))
-        for a, b in tri_index(k):
-            cross[:, a, b] = cross[:, b, a] = np.bincount(c, wX[:, a] * X[:, b], J)
-        xy = np.stack([np.bincount(c, wX[:, a] * self.y, J) for a in range(k)], axis=1)
-        rows = np.bincount(c, minlength=J)
-        eig = np.linalg.eigvalsh(cross)
+        k = t.k
+        xy = np.column_stack([t.X, self.y])
+        products = self._per_level(xy, xy, t.codes, t.n_levels)  # [X'WX, X'Wy; ., y'Wy] per level
+        rows = np.bincount(t.codes, minlength=t.n_levels)
+        eig = np.linalg.eigvalsh(products[:, :k, :k])
         kept = (rows > k) & (eig[:, 0] > 1e-10 * eig[:, -1])
         if kept.sum() <= k:
             return None
-        Minv = np.linalg.inv(cross[kept])
-        B = (Minv @ xy[kept, :, None])[..., 0]
-        rss = np.bincount(c, w * self.y**2, J)[kept] - np.einsum("ja,ja->j", B, xy[kept])
+        cross, xWy, yWy = products[kept, :k, :k], products[kept, :k, k], products[kept, k, k]
+        Minv = np.linalg.inv(cross)
+        B = (Minv @ xWy[..., None])[..., 0]
+        rss = yWy - np.einsum("ja,ja->j", B, xWy)
         within = float(rss.sum()) / float((rows[kept] - k).sum())
         if not (within > 0 and np.isfinite(within)):
             return None
