@@ -39,7 +39,7 @@ def test_sparse_products_equal_dense_products(k1, rest):
     q2 = sum(n * k for _, n, k in rest.values())
     A12 = sp.random(J * k1, q2, density=0.15, random_state=rng, format="csr")
     sparse = SparseCross(A12, J, k1, rest)
-    dense = DenseCross(A12, J, k1, _lam2_right(rest))
+    dense = DenseCross(A12.toarray(), J, k1, _lam2_right(rest))
     P = rng.normal(size=(J, k1, k1))
     P = P @ np.swapaxes(P, 1, 2)
     A22 = rng.normal(size=(q2, q2))

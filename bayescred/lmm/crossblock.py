@@ -25,9 +25,9 @@ import scipy.sparse as sp
 class DenseCross:
     """A₁₂ as a dense (J₁, k₁, q₂) array (small designs: BLAS beats index arithmetic)."""
 
-    def __init__(self, A12: sp.csr_matrix, J1: int, k1: int, lam2_right):
-        self.blocks = A12.toarray().reshape(J1, k1, -1)
-        self.matrix = self.blocks.reshape(J1 * k1, -1)  # for A₁₂v and A₁₂'v
+    def __init__(self, A12: np.ndarray, J1: int, k1: int, lam2_right):
+        self.matrix = np.ascontiguousarray(A12)  # for A₁₂v and A₁₂'v
+        self.blocks = self.matrix.reshape(J1, k1, -1)
         self._lam2_right = lam2_right
 
     def schur_rest(self, A22, P) -> np.ndarray:

@@ -22,13 +22,16 @@ for two crossed factors (no fill in the eliminated block); see the module docstr
 (A = Z'WZ): on large designs the sum runs over the nonzeros of Z₁'WZ₂ (``crossblock``,
 MixedModels.jl's blocked Cholesky); below ``SPARSE_CELLS`` dense products are faster. A
 Schur complement of ``THREADED_ORDER`` rows or more is factored and inverted on every BLAS
-thread; everything else runs on one.
+thread; everything else runs on one. A design with at most ``DENSE_EFFECTS`` random effects
+(lme4's classic fits) skips the blocks: M is one dense matrix, a handful of BLAS calls
+(``_dense_derivatives``), which also give the exact Hessian.
 
-Optimiser: L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three
-trace/pairing terms read off the same two-block factor) from moment estimates of the
-intercept terms (``Design.start``), then a Newton polish whose Hessian is the central
-difference of that gradient, computed once: a model with m θ costs about 15 + 2m
-factorisations instead of the O(m²) criterion evaluations of a finite-difference Hessian.
+Optimiser, from moment estimates (``Design.start``): on a dense design Newton's method with
+the exact Hessian in a trust region (``_newton``, 2 to 10 evaluations); otherwise L-BFGS-B
+with the analytic gradient of the criterion (``_gradient``: three trace/pairing terms read off
+the same two-block factor), then a Newton polish whose Hessian is the central difference of
+that gradient, computed once: a model with m θ costs about 15 + 2m factorisations instead of
+the O(m²) criterion evaluations of a finite-difference Hessian.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
 SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
 SPARSE_CELLS = 2e5  # beyond this many cells of M12 its products run sparse
 THREADED_ORDER = 500  # a dense Schur complement of this order is factored on every BLAS thread
+DENSE_EFFECTS = 64  # up to this many random effects, M is one dense matrix and REML is Newton's
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -119,12 +123,28 @@ class Design:
             self.rest_offset[i] = q2
             q2 += terms[i].n_levels * terms[i].k
         self.q2 = q2
-        self.Z2 = self._z2() if q2 else None
+        self.q = self.J1 * self.k1 + q2
         ww = self.w[:, None]
-        self.A11 = self._per_level(self.z1, self.z1)
         # Dense Schur complement while it is small; beyond that a general sparse LU of M
         # (SuperLU, symmetric mode with diagonal pivots, minimum-degree ordering).
         self.sparse = bool(q2) and (q2 > SCHUR_MAX or self.J1 * self.k1 * q2 > SCHUR_CELLS)
+        self.dense = not self.sparse and self.q <= DENSE_EFFECTS
+        if self.dense:  # Z as an n × q array: A = Z'WZ and its blocks by one product
+            self.Z = self._z_dense()
+            self.A_dense = self.Z.T @ (self.Z * ww)
+            q1 = self.J1 * self.k1
+            self.A11 = self._level_blocks(self.A_dense[:q1, :q1])
+            if q2:
+                self.cross = DenseCross(self.A_dense[:q1, q1:], self.J1, self.k1, self.times_lam2)
+                self.A12m = self.cross.matrix
+                self.A22 = self.A_dense[q1:, q1:]
+            self.lam_rows, self.lam_cols, self.lam_theta = self._lam_pattern()
+            self.lam_patterns = np.zeros((self.n_theta, self.q, self.q))  # Λ_k = ∂Λ/∂θ_k
+            self.lam_patterns[self.lam_theta, self.lam_rows, self.lam_cols] = 1.0
+            self.set_response(y, within_ss)
+            return
+        self.Z2 = self._z2() if q2 else None
+        self.A11 = self._per_level(self.z1, self.z1)
         if self.sparse:
             Zfull = sp.hstack([self._z1_sparse(), self.Z2]).tocsc()
             self.Zfull = Zfull
@@ -138,7 +158,7 @@ class Design:
                 rest = {i: (self.rest_offset[i], terms[i].n_levels, terms[i].k) for i in self.rest}
                 self.cross = SparseCross(A12, self.J1, self.k1, rest)
             else:
-                self.cross = DenseCross(A12, self.J1, self.k1, self.times_lam2)
+                self.cross = DenseCross(A12.toarray(), self.J1, self.k1, self.times_lam2)
             self.A12m = self.cross.matrix
             self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
         self.set_response(y, within_ss)
@@ -153,6 +173,42 @@ class Design:
             for s in range(b.shape[1]):
                 out[:, r, s] = np.bincount(codes, self.w * a[:, r] * b[:, s], minlength=levels)
         return out
+
+    def _lam_pattern(self):
+        """Row, column and θ index of every nonzero of Λ in q-space (block 1 level by level,
+        then the remaining terms at their offsets): entry (a, b) of T_i on each level of term i."""
+        rows, cols, which = [], [], []
+        width = dict(zip(self.block1, np.cumsum([0] + [self.k[i] for i in self.block1])))
+        for i, t in enumerate(self.terms):
+            if i in width:
+                base = np.arange(self.J1) * self.k1 + width[i]
+            else:
+                base = self.J1 * self.k1 + self.rest_offset[i] + np.arange(t.n_levels) * t.k
+            for n, (a, b) in enumerate(tri_index(t.k)):
+                rows.append(base + a)
+                cols.append(base + b)
+                which.append(np.full(len(base), self.theta_index[i].start + n))
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(which)
+
+    def _level_blocks(self, A):
+        """The J1 diagonal k1 × k1 blocks of a q1 × q1 matrix, as (J1, k1, k1)."""
+        levels = np.arange(self.J1)
+        return A.reshape(self.J1, self.k1, self.J1, self.k1)[levels, :, levels, :]
+
+    def _z_dense(self):
+        """Z as a dense n × q array, its columns in q-space order (block 1 level by level, then
+        the remaining terms at their offsets)."""
+        Z = np.zeros((self.n_rows, self.q))
+        rows, q1, start = np.arange(self.n_rows), self.J1 * self.k1, 0
+        for i in self.block1:
+            for e in range(self.k[i]):
+                Z[rows, self.codes1 * self.k1 + start + e] = self.terms[i].X[:, e]
+            start += self.k[i]
+        for i in self.rest:
+            t = self.terms[i]
+            for e in range(t.k):
+                Z[rows, q1 + self.rest_offset[i] + t.codes * t.k + e] = t.X[:, e]
+        return Z
 
     def _z1_sparse(self):
         n, k1 = self.n_rows, self.k1
@@ -184,11 +240,18 @@ class Design:
         self.y = y - X @ self.beta0
         self.within_ss = within_ss / self.scale
         c = np.column_stack([self.y, X])
-        self.C = c.T @ (c * w[:, None])
+        wc = c * w[:, None]
+        self.C = c.T @ wc
+        if self.dense:  # Z'W[y X] in q-space, and its two blocks
+            q1 = self.J1 * self.k1
+            self.B_dense = self.Z.T @ wc
+            self.B1 = self.B_dense[:q1].reshape(self.J1, self.k1, -1)
+            self.B2 = self.B_dense[q1:] if self.q2 else None
+            return
         self.B1 = self._per_level(self.z1, c)
-        self.B2 = self.Z2.T @ (c * w[:, None]) if self.q2 else None
+        self.B2 = self.Z2.T @ wc if self.q2 else None
         if self.sparse:
-            self.Bfull = np.asarray(self.Zfull.T @ (c * w[:, None]))
+            self.Bfull = np.asarray(self.Zfull.T @ wc)
 
     # -- θ -> factors
     def T(self, theta) -> list[np.ndarray]:
@@ -342,7 +405,10 @@ class Design:
         within-cell sum of squares."""
         if self.within_ss > 0:
             return False
-        Z = self._z1_sparse() if not self.q2 else sp.hstack([self._z1_sparse(), self.Z2])
+        if self.dense:
+            Z = sp.csr_matrix(self.Z)
+        else:
+            Z = self._z1_sparse() if not self.q2 else sp.hstack([self._z1_sparse(), self.Z2])
         sw = np.sqrt(self.w)
         A = sp.diags_array(sw) @ sp.hstack([sp.csr_matrix(self.X), Z]).tocsr()
         b = sw * self.y
@@ -367,10 +433,14 @@ class Design:
         return out
 
     def deviance(self, theta, reml: bool) -> float:
+        if self.dense:
+            return _dense_derivatives(self, theta, reml)
         return self.solve(theta, reml).deviance
 
     def deviance_and_gradient(self, theta, reml: bool):
         """The criterion and its analytic gradient in θ (None on the sparse-LU path)."""
+        if self.dense:
+            return _dense_derivatives(self, theta, reml, order=1)[:2]
         sol = self.solve(theta, reml, gradient=True)
         return sol.deviance, sol.gradient
 
@@ -438,6 +508,11 @@ def _sparse_lu(d: Design, Ts):
 
 def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solution:
     d = design
+    if d.dense:
+        sol = _dense_solve(d, theta, reml)
+        if gradient:
+            sol.gradient = _dense_derivatives(d, theta, reml, order=1)[1]
+        return sol
     Ts = d.T(theta)
     if d.sparse:
         Lam, logdet, lu = _sparse_lu(d, Ts)
@@ -562,15 +637,98 @@ def _gradient(d: Design, sol: Solution, T1, M11inv, Q, H, cS, x1, x2, reml: bool
     return g
 
 
-def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
-    """Profile β and σ² out of the Schur complement of the cross-products (module doc)."""
+def _dense_factor(d: Design, theta):
+    """Λ, AΛ, the lower Cholesky factor of M = Λ'AΛ + I, log|M| and Λ'Z'W[y X] of a dense
+    design (:func:`_dense_derivatives`); LinAlgError unless M is positive definite."""
+    q = d.q
+    Lam = np.zeros((q, q))
+    Lam[d.lam_rows, d.lam_cols] = np.asarray(theta, float)[d.lam_theta]
+    P = d.A_dense @ Lam  # AΛ
+    M = Lam.T @ P
+    M.flat[:: q + 1] += 1.0
+    L, info = sla.lapack.dpotrf(M, lower=1, clean=1, overwrite_a=1)
+    logdet = 2.0 * float(np.log(np.diag(L)).sum())
+    if info != 0 or not np.isfinite(logdet):
+        raise np.linalg.LinAlgError("M is not positive definite")
+    return Lam, P, L, logdet, Lam.T @ d.B_dense
+
+
+def _dense_solve(d: Design, theta, reml: bool) -> Solution:
+    """:func:`_solve` of a dense design: the profiled solution from one factor of M."""
+    _, _, L, logdet, b = _dense_factor(d, theta)
+    x = _cho_solve(L, b)
+    q1 = d.J1 * d.k1
+    return _finish(d, theta, reml, d.T(theta), logdet, b.T @ x, x[:q1].reshape(d.J1, d.k1, -1),
+                   x[q1:] if d.q2 else None)
+
+
+def _dense_derivatives(d: Design, theta, reml: bool, order: int = 0):
+    """The criterion, and with ``order`` 1 or 2 its gradient and Hessian in θ, of a small
+    design: M = Λ'AΛ + I as one dense matrix, a few BLAS and LAPACK calls on q × q arrays
+    (the two-block elimination's per-term pieces cost more in calls than in arithmetic at
+    this size). Returns the criterion alone for ``order`` 0, else (criterion, gradient,
+    Hessian or None).
+
+    With Ṽ = W⁻¹ + ZΛΛ'Z' and Λ_k = ∂Λ/∂θ_k (docs/formulas.md §8.4, "bc.lmm's optimiser"):
+    Ã = Z'Ṽ⁻¹Z = A − AΛM⁻¹Λ'A, F = Z'Ṽ⁻¹[y X], Q = [y X]'Ṽ⁻¹[y X], D_k = Λ_kΛ' + ΛΛ_k',
+    D_kl = Λ_kΛ_l' + Λ_lΛ_k', and log|M| = log|Ṽ| + log|W|:
+
+        ∂_k log|M| = tr(ÃD_k),     ∂_kl log|M| = tr(ÃD_kl) − tr(ÃD_kÃD_l)
+        ∂_k Q = −F'D_kF,           ∂_kl Q = −F'D_klF + F'D_kÃD_lF + F'D_lÃD_kF
+
+    The criterion reads Q through log|Q| and ρ = 1/(Q⁻¹)₀₀ (= r² less any pooled within SS;
+    log|Q_xx| = log|Q| − log ρ): d_ML = log|M| + N log r², d_REML = log|M| + log|Q| − log ρ
+    + (N − p) log r², and ∂_kρ = ρ²v'Q_kv with v = Q⁻¹e₀."""
+    Lam, P, L, logdet, b = _dense_factor(d, theta)
+    if order == 0:
+        return _profile(d, logdet, b.T @ _cho_solve(L, b), reml)[0]
+    Li = sla.lapack.dtrtri(L, lower=1)[0]  # M⁻¹ = Li'Li
+    LiP, Lib = Li @ P.T, Li @ b
+    dev, _, r2, dof, _ = _profile(d, logdet, Lib.T @ Lib, reml)
+    At = d.A_dense - LiP.T @ LiP  # Ã
+    F = d.B_dense - LiP.T @ Lib
+    Q = d.C - Lib.T @ Lib
+    Qinv = np.linalg.inv(Q)
+    v = Qinv[:, 0]
+    rho = 1.0 / v[0]
+    Lk = d.lam_patterns
+    D = Lk @ Lam.T
+    D += D.transpose(0, 2, 1)
+    G = D @ F  # D_kF
+    Qk = -np.einsum("ia,kib->kab", F, G)
+    Qv = Qk @ v
+    rho_k = rho**2 * (Qv @ v)
+    grad = np.einsum("ij,kji->k", At, D) + dof * rho_k / r2
+    if reml:
+        grad += np.einsum("ab,kba->k", Qinv, Qk) - rho_k / rho
+    if order == 1:
+        return dev, grad, None
+    T = At @ D  # ÃD_k
+    hess = 2.0 * np.einsum("kij,lij->kl", At @ Lk, Lk) - np.einsum("kij,lji->kl", T, T)
+    Hk = Lk.transpose(0, 2, 1) @ F  # Λ_k'F
+    S = np.einsum("kia,lib->klab", Hk, Hk)  # F'Λ_kΛ_l'F
+    GAG = np.einsum("lia,kib->klab", G, At @ G)  # F'D_lÃD_kF
+    Qkl = GAG + GAG.transpose(0, 1, 3, 2) - S - S.transpose(0, 1, 3, 2)
+    rho_kl = 2.0 * np.outer(rho_k, rho_k) / rho + rho**2 * (
+        np.einsum("a,klab,b->kl", v, Qkl, v) - 2.0 * Qv @ Qinv @ Qv.T)
+    hess += dof * (rho_kl / r2 - np.outer(rho_k, rho_k) / r2**2)
+    if reml:
+        QiQk = Qinv @ Qk
+        hess += np.einsum("ab,klba->kl", Qinv, Qkl) - np.einsum("lab,kba->kl", QiQk, QiQk)
+        hess -= rho_kl / rho - np.outer(rho_k, rho_k) / rho**2
+    return dev, grad, 0.5 * (hess + hess.T)
+
+
+def _profile(d: Design, logdet, gram, reml):
+    """Profile β and σ² out of the Schur complement of the cross-products (module doc):
+    criterion, β̂, r², its degrees of freedom and Q_xx."""
     Q = d.C - gram
     p, N = d.p, d.N
     Qxx = Q[1:, 1:]
     if p:
         cQ = _cholesky(Qxx)
         beta = _cho_solve(cQ, Q[1:, 0])
-        logdet_x = 2.0 * float(np.sum(np.log(np.diag(cQ))))
+        logdet_x = 2.0 * float(np.log(np.diag(cQ)).sum())
     else:
         beta, logdet_x = np.zeros(0), 0.0
     r2 = float(Q[0, 0] - Q[0, 1:] @ beta) + d.within_ss
@@ -581,10 +739,16 @@ def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
     else:
         dof = N
         dev = logdet + N * (1.0 + LOG2PI + np.log(r2 / N)) - d.logw_sum
+    return float(dev), beta, r2, dof, Qxx
+
+
+def _finish(d: Design, theta, reml, Ts, logdet, gram, x1, x2) -> Solution:
+    """The profiled solution (:func:`_profile`) with the spherical random effects u*."""
+    dev, beta, r2, dof, Qxx = _profile(d, logdet, gram, reml)
     coef = np.concatenate([[1.0], -beta])
     u1 = x1 @ coef
     u2 = x2 @ coef if x2 is not None else np.zeros(0)
-    return Solution(np.asarray(theta, float), float(dev), beta, r2, r2 / dof, Qxx, u1, u2, Ts)
+    return Solution(np.asarray(theta, float), dev, beta, r2, r2 / dof, Qxx, u1, u2, Ts)
 
 
 @functools.cache
@@ -653,7 +817,9 @@ class _Settled(Exception):
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0.
 
-    L-BFGS-B from ``Design.start`` (lme4's θ = I, intercept terms at their moment estimates;
+    A dense design: Newton's method with the exact Hessian (:func:`_newton`), whose stopping
+    rule is the convergence check below; where it does not converge, the general path.
+    The general path: L-BFGS-B from ``Design.start`` (lme4's θ = I, intercept terms at their moment estimates;
     on weights rescaled to mean 1, which avoids the premature stop of erratum E9) with the
     analytic gradient (``_gradient``), then Newton steps on the components not held at a
     bound, the Hessian by central differences of that gradient (2 × #θ evaluations, once).
@@ -719,6 +885,9 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         return _snap_to_bounds(f, clip(x), lower)
 
     with _single_thread():
+        newton = _newton(design, reml, start, lower) if design.dense else None
+        if newton is not None:
+            return newton[0], None
         theta = descend(start)
         inward = _inward(f, theta, lower)
         if inward is not None:  # stopped where a variance is 0 but the criterion falls inward
@@ -743,6 +912,94 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     if message:
         warnings.warn(f"lmm: {message}", ConvergenceWarning, stacklevel=3)
     return theta, message
+
+
+def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
+    """A trust-region Newton method with the exact Hessian of a dense design
+    (:func:`_dense_derivatives`; Nocedal & Wright, Numerical Optimization, ch. 4) from ``x``.
+    Each step minimises the quadratic model within a radius (:func:`_trust_step`) on the
+    components not held at their bound (a T_ii at 0 whose gradient points outward), clipped
+    to T_ii ≥ 0; the radius grows where the model predicts the fall of the criterion and
+    shrinks where it does not. It stops once the Newton step −H⁻¹g of a positive
+    (semi)definite Hessian is below 1e-7 and taken (on a ridge of optima, as ``_newton_polish``,
+    only along the directions the criterion identifies): lme4's convergence checks (a small
+    scaled gradient, a positive definite Hessian) then hold by construction. From the moment start this takes 4
+    to 10 evaluations on lme4's classic fits, and no finite differences. Returns (θ,
+    criterion, last step, True), or None when it does not converge (a criterion that is not
+    finite at the start, or the iteration limit): ``optimise`` then runs its general path."""
+
+    def at(th):
+        try:
+            dev, g, H = _dense_derivatives(design, th, reml, order=2)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, None, None
+        return (dev, g, H) if np.isfinite(dev) and np.all(np.isfinite(H)) else (np.inf, None, None)
+
+    fx, g, H = at(x)
+    if g is None:
+        return None
+    radius = 1.0
+    for _ in range(iters):
+        # a T_ii at 0 is held there where the criterion rises inward: a positive gradient, or
+        # (a variance's criterion is even in its θ, so the gradient is exactly 0) a curvature ≥ 0
+        free = ~((lower == 0) & (x <= 0) & ((g > 0) | ((g == 0) & (np.diag(H) >= 0))))
+        if not free.any():
+            return x, fx, 0.0, True
+        ev, vec = np.linalg.eigh(H[np.ix_(free, free)])
+        flat = 1e-7 * max(abs(ev).max(), 1e-12)  # curvature below this is rounding noise (as the polish)
+        newton = ev[0] > -flat
+        if newton:  # not along directions the criterion does not identify (a ridge of optima)
+            keep = ev > flat
+            s = -vec[:, keep] @ ((vec[:, keep].T @ g[free]) / ev[keep])
+            step = float(np.max(np.abs(s)))
+            if step >= 1e-7 and np.linalg.norm(s) > radius:
+                s = _trust_step(g[free], ev, vec, radius)
+        else:
+            s = _trust_step(g[free], ev, vec, radius)
+            step = float(np.max(np.abs(s)))
+        converged = newton and step < 1e-7
+        y = x.copy()
+        y[free] += s
+        y = np.where((lower == 0) & (y < 0), 0.0, y)
+        d = (y - x)[free]
+        predicted = -(g[free] @ d + 0.5 * d @ H[np.ix_(free, free)] @ d)
+        fy, gy, Hy = at(y)
+        if converged:
+            return (y, fy, step, True) if fy <= fx else (x, fx, step, True)
+        ratio = (fx - fy) / predicted if predicted > 0 else -1.0
+        if ratio < 0.25:
+            radius = 0.25 * np.linalg.norm(d)
+        elif ratio > 0.75 and np.linalg.norm(d) > 0.99 * radius:
+            radius *= 2.0
+        if fy < fx and gy is not None:
+            x, fx, g, H = y, fy, gy, Hy
+        elif radius < 1e-12:
+            return None
+    return None
+
+
+def _trust_step(g, ev, vec, radius):
+    """argmin g's + ½s'Hs over |s| ≤ radius for H = vec diag(ev) vec' (the eigenvalues
+    ascending): the Newton step when H is positive definite and the step fits, else
+    s(μ) = −(H + μI)⁻¹g with μ > −ev₀ and |s(μ)| = radius, by Newton's method on
+    1/radius − 1/|s(μ)| (Nocedal & Wright, Algorithm 4.3, to 1e-3 of the radius); when g is
+    orthogonal to the lowest eigenvector (the "hard case") the step moves along it."""
+    a = vec.T @ g
+    if ev[0] > 0:
+        s = -vec @ (a / ev)
+        if np.linalg.norm(s) <= radius:
+            return s
+    mu = max(0.0, -ev[0]) * (1 + 1e-12) + 1e-12 * abs(ev[-1])
+    for _ in range(50):
+        c = a / (ev + mu)
+        norm = np.linalg.norm(c)
+        if norm < radius and mu <= max(0.0, -ev[0]) * (1 + 1e-9) + 1e-9 * abs(ev[-1]):  # hard case
+            return -vec @ c + np.sqrt(radius**2 - norm**2) * vec[:, 0]
+        if abs(norm - radius) <= 1e-3 * radius:
+            break
+        mu += (norm / radius - 1.0) * norm**2 / float(c @ (c / (ev + mu)))
+        mu = max(mu, max(0.0, -ev[0]) * (1 + 1e-12) + 1e-12 * abs(ev[-1]))
+    return -vec @ (a / (ev + mu))
 
 
 def _snap_to_bounds(f, x, lower, tol: float = 1e-6):
