@@ -347,12 +347,15 @@ class Design:
         """The optimiser's start: each term at a moment estimate on its own levels, of the
         response less its least-squares fit; lme4's θ = I where there is none. An intercept
         term (1 | g) starts at the Bühlmann–Straub estimate θ = √(τ̂²/σ̂²) (docs/formulas.md
-        §2), within [0.1, 100]; any other term at Halliwell's estimate of the between matrix
+        §2), within [0.1, 100], where a dense design with crossed or nested factors takes σ̂²
+        from the fit with every random effect fixed (:meth:`_residual_variance`; the one-way
+        within variance would count the other factors as noise); any other term at Halliwell's estimate of the between matrix
         from each level's own weighted least-squares fit (:meth:`_regression_start`). The
         optimum is the same; the path to it is shorter (InstEval: 16 -> 13 and 31 -> 18
         gradient evaluations; sleepstudy's (Days | Subject) 27 -> 7, Machines' (Machine |
-        Worker) 40 -> 13)."""
+        Worker) 40 -> 13; Penicillin's Newton evaluations 10 -> 2)."""
         theta = np.array([1.0 if lo == 0 else 0.0 for lo in self.theta_lower])
+        residual = self._residual_variance() if self.q2 else None
         for t, sl in zip(self.terms, self.theta_index):
             if t.k > 1 or not np.all(t.X == 1.0):
                 start = self._regression_start(t)
@@ -365,10 +368,24 @@ class Design:
             weight = np.bincount(t.codes, self.w, t.n_levels)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.bincount(t.codes, self.w * self.y, t.n_levels) / weight
-                within = float(self.w @ (self.y - mean[t.codes]) ** 2) / df
+                within = float(self.w @ (self.y - mean[t.codes]) ** 2) / df if residual is None else residual
             if within > 0 and np.isfinite(within):  # else nothing to start from: θ = 1
                 theta[sl] = np.sqrt(np.clip(between_unbiased(mean, weight, within) / within, 0.01, 1e4))
         return theta
+
+    def _residual_variance(self) -> float | None:
+        """σ̂² of the least-squares fit of the response on X and every random-effect column
+        as fixed (unbiased for σ² whatever the random effects); None beyond dense designs or
+        without residual degrees of freedom."""
+        if not self.dense:
+            return None
+        sw = np.sqrt(self.w)[:, None]
+        coef, _, rank, _ = np.linalg.lstsq(np.hstack([self.X, self.Z]) * sw, self.y * sw[:, 0], rcond=None)
+        df = self.N - rank
+        if df <= 0:
+            return None
+        rss = float(np.sum((self.y - np.hstack([self.X, self.Z]) @ coef) ** 2 * self.w)) + self.within_ss
+        return rss / df if rss > 0 else None
 
     def _regression_start(self, t: RandomTerm) -> np.ndarray | None:
         """θ of term ``t`` from the regression-credibility moments (docs/formulas.md §4): each
@@ -964,7 +981,8 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
         d = (y - x)[free]
         predicted = -(g[free] @ d + 0.5 * d @ H[np.ix_(free, free)] @ d)
         fy, gy, Hy = at(y)
-        if converged:
+        if converged or (newton and fy >= fx and predicted <= 1e-13 * max(1.0, abs(fx))):
+            # (or the step's predicted fall is below the rounding noise of the criterion)
             return (y, fy, step, True) if fy <= fx else (x, fx, step, True)
         ratio = (fx - fy) / predicted if predicted > 0 else -1.0
         if ratio < 0.25:
