@@ -21,7 +21,7 @@ from ..errors import (
 from .. import formula as fm
 from ..portfolio import validate
 from .._arguments import aligned_values, check_number
-from .fit import Design, conditional_modes, optimise
+from .fit import Design, _single_thread, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -175,7 +175,7 @@ def lmm(
     response, location = _centre(y - total_offset, X, w)
     design = Design(response, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
     reml = method == "REML"
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _single_thread():  # BLAS on one thread, once
         warnings.simplefilter("always")
         theta, message = optimise(design, reml)
         fit = LMMFit(design, theta, reml, xnames, formula, message, location=location)
@@ -245,8 +245,8 @@ class LMMFit:
         self.n_params = design.p + design.n_theta + 1
         self.aic = sol.deviance + 2 * self.n_params
         self.bic = sol.deviance + self.n_params * math.log(design.N)
-        beta = design.beta0 + sol.beta + (location if location is not None else 0.0)
-        self.fixef = pd.Series(beta, index=xnames, name="fixef")
+        self._beta = design.beta0 + sol.beta + (location if location is not None else 0.0)
+        self._xnames = list(xnames)
         self.covariances = [sol.sigma2 * T @ T.T for T in sol.Ts]
         self.ngrps = {t.group: t.n_levels for t in design.terms}
         self.singular = self._is_singular()
@@ -274,12 +274,17 @@ class LMMFit:
         factors, lme4's order); β̂, σ̂² and the conditional modes are profiled at that θ.
         For plug-in checks against published fits."""
         internal = np.asarray(theta, float) * np.sqrt(self._design.scale)
-        out = LMMFit(self._design, internal, self.reml, list(self.fixef.index), self.formula, None, location=self._location)
+        out = LMMFit(self._design, internal, self.reml, self._xnames, self.formula, None, location=self._location)
         out._data, out._fixed = self._data, self._fixed
         out._offset_name = self._offset_name
         return out
 
     # -- estimates (tables built on first use: a small fit's pandas objects cost as much as its optimum)
+    @functools.cached_property
+    def fixef(self) -> pd.Series:
+        """The fixed effects β̂ (lme4's ``fixef``)."""
+        return pd.Series(self._beta, index=self._xnames, name="fixef")
+
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(fit))``: variances, covariances (sdcor: correlations), residual."""
@@ -288,7 +293,7 @@ class LMMFit:
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of the fixed effects, σ²(X'V⁻¹X)⁻¹ (lme4's ``vcov``)."""
-        sol, names = self._sol, list(self.fixef.index)
+        sol, names = self._sol, self._xnames
         vcov = sol.sigma2 * np.linalg.inv(sol.Qxx) if self._design.p else np.zeros((0, 0))
         return pd.DataFrame(vcov, index=names, columns=names)
 
@@ -304,9 +309,10 @@ class LMMFit:
             diag = np.array([T[i, i] for i in range(t.k)]) / np.sqrt(d.scale)
             if np.any(diag < SINGULAR_TOL):
                 return True
-            ev = np.linalg.eigvalsh(T @ T.T)
-            if ev[0] <= 1e-8 * max(ev[-1], 1e-300):
-                return True
+            if t.k > 1:  # (a scalar term is rank-deficient only at T = 0, caught above)
+                ev = np.linalg.eigvalsh(T @ T.T)
+                if ev[0] <= 1e-8 * max(ev[-1], 1e-300):
+                    return True
         return False
 
     def _measures(self):
@@ -406,7 +412,7 @@ class LMMFit:
         d = self._design
         zb = sum(np.einsum("nk,nk->n", t.X, b[t.codes]) for t, b in zip(d.terms, self._modes))
         beta0 = d.beta0 + (self._location if self._location is not None else 0.0)  # the centring, undone
-        return d.y + d.X @ (beta0 - self.fixef.to_numpy()) - zb
+        return d.y + d.X @ (beta0 - self._beta) - zb
 
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
         """Conditional residuals as lme4's ``residuals(fit, type, scaled)``: ``"response"`` and
