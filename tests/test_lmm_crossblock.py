@@ -297,3 +297,19 @@ def test_a_line_search_in_the_rounding_noise_is_cut_short(rscript, tmp_path, mon
     theta, message = engine.optimise(fit._design, True)
     assert message is None and fit.criterion == pytest.approx(246.990745853, abs=1e-8)
     assert len(near) <= 4
+
+
+def test_balanced_nested_intercepts_start_at_the_reml_optimum(monkeypatch):
+    """Casks within batches, two samples a cask (Pastes' kind): the moment equation of each
+    term (Design._intercepts_start) counts the casks' variance in the batches' means, so the
+    start is the nested ANOVA estimator, REML's optimum when positive (from the one-way
+    moments of each term Newton's method took 5 evaluations on Pastes)."""
+    rng = np.random.default_rng(8)
+    batch = np.repeat(np.arange(10), 6)
+    cask = np.repeat(np.arange(30), 2)
+    y = 60 + rng.normal(0, 1.3, 10)[batch] + rng.normal(0, 2.9, 30)[cask] + rng.normal(0, 0.8, batch.size)
+    data = pd.DataFrame({"y": y, "batch": batch.astype(str), "cask": (cask % 3).astype(str)})
+    calls = _evaluations(monkeypatch)
+    fit = bc.lmm("y ~ 1 + (1|batch/cask)", data)
+    np.testing.assert_allclose(fit._design.start(), fit._sol.theta, rtol=1e-6)
+    assert 1 <= len(calls) <= 3
