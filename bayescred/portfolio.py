@@ -57,6 +57,7 @@ from .errors import (
 __all__ = [
     "as_frame",
     "validate",
+    "check_data",
     "summarise",
     "centred",
     "largest",
@@ -190,6 +191,12 @@ def _fast_values(series: pd.Series) -> np.ndarray | None:
     return values if np.isfinite(values).all() else None
 
 
+def missing(series: pd.Series) -> np.ndarray:
+    """Rows of a column with missing values: its array's mask (``Series.isna()`` wraps the
+    same mask in a new Series, 10 µs a column instead of 0.5)."""
+    return np.asarray(series.array.isna(), dtype=bool)
+
+
 def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     """(codes, sorted levels) of a single plain key column, else None."""
     if len(by) != 1 or by[0] not in native.columns or not _fast_key(native[by[0]]):
@@ -217,11 +224,13 @@ def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, cou
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
     if any(c not in native.columns for c in groups + present + values):
         return False
-    if any(native[c].isna().any() for c in present):
+    labels = [c for c in dict.fromkeys(present + (groups if labels_only else [])) if c not in values]
+    read = {c: native[c] for c in labels + values}  # each column once: a read costs ~8 µs
+    if any(missing(read[c]).any() for c in labels):  # the values are checked finite below
         return False
     arrays = {}
     for col in values:
-        v = _fast_values(native[col])
+        v = _fast_values(read[col])
         if v is None:
             return False
         arrays[col] = v
@@ -230,7 +239,7 @@ def _validate_fast(native: pd.DataFrame, groups, numeric, present, positive, cou
     if any((arrays[c] != np.round(arrays[c])).any() for c in counts):
         return False
     if labels_only:
-        return not any(native[c].isna().any() for c in groups)
+        return True
     if not groups:
         return not nonnegative and not unique and not min_periods and not varying and \
             all(arrays[c].sum() > 0 for c in nonnegative)
@@ -296,7 +305,33 @@ def validate(
     complete: Sequence[str] | None = None,
     nested: Sequence[str] | None = None,
 ):
-    """Check the columns a model needs, before any computation; return the narwhals frame.
+    """:func:`check_data`, then the narwhals frame every model's computations run on."""
+    frame = as_frame(data)
+    check_data(frame, groups=groups, numeric=numeric, present=present, positive=positive, counts=counts,
+               min_groups=min_groups, nonnegative=nonnegative, unique=unique, min_periods=min_periods,
+               varying=varying, complete=complete, nested=nested)
+    return frame
+
+
+def check_data(
+    data,
+    *,
+    groups: str | Sequence[str] | None = None,
+    numeric: str | Sequence[str] | None = None,
+    present: str | Sequence[str] | None = None,
+    positive: str | Sequence[str] | None = None,
+    counts: str | Sequence[str] | None = None,
+    min_groups: int = 2,
+    nonnegative: str | Sequence[str] | None = None,
+    unique: Sequence[str] | None = None,
+    min_periods: int | None = None,
+    varying: str | Sequence[str] | None = None,
+    complete: Sequence[str] | None = None,
+    nested: Sequence[str] | None = None,
+) -> None:
+    """Check the columns a model needs, before any computation (:func:`validate` returns the
+    frame as well; a caller keeping its own frame calls this: a small pandas frame that passes
+    is never wrapped for narwhals, ~20 µs, a tenth of a small mixed model's set-up).
 
     * ``groups``: present, no missing values; together with ``min_groups`` distinct risks.
     * ``numeric``: present, numeric dtype, no missing values, finite (responses, time, covariates).
@@ -321,13 +356,13 @@ def validate(
     offending rows (pandas index labels; row positions for other eager frames; the offending
     rows written out for lazy engines). The caller's frame is never modified.
     """
-    frame = as_frame(data)
     groups, numeric, present, positive, counts = map(as_list, (groups, numeric, present, positive, counts))
     nonnegative, unique, varying, complete, nested = map(as_list, (nonnegative, unique, varying, complete, nested))
-    native = _pandas_native(frame)
+    native = _pandas_native(data)
     if native is not None and _validate_fast(native, groups, numeric, present, positive, counts, min_groups,
                                              nonnegative, unique, min_periods, varying, complete, nested):
-        return frame
+        return
+    frame = as_frame(data)
     keys = list(dict.fromkeys(groups + nested + complete + unique))
     present = [c for c in dict.fromkeys(present) if c not in keys]
     values = list(dict.fromkeys(numeric + positive + counts + nonnegative + varying))
@@ -451,7 +486,6 @@ def validate(
                     ", ".join(map(str, r)) for r in cells.itertuples(index=False)
                 ]
             )
-    return frame
 
 
 def _to_pandas(frame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from ..errors import (
     TooManyLevelsError,
 )
 from .. import formula as fm
-from ..portfolio import validate
+from ..portfolio import check_data
 from .._arguments import aligned_values, check_number
 from .fit import Design, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
@@ -58,7 +58,7 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     """The front door shared by ``bc.lmm`` and ``bc.glmm``: the data as pandas, the parsed
     formula, and the weights and offset (column names or arrays aligned on the frame).
 
-    Every column goes through :func:`bayescred.portfolio.validate`, so bad rows get the same
+    Every column goes through :func:`bayescred.portfolio.check_data`, so bad rows get the same
     exception and message as in the classical and Bayesian arms: the grouping columns of the
     random terms and every formula variable complete, the numeric ones finite, and the
     weights strictly positive (``positive_weights``; ``bc.glmm`` passes False and applies
@@ -67,7 +67,8 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
     groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
-    numeric = [v for v in parsed.variables if _is_number(data[v])]
+    dtypes = data.dtypes  # one Series of every dtype (data[v] would build a Series per column)
+    numeric = [v for v in parsed.variables if _is_number(dtypes[v])]
     columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
     _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
           groups=groups, present=parsed.variables, numeric=numeric)
@@ -82,14 +83,14 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
 
 
 def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=(), present=(), numeric=()) -> None:
-    """portfolio.validate for a formula's columns, the weights and the offset."""
+    """portfolio's checks (as validate) for a formula's columns, the weights and the offset."""
     extra = [c for c in (offset, None if positive_weights else weight) if c is not None]
-    validate(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
-             positive=weight if positive_weights else None)
+    check_data(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
+               positive=weight if positive_weights else None)
 
 
-def _is_number(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+def _is_number(dtype) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
 def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
