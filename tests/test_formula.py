@@ -43,6 +43,22 @@ def test_parse_structure():
     assert fm.parse("~ x").response is None
 
 
+def test_parse_is_cached_but_each_call_gets_its_own_formula():
+    # a text is parsed once; a caller changing what it got changes nothing for the next caller
+    text = "y ~ x + f + (1 + x | g) + offset(log(e))"
+    first = fm.parse(text)
+    assert fm._parse(text) is fm._parse(text)
+    first.variables.append("z")
+    first.random.clear()
+    first.terms.pop()
+    first.random_parts.clear()
+    again = fm.parse(text)
+    assert again is not first
+    assert again.variables == ["y", "e", "x", "f", "g"] and again.random == [("1 + x", "g", True)]
+    assert [fm.deparse(node) for _, node in again.terms] == ["x", "f"]
+    assert again.random_parts[0][1] == ("g",)
+
+
 @pytest.mark.parametrize(
     "formula, message",
     [
