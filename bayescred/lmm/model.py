@@ -68,7 +68,7 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     fm.check_columns(parsed, data.columns)
     groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
     dtypes = data.dtypes  # one Series of every dtype (data[v] would build a Series per column)
-    numeric = [v for v in parsed.variables if _is_number(dtypes[v])]
+    numeric = [v for v in parsed.variables if fm._is_numeric(dtypes[v])]
     columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
     _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
           groups=groups, present=parsed.variables, numeric=numeric)
@@ -87,10 +87,6 @@ def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=()
     extra = [c for c in (offset, None if positive_weights else weight) if c is not None]
     check_data(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
                positive=weight if positive_weights else None)
-
-
-def _is_number(dtype) -> bool:
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
 def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
