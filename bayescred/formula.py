@@ -58,7 +58,7 @@ from .errors import (
     NonFiniteError,
     NotNumericError,
 )
-from .portfolio import missing
+from .portfolio import Columns, missing
 
 MAX_LENGTH = 10_000  # characters of a formula
 MAX_DEPTH = 200  # depth of the syntax tree: nested parentheses, calls and chained operators
@@ -688,12 +688,16 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     mix types, categoricals, dates)."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
-        hashed = dtype.kind in "biufcSU"  # numbers and text; an object column's values may mix types
+        if dtype.kind not in "biufcSU":  # numbers and text; an object column's values may mix types
+            return None
+        array = values.to_numpy()
+    elif isinstance(dtype, pd.StringDtype):
+        array = values.to_numpy()  # Python strings
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        array = values.array
     else:
-        hashed = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
-    if not hashed:
         return None
-    codes, distinct = pd.factorize(values.to_numpy() if isinstance(dtype, np.dtype | pd.StringDtype) else values.array)
+    codes, distinct = pd.factorize(array)
     order = distinct.argsort()
     return _recode(codes, order), distinct[order]
 
@@ -830,8 +834,9 @@ class _RMaterializer(PandasMaterializer):
 # --------------------------------------------------------------------------- designs
 
 
-def _to_pandas(data) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
+def _to_pandas(data) -> pd.DataFrame | Columns:
+    """``data`` as pandas (a :class:`~bayescred.portfolio.Columns` view of a pandas frame as it is)."""
+    if isinstance(data, pd.DataFrame | Columns):
         return data
     import narwhals.stable.v2 as nw
 
@@ -947,7 +952,7 @@ def match_level(column: str, levels: list, wanted):
     raise DataError(f"base level {wanted!r} is not a level of the factor (levels: {[r_level(v) for v in levels]})", column)
 
 
-def _read(data: pd.DataFrame, columns) -> dict[str, pd.Series]:
+def _read(data: pd.DataFrame | Columns, columns) -> dict[str, pd.Series]:
     """``columns`` of ``data``, each read once (pandas builds a new Series at every
     ``data[col]``, ~8 µs) and checked for missing values (MissingValueError naming the rows)."""
     out = {}
@@ -1367,6 +1372,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
     lines up with ``as.data.frame(VarCorr(fit))`` and θ with ``getME(fit, "theta")``."""
     parsed = formula if isinstance(formula, Formula) else parse(formula)
     data = _to_pandas(data)
+    data = data if isinstance(data, Columns) else Columns(data)  # terms share columns: (1 | a/b), (x || g)
     check_columns(parsed, data.columns)
     out = []
     for (effects, group, _), spec in zip(parsed.random_parts, parsed.random):

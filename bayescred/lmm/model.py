@@ -19,7 +19,7 @@ from ..errors import (
     TooManyLevelsError,
 )
 from .. import formula as fm
-from ..portfolio import check_data
+from ..portfolio import Columns, check_data
 from .._arguments import aligned_values, check_number
 from .fit import Design, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
@@ -62,13 +62,16 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     exception and message as in the classical and Bayesian arms: the grouping columns of the
     random terms and every formula variable complete, the numeric ones finite, and the
     weights strictly positive (``positive_weights``; ``bc.glmm`` passes False and applies
-    R's rule, zero prior weights allowed). Returns (data, parsed, w, wname, off)."""
+    R's rule, zero prior weights allowed). ``data`` may be a :class:`~bayescred.portfolio.Columns`
+    view (bc.lmm's: the door and the designs read each column once). Returns (data as a pandas
+    frame, parsed, w, wname, off)."""
     data = _to_pandas(data)
+    data = data if isinstance(data, Columns) else Columns(data)
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
     groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
-    dtypes = data.dtypes  # one Series of every dtype (data[v] would build a Series per column)
-    numeric = [v for v in parsed.variables if fm._is_numeric(dtypes[v])]
+    unique = data.columns.is_unique  # else the door's DuplicateColumnError, before any column is read
+    numeric = [v for v in parsed.variables if fm._is_numeric(data[v].dtype)] if unique else []
     columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
     _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
           groups=groups, present=parsed.variables, numeric=numeric)
@@ -79,7 +82,7 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     if arrays:  # values passed as arrays: the same checks, named by the argument
         _door(pd.DataFrame(arrays, index=data.index), "weights" if "weights" in arrays else None,
               "offset" if "offset" in arrays else None, positive_weights)
-    return data, parsed, w, wname, off
+    return data.frame, parsed, w, wname, off
 
 
 def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=(), present=(), numeric=()) -> None:
@@ -89,7 +92,7 @@ def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=()
                positive=weight if positive_weights else None)
 
 
-def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+def _column_or_array(arg, data: Columns, what: str) -> tuple[np.ndarray | None, str | None]:
     if arg is None:
         return None, None
     if isinstance(arg, str):
@@ -138,12 +141,13 @@ def lmm(
     method = method.upper()
     if method not in ("REML", "ML"):
         raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
-    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
+    columns = Columns(_to_pandas(data))  # the door and the designs read each column once
+    data, parsed, w, wname, off = model_inputs(formula, columns, weights, offset)
     n = len(data)
     w = np.ones(n) if w is None else w
     if len(parsed.response_parts) != 1:
         raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
-    fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
+    fixed = fm.fixed_design(parsed, columns, factors=factors, base_levels=base_levels)
     y = fixed.y
     total_offset = fixed.offset + (0.0 if off is None else off)
     if (within_ss is None) != (within_df is None):
@@ -158,7 +162,7 @@ def lmm(
     _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
-    terms = fm.random_terms(parsed, data, factors=factors, base_levels=base_levels)
+    terms = fm.random_terms(parsed, columns, factors=factors, base_levels=base_levels)
     N = n + (int(within_df) if aggregated else 0)
     for t in terms:
         if t.n_levels < 2:
