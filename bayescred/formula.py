@@ -245,6 +245,7 @@ class _Parser:
 # --------------------------------------------------------------------------- R deparse
 
 
+@functools.lru_cache(maxsize=1024)
 def _r_name(name: str) -> str:
     """A column name as R prints it: backquoted unless syntactic."""
     if re.fullmatch(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.", name) and name not in _R_RESERVED:
@@ -600,6 +601,7 @@ def _join(pieces: list[tuple[str, object]]) -> str:
 # --------------------------------------------------------------------------- to formulaic
 
 
+@functools.lru_cache(maxsize=1024)
 def _alias(column: str) -> str:
     """The identifier a column goes by inside formulaic: the hex of its UTF-8 bytes, so no
     character of a column name reaches formulaic's expression evaluator either."""
@@ -868,6 +870,8 @@ def _is_numeric(dtype) -> bool:
     """A numeric, non-boolean dtype (numpy's read from its kind: the pandas predicates cost ~2 µs)."""
     if isinstance(dtype, np.dtype):
         return dtype.kind in "iufc"
+    if isinstance(dtype, pd.StringDtype):  # pandas' text
+        return False
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
@@ -1073,19 +1077,17 @@ def _fixed_columns(parsed: Formula) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-_CONSTANT_DESIGNS: dict[str, tuple] = {}  # formulaic text -> (spec, its one row, names)
+_CONSTANT_DESIGNS: dict[tuple, tuple] = {}  # term algebra (immutable trees) -> (spec, its one row, names)
 
 
-def _rhs_design(pieces, frame: _Prepared, what: str):
-    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names.
-    Algebra that reads no column (``1``, the effects of ``(1 | g)``) has the same row everywhere:
-    it is built once per text on one row (formulaic's fixed cost is milliseconds a fit)."""
-    leaves: list = []
-    columns: list = []
-    for _, piece in pieces:
-        _formula_leaves(piece, what, columns, leaves)
+def _rhs_design(pieces, leaves: list, columns: list, frame: _Prepared, what: str):
+    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names;
+    ``leaves`` and ``columns``: its factor expressions and the columns they read, as
+    :func:`_formula_leaves` collects them. Algebra that reads no column (``1``, the effects of
+    ``(1 | g)``) has the same row everywhere: it is built once on one row (formulaic's fixed
+    cost is milliseconds a fit)."""
     if not columns:
-        key = " ".join(f"{sign} {deparse(node)}" for sign, node in pieces)
+        key = tuple(pieces)
         if key not in _CONSTANT_DESIGNS:
             spec, row, names = _rhs_materialise(pieces, leaves, pd.DataFrame(index=pd.RangeIndex(1)), what)
             _CONSTANT_DESIGNS[key] = (spec, row, names)
@@ -1244,7 +1246,11 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
             raise MissingColumnError(f"declared a factor but not in the data; available columns: {', '.join(map(str, data.columns))}", col)
     check_columns(parsed, data.columns)
     used = _read(data, dict.fromkeys([*parsed.variables, *factors, *base_levels]))
-    read = set(_fixed_columns(parsed))  # the grouping columns are the random terms' business
+    leaves: list = []
+    columns: list[str] = []
+    for _, piece in parsed.terms:
+        _formula_leaves(piece, parsed.fixed, columns, leaves)
+    read = set(columns)  # with the response's and offsets' below; the grouping columns are the random terms' business
     for what, nodes in (("the response", parsed.response_parts), ("an offset", parsed.offset_parts)):
         cols: list[str] = []
         for node in nodes:
@@ -1259,14 +1265,15 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
     if parsed.response_parts:
         parts = [_response_part(node, frame) for node in parsed.response_parts]
         for part, node in zip(parts, parsed.response_parts):
-            _finite(part, deparse(node), data.index)
+            if not np.isfinite(part).all():
+                _finite(part, deparse(node), data.index)
         y = parts[0] if len(parts) == 1 else np.column_stack(parts)
     offsets = [_Expression(node, frame.frame, f"offset({deparse(node)})") for node in parsed.offset_parts]
     total = np.zeros(len(frame))
     for expression in offsets:
         _finite(expression.values, expression.display, data.index)
         total += expression.values
-    spec, X, names = _rhs_design(parsed.terms, frame, parsed.fixed)
+    spec, X, names = _rhs_design(parsed.terms, leaves, columns, frame, parsed.fixed)
     if not np.isfinite(X).all():
         for j, name in enumerate(names):
             _finite(X[:, j], name, data.index)
