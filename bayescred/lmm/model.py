@@ -200,10 +200,10 @@ def _centre(y, X, w):
         return y, None
     sw = np.sqrt(w)
     gamma = np.linalg.lstsq(X * sw[:, None], sw, rcond=None)[0]
-    if np.max(np.abs(X @ gamma - 1.0)) > 1e-10:
+    if np.abs(X @ gamma - 1.0).max() > 1e-10:
         return y, None
     exact = np.round(gamma)  # the usual codings: an intercept column, or one dummy per level
-    if np.array_equal(X @ exact, np.ones(len(y))):
+    if (X @ exact == 1.0).all():
         gamma = exact
     c = float(w @ y / w.sum())
     return y - c, c * gamma
