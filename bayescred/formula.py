@@ -58,7 +58,7 @@ from .errors import (
     NonFiniteError,
     NotNumericError,
 )
-from .portfolio import Columns, missing
+from .portfolio import Columns
 
 MAX_LENGTH = 10_000  # characters of a formula
 MAX_DEPTH = 200  # depth of the syntax tree: nested parentheses, calls and chained operators
@@ -855,7 +855,8 @@ def _to_pandas(data) -> pd.DataFrame | Columns:
 
 def check_columns(parsed: Formula, columns) -> None:
     """MissingColumnError for the first formula variable not among ``columns`` (as text)."""
-    if isinstance(columns, pd.Index) and columns.inferred_type == "string" and all(v in columns for v in parsed.variables):
+    text = isinstance(columns, pd.Index) and columns.inferred_type == "string"
+    if text and all(v in columns for v in parsed.variables):
         return  # text labels: a hash look-up each, no set of the (maybe many) names
     cols = set(map(str, columns))
     for name in parsed.variables:
@@ -957,14 +958,15 @@ def match_level(column: str, levels: list, wanted):
 
 
 def _read(data: pd.DataFrame | Columns, columns) -> dict[str, pd.Series]:
-    """``columns`` of ``data``, each read once (pandas builds a new Series at every
-    ``data[col]``, ~8 µs) and checked for missing values (MissingValueError naming the rows)."""
+    """``columns`` of ``data`` (through a :class:`~bayescred.portfolio.Columns` view: each
+    read and checked once), MissingValueError naming the rows of any missing value."""
+    view = data if isinstance(data, Columns) else Columns(data)
     out = {}
     for col in columns:
-        out[col] = data[col]
-        bad = missing(out[col])
+        out[col] = view[col]
+        bad = view.missing(col)
         if bad.any():
-            raise MissingValueError("has missing values", col, list(data.index[bad]))
+            raise MissingValueError("has missing values", col, list(view.index[bad]))
     return out
 
 

@@ -164,13 +164,15 @@ FAST_ROWS = 200_000
 
 
 class Columns:
-    """A pandas frame's columns, each read once: pandas builds a new Series at every
-    ``frame[col]`` (~8 µs), and a mixed model reads a column for its dtype, the door's
-    checks and its designs. Reads the frame as it is (``frame``), never modifies it."""
+    """A pandas frame's columns, each read and checked for missing values once: pandas
+    builds a new Series at every ``frame[col]`` (~8 µs), and a mixed model reads a column
+    for its dtype, the door's checks and its designs. Reads the frame as it is
+    (``frame``), never modifies it."""
 
     def __init__(self, frame: pd.DataFrame):
         self.frame, self.columns, self.index = frame, frame.columns, frame.index
         self._read: dict = {}
+        self._missing: dict = {}
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -179,6 +181,13 @@ class Columns:
         if column not in self._read:
             self._read[column] = self.frame[column]
         return self._read[column]
+
+    def missing(self, column) -> np.ndarray:
+        """The rows where ``column`` has a missing value: its array's mask (``Series.isna()``
+        wraps the same mask in a new Series, 10 µs a column instead of 0.5)."""
+        if column not in self._missing:
+            self._missing[column] = np.asarray(self[column].array.isna(), dtype=bool)
+        return self._missing[column]
 
 
 def _pandas_native(frame) -> pd.DataFrame | None:
@@ -210,12 +219,6 @@ def _fast_values(series: pd.Series) -> np.ndarray | None:
     return values if np.isfinite(values).all() else None
 
 
-def missing(series: pd.Series) -> np.ndarray:
-    """Rows of a column with missing values: its array's mask (``Series.isna()`` wraps the
-    same mask in a new Series, 10 µs a column instead of 0.5)."""
-    return np.asarray(series.array.isna(), dtype=bool)
-
-
 def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     """(codes, sorted levels) of a single plain key column, else None."""
     if len(by) != 1 or by[0] not in native.columns or not _fast_key(native[by[0]]):
@@ -231,7 +234,7 @@ def _fast_group_codes(native: pd.DataFrame, by: list[str]):
     return (codes, levels) if (codes >= 0).all() else None
 
 
-def _validate_fast(native: pd.DataFrame | Columns, groups, numeric, present, positive, counts, min_groups, nonnegative,
+def _validate_fast(native: Columns, groups, numeric, present, positive, counts, min_groups, nonnegative,
                    unique, min_periods, varying, complete, nested) -> bool:
     """True when the data passes every requested check (decided with numpy)."""
     if nested or complete or not len(native) or unique and unique != groups:
@@ -244,12 +247,11 @@ def _validate_fast(native: pd.DataFrame | Columns, groups, numeric, present, pos
     if any(c not in native.columns for c in groups + present + values):
         return False
     labels = [c for c in dict.fromkeys(present + (groups if labels_only else [])) if c not in values]
-    read = {c: native[c] for c in labels + values}  # each column once: a read costs ~8 µs
-    if any(missing(read[c]).any() for c in labels):  # the values are checked finite below
+    if any(native.missing(c).any() for c in labels):  # the values are checked finite below
         return False
     arrays = {}
     for col in values:
-        v = _fast_values(read[col])
+        v = _fast_values(native[col])
         if v is None:
             return False
         arrays[col] = v
@@ -381,8 +383,9 @@ def check_data(
     if view is not None:
         data = view.frame
     native = _pandas_native(data)
-    if native is not None and _validate_fast(native if view is None else view, groups, numeric, present, positive, counts, min_groups,
-                                             nonnegative, unique, min_periods, varying, complete, nested):
+    if native is not None and _validate_fast(Columns(native) if view is None else view, groups, numeric, present,
+                                             positive, counts, min_groups, nonnegative, unique, min_periods, varying,
+                                             complete, nested):
         return
     frame = as_frame(data)
     keys = list(dict.fromkeys(groups + nested + complete + unique))
