@@ -1342,13 +1342,13 @@ def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]
 
 def _level_codes(values: pd.Series) -> tuple[np.ndarray, list]:
     """Each row's code into the column's levels in R's ``factor()`` order (:func:`r_levels`;
-    every level occurs). A numeric or string column takes one hashing pass (its levels as
-    Python values, as an Index of them iterates); object columns (whose values may mix
-    types), categoricals and dates take r_levels itself."""
+    every level occurs). A numeric or string column takes one hashing pass (its levels as an
+    Index of them iterates them: numpy's as Python values); object columns (whose values may
+    mix types), categoricals and dates take r_levels itself."""
     sorted_codes = _sorted_codes(values)
     if sorted_codes is not None:
         codes, distinct = sorted_codes
-        return codes, distinct.tolist()
+        return codes, distinct.tolist() if isinstance(distinct, np.ndarray) else list(distinct)
     levels = r_levels(values)
     return _with_categories(values, levels).cat.codes.to_numpy().astype(np.int64), levels
 
