@@ -326,33 +326,7 @@ def validate(
     complete: Sequence[str] | None = None,
     nested: Sequence[str] | None = None,
 ):
-    """:func:`check_data`, then the narwhals frame every model's computations run on."""
-    frame = as_frame(data)
-    check_data(frame, groups=groups, numeric=numeric, present=present, positive=positive, counts=counts,
-               min_groups=min_groups, nonnegative=nonnegative, unique=unique, min_periods=min_periods,
-               varying=varying, complete=complete, nested=nested)
-    return frame
-
-
-def check_data(
-    data,
-    *,
-    groups: str | Sequence[str] | None = None,
-    numeric: str | Sequence[str] | None = None,
-    present: str | Sequence[str] | None = None,
-    positive: str | Sequence[str] | None = None,
-    counts: str | Sequence[str] | None = None,
-    min_groups: int = 2,
-    nonnegative: str | Sequence[str] | None = None,
-    unique: Sequence[str] | None = None,
-    min_periods: int | None = None,
-    varying: str | Sequence[str] | None = None,
-    complete: Sequence[str] | None = None,
-    nested: Sequence[str] | None = None,
-) -> None:
-    """Check the columns a model needs, before any computation (:func:`validate` returns the
-    frame as well; a caller keeping its own frame calls this: a small pandas frame that passes
-    is never wrapped for narwhals, ~20 µs, a tenth of a small mixed model's set-up).
+    """Check the columns a model needs, before any computation; return the narwhals frame.
 
     * ``groups``: present, no missing values; together with ``min_groups`` distinct risks.
     * ``numeric``: present, numeric dtype, no missing values, finite (responses, time, covariates).
@@ -377,6 +351,32 @@ def check_data(
     offending rows (pandas index labels; row positions for other eager frames; the offending
     rows written out for lazy engines). The caller's frame is never modified.
     """
+    frame = as_frame(data)
+    check_data(frame, groups=groups, numeric=numeric, present=present, positive=positive, counts=counts,
+               min_groups=min_groups, nonnegative=nonnegative, unique=unique, min_periods=min_periods,
+               varying=varying, complete=complete, nested=nested)
+    return frame
+
+
+def check_data(
+    data,
+    *,
+    groups: str | Sequence[str] | None = None,
+    numeric: str | Sequence[str] | None = None,
+    present: str | Sequence[str] | None = None,
+    positive: str | Sequence[str] | None = None,
+    counts: str | Sequence[str] | None = None,
+    min_groups: int = 2,
+    nonnegative: str | Sequence[str] | None = None,
+    unique: Sequence[str] | None = None,
+    min_periods: int | None = None,
+    varying: str | Sequence[str] | None = None,
+    complete: Sequence[str] | None = None,
+    nested: Sequence[str] | None = None,
+) -> None:
+    """:func:`validate`'s checks, for a caller keeping its own frame: a small pandas frame
+    (or a :class:`Columns` view of one) that passes is never wrapped for narwhals (~20 µs, a
+    tenth of a small mixed model's set-up)."""
     groups, numeric, present, positive, counts = map(as_list, (groups, numeric, present, positive, counts))
     nonnegative, unique, varying, complete, nested = map(as_list, (nonnegative, unique, varying, complete, nested))
     view = data if isinstance(data, Columns) else None  # the fast path reads through it, the rest its frame
