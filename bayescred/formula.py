@@ -680,21 +680,24 @@ def _factor_of(values: pd.Series) -> tuple[list, np.ndarray | None]:
         return sorted(distinct, key=lambda v: (type(v).__name__, str(v))), None
 
 
-def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+_TEXT_ROWS = 1000  # up to this many rows, text is hashed as Python strings (see _sorted_codes)
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, object] | None:
     """``pd.factorize(values, sort=True)`` for numeric and text dtypes: each row's code into
     the sorted distinct values (-1 where missing) and those values (an array), by one
     hashing pass and a sort of the distinct values only, as pandas does it, without the
-    Index pandas wraps them in (0.1 ms for a text column). Text is hashed and sorted as
-    numpy's Python strings (code-point order, which is pyarrow's UTF-8 byte order), 3x
-    faster than pyarrow's round trips. None for other dtypes (object, whose values may
-    mix types, categoricals, dates)."""
+    Index pandas wraps them in (0.1 ms for a text column). A short text column is hashed
+    and sorted as numpy's Python strings (code-point order, pyarrow's UTF-8 byte order),
+    3x faster than pyarrow's round trips; a long one by pyarrow, without a Python object a
+    row. None for other dtypes (object, whose values may mix types, categoricals, dates)."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind not in "biufcSU":  # numbers and text; an object column's values may mix types
             return None
         array = values.to_numpy()
-    elif isinstance(dtype, pd.StringDtype):
-        array = values.to_numpy()  # Python strings
+    elif isinstance(dtype, pd.StringDtype) and len(values) <= _TEXT_ROWS:
+        array = values.to_numpy()
     elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         array = values.array
     else:

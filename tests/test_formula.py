@@ -221,6 +221,8 @@ DTYPE_ZOO = {
     "Float32": pd.Series([0.1, None, 0.2], dtype="Float32"),
     "boolean": pd.Series([True, None, False], dtype="boolean"), "complex": pd.Series([1 + 1j, 1 - 1j, 0j, 1 + 1j]),
     "object": pd.Series(["b", "a", "b"], dtype=object), "mixed": pd.Series([1, "a", 2.5, "b", 1], dtype=object),
+    "long str": pd.Series(["é", "e", None, "E", "z", "\U0001d518", "Z", "e"] * 200, dtype="str"),
+    "long string[python]": pd.Series(["b", None, "a"] * 400, dtype="string[python]"),
     "dates": pd.Series(pd.to_datetime(["2020-01-02", "2019-05-01", None])),
     "categorical": pd.Series(pd.Categorical(["b", "a", None, "a"], categories=["c", "b", "a", "d"])),
 }
