@@ -601,7 +601,7 @@ def _join(pieces: list[tuple[str, object]]) -> str:
 # --------------------------------------------------------------------------- to formulaic
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024, typed=True)  # typed: the labels 1, 1.0 and True are told apart
 def _alias(column: str) -> str:
     """The identifier a column goes by inside formulaic: the hex of its UTF-8 bytes, so no
     character of a column name reaches formulaic's expression evaluator either."""
