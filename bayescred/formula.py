@@ -58,6 +58,7 @@ from .errors import (
     NonFiniteError,
     NotNumericError,
 )
+from .portfolio import Columns
 
 MAX_LENGTH = 10_000  # characters of a formula
 MAX_DEPTH = 200  # depth of the syntax tree: nested parentheses, calls and chained operators
@@ -244,6 +245,7 @@ class _Parser:
 # --------------------------------------------------------------------------- R deparse
 
 
+@functools.lru_cache(maxsize=1024)
 def _r_name(name: str) -> str:
     """A column name as R prints it: backquoted unless syntactic."""
     if re.fullmatch(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.", name) and name not in _R_RESERVED:
@@ -420,7 +422,7 @@ class Formula:
     # the checked syntax trees behind the texts
     response_parts: list = field(repr=False, default_factory=list)  # one node, two for cbind()
     terms: list = field(repr=False, default_factory=list)  # (sign, node) of each fixed term
-    random_parts: list = field(repr=False, default_factory=list)  # (effects node, group columns, correlated)
+    random_parts: list = field(repr=False, default_factory=list)  # (effects node, group columns (tuple), correlated)
     offset_parts: list = field(repr=False, default_factory=list)
 
 
@@ -489,9 +491,18 @@ def _formula_leaves(node, where: str, columns: list, leaves: list) -> None:
 
 
 def parse(formula: str) -> Formula:
-    """Parse and check ``formula`` (no data needed); raise FormulaError naming the problem."""
+    """Parse and check ``formula`` (no data needed); raise FormulaError naming the problem.
+    A text is parsed once (a fit's door and its designs, and every fit of the same formula,
+    parse it; 20-40 µs a time): the syntax trees are immutable and each call gets its own lists."""
     if not isinstance(formula, str):
         raise FormulaError(f"a formula must be text, got {type(formula).__name__}")
+    f = _parse(formula)
+    return Formula(f.text, f.response, f.fixed, list(f.random), list(f.offsets), list(f.variables),
+                   list(f.response_parts), list(f.terms), list(f.random_parts), list(f.offset_parts))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(formula: str) -> Formula:
     if len(formula) > MAX_LENGTH:
         raise FormulaError(f"the formula is {len(formula)} characters long; at most {MAX_LENGTH} are read")
     parser = _Parser(formula)
@@ -532,7 +543,7 @@ def parse(formula: str) -> Formula:
                 raise FormulaError(f"cannot subtract a random-effects term: {deparse(piece)}")
             where = deparse(bar)
             for group in _group_columns(bar.right, where):
-                random.append((bar.left, group, bar.op == "|"))
+                random.append((bar.left, tuple(group), bar.op == "|"))
             continue
         if isinstance(piece, Call) and piece.func == "offset":
             if sign == "-" or len(piece.args) != 1 or piece.kwargs:
@@ -590,6 +601,7 @@ def _join(pieces: list[tuple[str, object]]) -> str:
 # --------------------------------------------------------------------------- to formulaic
 
 
+@functools.lru_cache(maxsize=1024, typed=True)  # typed: the labels 1, 1.0 and True are told apart
 def _alias(column: str) -> str:
     """The identifier a column goes by inside formulaic: the hex of its UTF-8 bytes, so no
     character of a column name reaches formulaic's expression evaluator either."""
@@ -648,14 +660,58 @@ def _factor_expr(node) -> str:
 def r_levels(values: pd.Series) -> list:
     """Levels as R's ``factor()`` sets them: a categorical's own order (levels present),
     otherwise the sorted distinct values."""
+    return _factor_of(values)[0]
+
+
+def _factor_of(values: pd.Series) -> tuple[list, np.ndarray | None]:
+    """R's ``factor()`` of a column: its levels (:func:`r_levels`) and each row's code into
+    them where one hashing pass gives them (numeric and text columns), else None."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         present = set(values.dropna().unique())
-        return [c for c in values.cat.categories if c in present]
+        return [c for c in values.cat.categories if c in present], None
+    sorted_codes = None if values.dtype.kind == "c" else _sorted_codes(values)  # Python cannot order complex numbers
+    if sorted_codes is not None:
+        codes, distinct = sorted_codes
+        return list(distinct), codes
     distinct = pd.unique(values.dropna())
     try:
-        return sorted(distinct)
+        return sorted(distinct), None
     except TypeError:
-        return sorted(distinct, key=lambda v: (type(v).__name__, str(v)))
+        return sorted(distinct, key=lambda v: (type(v).__name__, str(v))), None
+
+
+_TEXT_ROWS = 1000  # up to this many rows, text is hashed as Python strings (see _sorted_codes)
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, object] | None:
+    """``pd.factorize(values, sort=True)`` for numeric and text dtypes: each row's code into
+    the sorted distinct values (-1 where missing) and those values (an array), by one
+    hashing pass and a sort of the distinct values only, as pandas does it, without the
+    Index pandas wraps them in (0.1 ms for a text column). A short text column is hashed
+    and sorted as numpy's Python strings (code-point order, pyarrow's UTF-8 byte order),
+    3x faster than pyarrow's round trips; a long one by pyarrow, without a Python object a
+    row. None for other dtypes (object, whose values may mix types, categoricals, dates)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind not in "biufcSU":  # numbers and text; an object column's values may mix types
+            return None
+        array = values.to_numpy()
+    elif isinstance(dtype, pd.StringDtype) and len(values) <= _TEXT_ROWS:
+        array = values.to_numpy()
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        array = values.array
+    else:
+        return None
+    codes, distinct = pd.factorize(array)
+    order = distinct.argsort()
+    return _recode(codes, order), distinct[order]
+
+
+def _recode(codes: np.ndarray, order) -> np.ndarray:
+    """Codes into ``values`` as codes into ``values[order]`` (-1, a missing value, stays -1)."""
+    lookup = np.full(len(order) + 1, -1, dtype=np.int64)  # the last slot is where -1 points
+    lookup[order] = np.arange(len(order))
+    return lookup[codes]
 
 
 def _with_categories(s: pd.Series, categories) -> pd.Series:
@@ -783,8 +839,9 @@ class _RMaterializer(PandasMaterializer):
 # --------------------------------------------------------------------------- designs
 
 
-def _to_pandas(data) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
+def _to_pandas(data) -> pd.DataFrame | Columns:
+    """``data`` as pandas (a :class:`~bayescred.portfolio.Columns` view of a pandas frame as it is)."""
+    if isinstance(data, pd.DataFrame | Columns):
         return data
     import narwhals.stable.v2 as nw
 
@@ -800,7 +857,10 @@ def _to_pandas(data) -> pd.DataFrame:
 
 
 def check_columns(parsed: Formula, columns) -> None:
-    """MissingColumnError for the first formula variable not among ``columns``."""
+    """MissingColumnError for the first formula variable not among ``columns`` (as text)."""
+    text = isinstance(columns, pd.Index) and columns.inferred_type == "string"
+    if text and all(v in columns for v in parsed.variables):
+        return  # text labels: a hash look-up each, no set of the (maybe many) names
     cols = set(map(str, columns))
     for name in parsed.variables:
         if name not in cols:
@@ -810,17 +870,62 @@ def check_columns(parsed: Formula, columns) -> None:
             )
 
 
-def _is_numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+def _is_numeric(dtype) -> bool:
+    """A numeric, non-boolean dtype (numpy's read from its kind: the pandas predicates cost ~2 µs)."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "iufc"
+    if isinstance(dtype, pd.StringDtype):  # pandas' text
+        return False
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, levels: dict | None) -> tuple[pd.DataFrame, dict]:
-    """Copy of the used columns, under their aliases, every factor column an R-ordered categorical (the base
-    level first); ``levels`` fixes them (new data), otherwise they are learned."""
-    learned = {}
-    out = {}
-    for col in used:
-        s = data[col]
+class _Prepared:
+    """The columns a design reads, under their aliases (no column name reaches formulaic),
+    as the data holds them; a factor with its levels in R's order (the base level first)
+    and each row's code into them. formulaic's frame, every factor a categorical, is built
+    only when formulaic is called: a categorical and a frame cost ~0.1 ms each, more than
+    a plain design (:class:`_PlainTerms`) reading the codes."""
+
+    def __init__(self, index: pd.Index, columns: dict, levels: dict, codes: dict):
+        self.index, self.columns, self.levels, self._codes = index, columns, levels, codes
+        self._categoricals: dict[str, pd.Series] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def categorical(self, alias: str) -> pd.Series:
+        if alias not in self._categoricals:
+            self._categoricals[alias] = _with_categories(self.columns[alias], self.levels[alias])
+        return self._categoricals[alias]
+
+    def codes(self, alias: str) -> np.ndarray:
+        """Each row's code into the factor's levels (the categorical's, where no hashing pass gave them)."""
+        codes = self._codes.get(alias)
+        return self.categorical(alias).cat.codes.to_numpy() if codes is None else codes
+
+    def labels(self, alias: str) -> list[str]:
+        """The factor's levels as R prints them in column names: as the categorical holds
+        them (pandas boxes a numpy date as a Timestamp), which for the numeric and text
+        levels of a hashing pass is as they are."""
+        levels = self.levels[alias] if self._codes.get(alias) is not None else self.categorical(alias).cat.categories
+        return [r_level(v) for v in levels]
+
+    @functools.cached_property
+    def frame(self) -> pd.DataFrame:
+        """formulaic's input."""
+        out = {alias: (self.categorical(alias) if alias in self.levels else s).reset_index(drop=True)
+               for alias, s in self.columns.items()}
+        return pd.DataFrame(out, index=pd.RangeIndex(len(self)))
+
+
+def _prepare(columns: dict, index: pd.Index, factors, base_levels: dict, levels: dict | None) -> tuple[_Prepared, dict]:
+    """The used ``columns`` (as :func:`_read` returns them), every factor column with its
+    levels in R's order (the base level first); ``levels`` fixes them (new data), otherwise
+    they are learned."""
+    learned, out, factor_levels, codes = {}, {}, {}, {}
+    for col, s in columns.items():
+        alias = _alias(col)
+        out[alias] = s
         if levels is not None:
             if col in levels:
                 known = levels[col]
@@ -829,18 +934,18 @@ def _prepare(data: pd.DataFrame, used: list[str], factors, base_levels: dict, le
                     raise DataError(
                         f"levels not seen in the fit (known: {[r_level(v) for v in known]})",
                         col,
-                        list(data.index[unseen.to_numpy()]),
+                        list(index[unseen.to_numpy()]),
                     )
-                s = _with_categories(s, known)
-        elif col in factors or col in base_levels or not _is_numeric(s):
-            levs = r_levels(s)
+                factor_levels[alias] = known
+        elif col in factors or col in base_levels or not _is_numeric(s.dtype):
+            levs, codes[alias] = _factor_of(s)
             if col in base_levels:
                 base = match_level(col, levs, base_levels[col])
-                levs = [base] + [v for v in levs if v != base]
-            learned[col] = levs
-            s = _with_categories(s, levs)
-        out[_alias(col)] = s.reset_index(drop=True)
-    return pd.DataFrame(out, index=pd.RangeIndex(len(data))), learned
+                order = [levs.index(base)] + [i for i, v in enumerate(levs) if v != base]
+                levs = [levs[i] for i in order]
+                codes[alias] = None if codes[alias] is None else _recode(codes[alias], order)
+            learned[col] = factor_levels[alias] = levs
+    return _Prepared(index, out, factor_levels, codes), learned
 
 
 def match_level(column: str, levels: list, wanted):
@@ -855,11 +960,17 @@ def match_level(column: str, levels: list, wanted):
     raise DataError(f"base level {wanted!r} is not a level of the factor (levels: {[r_level(v) for v in levels]})", column)
 
 
-def _check_missing(data: pd.DataFrame, columns: list[str]) -> None:
+def _read(data: pd.DataFrame | Columns, columns) -> dict[str, pd.Series]:
+    """``columns`` of ``data`` (through a :class:`~bayescred.portfolio.Columns` view: each
+    read and checked once), MissingValueError naming the rows of any missing value."""
+    view = data if isinstance(data, Columns) else Columns(data)
+    out = {}
     for col in columns:
-        bad = data[col].isna().to_numpy()
+        out[col] = view[col]
+        bad = view.missing(col)
         if bad.any():
-            raise MissingValueError("has missing values", col, list(data.index[bad]))
+            raise MissingValueError("has missing values", col, list(view.index[bad]))
+    return out
 
 
 def _materialise_error(exc: Exception, what: str) -> BayescredError:
@@ -937,14 +1048,13 @@ class FixedDesign:
     _spec: object = field(repr=False, default=None)
     _offsets: list = field(repr=False, default_factory=list)
 
-    def _frame(self, newdata) -> pd.DataFrame:
+    def _frame(self, newdata) -> _Prepared:
         data = _to_pandas(newdata)
         needed = _fixed_columns(self.formula)
         for col in needed:
             if col not in data.columns:
                 raise MissingColumnError("needed for prediction but not in the new data", column=col)
-        _check_missing(data, needed)
-        frame, _ = _prepare(data, needed, (), {}, self.levels)
+        frame, _ = _prepare(_read(data, needed), data.index, (), {}, self.levels)
         return frame
 
     def transform(self, newdata) -> np.ndarray:
@@ -952,13 +1062,14 @@ class FixedDesign:
         frame = self._frame(newdata)
         if self._spec is None:
             return np.ones((len(frame), 0))
-        return _materialise(self._spec, frame, "the fixed effects on the new data").to_numpy(dtype=float)
+        data = frame if isinstance(self._spec, _PlainTerms) else frame.frame
+        return _materialise(self._spec, data, "the fixed effects on the new data").to_numpy(dtype=float)
 
     def offset_for(self, newdata) -> np.ndarray:
         frame = self._frame(newdata)
         total = np.zeros(len(frame))
         for expression in self._offsets:
-            total += expression(frame)
+            total += expression(frame.frame)
         return total
 
 
@@ -971,19 +1082,17 @@ def _fixed_columns(parsed: Formula) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-_CONSTANT_DESIGNS: dict[str, tuple] = {}  # formulaic text -> (spec, its one row, names)
+_CONSTANT_DESIGNS: dict[tuple, tuple] = {}  # term algebra (immutable trees) -> (spec, its one row, names)
 
 
-def _rhs_design(pieces, frame: pd.DataFrame, what: str):
-    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names.
-    Algebra that reads no column (``1``, the effects of ``(1 | g)``) has the same row everywhere:
-    it is built once per text on one row (formulaic's fixed cost is milliseconds a fit)."""
-    leaves: list = []
-    columns: list = []
-    for _, piece in pieces:
-        _formula_leaves(piece, what, columns, leaves)
+def _rhs_design(pieces, leaves: list, columns: list, frame: _Prepared, what: str):
+    """formulaic ModelSpec and matrix of the term algebra ``pieces`` with R's coding and names;
+    ``leaves`` and ``columns``: its factor expressions and the columns they read, as
+    :func:`_formula_leaves` collects them. Algebra that reads no column (``1``, the effects of
+    ``(1 | g)``) has the same row everywhere: it is built once on one row (formulaic's fixed
+    cost is milliseconds a fit)."""
     if not columns:
-        key = " ".join(f"{sign} {deparse(node)}" for sign, node in pieces)
+        key = tuple(pieces)
         if key not in _CONSTANT_DESIGNS:
             spec, row, names = _rhs_materialise(pieces, leaves, pd.DataFrame(index=pd.RangeIndex(1)), what)
             _CONSTANT_DESIGNS[key] = (spec, row, names)
@@ -992,7 +1101,7 @@ def _rhs_design(pieces, frame: pd.DataFrame, what: str):
     main = _PlainTerms.of(pieces, leaves, frame)
     if main is not None:
         return main, main.matrix(frame), main.names
-    return _rhs_materialise(pieces, leaves, frame, what)
+    return _rhs_materialise(pieces, leaves, frame.frame, what)
 
 
 def _plain_terms(node) -> list[tuple[str, ...]] | None:
@@ -1024,14 +1133,14 @@ class _PlainTerms:
     contrasts when the term without it is already in the model (the intercept is the empty
     term), else by indicators of all its levels; an interaction's columns are the products
     of its columns' codings, the first column varying fastest, named ``a:b``. Equal to
-    formulaic's design (tests/test_formula.py)."""
+    formulaic's design (tests/test_formula.py). Reads the prepared columns (:class:`_Prepared`)."""
 
     intercept: bool
     terms: tuple  # per term, per column: (alias in the prepared frame, level codes indicated; None: numeric)
     names: list
 
     @classmethod
-    def of(cls, pieces, leaves, frame: pd.DataFrame):
+    def of(cls, pieces, leaves, frame: _Prepared):
         """The design of ``pieces`` (whose factor expressions, in the formula's order, are
         ``leaves``, as :func:`_formula_leaves` collects them) when it is of this kind, else None."""
         numbers = [(sign, node.value) for sign, node in pieces if isinstance(node, Num)]
@@ -1057,16 +1166,16 @@ class _PlainTerms:
                 column = _alias(name)
                 if column not in frame.columns:
                     return None
-                values, label = frame[column], deparse(Name(name))
-                if isinstance(values.dtype, pd.CategoricalDtype):
+                values, label = frame.columns[column], deparse(Name(name))
+                if column in frame.levels:
                     rest = frozenset(term) - {name}
-                    levels = list(values.cat.categories)
+                    levels = frame.labels(column)
                     codes = tuple(range(1 if rest in present else 0, len(levels)))
                     if not rest:  # only the first main effect of a model without intercept is full
                         present.add(frozenset())
                     columns.append((column, codes))
-                    labels.append([f"{label}{r_level(levels[c])}" for c in codes])
-                elif _is_numeric(values):
+                    labels.append([f"{label}{levels[c]}" for c in codes])
+                elif _is_numeric(values.dtype):
                     columns.append((column, None))
                     labels.append([label])
                 else:
@@ -1076,20 +1185,20 @@ class _PlainTerms:
             names += [":".join(reversed(combo)) for combo in itertools.product(*reversed(labels))]
         return cls(intercept, tuple(coded), names) if coded else None
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+    def matrix(self, frame: _Prepared) -> np.ndarray:
         out = [np.ones(len(frame))] if self.intercept else []
         for term in self.terms:
             parts = []
             for column, codes in term:
                 if codes is None:
-                    parts.append([frame[column].to_numpy(dtype=float)])
+                    parts.append([frame.columns[column].to_numpy(dtype=float)])
                 else:
-                    observed = frame[column].cat.codes.to_numpy()
+                    observed = frame.codes(column)
                     parts.append([(observed == c).astype(float) for c in codes])
             out += [functools.reduce(np.multiply, reversed(combo)) for combo in itertools.product(*reversed(parts))]
         return np.column_stack(out)
 
-    def get_model_matrix(self, frame: pd.DataFrame, context=None) -> pd.DataFrame:
+    def get_model_matrix(self, frame: _Prepared, context=None) -> pd.DataFrame:
         """As formulaic's ModelSpec (FixedDesign.transform on new data)."""
         return pd.DataFrame(self.matrix(frame), columns=self.names)
 
@@ -1117,11 +1226,11 @@ def _rhs_materialise(pieces, leaves, frame: pd.DataFrame, what: str):
     return mm.model_spec, mm.to_numpy(dtype=float), names
 
 
-def _response_part(node, frame: pd.DataFrame) -> np.ndarray:
+def _response_part(node, frame: _Prepared) -> np.ndarray:
     """One part of the response: a numeric column as it is, any other expression by formulaic."""
-    if isinstance(node, Name) and not isinstance(frame[_alias(node.id)].dtype, pd.CategoricalDtype):
-        return frame[_alias(node.id)].to_numpy(dtype=float)
-    return _Expression(node, frame, deparse(node)).values
+    if isinstance(node, Name) and _alias(node.id) not in frame.levels:
+        return frame.columns[_alias(node.id)].to_numpy(dtype=float)
+    return _Expression(node, frame.frame, deparse(node)).values
 
 
 def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
@@ -1141,33 +1250,38 @@ def fixed_design(formula, data, *, factors=(), base_levels=None) -> FixedDesign:
         if col not in data.columns:
             raise MissingColumnError(f"declared a factor but not in the data; available columns: {', '.join(map(str, data.columns))}", col)
     check_columns(parsed, data.columns)
-    used = list(dict.fromkeys([*parsed.variables, *factors, *base_levels]))
-    _check_missing(data, used)
-    read = set(_fixed_columns(parsed))  # the grouping columns are the random terms' business
+    used = _read(data, dict.fromkeys([*parsed.variables, *factors, *base_levels]))
+    leaves: list = []
+    columns: list[str] = []
+    for _, piece in parsed.terms:
+        _formula_leaves(piece, parsed.fixed, columns, leaves)
+    read = set(columns)  # with the response's and offsets' below; the grouping columns are the random terms' business
     for what, nodes in (("the response", parsed.response_parts), ("an offset", parsed.offset_parts)):
         cols: list[str] = []
         for node in nodes:
             _check_arith(node, what, cols)
         for col in cols:
-            if not _is_numeric(data[col]):
-                raise NotNumericError(f"{what} must be numeric, found dtype {data[col].dtype}", column=col)
+            if not _is_numeric(used[col].dtype):
+                raise NotNumericError(f"{what} must be numeric, found dtype {used[col].dtype}", column=col)
         read.update(cols)
-    prepared = [c for c in used if c in read or c in factors or c in base_levels]
-    frame, levels = _prepare(data, prepared, factors, base_levels, None)
+    prepared = {c: s for c, s in used.items() if c in read or c in factors or c in base_levels}
+    frame, levels = _prepare(prepared, data.index, factors, base_levels, None)
     y = None
     if parsed.response_parts:
         parts = [_response_part(node, frame) for node in parsed.response_parts]
         for part, node in zip(parts, parsed.response_parts):
-            _finite(part, deparse(node), data.index)
+            if not np.isfinite(part).all():
+                _finite(part, deparse(node), data.index)
         y = parts[0] if len(parts) == 1 else np.column_stack(parts)
-    offsets = [_Expression(node, frame, f"offset({deparse(node)})") for node in parsed.offset_parts]
+    offsets = [_Expression(node, frame.frame, f"offset({deparse(node)})") for node in parsed.offset_parts]
     total = np.zeros(len(frame))
     for expression in offsets:
         _finite(expression.values, expression.display, data.index)
         total += expression.values
-    spec, X, names = _rhs_design(parsed.terms, frame, parsed.fixed)
-    for j, name in enumerate(names):
-        _finite(X[:, j], name, data.index)
+    spec, X, names = _rhs_design(parsed.terms, leaves, columns, frame, parsed.fixed)
+    if not np.isfinite(X).all():
+        for j, name in enumerate(names):
+            _finite(X[:, j], name, data.index)
     return FixedDesign(parsed, y, X, names, total, parsed.response, levels, spec, offsets)
 
 
@@ -1207,11 +1321,12 @@ class RandomTerm:
 def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Integer codes and labels of a grouping factor; several columns are the interaction
     of the observed combinations (labels ``"a_level:b_level"``, ordered as R's
-    ``interaction()`` with the first factor varying fastest)."""
+    ``interaction()`` with the first factor varying fastest). ``data``: a frame, or its
+    columns as read (:func:`_read`)."""
     if len(columns) == 1:
         codes, levels = _level_codes(data[columns[0]])
         return codes, [str(v) for v in levels]
-    code, stride, keys = np.zeros(len(data), dtype=np.int64), 1, []
+    code, stride, keys = 0, 1, []
     for p in columns:
         c, levs = _level_codes(data[p])
         code += stride * c
@@ -1230,12 +1345,13 @@ def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]
 
 def _level_codes(values: pd.Series) -> tuple[np.ndarray, list]:
     """Each row's code into the column's levels in R's ``factor()`` order (:func:`r_levels`;
-    every level occurs). A numeric or string column takes one ``pd.factorize`` pass; object
-    columns (whose values may mix types), categoricals and dates take r_levels itself."""
-    dtype = values.dtype
-    if dtype != object and (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
-        codes, uniques = pd.factorize(values, sort=True)
-        return codes.astype(np.int64), list(uniques)
+    every level occurs). A numeric or string column takes one hashing pass (its levels as an
+    Index of them iterates them: numpy's as Python values); object columns (whose values may
+    mix types), categoricals and dates take r_levels itself."""
+    sorted_codes = _sorted_codes(values)
+    if sorted_codes is not None:
+        codes, distinct = sorted_codes
+        return codes, distinct.tolist() if isinstance(distinct, np.ndarray) else list(distinct)
     levels = r_levels(values)
     return _with_categories(values, levels).cat.codes.to_numpy().astype(np.int64), levels
 
@@ -1268,6 +1384,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
     lines up with ``as.data.frame(VarCorr(fit))`` and θ with ``getME(fit, "theta")``."""
     parsed = formula if isinstance(formula, Formula) else parse(formula)
     data = _to_pandas(data)
+    data = data if isinstance(data, Columns) else Columns(data)  # terms share columns: (1 | a/b), (x || g)
     check_columns(parsed, data.columns)
     out = []
     for (effects, group, _), spec in zip(parsed.random_parts, parsed.random):
@@ -1280,8 +1397,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
         )
         if design.X.shape[1] == 0:
             raise FormulaError(f"random term ({spec.expr} | {spec.group}) has no effects")
-        _check_missing(data, group)
-        codes, levels = grouping_factor(group, data)
+        codes, levels = grouping_factor(group, _read(data, group))
         out.append(RandomTerm(spec.group, design.names, design.X, codes, levels, tuple(group), design))
     # lme4 (mkReTrms): if the numbers of levels are not already non-increasing, reorder
     # by rev(order(nl)), i.e. decreasing with ties in reverse formula order.

@@ -43,6 +43,22 @@ def test_parse_structure():
     assert fm.parse("~ x").response is None
 
 
+def test_parse_is_cached_but_each_call_gets_its_own_formula():
+    # a text is parsed once; a caller changing what it got changes nothing for the next caller
+    text = "y ~ x + f + (1 + x | g) + offset(log(e))"
+    first = fm.parse(text)
+    assert fm._parse(text) is fm._parse(text)
+    first.variables.append("z")
+    first.random.clear()
+    first.terms.pop()
+    first.random_parts.clear()
+    again = fm.parse(text)
+    assert again is not first
+    assert again.variables == ["y", "e", "x", "f", "g"] and again.random == [("1 + x", "g", True)]
+    assert [fm.deparse(node) for _, node in again.terms] == ["x", "f"]
+    assert again.random_parts[0][1] == ("g",)
+
+
 @pytest.mark.parametrize(
     "formula, message",
     [
@@ -193,6 +209,77 @@ def test_grouping_factor_codes_and_labels_follow_r_levels(values):
     assert [labels[c] for c in codes] == [f"{present[present.index(v)]!s}:{o}" for v, o in zip(values, other)]
 
 
+DTYPE_ZOO = {
+    "int": pd.Series([5, 3, 11, 3, 0, 11]), "uint8": pd.Series([3, 1, 3], dtype="uint8"),
+    "float": pd.Series([0.5, -1.25, np.nan, 0.5, 2.0]), "float32": pd.Series([0.1, 0.2, 0.1], dtype="float32"),
+    "zeros": pd.Series([-0.0, 1.0, 0.0]), "bool": pd.Series([True, False, True]),
+    "str": pd.Series(["é", "e", None, "E", "z", "\U0001d518", "Z", "e"], dtype="str"),
+    "string[pyarrow]": pd.Series(["b", None, "a", "b"], dtype="string[pyarrow]"),
+    "string[python]": pd.Series(["b", None, "a"], dtype="string[python]"),
+    "numpy U": pd.Series(np.array(["b", "a", "b"], dtype="U1")), "bytes": pd.Series([b"b", b"a"], dtype="S1"),
+    "Int64": pd.Series([3, None, 1, 3], dtype="Int64"), "Float64": pd.Series([2.5, None, 1.0], dtype="Float64"),
+    "Float32": pd.Series([0.1, None, 0.2], dtype="Float32"),
+    "boolean": pd.Series([True, None, False], dtype="boolean"), "complex": pd.Series([1 + 1j, 1 - 1j, 0j, 1 + 1j]),
+    "object": pd.Series(["b", "a", "b"], dtype=object), "mixed": pd.Series([1, "a", 2.5, "b", 1], dtype=object),
+    "long str": pd.Series(["é", "e", None, "E", "z", "\U0001d518", "Z", "e"] * 200, dtype="str"),
+    "long string[python]": pd.Series(["b", None, "a"] * 400, dtype="string[python]"),
+    "dates": pd.Series(pd.to_datetime(["2020-01-02", "2019-05-01", None])),
+    "categorical": pd.Series(pd.Categorical(["b", "a", None, "a"], categories=["c", "b", "a", "d"])),
+}
+
+
+@pytest.mark.parametrize("values", DTYPE_ZOO.values(), ids=DTYPE_ZOO.keys())
+def test_one_hashing_pass_equals_pandas_and_r_levels(values):
+    # the designs code a numeric or text column by one hashing pass (_sorted_codes): the codes
+    # and levels of pd.factorize(sort=True) (grouping labels, as an Index of the levels
+    # iterates them), and R's factor() levels as r_levels defines them (sorted distinct values,
+    # by their text when Python cannot order them), the same objects
+    if fm._sorted_codes(values) is not None:
+        codes, uniques = pd.factorize(values, sort=True)
+        got_codes, got = fm._level_codes(values)
+        np.testing.assert_array_equal(got_codes, codes)
+        want = list(uniques)
+        assert got == want and [type(v) for v in got] == [type(v) for v in want]
+    distinct = pd.unique(values.dropna())
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        want = [c for c in values.cat.categories if c in set(distinct)]
+    else:
+        try:
+            want = sorted(distinct)
+        except TypeError:
+            want = sorted(distinct, key=lambda v: (type(v).__name__, str(v)))
+    got = fm.r_levels(values)
+    assert got == want and [type(v) for v in got] == [type(v) for v in want]
+
+
+@pytest.mark.parametrize("values", DTYPE_ZOO.values(), ids=DTYPE_ZOO.keys())
+def test_a_factor_is_coded_as_its_categorical(values, monkeypatch):
+    # a plain design reads a factor's codes and level names without building the categorical
+    # formulaic reads; both agree (the names as pandas boxes the levels: a date as a Timestamp)
+    data = pd.DataFrame({"v": values}).dropna()
+    fast = fm.fixed_design("~ v + 0", data, factors=["v"])
+    categorical = fm._with_categories(data["v"], fast.levels["v"])
+    np.testing.assert_array_equal(fast.X.argmax(axis=1), categorical.cat.codes.to_numpy())
+    assert fast.names == [f"v{fm.r_level(v)}" for v in categorical.cat.categories]
+    monkeypatch.setattr(fm._PlainTerms, "of", classmethod(lambda cls, pieces, leaves, frame: None))
+    slow = fm.fixed_design("~ v + 0", data, factors=["v"])
+    assert fast.names == slow.names and fast.levels == slow.levels
+    np.testing.assert_array_equal(fast.X, slow.X)
+
+
+@pytest.mark.filterwarnings("ignore::bayescred.errors.BoundaryWarning")
+def test_plain_designs_build_no_categorical_and_no_frame(monkeypatch):
+    # the designs formulaic is not needed for read the columns' codes: no pandas categorical and
+    # no prepared frame (~0.1 ms each) for a fit such as lme4's Orthodont
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({"y": rng.normal(size=40), "x": rng.uniform(size=40), "f": list("ab") * 20,
+                         "g": np.repeat(list("pqrst"), 8)}).astype({"f": "str", "g": "str"})
+    monkeypatch.setattr(fm, "_with_categories", lambda *a: pytest.fail("a categorical was built"))
+    monkeypatch.setattr(fm._Prepared, "frame", property(lambda self: pytest.fail("a frame was built")))
+    fit = bc.lmm("y ~ x + f + (x | g)", data)
+    assert list(fit.fixef.index) == ["(Intercept)", "x", "fb"]
+
+
 def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_warnings():
     # R's factor() keeps the categorical's order and drops its unused levels; pandas deprecates
     # rebuilding a categorical from categories that omit unused ones, so the codes are recoded
@@ -217,7 +304,7 @@ def test_categorical_columns_with_unused_categories_are_recoded_without_pandas_w
     "y ~ x - z", "y ~ log(x) + z", "y ~ x:z", "y ~ f*x", "y ~ f*g", "y ~ 0 + f*g", "y ~ f:g", "y ~ 0 + f:g",
     "y ~ g:f + f", "y ~ x + f:x", "y ~ f:x", "y ~ 0 + x:f", "y ~ f*g*x", "y ~ (f + g):x", "y ~ (x + f)*g",
     "y ~ t*f", "y ~ f*b + x", "y ~ x*z + f", "y ~ f + f:g + g:f", "y ~ x:x + f", "y ~ f/g", "y ~ (f + g)^2",
-    "y ~ f*g - f",
+    "y ~ f*g - f", "y ~ d + x", "y ~ d:f",
 ])
 def test_plain_terms_design_equals_formulaics(formula, monkeypatch):
     # algebra on plain numeric columns and factors (main effects, ':' and '*') is built without
@@ -231,7 +318,8 @@ def test_plain_terms_design_equals_formulaics(formula, monkeypatch):
     data = pd.DataFrame({"y": rng.normal(size=24), "x": rng.uniform(1, 2, 24), "z": rng.normal(size=24),
                          "odd name": rng.normal(size=24), "n": rng.integers(0, 5, 24), "f": list("abc") * 8,
                          "g": pd.Categorical(list("vu") * 12, categories=["v", "u", "w"]), "b": [True, False] * 12,
-                         "t": rng.choice([1.5, 3.0, 7.0], 24)})
+                         "t": rng.choice([1.5, 3.0, 7.0], 24),
+                         "d": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 3, 24), "D")})
     new = data.sample(7, random_state=1)
     options = dict(factors=["t"], base_levels={"t": 3.0})
     fast = fm.fixed_design(formula, data, **options)

@@ -53,3 +53,70 @@ def test_correlated_slope_term(data):
     assert terms[0].names == ["(Intercept)", "x"] and terms[0].k == 2
     assert terms[0].levels == ["u", "v", "w"]
     assert terms[0].codes.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+class _CountingFrame(pd.DataFrame):
+    """A pandas frame counting the reads of each column (frame[col] builds a new Series)."""
+
+    reads: dict = {}
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            _CountingFrame.reads[key] = _CountingFrame.reads.get(key, 0) + 1
+        return super().__getitem__(key)
+
+
+@pytest.mark.filterwarnings("ignore::bayescred.errors.BoundaryWarning")
+def test_lmm_reads_each_column_once():
+    # bc.lmm's door (dtypes, portfolio's checks) and its designs (fixed effects, the random
+    # terms' effects and grouping factors) share one portfolio.Columns view of the frame
+    import bayescred as bc
+
+    rng = np.random.default_rng(4)
+    data = _CountingFrame({"y": rng.normal(size=60), "x": rng.uniform(size=60), "f": list("abc") * 20,
+                           "g": np.repeat(list("pqrstu"), 10), "h": np.tile(list("vw"), 30),
+                           "w": rng.uniform(1, 2, 60), "unused": 0.0})
+    _CountingFrame.reads = {}
+    fit = bc.lmm("y ~ x + f + (x | g) + (1 | g:h)", data, weights="w")
+    assert _CountingFrame.reads == {"y": 1, "x": 1, "f": 1, "g": 1, "h": 1, "w": 1}
+    assert fit._data is data
+
+
+def _rank_check_column_by_column(X, names, w):
+    """The rule _rank_check applies: each column against the columns kept before it."""
+    Xs = X * np.sqrt(w)[:, None]
+    Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
+    kept, dropped = [], []
+    for j in range(X.shape[1]):
+        s = np.linalg.svd(Xs[:, kept + [j]], compute_uv=False)
+        if s[-1] <= 1e-9 * s[0] or np.linalg.norm(Xs[:, j]) == 0:
+            dropped.append(names[j])
+        else:
+            kept.append(j)
+    return dropped
+
+
+def test_rank_check_accepts_by_one_svd_and_names_as_column_by_column():
+    # one SVD accepts a design of full rank (so is every block of its first columns:
+    # singular values interlace); a rank-deficient one is named column by column, as before
+    from bayescred.errors import RankDeficientError
+    from bayescred.lmm.model import _rank_check
+
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        n, p = rng.integers(4, 30), rng.integers(1, 6)
+        X = rng.normal(size=(n, p)) * 10.0 ** rng.integers(-3, 4, p)
+        for j in rng.choice(p, rng.integers(0, p + 1), replace=False):
+            if j > 0:  # a combination of earlier columns, exact or nearly
+                noise = 10.0 ** rng.integers(-14, -2) * rng.normal(size=n) * rng.integers(0, 2)
+                X[:, j] = X[:, :j] @ rng.normal(size=j) + noise
+        if trial % 7 == 0:
+            X[:, rng.integers(p)] = 0.0
+        names, w = [f"c{j}" for j in range(p)], rng.uniform(0.5, 2, n)
+        dropped = _rank_check_column_by_column(X, names, w)
+        if dropped:
+            with pytest.raises(RankDeficientError) as exc:
+                _rank_check(X, names, w)
+            assert str(exc.value).endswith(": " + ", ".join(dropped))
+        else:
+            _rank_check(X, names, w)

@@ -19,7 +19,7 @@ from ..errors import (
     TooManyLevelsError,
 )
 from .. import formula as fm
-from ..portfolio import validate
+from ..portfolio import Columns, check_data
 from .._arguments import aligned_values, check_number
 from .fit import Design, _single_thread, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
@@ -58,16 +58,20 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     """The front door shared by ``bc.lmm`` and ``bc.glmm``: the data as pandas, the parsed
     formula, and the weights and offset (column names or arrays aligned on the frame).
 
-    Every column goes through :func:`bayescred.portfolio.validate`, so bad rows get the same
+    Every column goes through :func:`bayescred.portfolio.check_data`, so bad rows get the same
     exception and message as in the classical and Bayesian arms: the grouping columns of the
     random terms and every formula variable complete, the numeric ones finite, and the
     weights strictly positive (``positive_weights``; ``bc.glmm`` passes False and applies
-    R's rule, zero prior weights allowed). Returns (data, parsed, w, wname, off)."""
+    R's rule, zero prior weights allowed). ``data`` may be a :class:`~bayescred.portfolio.Columns`
+    view (bc.lmm's: the door and the designs read each column once). Returns (data as a pandas
+    frame, parsed, w, wname, off)."""
     data = _to_pandas(data)
+    data = data if isinstance(data, Columns) else Columns(data)
     parsed = fm.parse(formula)
     fm.check_columns(parsed, data.columns)
     groups = list(dict.fromkeys(g for _, group, _ in parsed.random_parts for g in group))
-    numeric = [v for v in parsed.variables if _is_number(data[v])]
+    unique = data.columns.is_unique  # else the door's DuplicateColumnError, before any column is read
+    numeric = [v for v in parsed.variables if fm._is_numeric(data[v].dtype)] if unique else []
     columns = {what: arg for what, arg in (("weights", weights), ("offset", offset)) if isinstance(arg, str)}
     _door(data, columns.get("weights"), columns.get("offset"), positive_weights,
           groups=groups, present=parsed.variables, numeric=numeric)
@@ -78,21 +82,17 @@ def model_inputs(formula: str, data, weights, offset, *, positive_weights: bool 
     if arrays:  # values passed as arrays: the same checks, named by the argument
         _door(pd.DataFrame(arrays, index=data.index), "weights" if "weights" in arrays else None,
               "offset" if "offset" in arrays else None, positive_weights)
-    return data, parsed, w, wname, off
+    return data.frame, parsed, w, wname, off
 
 
 def _door(frame: pd.DataFrame, weight, offset, positive_weights: bool, groups=(), present=(), numeric=()) -> None:
-    """portfolio.validate for a formula's columns, the weights and the offset."""
+    """portfolio's checks (as validate) for a formula's columns, the weights and the offset."""
     extra = [c for c in (offset, None if positive_weights else weight) if c is not None]
-    validate(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
-             positive=weight if positive_weights else None)
+    check_data(frame, groups=list(groups), present=list(present), numeric=[*numeric, *extra], min_groups=1,
+               positive=weight if positive_weights else None)
 
 
-def _is_number(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-
-
-def _column_or_array(arg, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+def _column_or_array(arg, data: Columns, what: str) -> tuple[np.ndarray | None, str | None]:
     if arg is None:
         return None, None
     if isinstance(arg, str):
@@ -107,6 +107,9 @@ def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
         return
     Xs = X * np.sqrt(w)[:, None]
     Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
+    s = np.linalg.svd(Xs, compute_uv=False)
+    if s[-1] > 1e-9 * s[0]:  # X passes, so every block of its first columns does (interlacing): one SVD, not p
+        return
     kept, dropped = [], []
     for j in range(X.shape[1]):
         cand = kept + [j]
@@ -141,12 +144,13 @@ def lmm(
     method = method.upper()
     if method not in ("REML", "ML"):
         raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
-    data, parsed, w, wname, off = model_inputs(formula, data, weights, offset)
+    columns = Columns(_to_pandas(data))  # the door and the designs read each column once
+    data, parsed, w, wname, off = model_inputs(formula, columns, weights, offset)
     n = len(data)
     w = np.ones(n) if w is None else w
     if len(parsed.response_parts) != 1:
         raise fm.FormulaError(f"a linear mixed model needs one numeric response left of '~', got {parsed.response!r}")
-    fixed = fm.fixed_design(parsed, data, factors=factors, base_levels=base_levels)
+    fixed = fm.fixed_design(parsed, columns, factors=factors, base_levels=base_levels)
     y = fixed.y
     total_offset = fixed.offset + (0.0 if off is None else off)
     if (within_ss is None) != (within_df is None):
@@ -161,7 +165,7 @@ def lmm(
     _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
-    terms = fm.random_terms(parsed, data, factors=factors, base_levels=base_levels)
+    terms = fm.random_terms(parsed, columns, factors=factors, base_levels=base_levels)
     N = n + (int(within_df) if aggregated else 0)
     for t in terms:
         if t.n_levels < 2:
@@ -196,10 +200,10 @@ def _centre(y, X, w):
         return y, None
     sw = np.sqrt(w)
     gamma = np.linalg.lstsq(X * sw[:, None], sw, rcond=None)[0]
-    if np.max(np.abs(X @ gamma - 1.0)) > 1e-10:
+    if np.abs(X @ gamma - 1.0).max() > 1e-10:
         return y, None
     exact = np.round(gamma)  # the usual codings: an intercept column, or one dummy per level
-    if np.array_equal(X @ exact, np.ones(len(y))):
+    if (X @ exact == 1.0).all():
         gamma = exact
     c = float(w @ y / w.sum())
     return y - c, c * gamma
