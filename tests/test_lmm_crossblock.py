@@ -300,10 +300,10 @@ def test_a_line_search_in_the_rounding_noise_is_cut_short(rscript, tmp_path, mon
 
 
 def test_balanced_nested_intercepts_start_at_the_reml_optimum(monkeypatch):
-    """Casks within batches, two samples a cask (Pastes' kind): the moment equation of each
-    term (Design._intercepts_start) counts the casks' variance in the batches' means, so the
-    start is the nested ANOVA estimator, REML's optimum when positive (from the one-way
-    moments of each term Newton's method took 5 evaluations on Pastes)."""
+    """Casks within batches, two samples a cask (Pastes' kind): Henderson's method I
+    (Design._intercepts_start) counts the casks' variance in the batches' means, so the start
+    is the nested ANOVA estimator, REML's optimum when positive (from the one-way moments of
+    each term Newton's method took 5 evaluations on Pastes)."""
     rng = np.random.default_rng(8)
     batch = np.repeat(np.arange(10), 6)
     cask = np.repeat(np.arange(30), 2)
@@ -313,3 +313,21 @@ def test_balanced_nested_intercepts_start_at_the_reml_optimum(monkeypatch):
     fit = bc.lmm("y ~ 1 + (1|batch/cask)", data)
     np.testing.assert_allclose(fit._design.start(), fit._sol.theta, rtol=1e-6)
     assert 1 <= len(calls) <= 3
+
+
+def test_intercepts_start_of_cell_means_equals_that_of_the_raw_rows():
+    """Henderson's method I reads the weights and the pooled within-cell SS: cell means with
+    their counts as weights (docs/formulas.md §6) start where the raw rows start, on an
+    unbalanced crossed design."""
+    rng = np.random.default_rng(11)
+    a, b = rng.integers(0, 7, 300), rng.integers(0, 4, 300)
+    y = rng.normal(0, 1.0, 7)[a] + rng.normal(0, 0.6, 4)[b] + rng.normal(0, 0.9, 7 * 4).reshape(7, 4)[a, b] + rng.normal(size=300)
+    raw = pd.DataFrame({"y": y, "a": a.astype(str), "b": b.astype(str)})
+    cells = raw.groupby(["a", "b"], as_index=False).agg(y=("y", "mean"), n=("y", "size"))
+    ss = float(((raw.y - raw.groupby(["a", "b"]).y.transform("mean")) ** 2).sum())
+    form = "y ~ 1 + (1|a) + (1|b) + (1|a:b)"
+    one = bc.lmm(form, raw)._design
+    other = bc.lmm(form, cells, weights="n", within_ss=ss, within_df=len(raw) - len(cells))._design
+    assert one._intercepts_start() is not None
+    # (τ²/σ² per unit of the internal weights, which have mean 1: the counts' mean apart)
+    np.testing.assert_allclose(other._intercepts_start() / other.scale, one._intercepts_start(), rtol=1e-9)
