@@ -331,3 +331,19 @@ def test_intercepts_start_of_cell_means_equals_that_of_the_raw_rows():
     assert one._intercepts_start() is not None
     # (τ²/σ² per unit of the internal weights, which have mean 1: the counts' mean apart)
     np.testing.assert_allclose(other._intercepts_start() / other.scale, one._intercepts_start(), rtol=1e-9)
+
+
+def test_a_variance_the_data_do_not_show_starts_and_stays_at_zero(monkeypatch):
+    """Level means that vary less than their sampling noise (Dyestuff2's kind): the moment
+    estimate is negative, so the term starts at its bound 0, where Newton's method finds the
+    criterion rising inward and stops (it walked 0.1 -> 0 in 3 more evaluations before)."""
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(6), 5)
+    y = 5 + rng.normal(0, 3.0, g.size)
+    y -= np.bincount(g, y)[g] / 5 - 5 + 0.01 * np.arange(6)[g]  # level means all but equal
+    data = pd.DataFrame({"y": y, "g": g.astype(str)})
+    calls = _evaluations(monkeypatch)
+    with pytest.warns(bc.errors.BoundaryWarning):
+        fit = bc.lmm("y ~ 1 + (1|g)", data)
+    assert fit._design.start()[0] == 0.0 and fit.theta[0] == 0.0 and fit.singular
+    assert len(calls) == 1

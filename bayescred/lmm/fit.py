@@ -65,6 +65,13 @@ def tri_index(k: int) -> list[tuple[int, int]]:
     return [(i, j) for j in range(k) for i in range(j, k)]
 
 
+def _start_ratio(ratio):
+    """θ = √(τ̂²/σ̂²) of a moment estimate, within [0.1, 100]; 0, the bound, where τ̂² ≤ 0 (a
+    variance the data do not show: Newton's method then checks the curvature there, L-BFGS-B
+    whether the criterion falls inward, ``_inward``)."""
+    return np.where(ratio > 0, np.sqrt(np.clip(ratio, 0.01, 1e4)), 0.0)
+
+
 def relative_factors(terms, theta_index, theta) -> list[np.ndarray]:
     """Each term's lower-triangular relative factor T_i (Σ_i = σ² T_i T_i') from θ, lme4's order."""
     out = []
@@ -371,7 +378,7 @@ class Design:
         if self.dense and self.q2 and all(t.k == 1 and np.all(t.X == 1.0) for t in self.terms):
             ratios = self._intercepts_start()
             if ratios is not None:
-                return np.sqrt(np.clip(ratios, 0.01, 1e4))
+                return _start_ratio(ratios)
         residual = self._residual_variance() if self.q2 else None
         for t, sl in zip(self.terms, self.theta_index):
             if t.k > 1 or not np.all(t.X == 1.0):
@@ -387,7 +394,7 @@ class Design:
                 mean = np.bincount(t.codes, self.w * self.y, t.n_levels) / weight
                 within = float(self.w @ (self.y - mean[t.codes]) ** 2) / df if residual is None else residual
             if within > 0 and np.isfinite(within):  # else nothing to start from: θ = 1
-                theta[sl] = np.sqrt(np.clip(between_unbiased(mean, weight, within) / within, 0.01, 1e4))
+                theta[sl] = _start_ratio(between_unbiased(mean, weight, within) / within)
         return theta
 
     def _residual_variance(self) -> float | None:
