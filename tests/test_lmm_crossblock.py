@@ -155,13 +155,13 @@ def test_terms_start_at_their_moment_estimates():
 def _evaluations(monkeypatch):
     """The list that collects θ at every evaluation of the small-design criterion (the Newton path)."""
     calls = []
-    original = engine._dense_derivatives
+    original = engine._newton_derivatives
 
     def counted(d, theta, reml, order=0):
         calls.append(np.array(theta))
         return original(d, theta, reml, order)
 
-    monkeypatch.setattr(engine, "_dense_derivatives", counted)
+    monkeypatch.setattr(engine, "_newton_derivatives", counted)
     return calls
 
 

@@ -1,7 +1,7 @@
 """The analytic gradient of the profiled REML/ML criterion equals central finite differences
 of the criterion on random designs: one factor, correlated random slopes, crossed, nested,
 with precision weights, ML and REML, at arbitrary θ (not only at the optimum, where it is
-~0), on both paths of bayescred.lmm.fit: M as one dense matrix (``_dense_derivatives``, which
+~0), on both paths of bayescred.lmm.fit: M as one dense matrix (``_newton_derivatives``, which
 also gives the exact Hessian) and the two-block elimination (``_gradient``)."""
 
 from __future__ import annotations
@@ -45,14 +45,25 @@ def _fd_gradient(design, theta, reml, h=1e-6):
     return out
 
 
-@pytest.fixture(params=["dense", "two-block"])
+@pytest.fixture(params=["newton", "two-block"])
 def path(request, monkeypatch):
-    """The engine's path for a small design: M dense (the default up to DENSE_EFFECTS random
-    effects) or the two-block elimination of larger designs."""
+    """Which derivatives: those of Newton's method on M's diagonal blocks (one grouping factor,
+    or a small design as one block: ``_newton_derivatives``), or the two-block elimination's
+    (``_gradient``, through ``Design.solve``; small designs forced onto it)."""
     from bayescred.lmm import fit as engine
 
-    monkeypatch.setattr(engine, "DENSE_EFFECTS", 10**6 if request.param == "dense" else 0)
+    if request.param == "two-block":
+        monkeypatch.setattr(engine, "DENSE_EFFECTS", 0)
     return request.param
+
+
+def _derivatives(d, theta, reml, path):
+    if path == "newton":
+        from bayescred.lmm import fit as engine
+
+        return engine._newton_derivatives(d, theta, reml, order=1)[:2]
+    sol = d.solve(theta, reml, gradient=True)
+    return sol.deviance, sol.gradient
 
 
 @pytest.mark.parametrize("form", FORMULAS)
@@ -64,13 +75,13 @@ def test_analytic_gradient_equals_finite_differences(form, method, weighted, pat
         warnings.simplefilter("ignore")
         fit = bc.lmm(form, data, weights="w" if weighted else None, method=method)
     d, reml = fit._design, method == "REML"
-    assert not d.sparse and d.dense == (path == "dense")
+    assert not d.sparse and d.newton == (path == "newton" or not d.q2)  # (one factor: always Newton)
     rng = np.random.default_rng(3)
     for _ in range(2):
         # away from the optimum, off-diagonal entries of T of either sign
         theta = np.array(d.theta_lower)
         theta = np.where(theta == 0, rng.uniform(0.2, 1.5, d.n_theta), rng.normal(0, 0.5, d.n_theta))
-        dev, grad = d.deviance_and_gradient(theta, reml)
+        dev, grad = _derivatives(d, theta, reml, path)
         assert dev == pytest.approx(d.deviance(theta, reml), rel=1e-13)
         fd = _fd_gradient(d, theta, reml)
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(fd).max()))
@@ -87,8 +98,8 @@ def test_gradient_vanishes_at_an_interior_optimum():
 @pytest.mark.parametrize("form", FORMULAS)
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_exact_hessian_equals_finite_differences_of_the_gradient(form, method):
-    """The dense path's Hessian (Newton's method in ``optimise``) against central differences
-    of its analytic gradient, with weights and a pooled within-cell SS, away from the optimum."""
+    """Newton's Hessian (``_newton_derivatives``, one block or one grouping factor's blocks)
+    against central differences of its analytic gradient, with weights, away from the optimum."""
     from bayescred.lmm import fit as engine
 
     data = _data(seed=len(form))
@@ -96,17 +107,17 @@ def test_exact_hessian_equals_finite_differences_of_the_gradient(form, method):
         warnings.simplefilter("ignore")
         fit = bc.lmm(form, data, weights="w", method=method)
     d, reml = fit._design, method == "REML"
-    assert d.dense
+    assert d.newton
     rng = np.random.default_rng(4)
     theta = np.where(np.array(d.theta_lower) == 0, rng.uniform(0.2, 1.5, d.n_theta), rng.normal(0, 0.5, d.n_theta))
-    _, grad, hess = engine._dense_derivatives(d, theta, reml, order=2)
+    _, grad, hess = engine._newton_derivatives(d, theta, reml, order=2)
     h = 1e-5
     fd = np.empty_like(hess)
     for k in range(d.n_theta):
         e = np.zeros(d.n_theta)
         e[k] = h
-        fd[:, k] = (engine._dense_derivatives(d, theta + e, reml, 1)[1]
-                    - engine._dense_derivatives(d, theta - e, reml, 1)[1]) / (2 * h)
+        fd[:, k] = (engine._newton_derivatives(d, theta + e, reml, 1)[1]
+                    - engine._newton_derivatives(d, theta - e, reml, 1)[1]) / (2 * h)
     np.testing.assert_allclose(hess, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
     assert np.array_equal(hess, hess.T)
 
@@ -114,26 +125,29 @@ def test_exact_hessian_equals_finite_differences_of_the_gradient(form, method):
 @pytest.mark.filterwarnings("ignore::bayescred.errors.BoundaryWarning")
 @pytest.mark.parametrize("form", FORMULAS)
 @pytest.mark.parametrize("method", ["REML", "ML"])
-def test_dense_and_two_block_paths_give_the_same_fit(form, method, monkeypatch):
-    """The same design fitted on either path (Newton's method on the dense M, L-BFGS-B and the
-    polish on the two-block elimination): criterion, solution at a common θ, and optimum."""
+def test_newton_and_general_paths_give_the_same_fit(form, method, monkeypatch):
+    """The same design fitted on either path (Newton's method on M's diagonal blocks; L-BFGS-B
+    and the polish on the two-block elimination): criterion, gradient and solution at a
+    common θ, and the optimum."""
     from bayescred.lmm import fit as engine
 
     data = _data(seed=3 * len(form))
-    dense = bc.lmm(form, data, weights="w", method=method)
+    newton = bc.lmm(form, data, weights="w", method=method)
     monkeypatch.setattr(engine, "DENSE_EFFECTS", 0)
-    blocks = bc.lmm(form, data, weights="w", method=method)
-    assert dense._design.dense and not blocks._design.dense
+    monkeypatch.setattr(engine, "_newton", lambda *args, **kw: None)
+    general = bc.lmm(form, data, weights="w", method=method)
+    assert newton._design.newton and not general._design.dense
     reml = method == "REML"
-    theta = dense._sol.theta * 1.1 + 0.05
-    s1, s2 = dense._design.solve(theta, reml, gradient=True), blocks._design.solve(theta, reml, gradient=True)
-    assert s1.deviance == pytest.approx(s2.deviance, rel=1e-12)
-    np.testing.assert_allclose(s1.gradient, s2.gradient, rtol=1e-9, atol=1e-9)
+    theta = newton._sol.theta * 1.1 + 0.05
+    d1, g1, _ = engine._newton_derivatives(newton._design, theta, reml, order=2)
+    s1, s2 = newton._design.solve(theta, reml), general._design.solve(theta, reml, gradient=True)
+    assert d1 == pytest.approx(s2.deviance, rel=1e-12) and s1.deviance == pytest.approx(s2.deviance, rel=1e-12)
+    np.testing.assert_allclose(g1, s2.gradient, rtol=1e-9, atol=1e-9)
     for a, b in ((s1.beta, s2.beta), (s1.u_spherical1, s2.u_spherical1), (s1.u_spherical2, s2.u_spherical2)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert s1.sigma2 == pytest.approx(s2.sigma2, rel=1e-12)
-    assert dense.criterion == pytest.approx(blocks.criterion, rel=1e-11)
-    assert dense.criterion <= blocks.criterion + 1e-9
+    assert newton.criterion == pytest.approx(general.criterion, rel=1e-11)
+    assert newton.criterion <= general.criterion + 1e-9
 
 
 def test_aggregated_input_gradient():

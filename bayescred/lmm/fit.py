@@ -24,7 +24,7 @@ MixedModels.jl's blocked Cholesky); below ``SPARSE_CELLS`` dense products are fa
 Schur complement of ``THREADED_ORDER`` rows or more is factored and inverted on every BLAS
 thread; everything else runs on one. A design with at most ``DENSE_EFFECTS`` random effects
 (lme4's classic fits) skips the blocks: M is one dense matrix, a handful of BLAS calls
-(``_dense_derivatives``), which also give the exact Hessian.
+(``_newton_derivatives``), which also give the exact Hessian.
 
 Optimiser, from moment estimates (``Design.start``): on a dense design Newton's method with
 the exact Hessian in a trust region (``_newton``, 2 to 10 evaluations); otherwise L-BFGS-B
@@ -135,30 +135,22 @@ class Design:
         # Dense Schur complement while it is small; beyond that a general sparse LU of M
         # (SuperLU, symmetric mode with diagonal pivots, minimum-degree ordering).
         self.sparse = bool(q2) and (q2 > SCHUR_MAX or self.J1 * self.k1 * q2 > SCHUR_CELLS)
-        self.dense = not self.sparse and self.q <= DENSE_EFFECTS
+        # a small design with several grouping factors: M is one block (one factor: J₁ blocks)
+        self.dense = not self.sparse and bool(q2) and self.q <= DENSE_EFFECTS
         if self.dense:  # Z as an n × q array: A = Z'WZ and its blocks by one product
             self.Z = self._z_dense()
             self.A_dense = self.Z.T @ (self.Z * ww)
             q1 = self.J1 * self.k1
             self.A11 = self._level_blocks(self.A_dense[:q1, :q1])
-            if q2:
-                self.cross = DenseCross(self.A_dense[:q1, q1:], self.J1, self.k1, self.times_lam2)
-                self.A12m = self.cross.matrix
-                self.A22 = self.A_dense[q1:, q1:]
-            self.lam_rows, self.lam_cols, self.lam_theta = self._lam_pattern()
+            self.cross = DenseCross(self.A_dense[:q1, q1:], self.J1, self.k1, self.times_lam2)
+            self.A12m = self.cross.matrix
+            self.A22 = self.A_dense[q1:, q1:]
             self.term_of_column = np.empty(self.q, np.int64)
             for i in self.block1:
                 self.term_of_column[: self.J1 * self.k1] = i  # (the block's own terms, k1 columns a level)
             for i in self.rest:
                 o = q1 + self.rest_offset[i]
                 self.term_of_column[o : o + self.terms[i].n_levels * self.k[i]] = i
-            # Λ_k = ∂Λ/∂θ_k has one entry in a column at most: its row in column c (-1: none)
-            self.lam_rowof = np.full((self.n_theta, self.q), -1)
-            self.lam_rowof[self.lam_theta, self.lam_cols] = self.lam_rows
-            self.lam_rowof_valid = (self.lam_rowof >= 0)[..., None]
-            self.lam_rowof_cols = self.lam_rowof[:, self.lam_cols]  # (θ, entry)
-            self.lam_valid = self.lam_rowof_cols >= 0
-            self.lam_onehot = np.eye(self.n_theta)[self.lam_theta]  # (entry, θ)
             self.set_response(y, within_ss)
             return
         self.Z2 = self._z2() if q2 else None
@@ -181,6 +173,46 @@ class Design:
             self.A22 = np.asarray((self.Z2.T @ WZ2).todense())
         self.set_response(y, within_ss)
 
+    @functools.cached_property
+    def newton(self) -> bool:
+        """Whether REML runs Newton's method with the exact Hessian (:func:`_newton_derivatives`):
+        M block diagonal in blocks of a size that BLAS handles in a few calls, one grouping
+        factor (J₁ blocks of k₁ × k₁, any number of levels) or a small design (one block)."""
+        return not self.sparse and (not self.q2 or self.dense)
+
+    @functools.cached_property
+    def lam_pattern(self):
+        """Λ's nonzeros in one block of M (rows, columns, θ index), and Λ_k = ∂Λ/∂θ_k for each
+        θ_k as (θ, 1, K, K) 0/1 arrays: the k₁ × k₁ factor T₁ of every level of the one
+        grouping factor, or the whole q × q Λ of a small design (entry (a, b) of T_i on each
+        level of term i, block 1 level by level, then the remaining terms at their offsets)."""
+        rows, cols, which = [], [], []
+        width = dict(zip(self.block1, np.cumsum([0] + [self.k[i] for i in self.block1])))
+        for i, t in enumerate(self.terms):
+            if not self.q2:
+                base = np.array([width[i]])
+            elif i in width:
+                base = np.arange(self.J1) * self.k1 + width[i]
+            else:
+                base = self.J1 * self.k1 + self.rest_offset[i] + np.arange(t.n_levels) * t.k
+            for n, (a, b) in enumerate(tri_index(t.k)):
+                rows.append(base + a)
+                cols.append(base + b)
+                which.append(np.full(len(base), self.theta_index[i].start + n))
+        rows, cols, which = np.concatenate(rows), np.concatenate(cols), np.concatenate(which)
+        size = self.q if self.q2 else self.k1
+        patterns = np.zeros((self.n_theta, 1, size, size))
+        patterns[which, 0, rows, cols] = 1.0
+        return rows, cols, which, patterns
+
+    @property
+    def blocks(self):
+        """A = Z'WZ and Z'W[y X] in M's diagonal blocks: (J₁, k₁, k₁) and (J₁, k₁, 1 + p) for one
+        grouping factor, (1, q, q) and (1, q, 1 + p) for a small design."""
+        if not self.q2:
+            return self.A11, self.B1
+        return self.A_dense[None], self.B_dense[None]
+
     # -- construction helpers
     def _per_level(self, a, b, codes=None, levels=None):
         """Σ_rows w a_r b_s per level of a grouping factor (by default the largest, J1 levels):
@@ -191,22 +223,6 @@ class Design:
             for s in range(b.shape[1]):
                 out[:, r, s] = np.bincount(codes, self.w * a[:, r] * b[:, s], minlength=levels)
         return out
-
-    def _lam_pattern(self):
-        """Row, column and θ index of every nonzero of Λ in q-space (block 1 level by level,
-        then the remaining terms at their offsets): entry (a, b) of T_i on each level of term i."""
-        rows, cols, which = [], [], []
-        width = dict(zip(self.block1, np.cumsum([0] + [self.k[i] for i in self.block1])))
-        for i, t in enumerate(self.terms):
-            if i in width:
-                base = np.arange(self.J1) * self.k1 + width[i]
-            else:
-                base = self.J1 * self.k1 + self.rest_offset[i] + np.arange(t.n_levels) * t.k
-            for n, (a, b) in enumerate(tri_index(t.k)):
-                rows.append(base + a)
-                cols.append(base + b)
-                which.append(np.full(len(base), self.theta_index[i].start + n))
-        return np.concatenate(rows), np.concatenate(cols), np.concatenate(which)
 
     def _level_blocks(self, A):
         """The J1 diagonal k1 × k1 blocks of a q1 × q1 matrix, as (J1, k1, k1)."""
@@ -264,7 +280,7 @@ class Design:
             q1 = self.J1 * self.k1
             self.B_dense = self.Z.T @ wc
             self.B1 = self.B_dense[:q1].reshape(self.J1, self.k1, -1)
-            self.B2 = self.B_dense[q1:] if self.q2 else None
+            self.B2 = self.B_dense[q1:]
             return
         self.B1 = self._per_level(self.z1, c)
         self.B2 = self.Z2.T @ wc if self.q2 else None
@@ -375,7 +391,7 @@ class Design:
         gradient evaluations; sleepstudy's (Days | Subject) 27 -> 7, Machines' (Machine |
         Worker) 40 -> 13; Newton evaluations on Penicillin 10 -> 1, Pastes 5 -> 1)."""
         theta = np.array([1.0 if lo == 0 else 0.0 for lo in self.theta_lower])
-        if self.dense and self.q2 and all(t.k == 1 and np.all(t.X == 1.0) for t in self.terms):
+        if self.dense and all(t.k == 1 and np.all(t.X == 1.0) for t in self.terms):
             ratios = self._intercepts_start()
             if ratios is not None:
                 return _start_ratio(ratios)
@@ -496,14 +512,14 @@ class Design:
         return out
 
     def deviance(self, theta, reml: bool) -> float:
-        if self.dense:
-            return _dense_derivatives(self, theta, reml)
+        if self.newton:
+            return _newton_derivatives(self, theta, reml)
         return self.solve(theta, reml).deviance
 
     def deviance_and_gradient(self, theta, reml: bool):
         """The criterion and its analytic gradient in θ (None on the sparse-LU path)."""
-        if self.dense:
-            return _dense_derivatives(self, theta, reml, order=1)[:2]
+        if self.newton:
+            return _newton_derivatives(self, theta, reml, order=1)[:2]
         sol = self.solve(theta, reml, gradient=True)
         return sol.deviance, sol.gradient
 
@@ -574,7 +590,7 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
     if d.dense:
         sol = _dense_solve(d, theta, reml)
         if gradient:
-            sol.gradient = _dense_derivatives(d, theta, reml, order=1)[1]
+            sol.gradient = _newton_derivatives(d, theta, reml, order=1)[1]
         return sol
     Ts = d.T(theta)
     if d.sparse:
@@ -700,37 +716,33 @@ def _gradient(d: Design, sol: Solution, T1, M11inv, Q, H, cS, x1, x2, reml: bool
     return g
 
 
-def _dense_factor(d: Design, theta):
-    """Λ, AΛ, the lower Cholesky factor of M = Λ'AΛ + I, log|M| and Λ'Z'W[y X] of a dense
-    design (:func:`_dense_derivatives`); LinAlgError unless M is positive definite."""
-    q = d.q
-    Lam = np.zeros((q, q))
-    Lam[d.lam_rows, d.lam_cols] = np.asarray(theta, float)[d.lam_theta]
-    P = d.A_dense @ Lam  # AΛ
-    M = Lam.T @ P
-    M.flat[:: q + 1] += 1.0
-    L, info = sla.lapack.dpotrf(M, lower=1, clean=1, overwrite_a=1)
-    logdet = 2.0 * float(np.log(np.diag(L)).sum())
-    if info != 0 or not np.isfinite(logdet):
-        raise np.linalg.LinAlgError("M is not positive definite")
-    return Lam, P, L, logdet, Lam.T @ d.B_dense
+def _lambda_block(d: Design, theta) -> np.ndarray:
+    """Λ's block in M's blocks (:attr:`Design.lam_pattern`), as (1, K, K)."""
+    rows, cols, which, patterns = d.lam_pattern
+    out = np.zeros(patterns.shape[1:])
+    out[0, rows, cols] = np.asarray(theta, float)[which]
+    return out
 
 
 def _dense_solve(d: Design, theta, reml: bool) -> Solution:
-    """:func:`_solve` of a dense design: the profiled solution from one factor of M."""
-    _, _, L, logdet, b = _dense_factor(d, theta)
+    """:func:`_solve` of a small design: the profiled solution from one Cholesky factor of M."""
+    Lam = _lambda_block(d, theta)[0]
+    M = Lam.T @ d.A_dense @ Lam
+    M.flat[:: d.q + 1] += 1.0
+    L = _cholesky(M)
+    b = Lam.T @ d.B_dense
     x = _cho_solve(L, b)
     q1 = d.J1 * d.k1
-    return _finish(d, theta, reml, d.T(theta), logdet, b.T @ x, x[:q1].reshape(d.J1, d.k1, -1),
-                   x[q1:] if d.q2 else None)
+    return _finish(d, theta, reml, d.T(theta), 2.0 * float(np.log(np.diag(L)).sum()), b.T @ x,
+                   x[:q1].reshape(d.J1, d.k1, -1), x[q1:])
 
 
-def _dense_derivatives(d: Design, theta, reml: bool, order: int = 0):
-    """The criterion, and with ``order`` 1 or 2 its gradient and Hessian in θ, of a small
-    design: M = Λ'AΛ + I as one dense matrix, a few BLAS and LAPACK calls on q × q arrays
-    (the two-block elimination's per-term pieces cost more in calls than in arithmetic at
-    this size). Returns the criterion alone for ``order`` 0, else (criterion, gradient,
-    Hessian or None).
+def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
+    """The criterion, and with ``order`` 1 or 2 its gradient and Hessian in θ, where M is
+    block diagonal in a few BLAS-sized blocks (:attr:`Design.newton`): a handful of batched
+    products over the blocks (J₁ levels of one grouping factor, or one q × q block of a small
+    design). Returns the criterion alone for ``order`` 0, else (criterion, gradient, Hessian
+    or None).
 
     With Ṽ = W⁻¹ + ZΛΛ'Z' and Λ_k = ∂Λ/∂θ_k (docs/formulas.md §8.4, "bc.lmm's optimiser"):
     Ã = Z'Ṽ⁻¹Z = A − AΛM⁻¹Λ'A, F = Z'Ṽ⁻¹[y X], Q = [y X]'Ṽ⁻¹[y X], D_k = Λ_kΛ' + ΛΛ_k',
@@ -741,39 +753,51 @@ def _dense_derivatives(d: Design, theta, reml: bool, order: int = 0):
 
     The criterion reads Q through log|Q| and ρ = 1/(Q⁻¹)₀₀ (= r² less any pooled within SS;
     log|Q_xx| = log|Q| − log ρ): d_ML = log|M| + N log r², d_REML = log|M| + log|Q| − log ρ
-    + (N − p) log r², and ∂_kρ = ρ²v'Q_kv with v = Q⁻¹e₀."""
-    Lam, P, L, logdet, b = _dense_factor(d, theta)
+    + (N − p) log r², and ∂_kρ = ρ²v'Q_kv with v = Q⁻¹e₀. Every Λ_k is the same in each
+    block, so the traces with a single Ã read the sum of its blocks."""
+    Lam = _lambda_block(d, theta)
+    A, B = d.blocks
+    J, K, m1 = B.shape
+    P = A @ Lam  # AΛ
+    M = Lam.transpose(0, 2, 1) @ P
+    M[:, np.arange(K), np.arange(K)] += 1.0
+    L = np.linalg.cholesky(M)  # LinAlgError unless positive definite
+    logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+    if not np.isfinite(logdet):
+        raise np.linalg.LinAlgError("M is not positive definite")
+    b = Lam.transpose(0, 2, 1) @ B
+    Minv = np.linalg.inv(M) if order else None
+    x = Minv @ b if order else np.linalg.solve(M, b)  # [u*(β = 0), X*] = M⁻¹Λ'Z'W[y X]
+    gram = b.reshape(-1, m1).T @ x.reshape(-1, m1)
+    dev, _, r2, dof, _ = _profile(d, logdet, gram, reml)
     if order == 0:
-        return _profile(d, logdet, b.T @ _cho_solve(L, b), reml)[0]
-    Li = sla.lapack.dtrtri(L, lower=1)[0]  # M⁻¹ = Li'Li
-    LiP, Lib = Li @ P.T, Li @ b
-    dev, _, r2, dof, _ = _profile(d, logdet, Lib.T @ Lib, reml)
-    At = d.A_dense - LiP.T @ LiP  # Ã
-    F = d.B_dense - LiP.T @ Lib
-    Q = d.C - Lib.T @ Lib
-    Qinv = np.linalg.inv(Q)
+        return dev
+    PM = P @ Minv
+    At = A - PM @ P.transpose(0, 2, 1)  # Ã
+    F = (B - P @ x).reshape(-1, m1)
+    Qinv = np.linalg.inv(d.C - gram)
     v = Qinv[:, 0]
     rho = 1.0 / v[0]
-    m, q = d.n_theta, d.q
-    D = np.zeros((m, q, q))
-    D[d.lam_theta, d.lam_rows] = Lam[:, d.lam_cols].T  # Λ_kΛ': row r of Λ_k's entry (r, c) is Λ's row c
-    D += D.transpose(0, 2, 1)
-    G = D @ F  # D_kF
+    m, Lk = d.n_theta, d.lam_pattern[3]
+    D = Lk @ Lam.transpose(0, 2, 1)  # Λ_kΛ'
+    D += D.transpose(0, 1, 3, 2)  # (θ, 1, K, K)
+    G = (D @ F.reshape(J, K, m1)).reshape(m, -1, m1)  # D_kF
     Qk = -(F.T @ G)
     Qv = Qk @ v
     rho_k = rho**2 * (Qv @ v)
-    grad = D.reshape(m, -1) @ At.ravel() + dof * rho_k / r2
+    At_sum = At.sum(axis=0)
+    grad = D.reshape(m, -1) @ At_sum.ravel() + dof * rho_k / r2
     if reml:
         grad += Qk.reshape(m, -1) @ Qinv.ravel() - rho_k / rho
     if order == 1:
         return dev, grad, None
-    # tr(ÃΛ_kΛ_l') = Σ over Λ_l's entries (r, c) of Ã[r, row of Λ_k's entry in column c]
-    hess = 2.0 * (At[d.lam_rows, d.lam_rowof_cols] * d.lam_valid) @ d.lam_onehot
-    T = At @ D  # ÃD_k
-    hess -= T.reshape(m, -1) @ T.transpose(0, 2, 1).reshape(m, -1).T  # tr(ÃD_kÃD_l)
-    FF = F[d.lam_rowof] * d.lam_rowof_valid  # Λ_k'F
+    hess = 2.0 * (At_sum @ Lk[:, 0]).reshape(m, -1) @ Lk.reshape(m, -1).T  # tr(ÃD_kl)
+    T = (At @ D).reshape(m, -1, K, K)  # ÃD_k, block by block
+    hess -= T.reshape(m, -1) @ T.transpose(0, 1, 3, 2).reshape(m, -1).T  # tr(ÃD_kÃD_l)
+    FF = (Lk.transpose(0, 1, 3, 2) @ F.reshape(J, K, m1)).reshape(m, -1, m1)  # Λ_k'F
     S = FF.transpose(0, 2, 1)[:, None] @ FF[None]  # F'Λ_kΛ_l'F
-    GAG = G.transpose(0, 2, 1)[None] @ (At @ G)[:, None]  # F'D_lÃD_kF
+    AG = (At @ G.reshape(m, J, K, m1)).reshape(m, -1, m1)
+    GAG = G.transpose(0, 2, 1)[None] @ AG[:, None]  # F'D_lÃD_kF
     Qkl = GAG + GAG.transpose(0, 1, 3, 2) - S - S.transpose(0, 1, 3, 2)
     rho_kl = 2.0 * np.outer(rho_k, rho_k) / rho + rho**2 * ((Qkl @ v) @ v - 2.0 * Qv @ Qinv @ Qv.T)
     hess += dof * (rho_kl / r2 - np.outer(rho_k, rho_k) / r2**2)
@@ -950,7 +974,7 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         return _snap_to_bounds(f, clip(x), lower)
 
     with _single_thread():
-        theta = _newton(design, reml, start, lower) if design.dense else None
+        theta = _newton(design, reml, start, lower) if design.newton else None
         if theta is not None:
             return theta, None
         theta = descend(start)
@@ -981,7 +1005,7 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
 
 def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
     """A trust-region Newton method with the exact Hessian of a dense design
-    (:func:`_dense_derivatives`; Nocedal & Wright, Numerical Optimization, ch. 4) from ``x``.
+    (:func:`_newton_derivatives`; Nocedal & Wright, Numerical Optimization, ch. 4) from ``x``.
     Each step minimises the quadratic model within a radius (:func:`_trust_step`) on the
     components not held at their bound, clipped to T_ii ≥ 0; the radius grows where the
     model predicts the fall of the criterion and shrinks where it does not. It stops at a
@@ -996,7 +1020,7 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
 
     def at(th):
         try:
-            dev, g, H = _dense_derivatives(design, th, reml, order=2)
+            dev, g, H = _newton_derivatives(design, th, reml, order=2)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf, None, None
         return (dev, g, H) if np.isfinite(dev) and np.all(np.isfinite(H)) else (np.inf, None, None)
