@@ -22,12 +22,14 @@ for two crossed factors (no fill in the eliminated block); see the module docstr
 (A = Z'WZ): on large designs the sum runs over the nonzeros of Z₁'WZ₂ (``crossblock``,
 MixedModels.jl's blocked Cholesky); below ``SPARSE_CELLS`` dense products are faster. A
 Schur complement of ``THREADED_ORDER`` rows or more is factored and inverted on every BLAS
-thread; everything else runs on one. A design with at most ``DENSE_EFFECTS`` random effects
-(lme4's classic fits) skips the blocks: M is one dense matrix, a handful of BLAS calls
-(``_newton_derivatives``), which also give the exact Hessian.
+thread; everything else runs on one. Where M is block diagonal in blocks BLAS handles in a
+few calls (one grouping factor: J₁ blocks of k₁ × k₁; a design of several factors with at
+most ``DENSE_EFFECTS`` random effects, lme4's classic fits: M as one block) the criterion
+comes with its exact Hessian from a handful of batched products (``_newton_derivatives``).
 
-Optimiser, from moment estimates (``Design.start``): on a dense design Newton's method with
-the exact Hessian in a trust region (``_newton``, 2 to 10 evaluations); otherwise L-BFGS-B
+Optimiser, from moment estimates (``Design.start``): on such a design Newton's method with
+the exact Hessian in a trust region (``_newton``, 1 to 4 evaluations on lme4's classic fits);
+otherwise L-BFGS-B
 with the analytic gradient of the criterion (``_gradient``: three trace/pairing terms read off
 the same two-block factor), then a Newton polish whose Hessian is the central difference of
 that gradient, computed once: a model with m θ costs about 15 + 2m factorisations instead of
@@ -57,7 +59,7 @@ SCHUR_MAX = 4000  # largest dense Schur complement (remaining random effects)
 SCHUR_CELLS = 3e7  # largest dense M12 block (risks x remaining effects)
 SPARSE_CELLS = 2e5  # beyond this many cells of M12 its products run sparse
 THREADED_ORDER = 500  # a dense Schur complement of this order is factored on every BLAS thread
-DENSE_EFFECTS = 64  # up to this many random effects, M is one dense matrix and REML is Newton's
+DENSE_EFFECTS = 64  # several factors and up to this many random effects: M is one block, REML Newton's
 
 
 def tri_index(k: int) -> list[tuple[int, int]]:
@@ -381,7 +383,7 @@ class Design:
         """The optimiser's start: each term at a moment estimate on its own levels, of the
         response less its least-squares fit; lme4's θ = I where there is none. An intercept
         term (1 | g) starts at the Bühlmann–Straub estimate θ = √(τ̂²/σ̂²) (docs/formulas.md
-        §2), within [0.1, 100], where a dense design with crossed or nested factors takes σ̂²
+        §2), within [0.1, 100], where a small design with crossed or nested factors takes σ̂²
         from the fit with every random effect fixed (:meth:`_residual_variance`; the one-way
         within variance would count the other factors as noise), and a design of intercept
         terms only takes them all from Henderson's method I (:meth:`_intercepts_start`, which
@@ -415,7 +417,7 @@ class Design:
 
     def _residual_variance(self) -> float | None:
         """σ̂² of the least-squares fit of the response on X and every random-effect column
-        as fixed (unbiased for σ² whatever the random effects); None beyond dense designs or
+        as fixed (unbiased for σ² whatever the random effects); None beyond small designs or
         without residual degrees of freedom."""
         if not self.dense:
             return None
@@ -426,7 +428,7 @@ class Design:
         return rss / (self.N - rank) if self.N > rank and rss > 0 else None
 
     def _intercepts_start(self) -> np.ndarray | None:
-        """τ̂²/σ̂² of every term of a dense design made of intercept terms (1 | g) on two or
+        """τ̂²/σ̂² of every term of a small design made of intercept terms (1 | g) on two or
         more factors, crossed or nested: Henderson's method I on the least-squares residual
         r = (I − H)y (docs/formulas.md §8.4). With K = Z'W(I − H)Z and d_l the weight of level l,
         the quadratic forms r'WZ_iD_i⁻¹Z_i'Wr (one per term) and r'Wr have expectations
@@ -906,8 +908,9 @@ class _Settled(Exception):
 def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """Minimise the profiled criterion over θ with T_ii ≥ 0.
 
-    A dense design: Newton's method with the exact Hessian (:func:`_newton`), whose stopping
-    rule is the convergence check below; where it does not converge, the general path.
+    Where M is block diagonal in small blocks (:attr:`Design.newton`): Newton's method with
+    the exact Hessian (:func:`_newton`), whose stopping rule is the convergence check below;
+    where it does not converge, the general path.
     The general path: L-BFGS-B from ``Design.start`` (lme4's θ = I, intercept terms at their moment estimates;
     on weights rescaled to mean 1, which avoids the premature stop of erratum E9) with the
     analytic gradient (``_gradient``), then Newton steps on the components not held at a
@@ -1004,8 +1007,8 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
 
 
 def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
-    """A trust-region Newton method with the exact Hessian of a dense design
-    (:func:`_newton_derivatives`; Nocedal & Wright, Numerical Optimization, ch. 4) from ``x``.
+    """A trust-region Newton method with the exact Hessian (:func:`_newton_derivatives`;
+    Nocedal & Wright, Numerical Optimization, ch. 4) from ``x``.
     Each step minimises the quadratic model within a radius (:func:`_trust_step`) on the
     components not held at their bound, clipped to T_ii ≥ 0; the radius grows where the
     model predicts the fall of the criterion and shrinks where it does not. It stops at a
@@ -1013,8 +1016,8 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
     ridge of optima, as ``_newton_polish``, only along the directions the criterion
     identifies): quadratic convergence leaves θ within ~1e-10 of the optimum, and lme4's
     convergence checks (a small scaled gradient, a positive definite Hessian) hold by
-    construction. From the moment start this takes 1 to 9 evaluations on lme4's classic fits,
-    and no finite differences. Returns θ, or None when it does not converge (a criterion
+    construction. From the moment start this takes 1 to 4 evaluations on lme4's classic fits
+    (6 and 10 on the two with a redundant term on one factor), and no finite differences. Returns θ, or None when it does not converge (a criterion
     that is not finite at the start, or the iteration limit): ``optimise`` then runs its
     general path."""
 
