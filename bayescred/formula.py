@@ -1318,17 +1318,22 @@ class RandomTerm:
         return len(self.levels)
 
 
-def grouping_factor(columns, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def grouping_factor(columns, data: pd.DataFrame, coded: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """Integer codes and labels of a grouping factor; several columns are the interaction
     of the observed combinations (labels ``"a_level:b_level"``, ordered as R's
     ``interaction()`` with the first factor varying fastest). ``data``: a frame, or its
-    columns as read (:func:`_read`)."""
+    columns as read (:func:`_read`); ``coded``: each column's codes and levels once coded
+    (terms such as (1 | a/b) share a column)."""
+    coded = {} if coded is None else coded
+    for p in columns:
+        if p not in coded:
+            coded[p] = _level_codes(data[p])
     if len(columns) == 1:
-        codes, levels = _level_codes(data[columns[0]])
+        codes, levels = coded[columns[0]]
         return codes, [str(v) for v in levels]
     code, stride, keys = 0, 1, []
     for p in columns:
-        c, levs = _level_codes(data[p])
+        c, levs = coded[p]
         code += stride * c
         stride *= max(len(levs), 1)
         keys.append(levs)
@@ -1386,7 +1391,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
     data = _to_pandas(data)
     data = data if isinstance(data, Columns) else Columns(data)  # terms share columns: (1 | a/b), (x || g)
     check_columns(parsed, data.columns)
-    out = []
+    out, coded = [], {}
     for (effects, group, _), spec in zip(parsed.random_parts, parsed.random):
         sub = _effects_formula(effects)
         design = fixed_design(
@@ -1397,7 +1402,7 @@ def random_terms(formula, data, *, factors=(), base_levels=None) -> list[RandomT
         )
         if design.X.shape[1] == 0:
             raise FormulaError(f"random term ({spec.expr} | {spec.group}) has no effects")
-        codes, levels = grouping_factor(group, _read(data, group))
+        codes, levels = grouping_factor(group, _read(data, group), coded)
         out.append(RandomTerm(spec.group, design.names, design.X, codes, levels, tuple(group), design))
     # lme4 (mkReTrms): if the numbers of levels are not already non-increasing, reorder
     # by rev(order(nl)), i.e. decreasing with ties in reverse formula order.

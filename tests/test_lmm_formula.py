@@ -120,3 +120,24 @@ def test_rank_check_accepts_by_one_svd_and_names_as_column_by_column():
             assert str(exc.value).endswith(": " + ", ".join(dropped))
         else:
             _rank_check(X, names, w)
+
+
+def test_nested_terms_code_a_shared_grouping_column_once(monkeypatch):
+    """(1 | batch/cask) is (1 | batch) + (1 | batch:cask): batch's levels are coded once and
+    serve both terms, with the same codes and labels as coding each term on its own."""
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"y": rng.normal(size=60), "batch": np.repeat(list("ABCDEFGHIJ"), 6),
+                         "cask": np.tile(list("abc"), 20)})
+    calls = []
+    original = fm._level_codes
+
+    def counted(values):
+        calls.append(values.name)
+        return original(values)
+
+    monkeypatch.setattr(fm, "_level_codes", counted)
+    terms = fm.random_terms("y ~ 1 + (1|batch/cask)", data)
+    assert sorted(calls) == ["batch", "cask"]
+    for t in terms:
+        codes, levels = fm.grouping_factor(list(t.columns), data)
+        assert np.array_equal(t.codes, codes) and t.levels == levels
