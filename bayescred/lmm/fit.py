@@ -28,9 +28,8 @@ most ``DENSE_EFFECTS`` random effects, lme4's classic fits: M as one block) the 
 comes with its exact Hessian from a handful of batched products (``_newton_derivatives``).
 
 Optimiser, from moment estimates (``Design.start``): on such a design Newton's method with
-the exact Hessian in a trust region (``_newton``, 1 to 4 evaluations on lme4's classic fits);
-otherwise L-BFGS-B
-with the analytic gradient of the criterion (``_gradient``: three trace/pairing terms read off
+the exact Hessian in a trust region (``_newton``, 1 to 3 evaluations on ten of lme4's twelve
+classic fits); otherwise L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three trace/pairing terms read off
 the same two-block factor), then a Newton polish whose Hessian is the central difference of
 that gradient, computed once: a model with m θ costs about 15 + 2m factorisations instead of
 the O(m²) criterion evaluations of a finite-difference Hessian.
@@ -1016,11 +1015,11 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
     ridge of optima, as ``_newton_polish``, only along the directions the criterion
     identifies): quadratic convergence leaves θ within ~1e-10 of the optimum, and lme4's
     convergence checks (a small scaled gradient, a positive definite Hessian) hold by
-    construction. From the moment start this takes 1 to 4 evaluations on lme4's classic fits
-    (6 on sleepstudy's (1 | Subject) + (0 + Days | Subject), 10 on Machines' over-parametrised
-    (1 | Worker) + (Machine | Worker)), and no finite differences. Returns θ, or None when it does not converge (a criterion
-    that is not finite at the start, or the iteration limit): ``optimise`` then runs its
-    general path."""
+    construction. From the moment start this takes 1 to 3 evaluations on ten of lme4's
+    twelve classic fits (5 on sleepstudy's (1 | Subject) + (0 + Days | Subject), 9 on
+    Machines' over-parametrised (1 | Worker) + (Machine | Worker)), and no finite
+    differences. Returns θ, or None when it does not converge (a criterion that is not finite
+    at the start, or the iteration limit): ``optimise`` then runs its general path."""
 
     def at(th):
         try:
