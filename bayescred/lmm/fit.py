@@ -29,10 +29,11 @@ comes with its exact Hessian from a handful of batched products (``_newton_deriv
 
 Optimiser, from moment estimates (``Design.start``): on such a design Newton's method with
 the exact Hessian in a trust region (``_newton``, 1 to 3 evaluations on ten of lme4's twelve
-classic fits); otherwise L-BFGS-B with the analytic gradient of the criterion (``_gradient``: three trace/pairing terms read off
-the same two-block factor), then a Newton polish whose Hessian is the central difference of
-that gradient, computed once: a model with m θ costs about 15 + 2m factorisations instead of
-the O(m²) criterion evaluations of a finite-difference Hessian.
+classic fits); otherwise L-BFGS-B with the analytic gradient of the criterion (``_gradient``:
+three trace/pairing terms read off the same two-block factor), then a Newton polish whose
+Hessian is the central difference of that gradient, computed once: a model with m θ costs
+about 15 + 2m factorisations instead of the O(m²) criterion evaluations of a
+finite-difference Hessian.
 """
 
 from __future__ import annotations
@@ -146,9 +147,8 @@ class Design:
             self.cross = DenseCross(self.A_dense[:q1, q1:], self.J1, self.k1, self.times_lam2)
             self.A12m = self.cross.matrix
             self.A22 = self.A_dense[q1:, q1:]
-            self.term_of_column = np.empty(self.q, np.int64)
-            for i in self.block1:
-                self.term_of_column[: self.J1 * self.k1] = i  # (the block's own terms, k1 columns a level)
+            self.term_of_column = np.empty(self.q, np.int64)  # which term owns a column of Z
+            self.term_of_column[:q1] = np.tile(np.repeat(self.block1, [self.k[i] for i in self.block1]), self.J1)
             for i in self.rest:
                 o = q1 + self.rest_offset[i]
                 self.term_of_column[o : o + self.terms[i].n_levels * self.k[i]] = i
@@ -386,8 +386,9 @@ class Design:
         from the fit with every random effect fixed (:meth:`_residual_variance`; the one-way
         within variance would count the other factors as noise), and a design of intercept
         terms only takes them all from Henderson's method I (:meth:`_intercepts_start`, which
-        also counts a nested factor in the means above it); any other term at Halliwell's estimate of the between matrix
-        from each level's own weighted least-squares fit (:meth:`_regression_start`). The
+        also counts a nested factor in the means above it); any other term at Halliwell's
+        estimate of the between matrix from each level's own weighted least-squares fit
+        (:meth:`_regression_start`). The
         optimum is the same; the path to it is shorter (InstEval: 16 -> 13 and 31 -> 18
         gradient evaluations; sleepstudy's (Days | Subject) 27 -> 7, Machines' (Machine |
         Worker) 40 -> 13; Newton evaluations on Penicillin 10 -> 1, Pastes 5 -> 1)."""
@@ -909,12 +910,11 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
 
     Where M is block diagonal in small blocks (:attr:`Design.newton`): Newton's method with
     the exact Hessian (:func:`_newton`), whose stopping rule is the convergence check below;
-    where it does not converge, the general path.
-    The general path: L-BFGS-B from ``Design.start`` (lme4's θ = I, intercept terms at their moment estimates;
-    on weights rescaled to mean 1, which avoids the premature stop of erratum E9) with the
-    analytic gradient (``_gradient``), then Newton steps on the components not held at a
-    bound, the Hessian by central differences of that gradient (2 × #θ evaluations, once).
-    On the sparse-LU path (no selected inverse) both
+    where it does not converge, the general path: L-BFGS-B from ``Design.start`` (moment
+    estimates, lme4's θ = I where there are none; on weights rescaled to mean 1, which avoids
+    the premature stop of erratum E9) with the analytic gradient (``_gradient``), then Newton
+    steps on the components not held at a bound, the Hessian by central differences of that
+    gradient (2 × #θ evaluations, once). On the sparse-LU path (no selected inverse) both
     derivatives are finite differences of the criterion. L-BFGS-B runs again from inside
     when it stops at T_ii = 0 with the criterion falling inward (``_inward``). A bounded
     Nelder–Mead restart gives a second opinion when the polish ends without a Newton step
@@ -1046,7 +1046,7 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
             keep = ev > flat
             s = -vec[:, keep] @ ((vec[:, keep].T @ gf) / ev[keep])
             step = float(np.max(np.abs(s)))
-            if step >= 1e-7 and np.linalg.norm(s) > radius:
+            if step >= 1e-5 and np.linalg.norm(s) > radius:
                 s = _trust_step(gf, ev, vec, radius)
         else:
             s = _trust_step(gf, ev, vec, radius)
