@@ -762,14 +762,10 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     J, K, m1 = B.shape
     P = A @ Lam  # AΛ
     M = Lam.transpose(0, 2, 1) @ P
-    M[:, np.arange(K), np.arange(K)] += 1.0
-    L = np.linalg.cholesky(M)  # LinAlgError unless positive definite
-    logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
-    if not np.isfinite(logdet):
-        raise np.linalg.LinAlgError("M is not positive definite")
+    M += np.eye(K)
+    Minv, logdet = _block_inverse(M)
     b = Lam.transpose(0, 2, 1) @ B
-    Minv = np.linalg.inv(M) if order else None
-    x = Minv @ b if order else np.linalg.solve(M, b)  # [u*(β = 0), X*] = M⁻¹Λ'Z'W[y X]
+    x = Minv @ b  # [u*(β = 0), X*] = M⁻¹Λ'Z'W[y X]
     gram = b.reshape(-1, m1).T @ x.reshape(-1, m1)
     dev, _, r2, dof, _ = _profile(d, logdet, gram, reml)
     if order == 0:
