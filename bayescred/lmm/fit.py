@@ -906,7 +906,9 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
 
     Where M is block diagonal in small blocks (:attr:`Design.newton`): Newton's method with
     the exact Hessian (:func:`_newton`), whose stopping rule is the convergence check below;
-    where it does not converge, the general path: L-BFGS-B from ``Design.start`` (moment
+    where it sets to 0 a variance that started positive, the general path too, as a second
+    opinion (the lower optimum stands); where it does not converge, the general path:
+    L-BFGS-B from ``Design.start`` (moment
     estimates, lme4's θ = I where there are none; on weights rescaled to mean 1, which avoids
     the premature stop of erratum E9) with the analytic gradient (``_gradient``), then Newton
     steps on the components not held at a bound, the Hessian by central differences of that
@@ -972,15 +974,17 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         return _snap_to_bounds(f, clip(x), lower)
 
     with _single_thread():
-        theta = _newton(design, reml, start, lower) if design.newton else None
-        if theta is not None:
-            return theta, None
+        newton = _newton(design, reml, start, lower) if design.newton else None
+        # Newton's method may walk onto a bound from a non-convex start and stop at a local
+        # optimum there: a variance it set to 0 gets the general path's second opinion
+        if newton is not None and not np.any((lower == 0) & (newton <= 0) & (start > 0)):
+            return newton, None
         theta = descend(start)
         inward = _inward(f, theta, lower)
         if inward is not None:  # stopped where a variance is 0 but the criterion falls inward
             theta = descend(inward)
         if not polish:
-            return theta, None
+            return (newton, None) if newton is not None and f(newton) <= f(theta) else (theta, None)
         grad = (lambda th: fg(th)[1]) if analytic else None
         theta, fval, step, hess_ok = _newton_polish(f, theta, lower, grad=grad)
         if not (hess_ok and step < 1e-6):  # the polish checks convergence, whatever L-BFGS-B said
@@ -989,6 +993,8 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
                                    "initial_simplex": _simplex(theta)})
             if nm.fun < fval:
                 theta, fval, step, hess_ok = _newton_polish(f, clip(nm.x), lower, grad=grad)
+        if newton is not None and f(newton) <= fval:  # Newton's optimum on the bound stands
+            return newton, None
     message = None
     if not np.isfinite(fval):
         message = "the criterion is not finite at the optimum"
@@ -1055,7 +1061,7 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
         d = (y - x)[free]
         predicted = -(gf @ d + 0.5 * d @ Hf @ d)
         fy, gy, Hy = at(y)
-        if newton and fy >= fx and predicted <= 1e-13 * max(1.0, abs(fx)):
+        if newton and fy >= fx and 0 < predicted <= 1e-13 * max(1.0, abs(fx)):
             return x  # the step's predicted fall is below the rounding noise of the criterion
         ratio = (fx - fy) / predicted if predicted > 0 else -1.0
         if ratio < 0.25:
