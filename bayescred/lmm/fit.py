@@ -91,6 +91,33 @@ def _tri_rows_cols(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(cols)
 
 
+class LeastSquares:
+    """Weighted least squares on X by one thin SVD of √w X with its columns scaled to unit
+    length: the rank check (:func:`bayescred.lmm.model._rank_check`), the centring of the
+    response and the shift β₀ of :meth:`Design.set_response` share it (a bootstrap's every
+    response too). The column scaling leaves the fit as it is and the singular values
+    comparable across units."""
+
+    def __init__(self, X, w):
+        self.sw = np.sqrt(w)
+        Xs = X * self.sw[:, None]
+        self.norms = np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
+        self.U, self.s, Vt = np.linalg.svd(Xs / self.norms, full_matrices=False)
+        self.V = Vt.T
+        # lstsq's default cut-off: directions below it are not fitted
+        self.s_inv = np.where(self.s > np.finfo(float).eps * max(X.shape) * self.s.max(initial=0.0), 1.0 / self.s, 0.0)
+
+    @property
+    def full_rank(self) -> bool:
+        """Whether no column is a linear combination of the others (to 1e-9 of the largest
+        singular value)."""
+        return not len(self.s) or bool(self.s[-1] > 1e-9 * self.s[0])
+
+    def solve(self, y) -> np.ndarray:
+        """argmin_b Σ w (y − Xb)²."""
+        return (self.V @ (self.s_inv * (self.U.T @ (y * self.sw)))) / self.norms
+
+
 class Design:
     """Everything about the data that stays fixed while θ moves: the cross-products.
 
@@ -98,12 +125,13 @@ class Design:
     it keeps the relative scale θ near 1 where the optimiser starts).
     """
 
-    def __init__(self, y, X, terms: list[RandomTerm], w, *, within_ss=0.0, within_df=0):
+    def __init__(self, y, X, terms: list[RandomTerm], w, *, within_ss=0.0, within_df=0, least_squares=None):
         self.terms = terms
         self.X = X
         self.n_rows, self.p = X.shape
         self.scale = float(np.mean(w))
         self.w = w / self.scale
+        self.least_squares = LeastSquares(X, self.w) if least_squares is None else least_squares  # w's scale: same fit
         self.within_df = int(within_df)
         self.N = self.n_rows + self.within_df
         if within_df:  # raw rows of unit weight: Σ log w over the N raw rows, rescaled
@@ -267,11 +295,7 @@ class Design:
         """(Re)compute the response cross-products; y is shifted by a weighted LS fit so
         that r² is computed without cancellation (β̂ is shifted back)."""
         X, w = self.X, self.w
-        if self.p:
-            sw = np.sqrt(w)
-            self.beta0 = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
-        else:
-            self.beta0 = np.zeros(0)
+        self.beta0 = self.least_squares.solve(y)
         self.y = y - X @ self.beta0
         self.within_ss = within_ss / self.scale
         c = np.column_stack([self.y, X])

@@ -21,7 +21,7 @@ from ..errors import (
 from .. import formula as fm
 from ..portfolio import Columns, check_data
 from .._arguments import aligned_values, check_number
-from .fit import Design, _single_thread, conditional_modes, optimise
+from .fit import Design, LeastSquares, _single_thread, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -100,16 +100,14 @@ def _column_or_array(arg, data: Columns, what: str) -> tuple[np.ndarray | None, 
     return aligned_values(arg, data.index, what), what
 
 
-def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
+def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> LeastSquares:
     """Raise RankDeficientError naming every column that is a linear combination of the
-    columns before it (lme4 drops them silently with a message; we refuse)."""
-    if X.shape[1] == 0:
-        return
-    Xs = X * np.sqrt(w)[:, None]
-    Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
-    s = np.linalg.svd(Xs, compute_uv=False)
-    if s[-1] > 1e-9 * s[0]:  # X passes, so every block of its first columns does (interlacing): one SVD, not p
-        return
+    columns before it (lme4 drops them silently with a message; we refuse). Returns the
+    weighted least squares on X whose SVD decided it (the fit's centring and β₀ use it)."""
+    ls = LeastSquares(X, w)
+    if ls.full_rank:  # X passes, so every block of its first columns does (interlacing): one SVD, not p
+        return ls
+    Xs = X * ls.sw[:, None] / ls.norms
     kept, dropped = [], []
     for j in range(X.shape[1]):
         cand = kept + [j]
@@ -123,6 +121,7 @@ def _rank_check(X: np.ndarray, names: list[str], w: np.ndarray) -> None:
             "fixed-effect columns are linearly dependent on earlier ones (drop or recode them): "
             + ", ".join(dropped)
         )
+    return ls
 
 
 def lmm(
@@ -162,7 +161,7 @@ def lmm(
         within_ss = check_number(within_ss, "within_ss", minimum=0.0)
         within_df = check_number(within_df, "within_df", minimum=0.0, integer=True)
     X, xnames = fixed.X, fixed.names
-    _rank_check(X, xnames, w)
+    least_squares = _rank_check(X, xnames, w)
     if not parsed.random:
         raise fm.FormulaError("the formula has no random-effects term such as (1 | group); use a linear model")
     terms = fm.random_terms(parsed, columns, factors=factors, base_levels=base_levels)
@@ -176,8 +175,9 @@ def lmm(
                 "observations: not separable from the residual",
                 column=t.group,
             )
-    response, location = _centre(y - total_offset, X, w)
-    design = Design(response, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0))
+    response, location = _centre(y - total_offset, X, w, least_squares)
+    design = Design(response, X, terms, w, within_ss=float(within_ss or 0.0), within_df=int(within_df or 0),
+                    least_squares=least_squares)
     reml = method == "REML"
     with warnings.catch_warnings(record=True) as caught, _single_thread():  # BLAS on one thread, once
         warnings.simplefilter("always")
@@ -191,15 +191,14 @@ def lmm(
     return fit
 
 
-def _centre(y, X, w):
+def _centre(y, X, w, least_squares: LeastSquares):
     """Centre the response at its weighted mean c before fitting when the intercept lies in
     the column space of X (X γ = 1): the fit of y − c equals the fit of y with β moved by
     c γ, and the criterion is unchanged. Without centring, cross-products of a response at
     1e12 lose the digits that carry the variances. Returns (y − c, c γ or None)."""
     if X.shape[1] == 0:
         return y, None
-    sw = np.sqrt(w)
-    gamma = np.linalg.lstsq(X * sw[:, None], sw, rcond=None)[0]
+    gamma = least_squares.solve(np.ones(len(y)))
     if np.abs(X @ gamma - 1.0).max() > 1e-10:
         return y, None
     exact = np.round(gamma)  # the usual codings: an intercept column, or one dummy per level
