@@ -200,16 +200,19 @@ def between_unbiased(mean, weight, within) -> float:
     return float((weight @ (mean - centre) ** 2 - (len(mean) - 1) * within) / denominator)
 
 
-def between_matrix_unbiased(B, Minv, within) -> np.ndarray:
+def between_matrix_unbiased(B, Minv, within, project: bool = True) -> np.ndarray:
     """Halliwell's moment estimator of the full between matrix of regression credibility, the
     matrix analogue of :func:`between_unbiased` (docs/formulas.md §4):
     Û = Σ_j (B_j − B̄)(B_j − B̄)′/(J − 1) − σ̂² Σ_j M_j⁻¹/J, B̄ the simple mean. Unbiased in
     any design, since E Σ_j (B_j − B̄)(B_j − B̄)′ = (1 − 1/J) Σ_j (U + σ²M_j⁻¹). Returned
-    positive semi-definite: negative eigenvalues are set to 0 (the caller flags a singular U)."""
+    positive semi-definite: negative eigenvalues are set to 0 (the caller flags a singular U);
+    ``project=False`` returns it as estimated (a caller that bounds the eigenvalues itself)."""
     J = len(B)
     d = B - B.mean(axis=0)
     U = d.T @ d / (J - 1) - within * Minv.mean(axis=0)
     U = (U + U.T) / 2
+    if not project:
+        return U
     values, vectors = np.linalg.eigh(U)
     if values[0] >= 0:
         return U

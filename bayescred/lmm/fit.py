@@ -101,8 +101,13 @@ class LeastSquares:
     def __init__(self, X, w):
         self.sw = np.sqrt(w)
         Xs = X * self.sw[:, None]
-        self.norms = np.maximum(np.linalg.norm(Xs, axis=0), 1e-300)
-        self.U, self.s, Vt = np.linalg.svd(Xs / self.norms, full_matrices=False)
+        self.norms = np.maximum(np.sqrt(np.einsum("ij,ij->j", Xs, Xs)), 1e-300)
+        if X.shape[1]:
+            self.U, self.s, Vt, info = sla.lapack.dgesdd(Xs / self.norms, full_matrices=0)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"the SVD of the fixed-effects design failed (gesdd info {info})")
+        else:
+            self.U, self.s, Vt = np.zeros((len(X), 0)), np.zeros(0), np.zeros((0, 0))
         self.V = Vt.T
         # lstsq's default cut-off: directions below it are not fitted
         self.s_inv = np.where(self.s > np.finfo(float).eps * max(X.shape) * self.s.max(initial=0.0), 1.0 / self.s, 0.0)
@@ -498,10 +503,10 @@ class Design:
         within = float(rss.sum()) / float((rows[kept] - k).sum())
         if not (within > 0 and np.isfinite(within)):
             return None
-        values, vectors = np.linalg.eigh(between_matrix_unbiased(B, Minv, within) / within)
+        values, vectors = _eigh(between_matrix_unbiased(B, Minv, within, project=False) / within)
         if not values[-1] > 0:
             return None
-        L = np.linalg.cholesky((vectors * np.maximum(values, 1e-4 * values[-1])) @ vectors.T)
+        L = _cholesky((vectors * np.maximum(values, 1e-4 * values[-1])) @ vectors.T)
         return L[_tri_rows_cols(k)]
 
     def fits_exactly(self) -> bool:
@@ -593,6 +598,16 @@ def _cholesky(a, overwrite: bool = False) -> np.ndarray:
     return c
 
 
+def _eigh(a, vectors: bool = True):
+    """Eigenvalues (ascending) and, with ``vectors``, eigenvectors of a symmetric matrix (its
+    lower triangle) by LAPACK's syevd, as numpy's ``eigh`` but without its Python-level
+    checks (they cost more than the decomposition of the 3 × 3 Hessians here)."""
+    w, v, info = sla.lapack.dsyevd(a, compute_v=int(vectors), lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the eigen decomposition did not converge (syevd info {info})")
+    return (w, v) if vectors else w
+
+
 def _cho_solve(c, b) -> np.ndarray:
     """Solve with a factor of :func:`_cholesky` (LAPACK's potrs, as scipy's ``cho_solve``)."""
     x, info = sla.lapack.dpotrs(c, b, lower=1)
@@ -661,6 +676,15 @@ def _block_inverse(M) -> tuple[np.ndarray, float]:
     every solve with it (LinAlgError when θ made it non-finite)."""
     if M.shape[1] == 1:
         inverse, logdet = 1.0 / M, float(np.sum(np.log(M)))
+    elif M.shape[1] == 2:  # (intercept and slope) the adjugate over the determinant, no LAPACK calls
+        a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+        det = a * c - b * b
+        if not (det > 0).all():  # ≥ 1 in exact arithmetic: θ so large that rounding ate it
+            raise np.linalg.LinAlgError("a level block of M is not positive definite")
+        inverse = np.empty_like(M)
+        inverse[:, 0, 0], inverse[:, 1, 1], inverse[:, 0, 1], inverse[:, 1, 0] = c, a, -b, -b
+        inverse /= det[:, None, None]
+        logdet = float(np.log(det).sum())
     else:
         inverse, logdet = np.linalg.inv(M), float(np.sum(np.linalg.slogdet(M)[1]))
     if not np.isfinite(logdet):
@@ -1065,7 +1089,7 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
         if not free.any():
             return x
         gf, Hf = (g, H) if free.all() else (g[free], H[np.ix_(free, free)])
-        ev, vec = np.linalg.eigh(Hf)
+        ev, vec = _eigh(Hf)
         flat = 1e-7 * max(abs(ev).max(), 1e-12)  # curvature below this is rounding noise (as the polish)
         newton = ev[0] > -flat
         if newton:  # not along directions the criterion does not identify (a ridge of optima)
@@ -1224,7 +1248,7 @@ def _newton_polish(f, x, lower, grad=None, iters: int = 6):
         else:
             g, H = _derivatives_from_gradient(grad, x, free) if grad else _derivatives(f, x, free, fx)
             try:
-                ev, vec = np.linalg.eigh(H)
+                ev, vec = _eigh(H)
             except np.linalg.LinAlgError:
                 return x, fx, np.inf, False
             if grad:

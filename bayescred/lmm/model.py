@@ -21,7 +21,7 @@ from ..errors import (
 from .. import formula as fm
 from ..portfolio import Columns, check_data
 from .._arguments import aligned_values, check_number
-from .fit import Design, LeastSquares, _single_thread, conditional_modes, optimise
+from .fit import Design, LeastSquares, _eigh, _single_thread, conditional_modes, optimise
 from .uncertainty import MEASURES, Uncertainty
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on θ
@@ -313,7 +313,7 @@ class LMMFit:
             if np.any(diag < SINGULAR_TOL):
                 return True
             if t.k > 1:  # (a scalar term is rank-deficient only at T = 0, caught above)
-                ev = np.linalg.eigvalsh(T @ T.T)
+                ev = _eigh(T @ T.T, vectors=False)
                 if ev[0] <= 1e-8 * max(ev[-1], 1e-300):
                     return True
         return False
