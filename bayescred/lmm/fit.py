@@ -1085,36 +1085,45 @@ def _newton(design: Design, reml: bool, x, lower, iters: int = 50):
     for _ in range(iters):
         # a T_ii at 0 is held there where the criterion rises inward: a positive gradient, or
         # (a variance's criterion is even in its θ, so the gradient is exactly 0) a curvature ≥ 0
-        free = ~(variance & (x <= 0) & ((g > 0) | ((g == 0) & (np.diag(H) >= 0))))
-        if not free.any():
+        held = variance & (x <= 0)
+        if held.any():
+            held &= (g > 0) | ((g == 0) & (np.diag(H) >= 0))
+        some_held = bool(held.any())
+        if some_held and held.all():
             return x
-        gf, Hf = (g, H) if free.all() else (g[free], H[np.ix_(free, free)])
+        free = ~held
+        gf, Hf = (g[free], H[np.ix_(free, free)]) if some_held else (g, H)
         ev, vec = _eigh(Hf)
-        flat = 1e-7 * max(abs(ev).max(), 1e-12)  # curvature below this is rounding noise (as the polish)
+        flat = 1e-7 * max(-ev[0], ev[-1], 1e-12)  # curvature below this is rounding noise (as the polish)
         newton = ev[0] > -flat
         if newton:  # not along directions the criterion does not identify (a ridge of optima)
             keep = ev > flat
-            s = -vec[:, keep] @ ((vec[:, keep].T @ gf) / ev[keep])
-            step = float(np.max(np.abs(s)))
-            if step >= 1e-5 and np.linalg.norm(s) > radius:
+            a = vec.T @ gf
+            s = -vec @ (a / ev) if keep.all() else -vec[:, keep] @ (a[keep] / ev[keep])
+            step = float(abs(s).max())
+            if step >= 1e-5 and s @ s > radius * radius:
                 s = _trust_step(gf, ev, vec, radius)
         else:
             s = _trust_step(gf, ev, vec, radius)
-            step = float(np.max(np.abs(s)))
-        y = x.copy()
-        y[free] += s
-        y[variance & (y < 0)] = 0.0
+            step = float(abs(s).max())
+        if some_held:
+            y = x.copy()
+            y[free] += s
+        else:
+            y = x + s
+        y = np.maximum(y, lower)  # T_ii ≥ 0 (the other bounds are −∞)
         if newton and step < 1e-5:  # within Newton's quadratic convergence: θ to ~1e-10
             return y
-        d = (y - x)[free]
-        predicted = -(gf @ d + 0.5 * d @ Hf @ d)
+        d = (y - x)[free] if some_held else y - x
+        predicted = -(gf @ d + 0.5 * d @ (Hf @ d))
         fy, gy, Hy = at(y)
         if newton and fy >= fx and 0 < predicted <= 1e-13 * max(1.0, abs(fx)):
             return x  # the step's predicted fall is below the rounding noise of the criterion
         ratio = (fx - fy) / predicted if predicted > 0 else -1.0
+        length = float(np.sqrt(d @ d))
         if ratio < 0.25:
-            radius = 0.25 * np.linalg.norm(d)
-        elif ratio > 0.75 and np.linalg.norm(d) > 0.99 * radius:
+            radius = 0.25 * length
+        elif ratio > 0.75 and length > 0.99 * radius:
             radius *= 2.0
         if fy < fx and gy is not None:
             x, fx, g, H = y, fy, gy, Hy
