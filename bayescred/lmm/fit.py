@@ -593,7 +593,7 @@ def _cholesky(a, overwrite: bool = False) -> np.ndarray:
     small fit's Schur complement); LinAlgError unless positive definite with a finite factor.
     ``overwrite``: factor a Fortran-ordered ``a`` in place."""
     c, info = sla.lapack.dpotrf(a, lower=1, clean=0, overwrite_a=overwrite)
-    if info != 0 or not np.all(np.isfinite(np.diag(c))):
+    if info != 0 or not np.isfinite(c.diagonal()).all():
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return c
 
@@ -656,7 +656,7 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
         S.flat[:: d.q2 + 1] += 1.0
         with _threads_for(d.q2):  # S' is S, and Fortran-ordered as LAPACK wants it: no copy
             cS = _cholesky(S.T, overwrite=True)
-        logdet += 2.0 * float(np.sum(np.log(np.diag(cS))))
+        logdet += 2.0 * float(np.log(cS.diagonal()).sum())
         b2 = d.lam2_t(Ts, d.B2)
         x2 = _cho_solve(cS, b2 - d.lam2_t(Ts, d.A12m.T @ d.bd_mul(T1, x1.reshape(q1, -1))))
         x1 = x1 - d.bd_mul(Q, d.A12m @ d.lam2(Ts, x2)).reshape(x1.shape)
@@ -783,7 +783,7 @@ def _dense_solve(d: Design, theta, reml: bool) -> Solution:
     b = Lam.T @ d.B_dense
     x = _cho_solve(L, b)
     q1 = d.J1 * d.k1
-    return _finish(d, theta, reml, d.T(theta), 2.0 * float(np.log(np.diag(L)).sum()), b.T @ x,
+    return _finish(d, theta, reml, d.T(theta), 2.0 * float(np.log(L.diagonal()).sum()), b.T @ x,
                    x[:q1].reshape(d.J1, d.k1, -1), x[q1:])
 
 
@@ -810,7 +810,7 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     J, K, m1 = B.shape
     P = A @ Lam  # AΛ
     M = Lam.transpose(0, 2, 1) @ P
-    M += np.eye(K)
+    M.reshape(J, -1)[:, :: K + 1] += 1.0  # + I, through a view of the diagonals
     Minv, logdet = _block_inverse(M)
     b = Lam.transpose(0, 2, 1) @ B
     x = Minv @ b  # [u*(β = 0), X*] = M⁻¹Λ'Z'W[y X]
@@ -845,12 +845,13 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     AG = (At @ G.reshape(m, J, K, m1)).reshape(m, -1, m1)
     GAG = G.transpose(0, 2, 1)[None] @ AG[:, None]  # F'D_lÃD_kF
     Qkl = GAG + GAG.transpose(0, 1, 3, 2) - S - S.transpose(0, 1, 3, 2)
-    rho_kl = 2.0 * np.outer(rho_k, rho_k) / rho + rho**2 * ((Qkl @ v) @ v - 2.0 * Qv @ Qinv @ Qv.T)
-    hess += dof * (rho_kl / r2 - np.outer(rho_k, rho_k) / r2**2)
+    outer = rho_k[:, None] * rho_k
+    rho_kl = 2.0 * outer / rho + rho**2 * ((Qkl @ v) @ v - 2.0 * Qv @ Qinv @ Qv.T)
+    hess += dof * (rho_kl / r2 - outer / r2**2)
     if reml:
         QiQk = Qinv @ Qk
         hess += Qkl.reshape(m, m, -1) @ Qinv.ravel() - QiQk.reshape(m, -1) @ QiQk.transpose(0, 2, 1).reshape(m, -1).T
-        hess -= rho_kl / rho - np.outer(rho_k, rho_k) / rho**2
+        hess -= rho_kl / rho - outer / rho**2
     return dev, grad, 0.5 * (hess + hess.T)
 
 
@@ -863,7 +864,7 @@ def _profile(d: Design, logdet, gram, reml):
     if p:
         cQ = _cholesky(Qxx)
         beta = _cho_solve(cQ, Q[1:, 0])
-        logdet_x = 2.0 * float(np.log(np.diag(cQ)).sum())
+        logdet_x = 2.0 * float(np.log(cQ.diagonal()).sum())
     else:
         beta, logdet_x = np.zeros(0), 0.0
     r2 = float(Q[0, 0] - Q[0, 1:] @ beta) + d.within_ss
