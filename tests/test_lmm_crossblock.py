@@ -210,12 +210,27 @@ def test_a_term_without_enough_levels_to_estimate_starts_at_identity():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         d = bc.lmm("y ~ x + (x|g)", data)._design
-        term = d.terms[0]
-        start = d._regression_start(term)
+        start = d._regression_start(0)
         assert start is not None and np.all(np.isfinite(start)) and start[0] > 0 and start[2] > 0
         few = bc.lmm("y ~ x + (x + z|g)", data.iloc[:12])._design  # 3 levels for k = 3
-    assert few._regression_start(few.terms[0]) is None
+    assert few._regression_start(0) is None
     np.testing.assert_array_equal(few.start(), [1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+
+
+def test_regression_start_reads_block_ones_cross_products():
+    """A term alone on its grouping factor (block 1) takes its per-level cross-products from
+    the design's A₁₁ and B₁; any other term computes them from its rows: the same start."""
+    rng = np.random.default_rng(12)
+    g = np.repeat(np.arange(8), 5)
+    x = rng.normal(size=40)
+    w = rng.uniform(0.5, 2.0, 40)
+    y = rng.normal(0, 2, 8)[g] + (1 + rng.normal(0, 1, 8)[g]) * x + rng.normal(0, 0.5, 40)
+    data = pd.DataFrame({"y": y, "x": x, "w": w, "g": g.astype(str)})
+    d = bc.lmm("y ~ x + (x|g)", data, weights="w")._design
+    assert d.block1 == [0]
+    shortcut = d._regression_start(0)
+    d.block1 = []  # as if the term were not block 1: its rows are read
+    np.testing.assert_allclose(d._regression_start(0), shortcut, rtol=1e-12)
 
 
 @pytest.mark.parametrize("form", ["y ~ 1 + (1|a) + (1|b)", "y ~ x + (1|a) + (1|b/c)", "y ~ x + (x|a) + (1|b)",

@@ -208,8 +208,8 @@ def between_matrix_unbiased(B, Minv, within, project: bool = True) -> np.ndarray
     positive semi-definite: negative eigenvalues are set to 0 (the caller flags a singular U);
     ``project=False`` returns it as estimated (a caller that bounds the eigenvalues itself)."""
     J = len(B)
-    d = B - B.mean(axis=0)
-    U = d.T @ d / (J - 1) - within * Minv.mean(axis=0)
+    d = B - B.sum(axis=0) / J
+    U = d.T @ d / (J - 1) - within * (Minv.sum(axis=0) / J)
     U = (U + U.T) / 2
     if not project:
         return U

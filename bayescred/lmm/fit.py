@@ -427,9 +427,9 @@ class Design:
             if ratios is not None:
                 return _start_ratio(ratios)
         residual = self._residual_variance() if self.q2 else None
-        for t, sl in zip(self.terms, self.theta_index):
+        for i, (t, sl) in enumerate(zip(self.terms, self.theta_index)):
             if t.k > 1 or not np.all(t.X == 1.0):
-                start = self._regression_start(t)
+                start = self._regression_start(i)
                 if start is not None:
                     theta[sl] = start
                 continue
@@ -480,23 +480,28 @@ class Design:
             return None
         return np.array(tau2) / sigma2 if sigma2 > 0 and np.all(np.isfinite(tau2)) else None
 
-    def _regression_start(self, t: RandomTerm) -> np.ndarray | None:
-        """θ of term ``t`` from the regression-credibility moments (docs/formulas.md §4): each
+    def _regression_start(self, i: int) -> np.ndarray | None:
+        """θ of the term ``i`` from the regression-credibility moments (docs/formulas.md §4): each
         level's weighted least-squares coefficients B_j of the response less its fit on X on
         the term's columns, σ̂² pooled from their residuals, Û = Halliwell's unbiased between
         matrix (:func:`between_matrix_unbiased`), T = chol(Û/σ̂²) with its eigenvalues kept
         above 1e-4 of the largest (inside the bounds). Levels with no more rows than columns,
         or whose columns are collinear within the level, are left out; None (θ = I) when
         fewer than k + 1 levels are left, or σ̂² or Û is 0."""
+        t = self.terms[i]
         k = t.k
-        xy = np.column_stack([t.X, self.y])
-        products = self._per_level(xy, xy, t.codes, t.n_levels)  # [X'WX, X'Wy; ., y'Wy] per level
+        if self.block1 == [i]:  # the term is block 1: its cross-products per level are the design's
+            cross, xWy = self.A11, self.B1[:, :, 0]
+        else:
+            products = self._per_level(t.X, np.column_stack([t.X, self.y]), t.codes, t.n_levels)
+            cross, xWy = products[:, :, :k], products[:, :, k]
         rows = np.bincount(t.codes, minlength=t.n_levels)
-        eig = np.linalg.eigvalsh(products[:, :k, :k])
+        eig = np.linalg.eigvalsh(cross)
         kept = (rows > k) & (eig[:, 0] > 1e-10 * eig[:, -1])
         if kept.sum() <= k:
             return None
-        cross, xWy, yWy = products[kept, :k, :k], products[kept, :k, k], products[kept, k, k]
+        yWy = np.bincount(t.codes, self.w * self.y**2, t.n_levels)
+        cross, xWy, yWy = cross[kept], xWy[kept], yWy[kept]
         Minv = np.linalg.inv(cross)
         B = (Minv @ xWy[..., None])[..., 0]
         rss = yWy - np.einsum("ja,ja->j", B, xWy)
