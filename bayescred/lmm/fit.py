@@ -134,7 +134,7 @@ class Design:
         self.terms = terms
         self.X = X
         self.n_rows, self.p = X.shape
-        self.scale = float(np.mean(w))
+        self.scale = float(w.sum()) / len(w)
         self.w = w / self.scale
         self.least_squares = LeastSquares(X, self.w) if least_squares is None else least_squares  # w's scale: same fit
         self.within_df = int(within_df)
@@ -142,7 +142,7 @@ class Design:
         if within_df:  # raw rows of unit weight: Σ log w over the N raw rows, rescaled
             self.logw_sum = -self.N * np.log(self.scale)
         else:
-            self.logw_sum = float(np.sum(np.log(self.w)))
+            self.logw_sum = float(np.log(self.w).sum())
         # term layout: θ slices, block 1 = all terms on the largest factor
         self.k = [t.k for t in terms]
         self.theta_index, self.theta_lower, start = [], [], 0
@@ -158,7 +158,7 @@ class Design:
         self.J1 = terms[0].n_levels
         self.k1 = sum(self.k[i] for i in self.block1)
         self.codes1 = terms[0].codes
-        self.z1 = np.column_stack([terms[i].X for i in self.block1])
+        self.z1 = terms[0].X if len(self.block1) == 1 else np.column_stack([terms[i].X for i in self.block1])
         # columns of the remaining terms: offset + level * k + effect
         self.rest_offset, q2 = {}, 0
         for i in self.rest:
@@ -303,7 +303,7 @@ class Design:
         self.beta0 = self.least_squares.solve(y)
         self.y = y - X @ self.beta0
         self.within_ss = within_ss / self.scale
-        c = np.column_stack([self.y, X])
+        c = np.concatenate([self.y[:, None], X], axis=1)
         wc = c * w[:, None]
         self.C = c.T @ wc
         if self.dense:  # Z'W[y X] in q-space, and its two blocks
