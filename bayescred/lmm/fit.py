@@ -613,6 +613,17 @@ def _eigh(a, vectors: bool = True):
     return (w, v) if vectors else w
 
 
+def _inverse(a) -> np.ndarray:
+    """The inverse of a small square matrix by LAPACK's LU (getrf, getri), as numpy's ``inv``
+    but without its Python-level checks; LinAlgError when it is singular."""
+    lu, piv, info = sla.lapack.dgetrf(a)
+    if info == 0:
+        inverse, info = sla.lapack.dgetri(lu, piv, overwrite_lu=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the matrix is singular (LAPACK info {info})")
+    return inverse
+
+
 def _cho_solve(c, b) -> np.ndarray:
     """Solve with a factor of :func:`_cholesky` (LAPACK's potrs, as scipy's ``cho_solve``)."""
     x, info = sla.lapack.dpotrs(c, b, lower=1)
@@ -826,7 +837,7 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     PM = P @ Minv
     At = A - PM @ P.transpose(0, 2, 1)  # Ã
     F = (B - P @ x).reshape(-1, m1)
-    Qinv = np.linalg.inv(d.C - gram)
+    Qinv = _inverse(d.C - gram)
     v = Qinv[:, 0]
     rho = 1.0 / v[0]
     m, Lk = d.n_theta, d.lam_pattern[3]
