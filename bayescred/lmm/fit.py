@@ -989,7 +989,6 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
     """
     lower = np.array(design.theta_lower)
     start = design.start() if theta0 is None else np.asarray(theta0)
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     analytic = not design.sparse
 
     seen = {}  # θ -> (criterion, gradient) of every gradient evaluation: the polish starts
@@ -1044,6 +1043,7 @@ def optimise(design: Design, reml: bool, theta0=None, polish: bool = True):
         # optimum there: a variance it set to 0 gets the general path's second opinion
         if newton is not None and not np.any((lower == 0) & (newton <= 0) & (start > 0)):
             return newton, None
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
         theta = descend(start)
         inward = _inward(f, theta, lower)
         if inward is not None:  # stopped where a variance is 0 but the criterion falls inward
