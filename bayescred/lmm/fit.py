@@ -819,8 +819,11 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
 
     The criterion reads Q through log|Q| and ρ = 1/(Q⁻¹)₀₀ (= r² less any pooled within SS;
     log|Q_xx| = log|Q| − log ρ): d_ML = log|M| + N log r², d_REML = log|M| + log|Q| − log ρ
-    + (N − p) log r², and ∂_kρ = ρ²v'Q_kv with v = Q⁻¹e₀. Every Λ_k is the same in each
-    block, so the traces with a single Ã read the sum of its blocks."""
+    + (N − p) log r², and ∂_kρ = ρ²v'Q_kv with v = Q⁻¹e₀. Q_k and Q_kl enter the
+    derivatives only through ⟨·, Ω⟩, Ω = c vv' (+ Q⁻¹ for REML): with W = Σ_j F_jΩF_j' the
+    gradient is tr((Ã − W)D_k), and the Hessian needs Q_k alone, not Q_kl (the formulas are
+    in docs/formulas.md §8.4). Every Λ_k is the same in each block, so the traces with a
+    single Ã read the sum of its blocks."""
     Lam = _lambda_block(d, theta)
     A, B = d.blocks
     J, K, m1 = B.shape
@@ -836,38 +839,35 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
         return dev
     PM = P @ Minv
     At = A - PM @ P.transpose(0, 2, 1)  # Ã
-    F = (B - P @ x).reshape(-1, m1)
+    F = B - P @ x
     Qinv = _inverse(d.C - gram)
     v = Qinv[:, 0]
     rho = 1.0 / v[0]
+    # every first derivative of Q enters linearly: <Q_k, Ω>, Ω = c vv' (+ Q⁻¹ for REML)
+    c = rho**2 * (dof / r2 - (1.0 / rho if reml else 0.0))
+    omega = c * (v[:, None] * v)
+    if reml:
+        omega += Qinv
+    W = F @ omega @ F.transpose(0, 2, 1)  # F_jΩF_j', block by block
+    E = At.sum(axis=0) - W.sum(axis=0)
     m, Lk = d.n_theta, d.lam_pattern[3]
     D = Lk @ Lam.transpose(0, 2, 1)  # Λ_kΛ'
     D += D.transpose(0, 1, 3, 2)  # (θ, 1, K, K)
-    G = (D @ F.reshape(J, K, m1)).reshape(m, -1, m1)  # D_kF
-    Qk = -(F.T @ G)
-    Qv = Qk @ v
-    rho_k = rho**2 * (Qv @ v)
-    At_sum = At.sum(axis=0)
-    grad = D.reshape(m, -1) @ At_sum.ravel() + dof * rho_k / r2
-    if reml:
-        grad += Qk.reshape(m, -1) @ Qinv.ravel() - rho_k / rho
+    grad = D.reshape(m, -1) @ E.ravel()  # tr((Ã − W)D_k)
     if order == 1:
         return dev, grad, None
-    hess = 2.0 * (At_sum @ Lk[:, 0]).reshape(m, -1) @ Lk.reshape(m, -1).T  # tr(ÃD_kl)
+    hess = 2.0 * (E @ Lk[:, 0]).reshape(m, -1) @ Lk.reshape(m, -1).T  # tr((Ã − W)D_kl)
     T = (At @ D).reshape(m, -1, K, K)  # ÃD_k, block by block
-    hess -= T.reshape(m, -1) @ T.transpose(0, 1, 3, 2).reshape(m, -1).T  # tr(ÃD_kÃD_l)
-    FF = (Lk.transpose(0, 1, 3, 2) @ F.reshape(J, K, m1)).reshape(m, -1, m1)  # Λ_k'F
-    S = FF.transpose(0, 2, 1)[:, None] @ FF[None]  # F'Λ_kΛ_l'F
-    AG = (At @ G.reshape(m, J, K, m1)).reshape(m, -1, m1)
-    GAG = G.transpose(0, 2, 1)[None] @ AG[:, None]  # F'D_lÃD_kF
-    Qkl = GAG + GAG.transpose(0, 1, 3, 2) - S - S.transpose(0, 1, 3, 2)
+    R = (W @ D).reshape(m, -1, K, K)  # WD_k
+    hess -= T.reshape(m, -1) @ (T - 2.0 * R).transpose(0, 1, 3, 2).reshape(m, -1).T  # tr(ÃD_kÃD_l) − 2 tr(ÃD_kWD_l)
+    Qk = -(F.reshape(-1, m1).T @ (D @ F).reshape(m, -1, m1))  # −F'D_kF
+    Qv = Qk @ v
+    rho_k = rho**2 * (Qv @ v)
     outer = rho_k[:, None] * rho_k
-    rho_kl = 2.0 * outer / rho + rho**2 * ((Qkl @ v) @ v - 2.0 * Qv @ Qinv @ Qv.T)
-    hess += dof * (rho_kl / r2 - outer / r2**2)
+    hess += (2.0 * c / rho**3) * outer - (dof / r2) * (outer / r2) - 2.0 * c * (Qv @ Qinv @ Qv.T)
     if reml:
         QiQk = Qinv @ Qk
-        hess += Qkl.reshape(m, m, -1) @ Qinv.ravel() - QiQk.reshape(m, -1) @ QiQk.transpose(0, 2, 1).reshape(m, -1).T
-        hess -= rho_kl / rho - outer / rho**2
+        hess += outer / rho**2 - QiQk.reshape(m, -1) @ QiQk.transpose(0, 2, 1).reshape(m, -1).T
     return dev, grad, 0.5 * (hess + hess.T)
 
 
