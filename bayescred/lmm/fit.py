@@ -849,7 +849,8 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     if reml:
         omega += Qinv
     W = F @ omega @ F.transpose(0, 2, 1)  # F_jΩF_j', block by block
-    E = At.sum(axis=0) - W.sum(axis=0)
+    AW = At - W
+    E = AW.sum(axis=0)
     m, Lk = d.n_theta, d.lam_pattern[3]
     D = Lk @ Lam.transpose(0, 2, 1)  # Λ_kΛ'
     D += D.transpose(0, 1, 3, 2)  # (θ, 1, K, K)
@@ -857,17 +858,17 @@ def _newton_derivatives(d: Design, theta, reml: bool, order: int = 0):
     if order == 1:
         return dev, grad, None
     hess = 2.0 * (E @ Lk[:, 0]).reshape(m, -1) @ Lk.reshape(m, -1).T  # tr((Ã − W)D_kl)
-    T = (At @ D).reshape(m, -1, K, K)  # ÃD_k, block by block
-    R = (W @ D).reshape(m, -1, K, K)  # WD_k
-    hess -= T.reshape(m, -1) @ (T - 2.0 * R).transpose(0, 1, 3, 2).reshape(m, -1).T  # tr(ÃD_kÃD_l) − 2 tr(ÃD_kWD_l)
+    T = (At @ D).reshape(m, -1)  # ÃD_k, block by block
+    U = ((AW - W) @ D).transpose(0, 1, 3, 2).reshape(m, -1)  # ((Ã − 2W)D_k)'
+    hess -= T @ U.T  # tr(ÃD_kÃD_l) − 2 tr(ÃD_kWD_l)
     Qk = -(F.reshape(-1, m1).T @ (D @ F).reshape(m, -1, m1))  # −F'D_kF
     Qv = Qk @ v
     rho_k = rho**2 * (Qv @ v)
-    outer = rho_k[:, None] * rho_k
-    hess += (2.0 * c / rho**3) * outer - (dof / r2) * (outer / r2) - 2.0 * c * (Qv @ Qinv @ Qv.T)
+    scale = 2.0 * c / rho**3 - dof / r2 / r2 + (1.0 / rho**2 if reml else 0.0)  # of ρ_kρ_l
+    hess += scale * (rho_k[:, None] * rho_k) - 2.0 * c * (Qv @ Qinv @ Qv.T)
     if reml:
-        QiQk = Qinv @ Qk
-        hess += outer / rho**2 - QiQk.reshape(m, -1) @ QiQk.transpose(0, 2, 1).reshape(m, -1).T
+        QiQk = (Qinv @ Qk).reshape(m, -1)
+        hess -= QiQk @ (Qk @ Qinv).reshape(m, -1).T  # tr(Q⁻¹Q_kQ⁻¹Q_l)
     return dev, grad, 0.5 * (hess + hess.T)
 
 
