@@ -60,3 +60,16 @@ def test_least_squares_equals_lstsq_and_sees_collinear_columns():
     assert not LeastSquares(np.column_stack([X, X[:, 1] - 3 * X[:, 2]]), w).full_rank
     empty = LeastSquares(np.zeros((n, 0)), w)
     assert empty.full_rank and empty.solve(y).shape == (0,)
+
+
+def test_block_inverse_of_one_large_block_by_its_cholesky_factor():
+    """A small design of several factors has M as one q × q block: inverse and log-determinant
+    from its Cholesky factor equal numpy's; a block that is not positive definite is refused."""
+    M = _pd_blocks(np.random.default_rng(5), 1, 40)
+    inverse, logdet = _block_inverse(M)
+    np.testing.assert_allclose(inverse, np.linalg.inv(M), rtol=1e-9, atol=1e-14)
+    assert np.array_equal(inverse[0], inverse[0].T)
+    assert logdet == pytest.approx(float(np.linalg.slogdet(M[0])[1]), rel=1e-12)
+    M[0, 3, 3] = -1.0
+    with pytest.raises(np.linalg.LinAlgError):
+        _block_inverse(M)

@@ -180,11 +180,6 @@ class Design:
             self.cross = DenseCross(self.A_dense[:q1, q1:], self.J1, self.k1, self.times_lam2)
             self.A12m = self.cross.matrix
             self.A22 = self.A_dense[q1:, q1:]
-            self.term_of_column = np.empty(self.q, np.int64)  # which term owns a column of Z
-            self.term_of_column[:q1] = np.tile(np.repeat(self.block1, [self.k[i] for i in self.block1]), self.J1)
-            for i in self.rest:
-                o = q1 + self.rest_offset[i]
-                self.term_of_column[o : o + self.terms[i].n_levels * self.k[i]] = i
             self.set_response(y, within_ss)
             return
         self.Z2 = self._z2() if q2 else None
@@ -465,17 +460,25 @@ class Design:
         m + 1 equations for τ² and σ², all read off the design's cross-products. On balanced
         crossed and nested designs this is the ANOVA estimator, REML's optimum when positive.
         None when the equations do not determine them or σ̂² is not positive."""
-        Bx, d = self.B_dense[:, 1:], np.diag(self.A_dense)
-        K = self.A_dense - Bx @ np.linalg.solve(self.C[1:, 1:], Bx.T) if self.p else self.A_dense
-        terms = np.eye(len(self.terms))[self.term_of_column]  # (q, m): which term owns a column
-        kk = np.diag(K)
-        equations = np.zeros((len(self.terms) + 1, len(self.terms) + 1))
+        Bx, d = self.B_dense[:, 1:], self.A_dense.diagonal()
+        K = self.A_dense - Bx @ _cho_solve(_cholesky(self.C[1:, 1:]), Bx.T) if self.p else self.A_dense
+        m, q1 = len(self.terms), self.J1 * self.k1
+        owner = np.empty(self.q, np.int64)  # which term owns a column of Z (one per level)
+        owner[:q1] = np.tile(self.block1, self.J1)
+        for i in self.rest:
+            owner[q1 + self.rest_offset[i] : q1 + self.rest_offset[i] + self.terms[i].n_levels] = i
+        terms = np.eye(m)[owner]  # (q, m)
+        kk = K.diagonal()
+        equations = np.empty((m + 1, m + 1))
         equations[:-1, :-1] = terms.T @ (K**2 / d[:, None]) @ terms
         equations[:-1, -1] = terms.T @ (kk / d)
-        equations[-1] = np.append(terms.T @ kk, self.N - self.p)
-        observed = np.append(terms.T @ (self.B_dense[:, 0] ** 2 / d), self.C[0, 0] + self.within_ss)
+        equations[-1, :-1] = terms.T @ kk
+        equations[-1, -1] = self.N - self.p
+        observed = np.empty(m + 1)
+        observed[:-1] = terms.T @ (self.B_dense[:, 0] ** 2 / d)
+        observed[-1] = self.C[0, 0] + self.within_ss
         try:
-            *tau2, sigma2 = np.linalg.solve(equations, observed)
+            *tau2, sigma2 = _inverse(equations) @ observed
         except np.linalg.LinAlgError:
             return None
         return np.array(tau2) / sigma2 if sigma2 > 0 and np.all(np.isfinite(tau2)) else None
@@ -592,12 +595,12 @@ def conditional_modes(d: Design, sol: Solution) -> list[np.ndarray]:
     return out
 
 
-def _cholesky(a, overwrite: bool = False) -> np.ndarray:
+def _cholesky(a, overwrite: bool = False, clean: bool = False) -> np.ndarray:
     """The lower Cholesky factor by LAPACK's potrf, as scipy's ``cho_factor`` computes it but
     without its Python-level checks (which cost more than the factorisation at the sizes of a
     small fit's Schur complement); LinAlgError unless positive definite with a finite factor.
-    ``overwrite``: factor a Fortran-ordered ``a`` in place."""
-    c, info = sla.lapack.dpotrf(a, lower=1, clean=0, overwrite_a=overwrite)
+    ``overwrite``: factor a Fortran-ordered ``a`` in place; ``clean``: zero the upper triangle."""
+    c, info = sla.lapack.dpotrf(a, lower=1, clean=int(clean), overwrite_a=overwrite)
     if info != 0 or not np.isfinite(c.diagonal()).all():
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return c
@@ -701,6 +704,13 @@ def _block_inverse(M) -> tuple[np.ndarray, float]:
         inverse[:, 0, 0], inverse[:, 1, 1], inverse[:, 0, 1], inverse[:, 1, 0] = c, a, -b, -b
         inverse /= det[:, None, None]
         logdet = float(np.log(det).sum())
+    elif M.shape[0] == 1:  # one block (a small design of several factors): its Cholesky factor
+        c = _cholesky(M[0], clean=True)
+        logdet = 2.0 * float(np.log(c.diagonal()).sum())
+        inverse, info = sla.lapack.dpotri(c, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"potri failed (info {info})")
+        inverse = (inverse + np.tril(inverse, -1).T)[None]
     else:
         inverse, logdet = np.linalg.inv(M), float(np.sum(np.linalg.slogdet(M)[1]))
     if not np.isfinite(logdet):
