@@ -688,9 +688,11 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, object] | None:
     the sorted distinct values (-1 where missing) and those values (an array), by one
     hashing pass and a sort of the distinct values only, as pandas does it, without the
     Index pandas wraps them in (0.1 ms for a text column). A short text column is hashed
-    and sorted as numpy's Python strings (code-point order, pyarrow's UTF-8 byte order),
-    3x faster than pyarrow's round trips; a long one by pyarrow, without a Python object a
-    row. None for other dtypes (object, whose values may mix types, categoricals, dates)."""
+    and sorted as Python strings (code-point order, pyarrow's UTF-8 byte order), 3x faster
+    than pyarrow's round trips; without missing values by a set and a dict look-up a row
+    (inside a fit ~35 µs a column less than pandas' factorize); a long one by pyarrow,
+    without a Python object a row. None for other dtypes (object, whose values may mix
+    types, categoricals, dates)."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind not in "biufcSU":  # numbers and text; an object column's values may mix types
@@ -698,6 +700,10 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, object] | None:
         array = values.to_numpy()
     elif isinstance(dtype, pd.StringDtype) and len(values) <= _TEXT_ROWS:
         array = values.to_numpy()
+        if not values.array.isna().any():
+            distinct = sorted(set(array))
+            index = dict(zip(distinct, range(len(distinct))))
+            return np.fromiter(map(index.__getitem__, array), np.int64, len(array)), np.array(distinct, dtype=object)
     elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         array = values.array
     else:

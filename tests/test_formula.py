@@ -216,6 +216,10 @@ DTYPE_ZOO = {
     "str": pd.Series(["é", "e", None, "E", "z", "\U0001d518", "Z", "e"], dtype="str"),
     "string[pyarrow]": pd.Series(["b", None, "a", "b"], dtype="string[pyarrow]"),
     "string[python]": pd.Series(["b", None, "a"], dtype="string[python]"),
+    # complete short text: coded by a set and a dict in Python, not pandas' factorize
+    "str complete": pd.Series(["é", "e", "E", "z", "\U0001d518", "Z", "e", "10", "9"], dtype="str"),
+    "string[pyarrow] complete": pd.Series(["b", "a", "b", "B"], dtype="string[pyarrow]"),
+    "string[python] complete": pd.Series(["b", "a", "ä"], dtype="string[python]"),
     "numpy U": pd.Series(np.array(["b", "a", "b"], dtype="U1")), "bytes": pd.Series([b"b", b"a"], dtype="S1"),
     "Int64": pd.Series([3, None, 1, 3], dtype="Int64"), "Float64": pd.Series([2.5, None, 1.0], dtype="Float64"),
     "Float32": pd.Series([0.1, None, 0.2], dtype="Float32"),
