@@ -499,16 +499,23 @@ class Design:
             products = self._per_level(t.X, np.column_stack([t.X, self.y]), t.codes, t.n_levels)
             cross, xWy = products[:, :, :k], products[:, :, k]
         rows = np.bincount(t.codes, minlength=t.n_levels)
-        eig = np.linalg.eigvalsh(cross)
-        kept = (rows > k) & (eig[:, 0] > 1e-10 * eig[:, -1])
+        if k == 2:  # (intercept and slope) the eigenvalues of 2 × 2 blocks in closed form
+            half = 0.5 * (cross[:, 0, 0] + cross[:, 1, 1])
+            radius = np.hypot(0.5 * (cross[:, 0, 0] - cross[:, 1, 1]), cross[:, 1, 0])
+            lowest, highest = half - radius, half + radius
+        else:
+            eig = np.linalg.eigvalsh(cross)
+            lowest, highest = eig[:, 0], eig[:, -1]
+        kept = (rows > k) & (lowest > 1e-10 * highest)
         if kept.sum() <= k:
             return None
         yWy = np.bincount(t.codes, self.w * self.y**2, t.n_levels)
-        cross, xWy, yWy = cross[kept], xWy[kept], yWy[kept]
-        Minv = np.linalg.inv(cross)
+        if not kept.all():
+            cross, xWy, yWy, rows = cross[kept], xWy[kept], yWy[kept], rows[kept]
+        Minv = _block_inverse(cross)[0]
         B = (Minv @ xWy[..., None])[..., 0]
         rss = yWy - np.einsum("ja,ja->j", B, xWy)
-        within = float(rss.sum()) / float((rows[kept] - k).sum())
+        within = float(rss.sum()) / float((rows - k).sum())
         if not (within > 0 and np.isfinite(within)):
             return None
         values, vectors = _eigh(between_matrix_unbiased(B, Minv, within, project=False) / within)
