@@ -220,6 +220,8 @@ DTYPE_ZOO = {
     "str complete": pd.Series(["é", "e", "E", "z", "\U0001d518", "Z", "e", "10", "9"], dtype="str"),
     "string[pyarrow] complete": pd.Series(["b", "a", "b", "B"], dtype="string[pyarrow]"),
     "string[python] complete": pd.Series(["b", "a", "ä"], dtype="string[python]"),
+    "str in two chunks": pd.concat([pd.Series(["b", "a"], dtype="str"), pd.Series(["c", "a"], dtype="str")],
+                                   ignore_index=True),
     "numpy U": pd.Series(np.array(["b", "a", "b"], dtype="U1")), "bytes": pd.Series([b"b", b"a"], dtype="S1"),
     "Int64": pd.Series([3, None, 1, 3], dtype="Int64"), "Float64": pd.Series([2.5, None, 1.0], dtype="Float64"),
     "Float32": pd.Series([0.1, None, 0.2], dtype="Float32"),
