@@ -9,14 +9,15 @@ report; and the fault test: `save` killed with SIGKILL at random points, twenty 
 import hashlib
 import json
 import os
+import queue
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -283,10 +284,20 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _read(proc, prefix, timeout=120):
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, f"no '{prefix}' from the writer within {timeout} s"
-    line = proc.stdout.readline().strip()
+def _lines(proc) -> queue.Queue:
+    """The writer's lines, queued by a thread as they come. (select() on the pipe under a
+    buffered reader missed a line that arrived with the one before it: it sat in the buffer
+    while select() waited on the empty pipe, and a loaded machine timed out.)"""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    return lines
+
+
+def _read(lines: queue.Queue, prefix, timeout=120):
+    try:
+        line = lines.get(timeout=timeout).strip()
+    except queue.Empty:
+        raise AssertionError(f"no '{prefix}' from the writer within {timeout} s") from None
     assert line.startswith(prefix), line
     return line[len(prefix):].strip()
 
@@ -330,26 +341,27 @@ def test_sigkill_during_save_leaves_the_previous_or_the_new_run(base, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(base.out), str(out)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     rng = random.Random(20261202)
+    lines = _lines(proc)
     try:
-        _read(proc, "ready")
+        _read(lines, "ready")
         durations = []
         for trial in range(3):  # uninterrupted saves: how long one takes
             proc.stdin.write(f"save {trial}\n")
             proc.stdin.flush()
-            _read(proc, "pid")
-            durations.append(float(_read(proc, "saved")))
-            assert _read(proc, "status") == "0"
+            _read(lines, "pid")
+            durations.append(float(_read(lines, "saved")))
+            assert _read(lines, "status") == "0"
         current, outcomes, refused = 2, [], 0
         for trial in range(3, 3 + TRIALS):  # kill points: stratified at random over twice a save
             proc.stdin.write(f"save {trial}\n")
             proc.stdin.flush()
-            pid = int(_read(proc, "pid"))
+            pid = int(_read(lines, "pid"))
             time.sleep(2 * max(durations) * (trial - 3 + rng.random()) / TRIALS)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            while not proc.stdout.readline().startswith("status"):
+            while not lines.get(timeout=120).startswith("status"):
                 pass
             assert _complete(out) and _accepted(out)  # always a complete run ...
             now = _trial(out)
