@@ -2,6 +2,8 @@
 LAPACK directly or use closed forms instead of numpy.linalg: each equals numpy's answer and
 refuses what numpy refuses."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,10 @@ def test_least_squares_equals_lstsq_and_sees_collinear_columns():
     np.testing.assert_allclose(ls.solve(y), np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0], rtol=1e-10)
     assert ls.full_rank
     assert not LeastSquares(np.column_stack([X, X[:, 1] - 3 * X[:, 2]]), w).full_rank
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a zero singular value is left unfitted, without a division by 0
+        zero = LeastSquares(np.column_stack([X, np.zeros(n)]), w)
+    assert not zero.full_rank and zero.solve(y)[-1] == 0.0
     empty = LeastSquares(np.zeros((n, 0)), w)
     assert empty.full_rank and empty.solve(y).shape == (0,)
 

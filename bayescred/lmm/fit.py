@@ -110,7 +110,8 @@ class LeastSquares:
             self.U, self.s, Vt = np.zeros((len(X), 0)), np.zeros(0), np.zeros((0, 0))
         self.V = Vt.T
         # lstsq's default cut-off: directions below it are not fitted
-        self.s_inv = np.where(self.s > np.finfo(float).eps * max(X.shape) * self.s.max(initial=0.0), 1.0 / self.s, 0.0)
+        fitted = self.s > np.finfo(float).eps * max(X.shape) * self.s.max(initial=0.0)
+        self.s_inv = np.divide(1.0, self.s, out=np.zeros_like(self.s), where=fitted)
 
     @property
     def full_rank(self) -> bool:
