@@ -688,11 +688,12 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, object] | None:
     the sorted distinct values (-1 where missing) and those values (an array), by one
     hashing pass and a sort of the distinct values only, as pandas does it, without the
     Index pandas wraps them in (0.1 ms for a text column). A short text column is hashed
-    and sorted as Python strings (code-point order, pyarrow's UTF-8 byte order), 3x faster
-    than pyarrow's round trips; without missing values by a set and a dict look-up a row
-    (inside a fit ~35 µs a column less than pandas' factorize); a long one by pyarrow,
-    without a Python object a row. None for other dtypes (object, whose values may mix
-    types, categoricals, dates)."""
+    and sorted as Python strings (code-point order, pyarrow's UTF-8 byte order): without
+    missing values by a set and a dict look-up a row (:func:`_complete_text`; inside a fit
+    ~35 µs a column less than pandas' factorize, and 3x faster than pyarrow's own
+    dictionary encoding), with them by pandas' factorize; a long one by pyarrow, without a
+    Python object a row. None for other dtypes (object, whose values may mix types,
+    categoricals, dates)."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind not in "biufcSU":  # numbers and text; an object column's values may mix types

@@ -698,9 +698,11 @@ def _solve(design: Design, theta, reml: bool, gradient: bool = False) -> Solutio
 
 
 def _block_inverse(M) -> tuple[np.ndarray, float]:
-    """The inverses of the level blocks M₁₁,ⱼ (J, k, k) and log|M₁₁| = Σ_j log|M₁₁,ⱼ|; each block
-    is T₁'A₁₁,ⱼT₁ + I, positive definite with eigenvalues ≥ 1, so one batched inverse serves
-    every solve with it (LinAlgError when θ made it non-finite)."""
+    """The inverses of symmetric positive definite blocks (J, k, k) and the sum of their
+    log-determinants: M's level blocks T₁'A₁₁,ⱼT₁ + I (eigenvalues ≥ 1, so one batched inverse
+    serves every solve with it), M itself as one block, or the regression start's per-level
+    cross-products X_j'W_jX_j. 1 × 1 and 2 × 2 blocks in closed form, one block by its
+    Cholesky factor; LinAlgError when a block is not positive definite or θ made it non-finite."""
     if M.shape[1] == 1:
         inverse, logdet = 1.0 / M, float(np.sum(np.log(M)))
     elif M.shape[1] == 2:  # (intercept and slope) the adjugate over the determinant, no LAPACK calls
